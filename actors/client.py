@@ -1,0 +1,234 @@
+"""The client actor: one aiohttp session, a bounded number of requests in flight, the only retry loop.
+
+The driver hands it batches of (key, spec JSON); it answers each batch with one Arrow
+record batch in the store schema. Every request ends as exactly one row, `ok` or `failed`
+with its reason and attempt count: no request vanishes, whatever the provider does.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import random
+import time
+import uuid
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+import aiohttp
+import pyarrow as pa
+import ray
+
+from actors.errors import ProviderError
+from actors.lease_client import LeaseClient, lease_client_for
+from actors.providers import get_adapter
+from actors.store import STORE_SCHEMA
+from actors.types import CallSpec, Endpoint, ParsedResponse, spec_from_json
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    """Jittered exponential backoff, capped; a provider's retry-after is a floor."""
+
+    max_attempts: int = 6
+    base_s: float = 1.0
+    max_s: float = 60.0
+
+    def backoff_s(self, attempt: int, retry_after_s: float | None, rng: random.Random) -> float:
+        """Wait before try `attempt + 1`: full jitter over base·2^(attempt-1), at least retry-after."""
+        ceiling = min(self.max_s, self.base_s * 2 ** (attempt - 1))
+        wait = rng.uniform(0.5 * ceiling, ceiling)
+        return max(wait, retry_after_s or 0.0)
+
+
+@dataclass(frozen=True)
+class ClientSettings:
+    """The slice of config one client actor needs."""
+
+    endpoints: dict[str, Endpoint]
+    limiters: dict[str, Any]
+    """Limiter actor handle per account (the driver creates them, so it owns them)."""
+    in_flight: dict[str, int]
+    """This client's share of each account's max_in_flight."""
+    policy: RetryPolicy = field(default_factory=RetryPolicy)
+    run_id: str = ""
+
+
+def estimate_input_tokens(spec: CallSpec) -> int:
+    """A cheap prompt-size estimate (about 4 characters a token); settled later on actual usage."""
+    chars = sum(len(m.content) for m in spec.messages) + sum(len(t) for t in spec.inputs)
+    return chars // 4 + 4 * len(spec.messages) + 1
+
+
+class ClientCore:
+    """The Ray-free body of a client: used by `ClientActor` and directly by tests."""
+
+    def __init__(self, settings: ClientSettings, *, seed: int | None = None) -> None:
+        self.settings = settings
+        self._rng = random.Random(seed)
+        self._session: aiohttp.ClientSession | None = None
+        self._leases: dict[str, LeaseClient] = {}
+        self._sems = {acc: asyncio.Semaphore(max(n, 1)) for acc, n in settings.in_flight.items()}
+        self._out_mean: dict[str, float] = {}
+        self._keys: dict[str, str | None] = {}
+        self._client_id = f"client-{uuid.uuid4().hex[:8]}"
+
+    def _lease(self, account: str) -> LeaseClient:
+        if account not in self._leases:
+            self._leases[account] = lease_client_for(self.settings.limiters[account], self._client_id)
+        return self._leases[account]
+
+    def _api_key(self, ep: Endpoint) -> str | None:
+        # Only the client reads the environment, and only the variable the config names.
+        if ep.api_key_env not in self._keys:
+            self._keys[ep.api_key_env] = os.environ.get(ep.api_key_env) or None
+        return self._keys[ep.api_key_env]
+
+    async def call_batch(self, items: list[tuple[str, str]]) -> pa.RecordBatch:
+        """Answer every (key, spec JSON) pair; the batch holds exactly one row per item."""
+        if self._session is None:
+            connector = aiohttp.TCPConnector(limit=0, ttl_dns_cache=300)
+            self._session = aiohttp.ClientSession(connector=connector)
+        rows = await asyncio.gather(*(self._call(key, spec_from_json(js)) for key, js in items))
+        return pa.RecordBatch.from_pylist(rows, schema=STORE_SCHEMA)
+
+    async def close(self) -> None:
+        for lease in self._leases.values():
+            await lease.close()
+        if self._session is not None:
+            await self._session.close()
+            self._session = None
+
+    def _estimate_output(self, spec: CallSpec) -> int:
+        cap = int(spec.param_dict.get("max_tokens") or 4096)
+        return int(min(cap, self._out_mean.get(spec.model, min(cap, 512.0))))
+
+    async def _call(self, key: str, spec: CallSpec) -> dict[str, Any]:
+        ep = self.settings.endpoints[spec.model]
+        row: dict[str, Any] = {
+            "key": key,
+            "model": spec.model,
+            "provider": ep.provider,
+            "model_id": ep.model_id,
+            "kind": spec.kind,
+            "run_id": self.settings.run_id,
+            "attempts": 0,
+            "rate_limited": 0,
+        }
+        api_key = self._api_key(ep)
+        if api_key is None:
+            return self._failed(
+                row, ProviderError("auth", f"environment variable {ep.api_key_env} is not set")
+            )
+        adapter = get_adapter(ep.provider)
+        http = adapter.build(ep, spec)
+        headers = {**http.headers, **adapter.auth_headers(api_key)}
+        lease = self._lease(ep.account)
+        in_est, out_est = estimate_input_tokens(spec), self._estimate_output(spec)
+        start = time.monotonic()
+        while True:
+            row["attempts"] += 1
+            await lease.acquire(in_est, out_est)
+            try:
+                async with self._sems[ep.account]:
+                    parsed, raw = await self._send(adapter, ep, spec, http.url, http.json, headers, lease)
+            except ProviderError as err:
+                if err.kind in ("rate_limit", "overloaded"):
+                    # The provider may have counted this attempt: keep its reservation.
+                    row["rate_limited"] += 1
+                    lease.record_rate_limited(err.retry_after_s)
+                else:
+                    lease.record_usage(in_est, out_est, 0, 0)
+                if not err.retryable or row["attempts"] >= self.settings.policy.max_attempts:
+                    row["latency_s"] = time.monotonic() - start
+                    return self._failed(row, err)
+                await asyncio.sleep(
+                    self.settings.policy.backoff_s(row["attempts"], err.retry_after_s, self._rng)
+                )
+                continue
+            lease.record_usage(in_est, out_est, parsed.input_tokens, parsed.output_tokens)
+            self._learn_output(spec.model, parsed.output_tokens)
+            row["raw"] = raw.decode("utf-8", "replace") if spec.kind == "chat" else None
+            return self._ok(row, ep, parsed, time.monotonic() - start)
+
+    async def _send(
+        self,
+        adapter: Any,
+        ep: Endpoint,
+        spec: CallSpec,
+        url: str,
+        body: dict[str, Any],
+        headers: dict[str, str],
+        lease: LeaseClient,
+    ) -> tuple[ParsedResponse, bytes]:
+        """One HTTP exchange, parsed; raises `ProviderError` for anything but a usable answer."""
+        assert self._session is not None
+        try:
+            async with self._session.post(
+                url, json=body, headers=headers, timeout=aiohttp.ClientTimeout(total=ep.timeout_s)
+            ) as resp:
+                payload = await resp.read()
+                status, resp_headers = resp.status, resp.headers
+        except TimeoutError as exc:
+            raise ProviderError("timeout", f"no answer from {ep.model_key} within {ep.timeout_s}s") from exc
+        except aiohttp.ClientPayloadError as exc:
+            raise ProviderError("connection", f"{ep.model_key}: body cut off ({type(exc).__name__})") from exc
+        except aiohttp.ClientError as exc:
+            raise ProviderError("connection", f"{ep.model_key}: {type(exc).__name__}") from exc
+        info = adapter.rate_limits(resp_headers)
+        if info is not None:
+            lease.record_headers(info)
+        return adapter.parse(spec, status, resp_headers, payload), payload
+
+    def _learn_output(self, model: str, tokens: int) -> None:
+        prev = self._out_mean.get(model)
+        self._out_mean[model] = tokens if prev is None else 0.9 * prev + 0.1 * tokens
+
+    def _ok(self, row: dict[str, Any], ep: Endpoint, p: ParsedResponse, latency_s: float) -> dict[str, Any]:
+        row.update(
+            status="ok",
+            text=p.text,
+            thinking=p.thinking or None,
+            finish_reason=p.finish_reason,
+            refusal=p.refusal,
+            flag=p.flag,
+            input_tokens=p.input_tokens,
+            output_tokens=p.output_tokens,
+            cached_input_tokens=p.cached_input_tokens,
+            cache_write_tokens=p.cache_write_tokens,
+            reasoning_tokens=p.reasoning_tokens,
+            cost_usd=ep.prices.cost_usd(
+                p.input_tokens, p.output_tokens, p.cached_input_tokens, p.cache_write_tokens
+            ),
+            latency_s=latency_s,
+            embeddings=[list(v) for v in p.embeddings] if p.embeddings is not None else None,
+            finished_at=datetime.now(UTC),
+        )
+        return row
+
+    @staticmethod
+    def _failed(row: dict[str, Any], err: ProviderError) -> dict[str, Any]:
+        row.update(
+            status="failed",
+            error_kind=err.kind,
+            error=str(err),
+            raw=err.raw,
+            cost_usd=0.0,
+            finished_at=datetime.now(UTC),
+        )
+        return row
+
+
+@ray.remote(max_restarts=-1, max_task_retries=0)
+class ClientActor:
+    """A Ray actor around `ClientCore`. Async, so one process keeps many requests in flight."""
+
+    def __init__(self, settings: ClientSettings, seed: int | None = None) -> None:
+        self.core = ClientCore(settings, seed=seed)
+
+    async def call_batch(self, items: list[tuple[str, str]]) -> pa.RecordBatch:
+        return await self.core.call_batch(items)
+
+    async def close(self) -> None:
+        await self.core.close()

@@ -1,0 +1,65 @@
+"""One small exception hierarchy for the whole project.
+
+Messages always name the offending key, model or row. They never carry an API key.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+ErrorKind = Literal[
+    "rate_limit",  # 429: honour retry-after, slow the account down
+    "overloaded",  # 529 / 503 overloaded: transient, slow down
+    "server",  # other 5xx: transient
+    "timeout",  # no answer within the client timeout
+    "connection",  # reset, refused, closed mid-body
+    "malformed",  # 2xx whose body is not the wire format (invalid JSON, truncated body)
+    "client",  # 4xx other than 429: the request itself is wrong, never retried
+    "auth",  # 401/403: the key is wrong or missing, never retried
+]
+
+RETRYABLE: frozenset[str] = frozenset(
+    {"rate_limit", "overloaded", "server", "timeout", "connection", "malformed"}
+)
+
+
+class SpecstressError(Exception):
+    """Base class of every error this project raises on purpose."""
+
+
+class ConfigError(SpecstressError):
+    """A configuration key or value is invalid. Raised before anything is spent."""
+
+
+class BudgetExceeded(SpecstressError):
+    """The estimated or actual spend passes `budget_usd`."""
+
+
+class ProviderError(SpecstressError):
+    """A provider call that did not give a usable answer.
+
+    Attributes:
+        kind: what went wrong, see `ErrorKind`; decides whether the client retries.
+        status: HTTP status, or None when no response arrived.
+        retry_after_s: the provider's requested wait, if it sent one.
+        raw: the response body as text (kept so nothing paid for is lost).
+    """
+
+    def __init__(
+        self,
+        kind: ErrorKind,
+        message: str,
+        *,
+        status: int | None = None,
+        retry_after_s: float | None = None,
+        raw: str | None = None,
+    ) -> None:
+        super().__init__(f"{kind}: {message}" + (f" (HTTP {status})" if status else ""))
+        self.kind: ErrorKind = kind
+        self.status = status
+        self.retry_after_s = retry_after_s
+        self.raw = raw
+
+    @property
+    def retryable(self) -> bool:
+        return self.kind in RETRYABLE

@@ -1,0 +1,82 @@
+"""A directory on any pyarrow filesystem (local path, NFS, s3://, gs://) with atomic writes.
+
+Local filesystems get write-to-hidden-temp-then-rename. Object stores have no rename, but a
+single PUT is atomic: an object is either absent or whole, so writing a uniquely named
+object directly gives the same guarantee to readers.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Callable
+from typing import Any
+
+import pyarrow.fs as pafs
+
+
+class Location:
+    """A directory addressed by a local path or a URI."""
+
+    def __init__(self, uri: str, fs: pafs.FileSystem | None = None) -> None:
+        if fs is None:
+            if "://" in uri:
+                fs, path = pafs.FileSystem.from_uri(uri)
+            else:
+                fs, path = pafs.LocalFileSystem(), os.path.abspath(uri)
+        else:
+            path = uri
+        self.fs: pafs.FileSystem = fs
+        self.path: str = path.rstrip("/")
+
+    @property
+    def is_local(self) -> bool:
+        return isinstance(self.fs, pafs.LocalFileSystem)
+
+    def child(self, name: str) -> Location:
+        return Location(f"{self.path}/{name}", self.fs)
+
+    def join(self, name: str) -> str:
+        return f"{self.path}/{name}"
+
+    def makedirs(self) -> None:
+        self.fs.create_dir(self.path, recursive=True)
+
+    def exists(self, name: str) -> bool:
+        return self.fs.get_file_info(self.join(name)).type != pafs.FileType.NotFound
+
+    def list_files(self, suffix: str = "") -> list[str]:
+        """Full paths of the visible files directly inside, sorted; hidden temp files are skipped."""
+        selector = pafs.FileSelector(self.path, allow_not_found=True)
+        return sorted(
+            info.path
+            for info in self.fs.get_file_info(selector)
+            if info.type == pafs.FileType.File
+            and not info.base_name.startswith(".")
+            and info.base_name.endswith(suffix)
+        )
+
+    def write_atomic(self, name: str, write: Callable[[Any], None]) -> None:
+        """Write `name` so readers see it whole or not at all. `write` gets an output stream."""
+        final = self.join(name)
+        if not self.is_local:
+            with self.fs.open_output_stream(final) as sink:
+                write(sink)
+            return
+        tmp = self.join(f".{name}.{uuid.uuid4().hex[:8]}.tmp")
+        with self.fs.open_output_stream(tmp) as sink:
+            write(sink)
+        self.fs.move(tmp, final)
+
+    def write_text(self, name: str, text: str) -> None:
+        self.write_atomic(name, lambda sink: sink.write(text.encode()))
+
+    def read_text(self, name: str) -> str | None:
+        if not self.exists(name):
+            return None
+        with self.fs.open_input_stream(self.join(name)) as src:
+            return src.read().decode()
+
+    def delete(self, name: str) -> None:
+        if self.exists(name):
+            self.fs.delete_file(self.join(name))

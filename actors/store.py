@@ -1,0 +1,146 @@
+"""The content-addressed call store: append-only Parquet shards, one row per finished call.
+
+Every shard gets a unique name and is written whole: on a local or NFS path it is written
+to a hidden temporary name and renamed, so a reader never sees half a shard; readers skip
+hidden names. The set of answered keys is the union of the shards, so a run killed at any
+moment loses at most the rows still in the writer's buffer, and a rerun (or another run
+sharing the same `cache_dir`) re-pays nothing that reached a shard.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import Mapping
+from typing import Any
+
+import polars as pl
+import pyarrow as pa
+import pyarrow.dataset as pads
+import pyarrow.parquet as pq
+
+from actors.storage import Location
+
+CALLS_DIR = "calls"
+
+STORE_SCHEMA = pa.schema(
+    [
+        ("key", pa.string()),
+        ("model", pa.string()),
+        ("provider", pa.string()),
+        ("model_id", pa.string()),
+        ("kind", pa.string()),
+        ("status", pa.string()),  # "ok" | "failed"
+        ("error_kind", pa.string()),
+        ("error", pa.string()),
+        ("attempts", pa.int32()),
+        ("rate_limited", pa.int32()),  # 429/529 answers this call met before it ended
+        ("text", pa.string()),
+        ("thinking", pa.string()),
+        ("finish_reason", pa.string()),
+        ("refusal", pa.bool_()),
+        ("flag", pa.string()),  # "truncated", "empty", ... : answered but not usable as is
+        ("input_tokens", pa.int64()),
+        ("output_tokens", pa.int64()),
+        ("cached_input_tokens", pa.int64()),
+        ("cache_write_tokens", pa.int64()),
+        ("reasoning_tokens", pa.int64()),
+        ("cost_usd", pa.float64()),
+        ("latency_s", pa.float64()),
+        ("raw", pa.string()),  # the provider's body, so a parser change re-pays nothing
+        ("embeddings", pa.list_(pa.list_(pa.float32()))),
+        ("run_id", pa.string()),
+        ("finished_at", pa.timestamp("ms", tz="UTC")),
+    ]
+)
+COLUMNS: tuple[str, ...] = tuple(STORE_SCHEMA.names)
+
+
+class ShardWriter:
+    """Buffers result batches and writes them as one shard every `flush_rows` rows or `flush_s` seconds."""
+
+    def __init__(self, store: CallStore, *, flush_rows: int = 2000, flush_s: float = 10.0) -> None:
+        self._store = store
+        self._flush_rows = flush_rows
+        self._flush_s = flush_s
+        self._batches: list[pa.RecordBatch] = []
+        self._buffered = 0
+        self._last = time.monotonic()
+        self.shards_written = 0
+
+    def add(self, batch: pa.RecordBatch | list[Mapping[str, Any]]) -> bool:
+        """Buffer rows (a batch in the store schema, or dicts); True when this call wrote a shard."""
+        if not isinstance(batch, pa.RecordBatch):
+            batch = pa.RecordBatch.from_pylist(list(batch), schema=STORE_SCHEMA)
+        self._batches.append(batch)
+        self._buffered += batch.num_rows
+        if self._buffered >= self._flush_rows or self.due():
+            return self.flush()
+        return False
+
+    def due(self) -> bool:
+        return self._buffered > 0 and time.monotonic() - self._last >= self._flush_s
+
+    def flush(self) -> bool:
+        self._last = time.monotonic()
+        if not self._buffered:
+            return False
+        self._store.write_shard(pa.Table.from_batches(self._batches, schema=STORE_SCHEMA))
+        self._batches, self._buffered = [], 0
+        self.shards_written += 1
+        return True
+
+    @property
+    def buffered(self) -> int:
+        return self._buffered
+
+
+class CallStore:
+    """Append-only, content-addressed results of provider calls, on any pyarrow filesystem."""
+
+    def __init__(self, uri: str) -> None:
+        self.location = Location(uri).child(CALLS_DIR)
+        self.location.makedirs()
+
+    def writer(self, **kwargs: Any) -> ShardWriter:
+        return ShardWriter(self, **kwargs)
+
+    def write_shard(self, table: pa.Table) -> str:
+        name = f"part-{time.time_ns()}-{uuid.uuid4().hex[:12]}.parquet"
+        self.location.write_atomic(name, lambda sink: pq.write_table(table, sink, compression="zstd"))
+        return name
+
+    def shard_paths(self) -> list[str]:
+        return self.location.list_files(suffix=".parquet")
+
+    def dataset(self) -> pads.Dataset | None:
+        paths = self.shard_paths()
+        if not paths:
+            return None
+        return pads.dataset(paths, schema=STORE_SCHEMA, format="parquet", filesystem=self.location.fs)
+
+    def scan(self, columns: list[str] | None = None) -> pl.LazyFrame:
+        """All rows of all shards, lazily. Empty (with the store schema) when there are none."""
+        ds = self.dataset()
+        if ds is None:
+            empty = pl.from_arrow(STORE_SCHEMA.empty_table())
+            assert isinstance(empty, pl.DataFrame)
+            return empty.lazy().select(columns) if columns else empty.lazy()
+        lf = pl.scan_pyarrow_dataset(ds)
+        return lf.select(columns) if columns else lf
+
+    def done_keys(self) -> pl.LazyFrame:
+        """Keys that have a successful answer."""
+        return self.scan(["key", "status"]).filter(pl.col("status") == "ok").select("key").unique()
+
+    def latest(self, keys: pl.LazyFrame | None = None, columns: list[str] | None = None) -> pl.LazyFrame:
+        """One row per key: its success if it has one, else its latest failure."""
+        cols = list(dict.fromkeys(["key", "status", "finished_at", *(columns or COLUMNS)]))
+        lf = self.scan(cols)
+        if keys is not None:
+            lf = lf.join(keys.select("key").unique(), on="key", how="semi")
+        return (
+            lf.sort(["key", "status", "finished_at"], descending=[False, True, True])
+            .unique("key", keep="first", maintain_order=True)
+            .select(columns or COLUMNS)
+        )

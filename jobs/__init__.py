@@ -1,0 +1,1 @@
+"""Pipeline stages and drivers: taxonomy, pairs, scenarios, responses, scoring and analysis."""

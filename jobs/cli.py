@@ -1,0 +1,116 @@
+"""`specstress`: the command line. Thin: parse, load config, call the driver or a tool."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+
+from actors.errors import BudgetExceeded, SpecstressError
+
+EXIT_ERROR = 1
+EXIT_BUDGET = 3
+"""`run` stopped at budget_usd; everything paid is stored, and the same command resumes."""
+EXIT_INTERRUPTED = 130
+"""`run` was interrupted (SIGINT); buffered results were flushed, the same command resumes."""
+
+
+def _cmd_run(args: argparse.Namespace) -> int:
+    from jobs.config import load_config
+    from jobs.driver import run_pipeline
+
+    conf = load_config(args.config, args.overrides)
+    summaries = run_pipeline(conf)
+    print(f"run directory: {conf.run_dir}")
+    for name, summary in summaries.items():
+        print(f"stage {name}: {json.dumps(summary, sort_keys=True)}")
+    return 0
+
+
+def _cmd_emulate(args: argparse.Namespace) -> int:
+    from actors.emulator.runner import serve_forever
+
+    from jobs.config import load_config
+
+    conf = load_config(args.config, args.overrides)
+    serve_forever(conf.emulator, host=args.host, port=args.port)
+    return 0
+
+
+def _cmd_status(args: argparse.Namespace) -> int:
+    from jobs.status import run_status
+
+    status = run_status(args.run)
+    if args.json:
+        print(json.dumps(status, indent=1, sort_keys=True))
+    else:
+        from jobs.status import format_status
+
+        print(format_status(status))
+    return 0
+
+
+def _cmd_bench(args: argparse.Namespace) -> int:
+    from jobs.bench import run_bench
+
+    result = run_bench(args.what, quick=args.quick)
+    print(json.dumps(result, sort_keys=True) if args.json else json.dumps(result, indent=1, sort_keys=True))
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="specstress", description=__doc__)
+    p.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    sub = p.add_subparsers(dest="command", required=True)
+
+    r = sub.add_parser("run", help="run a pipeline; the same command again resumes it")
+    r.add_argument("config", help="YAML config, e.g. conf/demo.yaml")
+    r.add_argument("overrides", nargs="*", help="key=value overrides, e.g. run_dir=runs/x budget_usd=50")
+    r.set_defaults(fn=_cmd_run)
+
+    e = sub.add_parser("emulate", help="serve the provider emulator (a stand-in for real providers)")
+    e.add_argument("--port", type=int, default=8765)
+    e.add_argument("--host", default="127.0.0.1")
+    e.add_argument("--config", default=None, help="config whose `emulator:` section to use")
+    e.add_argument("overrides", nargs="*", help="key=value overrides, e.g. emulator.seed=3")
+    e.set_defaults(fn=_cmd_emulate)
+
+    s = sub.add_parser("status", help="stage states, calls, 429s, failures, cost of a run")
+    s.add_argument("run", help="run directory")
+    s.add_argument("--json", action="store_true", help="one JSON object")
+    s.set_defaults(fn=_cmd_status)
+
+    b = sub.add_parser("bench", help="benchmarks against the emulator; prints JSON")
+    b.add_argument("what", choices=["fanout"])
+    b.add_argument("--json", action="store_true", help="one line of JSON")
+    b.add_argument("--quick", action="store_true", help="short windows, for a smoke test")
+    b.set_defaults(fn=_cmd_bench)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+    try:
+        return int(args.fn(args))
+    except BudgetExceeded as exc:
+        print(f"specstress: budget: {exc}", file=sys.stderr)
+        return EXIT_BUDGET
+    except SpecstressError as exc:
+        print(f"specstress: error: {exc}", file=sys.stderr)
+        return EXIT_ERROR
+    except KeyboardInterrupt:
+        print(
+            "specstress: interrupted; results so far are stored. Run the same command to resume.",
+            file=sys.stderr,
+        )
+        return EXIT_INTERRUPTED
+
+
+if __name__ == "__main__":
+    sys.exit(main())

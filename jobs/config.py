@@ -1,0 +1,318 @@
+"""Config schemas (OmegaConf structured dataclasses) and the loader.
+
+The loader validates everything up front: an unknown key, a value of the wrong type, an
+unknown provider or a model that names an unknown account fails with a `ConfigError`
+that names the key, before any actor starts or any call is paid.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from omegaconf import MISSING, DictConfig, OmegaConf
+from omegaconf.errors import OmegaConfBaseException
+
+from actors.errors import ConfigError
+from actors.limiter import AccountLimits
+from actors.types import Endpoint, Prices
+from jobs.stages.pairs import PairsConf
+from jobs.stages.scenarios import ScenariosConf
+
+PROVIDERS = ("openai", "anthropic", "gemini")
+PARAM_NAMES = frozenset(
+    {"temperature", "top_p", "max_tokens", "reasoning_effort", "thinking_budget", "cache_prefix", "seed"}
+)
+"""Neutral generation parameters every adapter understands (see `actors.types.CallSpec`)."""
+
+
+@dataclass
+class LimitsConf:
+    """An account's rate limits. None means the provider sets none we know of."""
+
+    rpm: float | None = None
+    """Requests per minute."""
+    input_tpm: float | None = None
+    """Input (prompt) tokens per minute."""
+    output_tpm: float | None = None
+    """Output (completion) tokens per minute."""
+    max_in_flight: int = 64
+    """Most requests open at once against this account, over all clients."""
+
+
+@dataclass
+class PricesConf:
+    """USD per million tokens."""
+
+    input: float = 0.0
+    output: float = 0.0
+    cached_input: float = 0.0
+    """Price of prompt tokens served from the provider's prompt cache."""
+    cache_write: float | None = None
+    """Price of prompt tokens written to the cache (Anthropic); None means the input price."""
+
+
+@dataclass
+class ModelConf:
+    """One model key of the registry: where it lives, how it is billed, how it is limited."""
+
+    provider: str = MISSING
+    """Wire format: openai (also xAI, vLLM, llama.cpp and other compatible servers), anthropic, gemini."""
+    model_id: str = MISSING
+    """The provider's model name, sent in the request."""
+    base_url: str = MISSING
+    """Endpoint root, e.g. https://api.openai.com/v1 or https://api.anthropic.com."""
+    api_key_env: str = MISSING
+    """Name of the environment variable that holds the API key. The key itself is never in config."""
+    account: str | None = None
+    """Account whose limits this model draws on; None gives the model an account of its own."""
+    limits: LimitsConf = field(default_factory=LimitsConf)
+    """Limits of the model's own account (ignored when `account` is set)."""
+    prices: PricesConf = field(default_factory=PricesConf)
+    params: dict[str, Any] = field(default_factory=dict)
+    """Default generation parameters (temperature, max_tokens, reasoning_effort, thinking_budget, ...)."""
+    timeout_s: float = 120.0
+    """Client timeout of one HTTP call, seconds."""
+
+
+@dataclass
+class AccountConf:
+    limits: LimitsConf = field(default_factory=LimitsConf)
+
+
+@dataclass
+class EngineConf:
+    """The fan-out engine: client actors, windows, retries and flushing."""
+
+    num_clients: int = 2
+    """Client actors (each one process with one aiohttp session)."""
+    batch_size: int = 64
+    """Requests handed to a client actor in one Ray call."""
+    window_per_model: int = 1024
+    """Most requests of one model dispatched and not yet stored; bounds the driver's memory."""
+    max_attempts: int = 6
+    """Tries per request, the first included, before it is recorded as failed."""
+    backoff_base_s: float = 1.0
+    backoff_max_s: float = 60.0
+    flush_rows: int = 2000
+    """Results buffered before a store shard is written."""
+    flush_s: float = 10.0
+    """Longest time a result waits in the buffer, seconds."""
+    retry_failed: bool = True
+    """Retry calls whose earlier run ended as failed; paid successes are never re-sent."""
+    lease_margin: float = 0.97
+    """Share of each rate limit the limiter aims for, leaving room for clock skew and estimates."""
+
+
+@dataclass
+class FaultsConf:
+    """Emulator fault probabilities, each 0..1 per request."""
+
+    server_500: float = 0.0
+    overloaded_529: float = 0.0
+    hang: float = 0.0
+    reset: float = 0.0
+    malformed_json: float = 0.0
+    truncated_body: float = 0.0
+
+
+@dataclass
+class EmulatorConf:
+    """The in-process provider emulator (a stand-in for real providers; see README)."""
+
+    enabled: bool = False
+    port: int = 8765
+    """Fixed, because the base URL is part of every call key."""
+    seed: int = 0
+    latency_fixed_s: float = 0.05
+    latency_per_output_token_s: float = 0.0005
+    hang_s: float = 30.0
+    faults: FaultsConf = field(default_factory=FaultsConf)
+    limits: dict[str, LimitsConf] = field(default_factory=dict)
+    """Limits the emulator enforces, by API-key environment variable name."""
+
+
+@dataclass
+class RayConf:
+    address: str | None = None
+    """None starts a local Ray; "auto" joins the cluster this job runs on."""
+    num_cpus: int | None = None
+
+
+@dataclass
+class StagesConf:
+    """Per-stage settings; each schema lives beside its stage."""
+
+    pairs: PairsConf = field(default_factory=PairsConf)
+    scenarios: ScenariosConf = field(default_factory=ScenariosConf)
+
+
+@dataclass
+class RunConf:
+    """A whole run. `specstress run CONFIG key=value ...` fills this in."""
+
+    run_dir: str = "runs/demo"
+    """Where tables, manifest and report go. Running again with the same run_dir resumes."""
+    cache_dir: str | None = None
+    """Call store shared across runs; None keeps it inside the run directory."""
+    budget_usd: float | None = None
+    """Refuse to start a stage whose estimate passes this, and stop cleanly on reaching it."""
+    seed: int = 0
+    pipeline: list[str] = field(default_factory=list)
+    """Stages to run, in order."""
+    models: dict[str, ModelConf] = field(default_factory=dict)
+    accounts: dict[str, AccountConf] = field(default_factory=dict)
+    engine: EngineConf = field(default_factory=EngineConf)
+    emulator: EmulatorConf = field(default_factory=EmulatorConf)
+    ray: RayConf = field(default_factory=RayConf)
+    stages: StagesConf = field(default_factory=lambda: StagesConf())
+    vars: dict[str, Any] = field(default_factory=dict)
+    """Free variables for interpolation in the rest of the config, e.g. `${vars.openai_base_url}`."""
+
+
+def _read_yaml(path: Path, seen: tuple[Path, ...] = ()) -> DictConfig:
+    """Read a YAML file, first merging the files its `include:` list names (relative paths)."""
+    if not path.is_file():
+        raise ConfigError(f"config file not found: {path}")
+    if path in seen:
+        raise ConfigError(f"config include cycle at {path}")
+    try:
+        raw = OmegaConf.load(path)
+    except Exception as exc:  # yaml errors come in several types
+        raise ConfigError(f"{path}: not valid YAML: {exc}") from exc
+    if not isinstance(raw, DictConfig):
+        raise ConfigError(f"{path}: the top level must be a mapping")
+    includes = raw.pop("include", [])
+    merged = OmegaConf.create()
+    for inc in includes:
+        merged = OmegaConf.merge(merged, _read_yaml((path.parent / str(inc)).resolve(), (*seen, path)))
+    return OmegaConf.merge(merged, raw)
+
+
+def load_config(path: str | Path | None, overrides: list[str] | tuple[str, ...] = ()) -> RunConf:
+    """Load, merge overrides (`key=value`), validate. Raises `ConfigError` naming the bad key."""
+    schema = OmegaConf.structured(RunConf)
+    try:
+        layers = [schema]
+        if path is not None:
+            layers.append(_read_yaml(Path(path).resolve()))
+        if overrides:
+            bad = [o for o in overrides if "=" not in o]
+            if bad:
+                raise ConfigError(f"overrides must look like key=value, got: {', '.join(bad)}")
+            layers.append(OmegaConf.from_dotlist(list(overrides)))
+        merged = OmegaConf.merge(*layers)
+        OmegaConf.resolve(merged)
+        conf: RunConf = OmegaConf.to_object(merged)  # type: ignore[assignment]
+    except OmegaConfBaseException as exc:
+        key = getattr(exc, "full_key", None)
+        msg = str(exc).splitlines()[0]
+        raise ConfigError(f"config key '{key}': {msg}" if key else f"config: {msg}") from exc
+    validate(conf)
+    return conf
+
+
+def _check(cond: bool, key: str, problem: str) -> None:
+    if not cond:
+        raise ConfigError(f"config key '{key}': {problem}")
+
+
+def _check_limits(lim: LimitsConf, key: str) -> None:
+    for name in ("rpm", "input_tpm", "output_tpm"):
+        value = getattr(lim, name)
+        _check(value is None or value > 0, f"{key}.{name}", f"must be > 0 or null, got {value}")
+    _check(lim.max_in_flight >= 1, f"{key}.max_in_flight", f"must be >= 1, got {lim.max_in_flight}")
+
+
+def validate(conf: RunConf) -> None:
+    """Semantic checks OmegaConf's types cannot express."""
+    for name, acc in conf.accounts.items():
+        _check_limits(acc.limits, f"accounts.{name}.limits")
+    for key, m in conf.models.items():
+        where = f"models.{key}"
+        _check(
+            m.provider in PROVIDERS, f"{where}.provider", f"must be one of {PROVIDERS}, got '{m.provider}'"
+        )
+        _check(
+            m.base_url.startswith(("http://", "https://")),
+            f"{where}.base_url",
+            f"must start with http:// or https://, got '{m.base_url}'",
+        )
+        _check(bool(m.model_id.strip()), f"{where}.model_id", "must not be empty")
+        _check(
+            m.api_key_env.replace("_", "").isalnum() and not m.api_key_env[0].isdigit(),
+            f"{where}.api_key_env",
+            f"must be an environment variable name, got '{m.api_key_env}'",
+        )
+        _check(
+            m.account is None or m.account in conf.accounts,
+            f"{where}.account",
+            f"names unknown account '{m.account}' (known: {sorted(conf.accounts)})",
+        )
+        _check_limits(m.limits, f"{where}.limits")
+        for price in ("input", "output", "cached_input"):
+            value = getattr(m.prices, price)
+            _check(value >= 0, f"{where}.prices.{price}", f"must be >= 0, got {value}")
+        unknown = set(m.params) - PARAM_NAMES
+        _check(
+            not unknown,
+            f"{where}.params",
+            f"unknown parameter(s) {sorted(unknown)}; known: {sorted(PARAM_NAMES)}",
+        )
+        _check(m.timeout_s > 0, f"{where}.timeout_s", "must be > 0")
+    e = conf.engine
+    for name in ("num_clients", "batch_size", "window_per_model", "max_attempts", "flush_rows"):
+        _check(getattr(e, name) >= 1, f"engine.{name}", f"must be >= 1, got {getattr(e, name)}")
+    _check(0 < e.lease_margin <= 1, "engine.lease_margin", f"must be in (0, 1], got {e.lease_margin}")
+    _check(conf.budget_usd is None or conf.budget_usd >= 0, "budget_usd", "must be >= 0 or null")
+    for name, rate in vars(conf.emulator.faults).items():
+        _check(0 <= rate <= 1, f"emulator.faults.{name}", f"must be a probability in [0, 1], got {rate}")
+    for env_name, lim in conf.emulator.limits.items():
+        _check_limits(lim, f"emulator.limits.{env_name}")
+
+
+def account_of(conf: RunConf, model_key: str) -> str:
+    """The account a model draws on: its named account, or one of its own."""
+    return conf.models[model_key].account or f"model:{model_key}"
+
+
+def account_limits(conf: RunConf) -> dict[str, LimitsConf]:
+    """Limits per account, including the implicit one-model accounts."""
+    out = {name: acc.limits for name, acc in conf.accounts.items()}
+    for key, m in conf.models.items():
+        if m.account is None:
+            out[account_of(conf, key)] = m.limits
+    return out
+
+
+def to_account_limits(lim: LimitsConf, margin: float) -> AccountLimits:
+    return AccountLimits(rpm=lim.rpm, input_tpm=lim.input_tpm, output_tpm=lim.output_tpm, margin=margin)
+
+
+def endpoint(conf: RunConf, model_key: str) -> Endpoint:
+    """The frozen slice of config a client needs for one model key."""
+    if model_key not in conf.models:
+        raise ConfigError(f"unknown model key '{model_key}' (known: {sorted(conf.models)})")
+    m = conf.models[model_key]
+    return Endpoint(
+        model_key=model_key,
+        provider=m.provider,  # type: ignore[arg-type]
+        model_id=m.model_id,
+        base_url=m.base_url.rstrip("/"),
+        api_key_env=m.api_key_env,
+        account=account_of(conf, model_key),
+        prices=Prices(**vars(m.prices)),
+        timeout_s=m.timeout_s,
+    )
+
+
+def resolved_yaml(conf: RunConf) -> str:
+    """The resolved config as YAML. Holds env-var names only, never their values."""
+    return OmegaConf.to_yaml(OmegaConf.structured(conf))
+
+
+def missing_keys(conf: RunConf, model_keys: list[str]) -> list[str]:
+    """Environment variables the given models need that are unset (names only)."""
+    return sorted({conf.models[k].api_key_env for k in model_keys} - set(os.environ))

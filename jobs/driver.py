@@ -1,0 +1,103 @@
+"""The driver: open the run directory, start Ray (and the emulator if configured), run the stages.
+
+Every stage reads tables and writes one; calling stages go through the `Engine`. Running
+the same config again resumes: finished calls come from the store and cost nothing.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from actors.errors import ConfigError
+from actors.store import CallStore
+from jobs.config import RunConf, missing_keys, resolved_yaml
+from jobs.emulation import emulator_for
+from jobs.engine import Engine
+from jobs.rundir import Manifest, RunDir, default_cache, now_iso
+
+log = logging.getLogger("specstress")
+
+
+@dataclass
+class StageContext:
+    """What a stage gets: config, run directory, manifest and the engine for its calls."""
+
+    conf: RunConf
+    run: RunDir
+    manifest: Manifest
+    engine: Engine
+
+    def settings(self, stage: str) -> dict[str, Any]:
+        return dict(self.conf.stages.get(stage) or {})
+
+
+StageFn = Callable[[StageContext], dict[str, Any]]
+
+
+def stage_registry() -> dict[str, StageFn]:
+    """Stage name -> entry point. Imported lazily so `specstress --help` stays fast."""
+    from jobs.stages import pairs, scenarios
+
+    return {"pairs": pairs.run, "scenarios": scenarios.run}
+
+
+def start_ray(conf: RunConf) -> None:
+    import ray
+
+    if ray.is_initialized():
+        return
+    if conf.ray.address is None:
+        # A local Ray on loopback, without the token auth a cluster should keep (DESIGN.md).
+        os.environ.setdefault("RAY_AUTH_MODE", "disabled")
+        ray.init(
+            num_cpus=conf.ray.num_cpus,
+            include_dashboard=False,
+            _node_ip_address="127.0.0.1",
+            logging_level=logging.WARNING,
+            log_to_driver=True,
+        )
+    else:
+        ray.init(address=conf.ray.address, logging_level=logging.WARNING)
+
+
+def run_pipeline(conf: RunConf, *, stages: list[str] | None = None) -> dict[str, dict[str, Any]]:
+    """Run `stages` (default: `conf.pipeline`) and return each stage's summary."""
+    names = stages if stages is not None else list(conf.pipeline)
+    registry = stage_registry()
+    unknown = [n for n in names if n not in registry]
+    if unknown:
+        raise ConfigError(f"config key 'pipeline': unknown stage(s) {unknown}; known: {sorted(registry)}")
+    run = RunDir.open(conf.run_dir)
+    run.root.write_text("config.yaml", resolved_yaml(conf))
+    manifest = Manifest(run.root)
+    session = {"started_at": now_iso(), "stages": names}
+    manifest.data["sessions"].append(session)
+    manifest.save()
+    store = CallStore(conf.cache_dir or default_cache(conf.run_dir))
+    summaries: dict[str, dict[str, Any]] = {}
+    with emulator_for(conf):
+        absent = missing_keys(conf, list(conf.models))
+        if absent:
+            log.warning("API-key variables not set: %s; calls to those models will fail", ", ".join(absent))
+        start_ray(conf)
+        engine = Engine(conf, run, manifest, store)
+        ctx = StageContext(conf, run, manifest, engine)
+        try:
+            for name in names:
+                manifest.set_stage(name, state="running", started_at=now_iso())
+                try:
+                    summary = registry[name](ctx)
+                except BaseException as exc:
+                    manifest.set_stage(name, state="stopped", error=f"{type(exc).__name__}: {exc}")
+                    raise
+                manifest.set_stage(name, state="done", finished_at=now_iso(), summary=summary, error=None)
+                summaries[name] = summary
+        finally:
+            engine.close()
+            session["ended_at"] = now_iso()
+            manifest.save()
+    return summaries

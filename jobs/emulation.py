@@ -1,0 +1,60 @@
+"""Running the provider emulator for a run: config translation and throwaway keys.
+
+The emulator is a stand-in for real providers (see README). A run whose config enables it
+starts it in-process on the configured port; its models' key variables get throwaway
+values when unset, so the demo needs no API key.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import secrets
+from collections.abc import Iterator
+
+from actors.emulator.config import AccountLimits, EmulatorConfig, FaultRates, LatencyModel
+from actors.emulator.server import EmulatorServer, serve
+from jobs.config import EmulatorConf, RunConf
+
+
+def to_emulator_config(conf: EmulatorConf) -> EmulatorConfig:
+    return EmulatorConfig(
+        seed=conf.seed,
+        latency=LatencyModel(
+            fixed_s=conf.latency_fixed_s, per_output_token_s=conf.latency_per_output_token_s
+        ),
+        accounts={
+            env: AccountLimits(rpm=lim.rpm, input_tpm=lim.input_tpm, output_tpm=lim.output_tpm)
+            for env, lim in conf.limits.items()
+        },
+        faults=FaultRates(**vars(conf.faults)),
+        hang_s=conf.hang_s,
+    )
+
+
+def emulated_key_envs(conf: RunConf) -> list[str]:
+    """Key variables of the models whose base URL points at the emulator."""
+    prefix = f"http://127.0.0.1:{conf.emulator.port}"
+    return sorted({m.api_key_env for m in conf.models.values() if m.base_url.startswith(prefix)})
+
+
+def fill_throwaway_keys(conf: RunConf) -> None:
+    for env in [*emulated_key_envs(conf), *conf.emulator.limits]:
+        os.environ.setdefault(env, "emu-" + secrets.token_hex(8))
+
+
+@contextlib.contextmanager
+def emulator_for(conf: RunConf) -> Iterator[EmulatorServer | None]:
+    """The in-process emulator when `emulator.enabled`, else None."""
+    if not conf.emulator.enabled:
+        yield None
+        return
+    fill_throwaway_keys(conf)
+    with EmulatorServer(to_emulator_config(conf.emulator), port=conf.emulator.port) as server:
+        yield server
+
+
+def serve_forever(conf: RunConf, host: str, port: int) -> None:
+    """`specstress emulate`: serve until interrupted."""
+    fill_throwaway_keys(conf)
+    serve(to_emulator_config(conf.emulator), host=host, port=port)

@@ -1,0 +1,369 @@
+"""The fan-out engine, driver side: requests table in, call store out, bounded memory throughout.
+
+A calling stage writes its requests (model, spec JSON, its own id columns) with
+`write_requests`, then calls `run`. The engine works out which keys the store lacks,
+streams them per model from disk in windows, hands batches to client actors, writes their
+answers to the store, and keeps the manifest and the progress view current. Memory is
+bounded by the windows, not by the table. `results` joins the requests back to the store.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import logging
+import math
+import time
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import polars as pl
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.dataset as pads
+import pyarrow.parquet as pq
+import ray
+
+from actors.client import ClientActor, ClientSettings, RetryPolicy
+from actors.errors import BudgetExceeded, ConfigError
+from actors.limiter import get_limiter
+from actors.store import CallStore
+from actors.types import Endpoint, call_key, spec_from_json
+from jobs.config import RunConf, account_limits, endpoint, to_account_limits
+from jobs.journal import Journal, dangling, discard
+from jobs.progress import Progress
+from jobs.rundir import Manifest, RunDir
+
+log = logging.getLogger("specstress.engine")
+
+REQUEST_COLUMNS = ("key", "model", "spec")
+"""Columns every requests table has; a stage adds its own id columns beside them."""
+
+
+@dataclass
+class StageCalls:
+    """What one `run` did, for the manifest and the caller."""
+
+    requests: int = 0
+    cached: int = 0
+    made: int = 0
+    ok: int = 0
+    failed: int = 0
+    rate_limited: int = 0
+    retries: int = 0
+    redispatched: int = 0
+    repaid_after_kill: int = 0
+    cost_usd: float = 0.0
+    input_tokens: int = 0
+    output_tokens: int = 0
+    cached_input_tokens: int = 0
+    failures: dict[str, int] = field(default_factory=dict)
+    elapsed_s: float = 0.0
+
+    def as_dict(self) -> dict[str, Any]:
+        return dict(vars(self))
+
+
+class _Window:
+    """Counts requests dispatched and not yet stored; `reserve` waits while it is full."""
+
+    def __init__(self, size: int) -> None:
+        self.size = size
+        self.used = 0
+        self._cond = asyncio.Condition()
+
+    async def reserve(self, n: int) -> None:
+        async with self._cond:
+            await self._cond.wait_for(lambda: self.used + n <= max(self.size, n))
+            self.used += n
+
+    async def release(self, n: int) -> None:
+        async with self._cond:
+            self.used -= n
+            self._cond.notify_all()
+
+
+class Engine:
+    """Owns the client actors and limiters of one run; one instance serves every stage."""
+
+    def __init__(self, conf: RunConf, run: RunDir, manifest: Manifest, store: CallStore) -> None:
+        self.conf = conf
+        self.run_dir = run
+        self.manifest = manifest
+        self.store = store
+        self._endpoints: dict[str, Endpoint] = {k: endpoint(conf, k) for k in conf.models}
+        self._clients: list[Any] = []
+        self._rr = itertools.count()
+        self._journal: Journal | None = None
+
+    # ---- requests ---------------------------------------------------------------------
+
+    def write_requests(self, stage: str, chunks: Iterable[pl.DataFrame]) -> str:
+        """Write a stage's requests (columns model, spec, plus its own) and add each row's key."""
+        path = f"{stage}.parquet"
+        writer: pa.RecordBatchWriter | None = None
+        tmp = self.run_dir.requests.join(f".{path}.tmp")
+        fs = self.run_dir.root.fs
+        with fs.open_output_stream(tmp) as sink:
+            for chunk in chunks:
+                if chunk.is_empty():
+                    continue
+                keyed = chunk.with_columns(
+                    key=pl.struct("model", "spec").map_elements(
+                        lambda r: call_key(self._endpoints[r["model"]], spec_from_json(r["spec"])),
+                        return_dtype=pl.String,
+                    )
+                )
+                table = keyed.select("key", "model", "spec", pl.exclude(REQUEST_COLUMNS)).to_arrow()
+                if writer is None:
+                    writer = pq.ParquetWriter(sink, table.schema, compression="zstd")
+                writer.write_table(table)
+            if writer is None:
+                empty = pa.schema([("key", pa.string()), ("model", pa.string()), ("spec", pa.string())])
+                writer = pq.ParquetWriter(sink, empty)
+            writer.close()
+        if self.run_dir.root.is_local:
+            fs.move(tmp, self.run_dir.requests.join(path))
+        return self.run_dir.requests.join(path)
+
+    def check_models(self, models: Iterable[str]) -> None:
+        unknown = sorted(set(models) - set(self._endpoints))
+        if unknown:
+            raise ConfigError(f"stage asks for model keys not in `models`: {unknown}")
+
+    def results(self, requests_path: str, columns: list[str]) -> pl.LazyFrame:
+        """The requests table joined to each key's stored answer (left join: nothing dropped)."""
+        answers = self.store.latest(columns=["key", *[c for c in columns if c != "key"]])
+        return pl.scan_parquet(requests_path).join(answers, on="key", how="left")
+
+    # ---- running ----------------------------------------------------------------------
+
+    def pending(self, requests_path: str) -> pl.LazyFrame:
+        """Unique requests without a stored success (nor a stored failure, unless retry_failed)."""
+        req = pl.scan_parquet(requests_path).select(REQUEST_COLUMNS).unique("key")
+        done = self.store.done_keys()
+        if not self.conf.engine.retry_failed:
+            done = pl.concat([done, self.store.scan(["key"]).unique()]).unique()
+        return req.join(done, on="key", how="anti")
+
+    def estimate_usd(self, pending: pl.LazyFrame) -> float:
+        """Dollar estimate of pending calls: prompt chars / 4 in, max_tokens (or 512) out."""
+        per_model = (
+            pending.with_columns(
+                in_tok=pl.col("spec").str.len_bytes() / 4,
+                out_tok=pl.col("spec")
+                .str.extract(r'"max_tokens":(\d+)')
+                .cast(pl.Float64, strict=False)
+                .fill_null(512.0),
+            )
+            .group_by("model")
+            .agg(pl.col("in_tok").sum(), pl.col("out_tok").sum())
+            .collect()
+        )
+        total = 0.0
+        for row in per_model.iter_rows(named=True):
+            prices = self._endpoints[row["model"]].prices
+            total += prices.cost_usd(int(row["in_tok"]), int(row["out_tok"]))
+        return total
+
+    def spent_usd(self) -> float:
+        """Dollars this run has paid so far, from the store (exact, survives kills)."""
+        lf = self.store.scan(["run_id", "cost_usd"]).filter(pl.col("run_id") == self.manifest.run_id)
+        return float(lf.select(pl.col("cost_usd").sum()).collect().item() or 0.0)
+
+    def run(self, stage: str, requests_path: str) -> StageCalls:
+        """Make every call the store lacks. Raises `BudgetExceeded` (resumable) at the budget."""
+        t0 = time.monotonic()
+        calls = StageCalls()
+        req = pl.scan_parquet(requests_path).select("key", "model")
+        calls.requests = req.select(pl.col("key").n_unique()).collect().item()
+        self.check_models(req.select("model").unique().collect()["model"].to_list())
+        pending_path = self.run_dir.requests.join(f".{stage}.pending.parquet")
+        self.pending(requests_path).sink_parquet(pending_path)
+        todo = pl.scan_parquet(pending_path).group_by("model").len().collect()
+        todo_by_model = dict(zip(todo["model"].to_list(), todo["len"].to_list(), strict=True))
+        calls.cached = calls.requests - sum(todo_by_model.values())
+        budget = self.conf.budget_usd
+        if budget is not None and todo_by_model:
+            spent, estimate = self.spent_usd(), self.estimate_usd(pl.scan_parquet(pending_path))
+            if spent + estimate > budget:
+                raise BudgetExceeded(
+                    f"stage '{stage}' would cost about ${estimate:.2f} for {sum(todo_by_model.values())} calls, "
+                    f"with ${spent:.2f} already spent: over budget_usd=${budget:.2f}. "
+                    "Raise budget_usd or shrink the run; nothing was sent."
+                )
+        calls.repaid_after_kill = self._count_interrupted(stage)
+        if todo_by_model:
+            totals = req.group_by("model").agg(pl.col("key").n_unique()).collect()
+            progress = Progress(stage, dict(zip(totals["model"], totals["key"], strict=True)), todo_by_model)
+            try:
+                asyncio.run(self._dispatch(stage, pending_path, todo_by_model, calls, progress))
+            finally:
+                progress.close()
+        calls.elapsed_s = time.monotonic() - t0
+        self.run_dir.root.fs.delete_file(pending_path)
+        return calls
+
+    def _count_interrupted(self, stage: str) -> int:
+        """Calls earlier sessions dispatched but never stored: paid twice at most once each."""
+        journal_loc = self.run_dir.journal
+        old = dangling(journal_loc, self._session_id())
+        if old.is_empty():
+            return 0
+        lost = old.join(self.store.done_keys().collect(), on="key", how="anti").height
+        if lost:
+            log.warning(
+                "%d calls were in flight when an earlier session was killed; they are sent again", lost
+            )
+            sessions = self.manifest.data.setdefault("interrupted", [])
+            sessions.append({"stage": stage, "sessions": sorted(set(old["session"])), "in_flight": lost})
+            self.manifest.save()
+        discard(journal_loc, set(old["session"]))
+        return lost
+
+    def _session_id(self) -> str:
+        if self._journal is None:
+            self._journal = Journal(self.run_dir.journal)
+        return self._journal.session_id
+
+    def _start_clients(self) -> None:
+        if self._clients:
+            return
+        n = self.conf.engine.num_clients
+        limits = account_limits(self.conf)
+        acc_limits = {
+            acc: to_account_limits(lim, self.conf.engine.lease_margin) for acc, lim in limits.items()
+        }
+        limiters = {acc: get_limiter(acc, al) for acc, al in acc_limits.items()}
+        settings = ClientSettings(
+            endpoints=self._endpoints,
+            limiters=limiters,
+            in_flight={acc: max(1, math.ceil(lim.max_in_flight / n)) for acc, lim in limits.items()},
+            policy=RetryPolicy(
+                max_attempts=self.conf.engine.max_attempts,
+                base_s=self.conf.engine.backoff_base_s,
+                max_s=self.conf.engine.backoff_max_s,
+            ),
+            run_id=self.manifest.run_id,
+        )
+        self._clients = [ClientActor.remote(settings, seed=self.conf.seed + i) for i in range(n)]
+
+    def close(self) -> None:
+        """Close client sessions; the journal of a clean session is deleted."""
+        if self._clients:
+            ray.get([c.close.remote() for c in self._clients])
+            for c in self._clients:
+                ray.kill(c)
+            self._clients = []
+        if self._journal is not None:
+            self._journal.close(delete=True)
+            self._journal = None
+
+    def _batches(self, pending_path: str, model: str) -> Iterator[list[tuple[str, str]]]:
+        ds = pads.dataset(pending_path, format="parquet", filesystem=self.run_dir.root.fs)
+        for batch in ds.to_batches(
+            columns=["key", "spec"], filter=pc.field("model") == model, batch_size=self.conf.engine.batch_size
+        ):
+            if batch.num_rows:
+                yield list(zip(batch.column(0).to_pylist(), batch.column(1).to_pylist(), strict=True))
+
+    async def _dispatch(
+        self,
+        stage: str,
+        pending_path: str,
+        todo: dict[str, int],
+        calls: StageCalls,
+        progress: Progress,
+    ) -> None:
+        self._start_clients()
+        self._session_id()
+        writer = self.store.writer(flush_rows=self.conf.engine.flush_rows, flush_s=self.conf.engine.flush_s)
+        stop = asyncio.Event()
+        budget = self.conf.budget_usd
+        spent_before = self.spent_usd() if budget is not None else 0.0
+        tasks: set[asyncio.Task[None]] = set()
+
+        def on_flush() -> None:
+            self.manifest.set_stage(stage, calls=calls.as_dict())
+
+        async def handle(items: list[tuple[str, str]], window: _Window) -> None:
+            attempt = 0
+            while True:
+                client = self._clients[next(self._rr) % len(self._clients)]
+                try:
+                    batch: pa.RecordBatch = await client.call_batch.remote(items)
+                    break
+                except ray.exceptions.RayActorError:
+                    # The actor (or its node) died with this batch in flight; it restarts and we
+                    # send the batch again. These calls may be paid twice: count them.
+                    attempt += 1
+                    calls.redispatched += len(items)
+                    await asyncio.sleep(min(2.0 * attempt, 10.0))
+            self._account(batch, calls, progress)
+            if writer.add(batch):
+                on_flush()
+            await window.release(len(items))
+            if budget is not None and spent_before + calls.cost_usd >= budget:
+                stop.set()
+
+        async def feed(model: str) -> None:
+            window = _Window(self.conf.engine.window_per_model)
+            for items in self._batches(pending_path, model):
+                if stop.is_set():
+                    return
+                await window.reserve(len(items))
+                if stop.is_set():
+                    await window.release(len(items))
+                    return
+                assert self._journal is not None
+                self._journal.record(k for k, _ in items)
+                task = asyncio.create_task(handle(items, window))
+                tasks.add(task)
+                task.add_done_callback(tasks.discard)
+
+        async def ticker() -> None:
+            while True:
+                await asyncio.sleep(1.0)
+                progress.refresh()
+                if writer.due() and writer.flush():
+                    on_flush()
+
+        tick = asyncio.create_task(ticker())
+        try:
+            await asyncio.gather(*(feed(m) for m in todo))
+            while tasks:
+                await asyncio.gather(*list(tasks))
+        finally:
+            tick.cancel()
+            writer.flush()
+            on_flush()
+        if stop.is_set():
+            raise BudgetExceeded(
+                f"stage '{stage}' stopped at budget_usd=${budget:.2f} "
+                f"(spent ${spent_before + calls.cost_usd:.2f}); everything paid is stored. "
+                "Raise budget_usd and run the same command to resume."
+            )
+
+    @staticmethod
+    def _account(batch: pa.RecordBatch, calls: StageCalls, progress: Progress) -> None:
+        t = pa.Table.from_batches([batch])
+        ok = pc.equal(t["status"], "ok")
+        n_ok = pc.sum(ok).as_py() or 0
+        calls.made += t.num_rows
+        calls.ok += n_ok
+        calls.failed += t.num_rows - n_ok
+        calls.rate_limited += pc.sum(t["rate_limited"]).as_py() or 0
+        calls.retries += (pc.sum(t["attempts"]).as_py() or 0) - t.num_rows
+        calls.cost_usd += pc.sum(t["cost_usd"]).as_py() or 0.0
+        calls.input_tokens += pc.sum(t["input_tokens"]).as_py() or 0
+        calls.output_tokens += pc.sum(t["output_tokens"]).as_py() or 0
+        calls.cached_input_tokens += pc.sum(t["cached_input_tokens"]).as_py() or 0
+        if n_ok < t.num_rows:
+            for kind, n in (
+                pl.from_arrow(t.filter(pc.invert(ok)).select(["error_kind"]))["error_kind"]
+                .value_counts()
+                .iter_rows()
+            ):
+                calls.failures[kind] = calls.failures.get(kind, 0) + n
+        progress.update(t)

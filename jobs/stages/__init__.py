@@ -1,0 +1,1 @@
+"""One module per pipeline stage: its prompt, parser, pyarrow schema and entry point."""
