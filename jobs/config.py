@@ -17,15 +17,12 @@ from omegaconf.errors import OmegaConfBaseException
 
 from actors.errors import ConfigError
 from actors.limiter import AccountLimits
+from actors.providers import NEUTRAL_PARAMS
 from actors.types import Endpoint, Prices
 from jobs.stages.pairs import PairsConf
 from jobs.stages.scenarios import ScenariosConf
 
 PROVIDERS = ("openai", "anthropic", "gemini")
-PARAM_NAMES = frozenset(
-    {"temperature", "top_p", "max_tokens", "reasoning_effort", "thinking_budget", "cache_prefix", "seed"}
-)
-"""Neutral generation parameters every adapter understands (see `actors.types.CallSpec`)."""
 
 
 @dataclass
@@ -255,11 +252,11 @@ def validate(conf: RunConf) -> None:
         for price in ("input", "output", "cached_input"):
             value = getattr(m.prices, price)
             _check(value >= 0, f"{where}.prices.{price}", f"must be >= 0, got {value}")
-        unknown = set(m.params) - PARAM_NAMES
+        unknown = set(m.params) - NEUTRAL_PARAMS
         _check(
             not unknown,
             f"{where}.params",
-            f"unknown parameter(s) {sorted(unknown)}; known: {sorted(PARAM_NAMES)}",
+            f"unknown parameter(s) {sorted(unknown)}; known: {sorted(NEUTRAL_PARAMS)}",
         )
         _check(m.timeout_s > 0, f"{where}.timeout_s", "must be > 0")
     e = conf.engine

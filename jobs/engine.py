@@ -227,7 +227,7 @@ class Engine:
             self._journal = Journal(self.run_dir.journal)
         return self._journal.session_id
 
-    def _start_clients(self) -> None:
+    def start_clients(self) -> None:
         if self._clients:
             return
         n = self.conf.engine.num_clients
@@ -276,7 +276,7 @@ class Engine:
         calls: StageCalls,
         progress: Progress,
     ) -> None:
-        self._start_clients()
+        self.start_clients()
         self._session_id()
         writer = self.store.writer(flush_rows=self.conf.engine.flush_rows, flush_s=self.conf.engine.flush_s)
         stop = asyncio.Event()

@@ -1,0 +1,1 @@
+"""The emulator's wire formats, one module per provider."""

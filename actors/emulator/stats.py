@@ -1,0 +1,43 @@
+"""Counters of what the emulator saw, for tests and benchmarks; keys appear only as fingerprint labels."""
+
+from __future__ import annotations
+
+from collections import Counter
+from typing import Any
+
+from actors.emulator.config import fingerprint_label
+
+
+class Stats:
+    """Requests per key label and per request hash, answers per status, injected faults."""
+
+    def __init__(self) -> None:
+        self.reset()
+
+    def reset(self) -> None:
+        self.total = 0
+        self.by_key: Counter[str] = Counter()
+        self.by_hash: Counter[str] = Counter()
+        self.ok_by_hash: Counter[str] = Counter()
+        """Well-formed answers (HTTP 200, body intact) per request hash: what exactly-once is proved on."""
+        self.status: Counter[str] = Counter()
+        self.faults: Counter[str] = Counter()
+
+    def record_request(self, fp: str, request_hash: str) -> int:
+        """Count a request; returns how many times the same request was seen before (its attempt)."""
+        self.by_key[fingerprint_label(fp)] += 1
+        attempt = self.by_hash[request_hash]
+        self.by_hash[request_hash] = attempt + 1
+        return attempt
+
+    def snapshot(self) -> dict[str, Any]:
+        """The /_stats JSON."""
+        return {
+            "total": self.total,
+            "rate_limited": self.status["429"],
+            "status": dict(self.status),
+            "by_key": dict(self.by_key),
+            "by_hash": dict(self.by_hash),
+            "ok_by_hash": dict(self.ok_by_hash),
+            "faults": dict(self.faults),
+        }
