@@ -24,6 +24,7 @@ import tempfile
 import threading
 import time
 from collections.abc import Iterator
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -179,8 +180,8 @@ def utilization(window_s: float, rpm: float = 3000, input_tpm: float = 400_000) 
         ours = _engine_run(url, n, rpm=rpm, input_tpm=input_tpm)
         stats = _stats(url)
     times = ours["finished_at"].sort()
-    t0 = times[0] + pl.duration(seconds=warmup_s)
-    in_window = times.filter((times >= t0) & (times < t0 + pl.duration(seconds=window_s))).len()
+    t0 = times[0] + timedelta(seconds=warmup_s)
+    in_window = times.filter((times >= t0) & (times < t0 + timedelta(seconds=window_s))).len()
     prompt_tokens = len(PROMPT) // 4
     binding_rps = min(rpm / 60, input_tpm / 60 / max(prompt_tokens, 1))
     return {

@@ -116,6 +116,16 @@ class FaultsConf:
 
 
 @dataclass
+class QuirksConf:
+    """Rates (0..1) at which emulated task personas refuse, drop the tag, truncate or break JSON."""
+
+    refusal: float = 0.0
+    drop_tag: float = 0.0
+    truncate: float = 0.0
+    malformed_json: float = 0.0
+
+
+@dataclass
 class EmulatorConf:
     """The in-process provider emulator (a stand-in for real providers; see README)."""
 
@@ -127,6 +137,7 @@ class EmulatorConf:
     latency_per_output_token_s: float = 0.0005
     hang_s: float = 30.0
     faults: FaultsConf = field(default_factory=FaultsConf)
+    quirks: QuirksConf = field(default_factory=QuirksConf)
     limits: dict[str, LimitsConf] = field(default_factory=dict)
     """Limits the emulator enforces, by API-key environment variable name."""
 
@@ -264,8 +275,11 @@ def validate(conf: RunConf) -> None:
         _check(getattr(e, name) >= 1, f"engine.{name}", f"must be >= 1, got {getattr(e, name)}")
     _check(0 < e.lease_margin <= 1, "engine.lease_margin", f"must be in (0, 1], got {e.lease_margin}")
     _check(conf.budget_usd is None or conf.budget_usd >= 0, "budget_usd", "must be >= 0 or null")
-    for name, rate in vars(conf.emulator.faults).items():
-        _check(0 <= rate <= 1, f"emulator.faults.{name}", f"must be a probability in [0, 1], got {rate}")
+    for section in ("faults", "quirks"):
+        for name, rate in vars(getattr(conf.emulator, section)).items():
+            _check(
+                0 <= rate <= 1, f"emulator.{section}.{name}", f"must be a probability in [0, 1], got {rate}"
+            )
     for env_name, lim in conf.emulator.limits.items():
         _check_limits(lim, f"emulator.limits.{env_name}")
 

@@ -12,7 +12,7 @@ import os
 import secrets
 from collections.abc import Iterator
 
-from actors.emulator.config import AccountLimits, EmulatorConfig, FaultRates, LatencyModel
+from actors.emulator.config import AccountLimits, EmulatorConfig, FaultRates, LatencyModel, OutputQuirks
 from actors.emulator.server import EmulatorServer, serve
 from jobs.config import EmulatorConf, RunConf
 
@@ -28,6 +28,7 @@ def to_emulator_config(conf: EmulatorConf) -> EmulatorConfig:
             for env, lim in conf.limits.items()
         },
         faults=FaultRates(**vars(conf.faults)),
+        quirks=OutputQuirks(**vars(conf.quirks)),
         hang_s=conf.hang_s,
     )
 

@@ -180,7 +180,7 @@ class Engine:
         calls.requests = req.select(pl.col("key").n_unique()).collect().item()
         self.check_models(req.select("model").unique().collect()["model"].to_list())
         pending_path = self.run_dir.requests.join(f".{stage}.pending.parquet")
-        self.pending(requests_path).sink_parquet(pending_path)
+        self.pending(requests_path).sink_parquet(pending_path, row_group_size=8192)
         todo = pl.scan_parquet(pending_path).group_by("model").len().collect()
         todo_by_model = dict(zip(todo["model"].to_list(), todo["len"].to_list(), strict=True))
         calls.cached = calls.requests - sum(todo_by_model.values())

@@ -103,6 +103,25 @@ class FaultRates:
 
 
 @dataclass(frozen=True)
+class OutputQuirks:
+    """Rates (0..1) at which task personas misbehave the way real models do, so parsers are exercised."""
+
+    refusal: float = 0.0
+    """Decline the task outright."""
+    drop_tag: float = 0.0
+    """Leave out the answer tag the prompt asks for."""
+    truncate: float = 0.0
+    """Stop mid-answer, as if max tokens were hit (finish reason: length)."""
+    malformed_json: float = 0.0
+    """Answer with broken JSON where JSON was asked for."""
+
+    def __post_init__(self) -> None:
+        bad = {k: v for k, v in vars(self).items() if not 0.0 <= v <= 1.0}
+        if bad:
+            raise ValueError(f"output quirk rates must be in [0, 1]: {bad}")
+
+
+@dataclass(frozen=True)
 class EmulatorConfig:
     """Everything that shapes the emulator's behaviour; equal configs give equal answers."""
 
@@ -114,6 +133,7 @@ class EmulatorConfig:
     default_limits: AccountLimits = field(default_factory=AccountLimits)
     """Limits of keys not in `accounts`; unlimited by default."""
     faults: FaultRates = field(default_factory=FaultRates)
+    quirks: OutputQuirks = field(default_factory=OutputQuirks)
     hang_s: float = 300.0
     """How long a "hang" fault sleeps before answering, in seconds."""
     cache_ttl_s: float = 300.0

@@ -17,6 +17,8 @@ from dataclasses import dataclass
 from functools import lru_cache
 from typing import Literal, Protocol
 
+from actors.emulator.config import OutputQuirks
+
 Tone = Literal["plain", "formal", "warm", "cautious", "terse"]
 ReplyFinish = Literal["stop", "refusal"]
 _TONES: tuple[Tone, ...] = ("plain", "formal", "warm", "cautious", "terse")
@@ -137,9 +139,9 @@ class Persona(Protocol):
 
 
 class TaskPersona(Protocol):
-    """A registrable persona class: built from a style, chosen by what the prompt asks for."""
+    """A registrable persona class: built from a style and the quirk rates, chosen by what the prompt asks for."""
 
-    def __init__(self, style: ModelStyle) -> None: ...
+    def __init__(self, style: ModelStyle, quirks: OutputQuirks) -> None: ...
 
     @classmethod
     def recognises(cls, req: EmulatedRequest) -> bool: ...
@@ -156,12 +158,12 @@ def register_persona(cls: type[TaskPersona]) -> type[TaskPersona]:
     return cls
 
 
-def persona_for(req: EmulatedRequest) -> Persona:
+def persona_for(req: EmulatedRequest, quirks: OutputQuirks | None = None) -> Persona:
     """The first registered persona that recognises the request, else the generic one."""
     style = ModelStyle.for_model(req.model_id)
     for cls in _REGISTRY:
         if cls.recognises(req):
-            return cls(style)
+            return cls(style, quirks or OutputQuirks())
     return GenericPersona(style)
 
 

@@ -20,6 +20,7 @@ from typing import Any
 
 from aiohttp import web
 
+from actors.emulator import tasks  # noqa: F401  (importing it registers the task personas)
 from actors.emulator.accounts import AccountState
 from actors.emulator.config import EmulatorConfig, fingerprint
 from actors.emulator.dialects.anthropic import AnthropicDialect
@@ -162,7 +163,7 @@ class Emulator:
         """The persona's answer, capped at max tokens (thinking first), with cache use."""
         req = chat.request
         rng = random.Random(f"{self.config.seed}:{rhash}")
-        reply = persona_for(req).reply(req, rng)
+        reply = persona_for(req, self.config.quirks).reply(req, rng)
         thinking, text = reply.thinking, reply.text
         thinking_tokens, text_tokens = count_tokens(thinking), count_tokens(text)
         finish = reply.finish_reason
