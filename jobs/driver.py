@@ -40,9 +40,15 @@ StageFn = Callable[[StageContext], dict[str, Any]]
 
 def stage_registry() -> dict[str, StageFn]:
     """Stage name -> entry point. Imported lazily so `specstress --help` stays fast."""
-    from jobs.stages import pairs, scenarios
+    from jobs.stages import pairs, responses, rubrics, scenarios, scores
 
-    return {"pairs": pairs.run, "scenarios": scenarios.run}
+    return {
+        "pairs": pairs.run,
+        "scenarios": scenarios.run,
+        "responses": responses.run,
+        "rubrics": rubrics.run,
+        "scores": scores.run,
+    }
 
 
 def start_ray(conf: RunConf) -> None:
@@ -54,6 +60,7 @@ def start_ray(conf: RunConf) -> None:
         # A local Ray on loopback, without the token auth a cluster should keep (DESIGN.md).
         os.environ.setdefault("RAY_AUTH_MODE", "disabled")
         ray.init(
+            address="local",  # always a fresh local instance, never a stray one found on this machine
             num_cpus=conf.ray.num_cpus,
             include_dashboard=False,
             _node_ip_address="127.0.0.1",

@@ -10,18 +10,22 @@ bounded by the windows, not by the table. `results` joins the requests back to t
 from __future__ import annotations
 
 import asyncio
+import glob
 import itertools
 import logging
 import math
+import os
+import shutil
+import tempfile
 import time
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
+import numpy as np
 import polars as pl
 import pyarrow as pa
 import pyarrow.compute as pc
-import pyarrow.dataset as pads
 import pyarrow.parquet as pq
 import ray
 
@@ -100,32 +104,42 @@ class Engine:
     # ---- requests ---------------------------------------------------------------------
 
     def write_requests(self, stage: str, chunks: Iterable[pl.DataFrame]) -> str:
-        """Write a stage's requests (columns model, spec, plus its own) and add each row's key."""
-        path = f"{stage}.parquet"
-        writer: pa.RecordBatchWriter | None = None
-        tmp = self.run_dir.requests.join(f".{path}.tmp")
-        fs = self.run_dir.root.fs
-        with fs.open_output_stream(tmp) as sink:
-            for chunk in chunks:
-                if chunk.is_empty():
-                    continue
-                keyed = chunk.with_columns(
-                    key=pl.struct("model", "spec").map_elements(
-                        lambda r: call_key(self._endpoints[r["model"]], spec_from_json(r["spec"])),
-                        return_dtype=pl.String,
-                    )
-                )
-                table = keyed.select("key", "model", "spec", pl.exclude(REQUEST_COLUMNS)).to_arrow()
-                if writer is None:
-                    writer = pq.ParquetWriter(sink, table.schema, compression="zstd")
-                writer.write_table(table)
+        """Write a stage's requests (columns model, spec, plus its own ids), adding each row's key.
+
+        A key may repeat (two rows asking the same question); the `dispatch` column marks its
+        first row, so pending work is found by streaming filters, never by an in-memory unique.
+        """
+        name = f"{stage}.parquet"
+        self.run_dir.requests.write_atomic(name, lambda sink: self._write_request_chunks(sink, chunks))
+        return self.run_dir.requests.join(name)
+
+    def _write_request_chunks(self, sink: Any, chunks: Iterable[pl.DataFrame]) -> None:
+        seen: set[bytes] = set()
+        writer: pq.ParquetWriter | None = None
+        for chunk in chunks:
+            if chunk.is_empty():
+                continue
+            self.check_models(chunk["model"].unique().to_list())
+            keys = [
+                call_key(self._endpoints[m], spec_from_json(js))
+                for m, js in zip(chunk["model"], chunk["spec"], strict=True)
+            ]
+            first = []
+            for k in keys:
+                digest = bytes.fromhex(k)
+                first.append(digest not in seen)
+                seen.add(digest)
+            keyed = chunk.with_columns(key=pl.Series(keys, dtype=pl.String), dispatch=pl.Series(first))
+            table = keyed.select(
+                *REQUEST_COLUMNS, "dispatch", pl.exclude(*REQUEST_COLUMNS, "dispatch")
+            ).to_arrow()
             if writer is None:
-                empty = pa.schema([("key", pa.string()), ("model", pa.string()), ("spec", pa.string())])
-                writer = pq.ParquetWriter(sink, empty)
-            writer.close()
-        if self.run_dir.root.is_local:
-            fs.move(tmp, self.run_dir.requests.join(path))
-        return self.run_dir.requests.join(path)
+                writer = pq.ParquetWriter(sink, table.schema, compression="zstd")
+            writer.write_table(table)
+        if writer is None:
+            empty = pa.schema([(c, pa.string()) for c in REQUEST_COLUMNS] + [("dispatch", pa.bool_())])
+            writer = pq.ParquetWriter(sink, empty)
+        writer.close()
 
     def check_models(self, models: Iterable[str]) -> None:
         unknown = sorted(set(models) - set(self._endpoints))
@@ -139,13 +153,17 @@ class Engine:
 
     # ---- running ----------------------------------------------------------------------
 
-    def pending(self, requests_path: str) -> pl.LazyFrame:
-        """Unique requests without a stored success (nor a stored failure, unless retry_failed)."""
-        req = pl.scan_parquet(requests_path).select(REQUEST_COLUMNS).unique("key")
-        done = self.store.done_keys()
-        if not self.conf.engine.retry_failed:
-            done = pl.concat([done, self.store.scan(["key"]).unique()]).unique()
-        return req.join(done, on="key", how="anti")
+    def answered_keys(self) -> np.ndarray:
+        """Sorted keys the store already answered (with failures too unless retry_failed), as `S32`.
+
+        Compact on purpose: 32 bytes a key, searched with `np.searchsorted`, so finding
+        pending work costs memory for the keys of the store, never for its rows.
+        """
+        keys = self.store.scan(["key", "status"])
+        if self.conf.engine.retry_failed:
+            keys = keys.filter(pl.col("status") == "ok")
+        column = keys.select("key").collect()["key"]
+        return np.unique(column.to_numpy().astype("S32")) if column.len() else np.empty(0, dtype="S32")
 
     def estimate_usd(self, pending: pl.LazyFrame) -> float:
         """Dollar estimate of pending calls: prompt chars / 4 in, max_tokens (or 512) out."""
@@ -176,17 +194,65 @@ class Engine:
         """Make every call the store lacks. Raises `BudgetExceeded` (resumable) at the budget."""
         t0 = time.monotonic()
         calls = StageCalls()
-        req = pl.scan_parquet(requests_path).select("key", "model")
-        calls.requests = req.select(pl.col("key").n_unique()).collect().item()
-        self.check_models(req.select("model").unique().collect()["model"].to_list())
-        pending_path = self.run_dir.requests.join(f".{stage}.pending.parquet")
-        self.pending(requests_path).sink_parquet(pending_path, row_group_size=8192)
-        todo = pl.scan_parquet(pending_path).group_by("model").len().collect()
-        todo_by_model = dict(zip(todo["model"].to_list(), todo["len"].to_list(), strict=True))
+        req = pl.scan_parquet(requests_path).filter(pl.col("dispatch")).select("key", "model")
+        totals = dict(req.group_by("model").len().collect().iter_rows())
+        calls.requests = sum(totals.values())
+        scratch = tempfile.mkdtemp(prefix=f"specstress-{stage}-")
+        try:
+            self._run_pending(stage, requests_path, scratch, totals, calls)
+        finally:
+            shutil.rmtree(scratch, ignore_errors=True)
+        calls.elapsed_s = time.monotonic() - t0
+        return calls
+
+    def _write_pending(self, requests_path: str, scratch: str) -> dict[str, list[str]]:
+        """Split the requests the store lacks into one local Parquet file per model.
+
+        One streaming pass, a row group at a time: memory is bounded by a row group plus the
+        compact answered-key array, never by the stage's rows.
+        """
+        answered = self.answered_keys()
+        writers: dict[str, pq.ParquetWriter] = {}
+        paths: dict[str, list[str]] = {}
+        try:
+            for path in sorted(glob.glob(requests_path)):
+                for batch in pq.ParquetFile(path).iter_batches(
+                    batch_size=8192, columns=["key", "model", "spec", "dispatch"]
+                ):
+                    keys = batch.column("key").to_numpy(zero_copy_only=False).astype("S32")
+                    known = np.zeros(len(keys), dtype=bool)
+                    if len(answered):
+                        at = np.minimum(np.searchsorted(answered, keys), len(answered) - 1)
+                        known = answered[at] == keys
+                    todo = pa.Table.from_batches([batch]).filter(
+                        pc.and_(
+                            batch.column("dispatch"),
+                            pa.array(~known if len(answered) else np.ones(len(keys), bool)),
+                        )
+                    )
+                    for model in pc.unique(todo["model"]).to_pylist():
+                        rows = todo.filter(pc.equal(todo["model"], model)).select(["key", "spec"])
+                        if model not in writers:
+                            paths[model] = [os.path.join(scratch, f"pending-{len(paths):04d}.parquet")]
+                            writers[model] = pq.ParquetWriter(paths[model][0], rows.schema)
+                        writers[model].write_table(rows)
+        finally:
+            for w in writers.values():
+                w.close()
+        return paths
+
+    def _run_pending(
+        self, stage: str, requests_path: str, scratch: str, totals: dict[str, int], calls: StageCalls
+    ) -> None:
+        pending = self._write_pending(requests_path, scratch)
+        todo_by_model = {
+            m: sum(pq.ParquetFile(p).metadata.num_rows for p in paths) for m, paths in pending.items()
+        }
         calls.cached = calls.requests - sum(todo_by_model.values())
         budget = self.conf.budget_usd
         if budget is not None and todo_by_model:
-            spent, estimate = self.spent_usd(), self.estimate_usd(pl.scan_parquet(pending_path))
+            lf = pl.concat([pl.scan_parquet(p).with_columns(model=pl.lit(m)) for m, p in pending.items()])
+            spent, estimate = self.spent_usd(), self.estimate_usd(lf)
             if spent + estimate > budget:
                 raise BudgetExceeded(
                     f"stage '{stage}' would cost about ${estimate:.2f} for {sum(todo_by_model.values())} calls, "
@@ -195,15 +261,11 @@ class Engine:
                 )
         calls.repaid_after_kill = self._count_interrupted(stage)
         if todo_by_model:
-            totals = req.group_by("model").agg(pl.col("key").n_unique()).collect()
-            progress = Progress(stage, dict(zip(totals["model"], totals["key"], strict=True)), todo_by_model)
+            progress = Progress(stage, totals, todo_by_model)
             try:
-                asyncio.run(self._dispatch(stage, pending_path, todo_by_model, calls, progress))
+                asyncio.run(self._dispatch(stage, pending, todo_by_model, calls, progress))
             finally:
                 progress.close()
-        calls.elapsed_s = time.monotonic() - t0
-        self.run_dir.root.fs.delete_file(pending_path)
-        return calls
 
     def _count_interrupted(self, stage: str) -> int:
         """Calls earlier sessions dispatched but never stored: paid twice at most once each."""
@@ -260,18 +322,16 @@ class Engine:
             self._journal.close(delete=True)
             self._journal = None
 
-    def _batches(self, pending_path: str, model: str) -> Iterator[list[tuple[str, str]]]:
-        ds = pads.dataset(pending_path, format="parquet", filesystem=self.run_dir.root.fs)
-        for batch in ds.to_batches(
-            columns=["key", "spec"], filter=pc.field("model") == model, batch_size=self.conf.engine.batch_size
-        ):
-            if batch.num_rows:
+    def _batches(self, paths: list[str]) -> Iterator[list[tuple[str, str]]]:
+        """(key, spec) batches of one model's pending files, read one row group at a time."""
+        for path in paths:
+            for batch in pq.ParquetFile(path).iter_batches(batch_size=self.conf.engine.batch_size):
                 yield list(zip(batch.column(0).to_pylist(), batch.column(1).to_pylist(), strict=True))
 
     async def _dispatch(
         self,
         stage: str,
-        pending_path: str,
+        pending: dict[str, list[str]],
         todo: dict[str, int],
         calls: StageCalls,
         progress: Progress,
@@ -309,7 +369,7 @@ class Engine:
 
         async def feed(model: str) -> None:
             window = _Window(self.conf.engine.window_per_model)
-            for items in self._batches(pending_path, model):
+            for items in self._batches(pending[model]):
                 if stop.is_set():
                     return
                 await window.reserve(len(items))

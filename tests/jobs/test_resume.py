@@ -21,7 +21,9 @@ N_PAIRS = 240
 
 def _config(tmp_path: Path, url: str) -> Path:
     cfg = tmp_path / "conf.yaml"
-    text = run_conf_yaml(url, tmp_path / "run").replace("flush_rows: 50", "flush_rows: 10")
+    # Small batches and few requests in flight, so shards land steadily while the stage runs.
+    text = run_conf_yaml(url, tmp_path / "run").replace("flush_rows: 50", "flush_rows: 4, batch_size: 4")
+    text = text.replace("params: {max_tokens: 64}}", "params: {max_tokens: 64}, limits: {max_in_flight: 4}}")
     text += (
         "cache_dir: " + str(tmp_path / "cache") + "\n"
         "ray: {num_cpus: 2}\n"
