@@ -20,7 +20,8 @@ from typing import Literal, Protocol
 from actors.emulator.config import OutputQuirks
 
 Tone = Literal["plain", "formal", "warm", "cautious", "terse"]
-ReplyFinish = Literal["stop", "refusal"]
+ReplyFinish = Literal["stop", "refusal", "length"]
+"""How a reply ends; "length" is a persona cutting itself off as if max tokens were hit."""
 _TONES: tuple[Tone, ...] = ("plain", "formal", "warm", "cautious", "terse")
 _STOPWORDS = frozenset(
     [

@@ -55,10 +55,12 @@ Think it through first if you like. Then write {tag} on its own line, followed b
 NUDGES = ("neutral", "value1", "value2")
 
 _REFUSAL = re.compile(
-    r"^\s*(i(?:'m| am) (?:sorry|unable|not able)|i can(?:no|')t (?:help|assist|write|create|do)|"
-    r"i won'?t (?:help|write|create)|sorry, (?:but )?i can)",
+    r"^\s*(i(?:'m| am) (?:sorry|unable|not able|not comfortable)|i can(?:no|')t (?:help|assist|write|create|do)|"
+    r"i won'?t (?:help|write|create|be able)|sorry, (?:but )?i can|i (?:must|have to|need to) decline)",
     re.IGNORECASE,
 )
+_WRAPPING = re.compile(r'^[\s*_"\u201c\u201d]+|[\s*_"\u201c\u201d]+$')
+"""Markdown emphasis, quotes and whitespace a model may put around the tag or the question."""
 
 SCENARIO_SCHEMA = pa.schema(
     [
@@ -140,7 +142,7 @@ def extract_query(text: str | None) -> tuple[str | None, str | None]:
     idx = text.rfind(QUERY_TAG)
     if idx < 0:
         return None, "no_tag"
-    query = text[idx + len(QUERY_TAG) :].strip().strip('"').strip()
+    query = _WRAPPING.sub("", text[idx + len(QUERY_TAG) :])
     if not query:
         return None, "empty"
     return query, None
@@ -234,6 +236,18 @@ def _split(
     return kept, rejected
 
 
+def _by_generator(scenarios: pl.DataFrame, rejected: pl.DataFrame) -> dict[str, dict[str, Any]]:
+    """Per query generator: kept and rejected counts, and the rejects by reason."""
+    out: dict[str, dict[str, Any]] = {}
+    for (g,), part in scenarios.group_by(["query_generator"]):
+        out.setdefault(str(g), {"kept": 0, "rejected": 0, "rejected_by_reason": {}})["kept"] = part.height
+    for (g,), part in rejected.group_by(["query_generator"]):
+        entry = out.setdefault(str(g), {"kept": 0, "rejected": 0, "rejected_by_reason": {}})
+        entry["rejected"] = part.height
+        entry["rejected_by_reason"] = dict(part.group_by("reason").len().sort("reason").iter_rows())
+    return dict(sorted(out.items()))
+
+
 def run(ctx: StageContext) -> dict[str, Any]:
     sc: ScenariosConf = ctx.conf.stages.scenarios
     models = [*sc.generators, *([sc.rewriter] if sc.rewriter else [])]
@@ -298,21 +312,7 @@ def run(ctx: StageContext) -> dict[str, Any]:
     write_table(ctx.run, "scenarios", scenarios, SCENARIO_SCHEMA)
     write_table(ctx.run, "scenario_rejects", rejected, REJECT_SCHEMA)
     by_reason = dict(rejected.group_by("reason").len().sort("reason").iter_rows())
-    by_gen = {
-        g: {"kept": int(k), "rejected": int(r)}
-        for g, k, r in (
-            pl.concat(
-                [
-                    scenarios.select("query_generator", kept=pl.lit(1), rejected=pl.lit(0)),
-                    rejected.select("query_generator", kept=pl.lit(0), rejected=pl.lit(1)),
-                ]
-            )
-            .group_by("query_generator")
-            .agg(pl.col("kept").sum(), pl.col("rejected").sum())
-            .sort("query_generator")
-            .iter_rows()
-        )
-    }
+    by_gen = _by_generator(scenarios, rejected)
     return {
         "pairs": pairs.height,
         "scenarios": scenarios.height,

@@ -2,3 +2,10 @@
 
 The emulator recognises a task from the prompt text alone, as a real model would.
 """
+
+from actors.emulator.tasks import (
+    generator,  # noqa: F401  (registers the query generator and rewriter)
+    responder,  # noqa: F401  (answers the queries no other task persona claims)
+    rubric,  # noqa: F401  (registers the rubric writer)
+    scorer,  # noqa: F401  (registers the spectrum scorer)
+)
