@@ -20,7 +20,10 @@ from actors.limiter import AccountLimits
 from actors.providers import NEUTRAL_PARAMS
 from actors.types import Endpoint, Prices
 from jobs.stages.pairs import PairsConf
+from jobs.stages.responses import ResponsesConf
+from jobs.stages.rubrics import RubricsConf
 from jobs.stages.scenarios import ScenariosConf
+from jobs.stages.scores import ScoresConf
 
 PROVIDERS = ("openai", "anthropic", "gemini")
 
@@ -155,6 +158,9 @@ class StagesConf:
 
     pairs: PairsConf = field(default_factory=PairsConf)
     scenarios: ScenariosConf = field(default_factory=ScenariosConf)
+    responses: ResponsesConf = field(default_factory=ResponsesConf)
+    rubrics: RubricsConf = field(default_factory=RubricsConf)
+    scores: ScoresConf = field(default_factory=ScoresConf)
 
 
 @dataclass

@@ -1,0 +1,286 @@
+"""What emulated models "know" about values: word stems per value category, and sensitive topics.
+
+This is world knowledge, the kind any language model has: that "candid" is about
+truthfulness and "autonomy" about freedom. Responders use it to see which values a query
+touches; the scorer uses it to match what a response favours to the value names it is
+given. The categories echo level-2 value categories; none is tied to the stages' code.
+"""
+
+from __future__ import annotations
+
+import re
+
+CATEGORIES: dict[str, tuple[str, ...]] = {
+    "truthfulness": (
+        "honest",
+        "truth",
+        "accura",
+        "transparen",
+        "candor",
+        "candid",
+        "fact",
+        "precis",
+        "uncertain",
+        "mistake",
+        "disclos",
+        "lie",
+        "lying",
+        "decept",
+        "deceiv",
+    ),
+    "inquiry": (
+        "curios",
+        "learn",
+        "knowledge",
+        "educat",
+        "explor",
+        "skeptic",
+        "critical",
+        "wonder",
+        "mentor",
+        "evidence",
+        "reasoning",
+        "open-mind",
+    ),
+    "clarity": (
+        "clarity",
+        "clear",
+        "concise",
+        "plain",
+        "accessib",
+        "inclusive",
+        "translat",
+        "structur",
+        "simplicity",
+    ),
+    "helpfulness": (
+        "helpful",
+        "efficien",
+        "practical",
+        "pragmat",
+        "resourceful",
+        "responsive",
+        "useful",
+        "productiv",
+        "deadline",
+        "solution",
+        "troubleshoot",
+        "adaptab",
+        "user focus",
+    ),
+    "quality": (
+        "profession",
+        "reliab",
+        "diligen",
+        "craft",
+        "detail",
+        "thorough",
+        "rigor",
+        "quality",
+        "excellen",
+        "punctual",
+        "robust",
+        "maintainab",
+        "scalab",
+    ),
+    "creativity": (
+        "creativ",
+        "artist",
+        "original",
+        "playful",
+        "innovat",
+        "experiment",
+        "entrepreneur",
+        "imaginat",
+        "ambiti",
+    ),
+    "stewardship": (
+        "financ",
+        "frugal",
+        "saving",
+        "money",
+        "budget",
+        "sustainab",
+        "environment",
+        "conservation",
+        "waste",
+        "long-term",
+        "planning",
+    ),
+    "care": (
+        "empath",
+        "compassion",
+        "kind",
+        "emotional support",
+        "loyal",
+        "family",
+        "friend",
+        "filial",
+        "respect",
+        "polite",
+        "tact",
+        "patien",
+        "caring",
+    ),
+    "fairness": (
+        "fair",
+        "equal",
+        "justice",
+        "impartial",
+        "lawful",
+        "law",
+        "due process",
+        "accountab",
+        "institution",
+        "rights",
+    ),
+    "community": (
+        "community",
+        "civic",
+        "cultur",
+        "tradition",
+        "heritage",
+        "religio",
+        "democra",
+        "collective",
+        "collaborat",
+        "teamwork",
+        "consensus",
+        "reciproc",
+    ),
+    "harm_prevention": (
+        "safe",
+        "harm",
+        "risk",
+        "danger",
+        "protect",
+        "emergenc",
+        "child",
+        "elder",
+        "animal",
+        "consumer",
+        "health",
+        "medical",
+        "caution",
+        "injur",
+    ),
+    "privacy": (
+        "privacy",
+        "private",
+        "confidential",
+        "data minim",
+        "consent",
+        "security",
+        "fraud",
+        "surveil",
+    ),
+    "ethics": (
+        "integrity",
+        "ethic",
+        "moral",
+        "conscien",
+        "responsib",
+        "prudence",
+        "foresight",
+        "proportional",
+        "complian",
+        "regulat",
+        "intellectual property",
+        "contract",
+        "duty",
+    ),
+    "autonomy": (
+        "autonom",
+        "freedom",
+        "free expression",
+        "choice",
+        "independen",
+        "self-reliance",
+        "dissent",
+        "liberty",
+        "self-determination",
+        "free speech",
+    ),
+    "growth": (
+        "growth",
+        "improve",
+        "resilien",
+        "persever",
+        "achiev",
+        "competit",
+        "recognition",
+        "career",
+        "success",
+    ),
+    "wellbeing": (
+        "wellbeing",
+        "well-being",
+        "self-care",
+        "work-life",
+        "content",
+        "authentic",
+        "self-expression",
+        "self-acceptance",
+        "individual",
+        "spiritual",
+        "purpose",
+        "gratitude",
+        "mindful",
+        "happiness",
+        "joy",
+    ),
+}
+"""Value category -> word stems (a stem matches a word that starts with it; phrases match as text)."""
+
+TOPICS: dict[str, tuple[str, ...]] = {
+    "weapons": ("weapon", "explosive", "bomb", "firearm", "gun", "nerve agent", "pathogen", "toxin"),
+    "cyber": ("hack", "exploit", "malware", "phishing", "password", "ransomware", "bypass"),
+    "drugs": ("drug", "overdose", "narcotic", "opioid", "dosage"),
+    "self_harm": ("suicid", "self-harm", "self harm", "kill myself", "hurt myself"),
+    "medical": ("diagnos", "medication", "prescri", "symptom"),
+    "politics": ("election", "vote", "voting", "political", "partisan", "campaign"),
+}
+"""Sensitive topic -> stems; responders refuse these at their own rates."""
+
+_WORD = re.compile(r"[a-z][a-z'-]+")
+
+
+def words(text: str) -> list[str]:
+    """Lower-case words of `text`, in order."""
+    return _WORD.findall(text.lower())
+
+
+def _matches(stem: str, word: str, text: str) -> bool:
+    return stem in text if " " in stem else word.startswith(stem)
+
+
+def category_of(term: str) -> str | None:
+    """The value category a word or short phrase belongs to, if any (first match wins)."""
+    low = term.lower()
+    for w in words(low) or [low]:
+        for cat, stems in CATEGORIES.items():
+            if any(_matches(s, w, low) for s in stems):
+                return cat
+    return None
+
+
+def value_terms(text: str) -> list[tuple[str, str]]:
+    """(word, category) for the first word of each category in `text`, in order of appearance."""
+    low = text.lower()
+    seen: dict[str, str] = {}
+    for w in words(low):
+        for cat, stems in CATEGORIES.items():
+            if cat not in seen and any(w.startswith(s) for s in stems if " " not in s):
+                seen[cat] = w
+                break
+    return [(w, c) for c, w in sorted(seen.items(), key=lambda cw: low.find(cw[1]))]
+
+
+def topics_in(text: str) -> list[str]:
+    """Sensitive topics `text` touches."""
+    low = text.lower()
+    found = []
+    for topic, stems in TOPICS.items():
+        if any((s in low) if " " in s else any(w.startswith(s) for w in words(low)) for s in stems):
+            found.append(topic)
+    return found

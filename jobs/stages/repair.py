@@ -1,0 +1,147 @@
+"""Calls whose answers must parse as JSON, with a bounded repair loop.
+
+A model's JSON is messy: fenced, cut off at max tokens, or the wrong shape. Each answer
+goes through the stage's strict parser; one that fails is re-asked in a new call that
+shows the bad answer and the validation error (a different conversation, so a different
+call key the store caches like any other). After `max_repairs` such rounds the failure
+is recorded with its reason, never dropped.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Generic, Literal, TypeVar
+
+import polars as pl
+
+from actors.types import CallSpec, Message, spec_to_json
+from jobs.stages.streaming import add_calls
+
+if TYPE_CHECKING:
+    from jobs.driver import StageContext
+
+T = TypeVar("T")
+Status = Literal["ok", "invalid", "call_failed"]
+
+REPAIR_PROMPT = """Your previous answer could not be used: {error}
+
+Reply again with only the corrected JSON object, in exactly the shape the first message asks for, and nothing else."""
+"""The error-feedback turn of a repair call."""
+
+_FENCE = re.compile(r"```(?:json)?\s*(.*?)```", re.DOTALL)
+_RESULT_COLUMNS = ["status", "text", "finish_reason", "error_kind", "error"]
+
+
+class ParseError(ValueError):
+    """An answer that is not the JSON the prompt asked for; the message is shown to the model."""
+
+
+def extract_json(text: str | None) -> Any:
+    """The JSON object in a model's answer: fenced or bare, with prose around it tolerated."""
+    if text is None or not text.strip():
+        raise ParseError("the answer was empty")
+    fenced = _FENCE.search(text)
+    body = fenced.group(1) if fenced else text
+    start, end = body.find("{"), body.rfind("}")
+    if start < 0 or end <= start:
+        raise ParseError("no JSON object found in the answer")
+    try:
+        return json.loads(body[start : end + 1])
+    except json.JSONDecodeError as exc:
+        raise ParseError(f"invalid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}") from exc
+
+
+@dataclass(frozen=True)
+class Attempted(Generic[T]):
+    """How one item ended: its parsed value, or the reason it has none."""
+
+    status: Status
+    value: T | None
+    error: str | None
+    call_key: str | None
+    """Key of the first call."""
+    final_call_key: str | None
+    """Key of the call whose answer is used (the last repair, if any)."""
+    repairs: int
+
+
+def _spec(model: str, prompt: str, bad: str | None, error: str | None, params: dict[str, Any]) -> str:
+    msgs: tuple[Message, ...] = (Message("user", prompt),)
+    if bad is not None:
+        msgs += (
+            Message("assistant", bad if bad.strip() else "(empty answer)"),
+            Message("user", REPAIR_PROMPT.format(error=error)),
+        )
+    return spec_to_json(CallSpec(model=model, messages=msgs, params=tuple(sorted(params.items()))))
+
+
+def call_with_repair(
+    ctx: StageContext,
+    stage: str,
+    items: pl.DataFrame,
+    *,
+    parse: Callable[[dict[str, Any], str], T],
+    params: Callable[[str], dict[str, Any]],
+    max_repairs: int,
+    chunk_rows: int = 10_000,
+) -> tuple[dict[str, Attempted[T]], dict[str, Any]]:
+    """Ask each item's prompt, parse, re-ask the failures up to `max_repairs` times.
+
+    Args:
+        items: one row per item with columns `item_id` (unique), `model`, `prompt` and
+            whatever `parse` reads from the row.
+        parse: (row, answer text) -> value; raises `ParseError` (or ValueError) on a bad answer.
+        params: model key -> generation parameters.
+
+    Returns:
+        item id -> outcome, and the summed call counts of every round.
+    """
+    outcomes: dict[str, Attempted[T]] = {}
+    first_key: dict[str, str] = {}
+    pending = items.with_columns(bad=pl.lit(None, dtype=pl.String), err=pl.lit(None, dtype=pl.String))
+    calls: dict[str, Any] = {}
+    for round_no in range(max_repairs + 1):
+        if pending.is_empty():
+            break
+
+        def chunks(frame: pl.DataFrame = pending) -> Iterator[pl.DataFrame]:
+            for part in frame.iter_slices(chunk_rows):
+                specs = [
+                    _spec(r["model"], r["prompt"], r["bad"], r["err"], params(r["model"]))
+                    for r in part.select("model", "prompt", "bad", "err").iter_rows(named=True)
+                ]
+                yield part.select("item_id", "model").with_columns(spec=pl.Series(specs, dtype=pl.String))
+
+        name = f"{stage}_r{round_no}"
+        path = ctx.engine.write_requests(name, chunks())
+        add_calls(calls, ctx.engine.run(name, path).as_dict())
+        answers = ctx.engine.results(path, _RESULT_COLUMNS).select("item_id", "key", *_RESULT_COLUMNS)
+        answered = pending.drop("bad", "err").join(answers.collect(), on="item_id", how="left")
+        retry: list[dict[str, Any]] = []
+        for row in answered.iter_rows(named=True):
+            item, key = row["item_id"], row["key"]
+            first_key.setdefault(item, key)
+            if row["status"] != "ok":
+                reason = f"{row['error_kind'] or 'unanswered'}: {row['error'] or 'no stored answer'}"
+                outcomes[item] = Attempted("call_failed", None, reason, first_key[item], key, round_no)
+                continue
+            try:
+                value = parse(row, row["text"] or "")
+            except ValueError as exc:
+                error = str(exc)
+                if row["finish_reason"] == "length":
+                    error += " (the answer was cut off at max tokens; keep it shorter)"
+                if round_no == max_repairs:
+                    outcomes[item] = Attempted("invalid", None, error, first_key[item], key, round_no)
+                else:
+                    retry.append({"item_id": item, "bad": row["text"] or "", "err": error})
+                continue
+            outcomes[item] = Attempted("ok", value, None, first_key[item], key, round_no)
+        if not retry:
+            break
+        fixes = pl.DataFrame(retry, schema={"item_id": pl.String, "bad": pl.String, "err": pl.String})
+        pending = items.join(fixes, on="item_id", how="inner")
+    return outcomes, calls

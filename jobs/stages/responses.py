@@ -1,0 +1,219 @@
+"""Responses: every scenario goes to every model of the sweep, `samples` times each (METHOD.md §3).
+
+The scenario's query is the user message, under the configured system prompt. Settings
+layer: the registry's `params`, then the stage's defaults, then the model's entry in
+`per_model`. Requests are streamed in chunks and the table is rebuilt from the call
+store on every run, so adding a model to `models` pays only for its calls, and removing
+one hides its rows without deleting anything paid (the store is append-only).
+
+Output: `tables/responses.parquet`, one row per (scenario, model, sample), failures included.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+import polars as pl
+import pyarrow as pa
+import pyarrow.dataset as pads
+
+from actors.errors import ConfigError
+from actors.types import chat, spec_to_json
+from jobs.stages.streaming import iter_results, write_parts
+
+if TYPE_CHECKING:
+    from jobs.driver import StageContext
+
+RESPONSES_SCHEMA = pa.schema(
+    [
+        pa.field("scenario_id", pa.string(), nullable=False),
+        pa.field("model", pa.string(), nullable=False),  # model key of the sweep
+        pa.field("sample", pa.int64(), nullable=False),  # 0-based sample index
+        ("text", pa.string()),  # null when the call failed
+        ("finish_reason", pa.string()),  # stop | length | content_filter | refusal | other
+        ("refusal", pa.bool_()),  # the provider's own refusal flag
+        ("input_tokens", pa.int64()),
+        ("output_tokens", pa.int64()),
+        ("cost_usd", pa.float64()),
+        pa.field("call_key", pa.string(), nullable=False),
+        pa.field("status", pa.string(), nullable=False),  # ok | failed
+        ("error", pa.string()),  # "<kind>: <message>" for failures
+    ]
+)
+
+PAPER_MODELS: tuple[str, ...] = (
+    "claude_opus_4",
+    "claude_sonnet_4",
+    "claude_3_7_sonnet",
+    "claude_3_5_sonnet",
+    "claude_opus_3",
+    "gpt_4_1",
+    "gpt_4_1_mini",
+    "gpt_4o",
+    "o3",
+    "o4_mini",
+    "gemini_2_5_pro",
+    "grok_4",
+)
+"""The twelve model keys of the paper's sweep, as named in its released data."""
+
+_STORE_COLUMNS = ["status", "text", "finish_reason", "refusal", "input_tokens", "output_tokens"]
+_STORE_COLUMNS += ["cost_usd", "error_kind", "error"]
+
+
+@dataclass
+class ResponseSettings:
+    """One model's overrides in `stages.responses.per_model`; None keeps the stage default."""
+
+    system_prompt: str | None = None
+    """System prompt; "" sends none."""
+    temperature: float | None = None
+    max_tokens: int | None = None
+    """Output token cap, thinking included."""
+    reasoning_effort: str | None = None
+    """OpenAI reasoning models: low / medium / high."""
+    thinking_budget: int | None = None
+    """Anthropic extended thinking and Gemini thinking budget, in tokens."""
+    samples: int | None = None
+    """Answers per scenario from this model."""
+
+
+@dataclass
+class ResponsesConf:
+    """Settings of the `responses` stage (config section `stages.responses`)."""
+
+    models: list[str] = field(default_factory=lambda: list(PAPER_MODELS))
+    """The sweep: model keys that answer every scenario."""
+    samples: int = 1
+    """Answers per scenario and model (the paper: one, at default settings)."""
+    system_prompt: str | None = None
+    """System prompt for every model; None (the paper's assumption) sends none."""
+    temperature: float | None = None
+    """None keeps the provider's default."""
+    max_tokens: int | None = None
+    """None keeps the registry's `params.max_tokens`."""
+    reasoning_effort: str | None = None
+    thinking_budget: int | None = None
+    per_model: dict[str, ResponseSettings] = field(default_factory=dict)
+    """Per-model overrides of the settings above, by model key."""
+    chunk_rows: int = 20_000
+    """Scenarios turned into requests (and result rows written) per chunk; bounds memory."""
+
+
+def _layer(params: dict[str, Any], provider: str, s: ResponsesConf | ResponseSettings) -> None:
+    """Apply one settings layer, keeping only the parameters the provider understands."""
+    if s.temperature is not None:
+        params["temperature"] = s.temperature
+    if s.max_tokens is not None:
+        params["max_tokens"] = s.max_tokens
+    if s.reasoning_effort is not None and provider == "openai":
+        params["reasoning_effort"] = s.reasoning_effort
+    if s.thinking_budget is not None and provider in ("anthropic", "gemini"):
+        params["thinking_budget"] = s.thinking_budget
+
+
+@dataclass(frozen=True)
+class ModelPlan:
+    """What one model of the sweep is sent: system prompt, parameters, sample count."""
+
+    system: str | None
+    params: dict[str, Any]
+    samples: int
+
+
+def plan_for(ctx: StageContext, model: str, rc: ResponsesConf) -> ModelPlan:
+    """Registry params, then stage defaults, then the model's overrides."""
+    mconf = ctx.conf.models[model]
+    params = dict(mconf.params)
+    _layer(params, mconf.provider, rc)
+    over = rc.per_model.get(model, ResponseSettings())
+    _layer(params, mconf.provider, over)
+    system = over.system_prompt if over.system_prompt is not None else rc.system_prompt
+    samples = over.samples if over.samples is not None else rc.samples
+    return ModelPlan(system or None, params, samples)
+
+
+def check_conf(ctx: StageContext, rc: ResponsesConf) -> None:
+    ctx.engine.check_models(rc.models)
+    if len(set(rc.models)) != len(rc.models):
+        raise ConfigError(f"config key 'stages.responses.models': duplicate model keys in {rc.models}")
+    stray = sorted(set(rc.per_model) - set(rc.models))
+    if stray:
+        raise ConfigError(f"config key 'stages.responses.per_model': keys {stray} are not in `models`")
+    for model in rc.models:
+        if plan_for(ctx, model, rc).samples < 1:
+            raise ConfigError(f"config key 'stages.responses.samples' ({model}): must be >= 1")
+    if rc.chunk_rows < 1:
+        raise ConfigError("config key 'stages.responses.chunk_rows': must be >= 1")
+
+
+def _request_chunks(ctx: StageContext, rc: ResponsesConf) -> Iterator[pl.DataFrame]:
+    plans = {m: plan_for(ctx, m, rc) for m in rc.models}
+    ds = pads.dataset(ctx.run.table_path("scenarios"), format="parquet", filesystem=ctx.run.root.fs)
+    for batch in ds.to_batches(columns=["scenario_id", "query"], batch_size=rc.chunk_rows):
+        ids, queries = batch.column(0).to_pylist(), batch.column(1).to_pylist()
+        for model, plan in plans.items():
+            rows: dict[str, list[Any]] = {"scenario_id": [], "model": [], "sample": [], "spec": []}
+            for sid, query in zip(ids, queries, strict=True):
+                for sample in range(plan.samples):
+                    spec = chat(model, query, system=plan.system, sample=sample, **plan.params)
+                    rows["scenario_id"].append(sid)
+                    rows["model"].append(model)
+                    rows["sample"].append(sample)
+                    rows["spec"].append(spec_to_json(spec))
+            yield pl.DataFrame(
+                rows,
+                schema={"scenario_id": pl.String, "model": pl.String, "sample": pl.Int64, "spec": pl.String},
+            )
+
+
+def _rows(answered: pl.DataFrame) -> pl.DataFrame:
+    return answered.select(
+        "scenario_id",
+        "model",
+        "sample",
+        "text",
+        "finish_reason",
+        "refusal",
+        "input_tokens",
+        "output_tokens",
+        "cost_usd",
+        call_key="key",
+        status=pl.col("status").fill_null("failed"),
+        error=pl.when(pl.col("status") == "ok")
+        .then(None)
+        .otherwise(
+            pl.concat_str(
+                pl.col("error_kind").fill_null("unanswered"), pl.lit(": "), pl.col("error").fill_null("")
+            )
+        ),
+    )
+
+
+def run(ctx: StageContext) -> dict[str, Any]:
+    """Stage entry point: write requests, make the missing calls, rebuild the table from the store."""
+    rc: ResponsesConf = ctx.conf.stages.responses
+    check_conf(ctx, rc)
+    path = ctx.engine.write_requests("responses", _request_chunks(ctx, rc))
+    calls = ctx.engine.run("responses", path)
+    by_model: dict[str, dict[str, int]] = {}
+
+    def parts() -> Iterator[pl.DataFrame]:
+        for answered in iter_results(ctx.engine, ctx.run, "responses", path, _STORE_COLUMNS, rc.chunk_rows):
+            part = _rows(answered)
+            counts = part.group_by("model").agg(
+                ok=(pl.col("status") == "ok").sum(),
+                failed=(pl.col("status") != "ok").sum(),
+                refusals=pl.col("refusal").fill_null(False).sum(),
+            )
+            for m, ok, failed, refusals in counts.iter_rows():
+                agg = by_model.setdefault(m, {"ok": 0, "failed": 0, "refusals": 0})
+                agg["ok"] += ok
+                agg["failed"] += failed
+                agg["refusals"] += refusals
+            yield part
+
+    rows = write_parts(ctx.run, "responses", parts(), RESPONSES_SCHEMA)
+    return {"responses": rows, "by_model": dict(sorted(by_model.items())), "calls": calls.as_dict()}
