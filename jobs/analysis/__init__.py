@@ -1,0 +1,1 @@
+"""Analysis at scale: embeddings, δ-diverse selection, disagreement, weighted k-center, outliers."""

@@ -1,0 +1,238 @@
+"""`specstress bench analysis`: δ-selection, weighted k-center, disagreement/outliers, embedding pipeline.
+
+- `delta_seconds` / `delta_peak_rss_mb`: `delta_select` over 410,000 x 384 unit vectors in
+  a fresh process (so the peak RSS is the selection's own). The vectors are clustered:
+  the 500 real queries embedded with the local model (when installed; else random
+  seeds, `real_seeds=false`), each spread by paraphrase-like perturbations: a seed's own
+  low-rank "topic" directions plus isotropic noise, at mixed strengths.
+- `naive_seconds_extrapolated`: a plain numpy farthest-first loop on a 20k subsample,
+  timed per centre and scaled by n·k to 410k points and our centre count; `speedup`.
+- `coverage_ok` / `separation_ok`: exact float64 checks on a 5,000-point sample.
+- `weighted_kcenter_seconds`: 70,000 of the points with disagreement weights in [1.5, 3].
+- `disagreement_outliers_seconds`: 410,000 scenarios x 12 models of long-format scores.
+- `pipeline_efficiency`: Ray Data embeddings/s / bare-model embeddings/s, same texts.
+"""
+
+from __future__ import annotations
+
+import json
+import multiprocessing as mp
+import os
+import resource
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import polars as pl
+
+from jobs.analysis.disagreement import MODEL_KEYS, disagreement, position_matrix
+from jobs.analysis.diversity import check_selection, delta_select, farthest_first
+from jobs.analysis.embed import (
+    BackendSpec,
+    bare_throughput,
+    local_model_path,
+    make_embed_fn,
+    pipeline_throughput,
+)
+from jobs.analysis.kcenter import weighted_kcenter
+from jobs.analysis.outliers import outliers
+
+QUERIES = (
+    Path(__file__).resolve().parents[1].parent
+    / "shared"
+    / "data"
+    / "stress-testing-model-spec"
+    / "sample_queries_500.jsonl"
+)
+D = 384
+
+
+def _queries() -> list[str]:
+    if not QUERIES.exists():
+        return []
+    with QUERIES.open() as f:
+        return [json.loads(line)["text"] for line in f]
+
+
+def _seeds(rng: np.random.Generator) -> tuple[np.ndarray, bool]:
+    """The 500 real queries embedded by the local model, or 500 random unit seeds."""
+    texts = _queries()
+    if texts and local_model_path() is not None:
+        return make_embed_fn(BackendSpec(kind="local"))(texts), True
+    s = rng.normal(size=(500, D))
+    return (s / np.linalg.norm(s, axis=1, keepdims=True)).astype(np.float32), False
+
+
+def synthetic_vectors(n: int, seeds: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """n unit vectors around the seeds: topic shifts in 8 seed-specific directions plus noise."""
+    k = len(seeds)
+    basis = rng.normal(size=(k, 8, D)).astype(np.float32) / np.sqrt(D)
+    out = np.empty((n, D), dtype=np.float32)
+    for s in range(0, n, 50_000):
+        m = min(50_000, n - s)
+        which = rng.integers(0, k, m)
+        topic = np.einsum("mk,mkd->md", rng.normal(size=(m, 8)).astype(np.float32), basis[which])
+        strength = rng.uniform(0.05, 0.35, (m, 1)).astype(np.float32)
+        noise = rng.normal(size=(m, D)).astype(np.float32) / np.sqrt(D)
+        v = seeds[which] + strength * (topic / np.sqrt(8) * 2.0) + 0.12 * noise
+        out[s : s + m] = v / np.linalg.norm(v, axis=1, keepdims=True)
+    return out
+
+
+def _delta_child(path: str, delta: float, conn: Any) -> None:
+    x = np.load(path)
+    t0 = time.perf_counter()
+    sel = delta_select(x, delta=delta, seed=0)
+    secs = time.perf_counter() - t0
+    rss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    np.savez(
+        path + ".sel.npz", diverse=sel.diverse, center=sel.center, dist=sel.center_distance, order=sel.order
+    )
+    conn.send({"seconds": secs, "peak_rss_mb": rss_mb, "n_cells": sel.n_cells})
+
+
+def _scores(n: int, rng: np.random.Generator) -> pl.DataFrame:
+    """Long scores for n scenarios x 12 models x 2 values, with ~0.5% missing."""
+    m = len(MODEL_KEYS)
+    base = rng.integers(0, 7, (n, 1, 2))
+    pos = np.clip(base + rng.integers(-3, 4, (n, m, 2)), 0, 6).astype(np.int8)
+    sid = np.repeat(np.arange(n), m * 2)
+    keep = rng.random(len(sid)) > 0.005
+    return pl.DataFrame(
+        {
+            "scenario_id": pl.Series(sid[keep]).cast(pl.String),
+            "model": pl.Series(np.tile(np.repeat(np.array(MODEL_KEYS), 2), n)[keep]),
+            "value_slot": np.tile([1, 2], n * m)[keep].astype(np.int8),
+            "position": pos.reshape(-1)[keep],
+        }
+    )
+
+
+def run_analysis_bench(quick: bool = False) -> dict[str, Any]:
+    """Run every analysis benchmark once and print one JSON object (also returned)."""
+    rng = np.random.default_rng(0)
+    n = 40_000 if quick else 410_000
+    n_naive = 4_000 if quick else 20_000
+    n_kc = 7_000 if quick else 70_000
+    n_scores = 41_000 if quick else 410_000
+    delta = 0.4
+    out: dict[str, Any] = {"quick": quick, "n_points": n, "dim": D}
+
+    seeds, real = _seeds(rng)
+    out["real_seeds"] = real
+    x = synthetic_vectors(n, seeds, rng)
+
+    with tempfile.TemporaryDirectory() as tmp:
+        path = os.path.join(tmp, "x.npy")
+        np.save(path, x)
+        ctx = mp.get_context("spawn")
+        parent, child = ctx.Pipe()
+        proc = ctx.Process(target=_delta_child, args=(path, delta, child))
+        proc.start()
+        res = parent.recv()
+        proc.join()
+        sel_np = np.load(path + ".sel.npz")
+    out["delta_seconds"] = round(res["seconds"], 2)
+    out["delta_peak_rss_mb"] = round(res["peak_rss_mb"], 1)
+    out["delta_cells"] = res["n_cells"]
+    from jobs.analysis.diversity import DiverseSelection
+
+    sel = DiverseSelection(
+        sel_np["diverse"], sel_np["center"], sel_np["dist"], sel_np["order"], res["n_cells"]
+    )
+    k = int(sel.diverse.sum())
+    out["delta_centers"] = k
+    cov, sep = check_selection(x, sel, delta=delta, sample=5_000, seed=1)
+    out["coverage_ok"], out["separation_ok"] = cov, sep
+
+    sub = x[rng.choice(n, n_naive, replace=False)]
+    t0 = time.perf_counter()
+    picks, _ = farthest_first(sub, delta=delta, seed=0, max_centers=2_000)
+    per_center = (time.perf_counter() - t0) / len(picks)
+    out["naive_centers_timed"] = len(picks)
+    out["naive_ms_per_center_at_410k"] = round(per_center * 410_000 / n_naive * 1e3, 2)
+    out["naive_seconds_extrapolated"] = round(per_center * (n / n_naive) * k, 1)
+    out["speedup"] = round(out["naive_seconds_extrapolated"] / max(out["delta_seconds"], 1e-9), 1)
+
+    kc_x = x[rng.choice(n, n_kc, replace=False)]
+    w = rng.uniform(1.5, 3.0, n_kc)
+    t0 = time.perf_counter()
+    kc = weighted_kcenter(kc_x, w, threshold=0.8, seed=0)
+    out["weighted_kcenter_seconds"] = round(time.perf_counter() - t0, 2)
+    out["weighted_kcenter_centers"] = len(kc.indices)
+    check = rng.choice(n_kc, min(5_000, n_kc), replace=False)
+    c64 = kc_x[kc.indices].astype(np.float64)
+    true_wd = np.concatenate(
+        [
+            w[check[s : s + 500]]
+            * np.sqrt(
+                np.maximum(
+                    (kc_x[check[s : s + 500]].astype(np.float64) ** 2).sum(1)[:, None]
+                    + (c64**2).sum(1)[None, :]
+                    - 2 * kc_x[check[s : s + 500]].astype(np.float64) @ c64.T,
+                    0,
+                )
+            ).min(1)
+            for s in range(0, len(check), 500)
+        ]
+    )
+    out["weighted_kcenter_stop"] = kc.stop
+    out["weighted_kcenter_coverage_ok"] = bool(kc.stop != "threshold" or (true_wd < 0.8 + 1e-5).all())
+    out["weighted_kcenter_ranks_ok"] = bool(
+        (np.diff(kc.weighted_distance[1:]) <= 1e-5).all() and (kc.weighted_distance[1:] >= 0.8).all()
+    )
+
+    scores = _scores(n_scores, rng)
+    t0 = time.perf_counter()
+    pm = position_matrix(scores, MODEL_KEYS)
+    dis = disagreement(pm)
+    outl = outliers(pm)
+    out["disagreement_outliers_seconds"] = round(time.perf_counter() - t0, 2)
+    out["disagreement_rows"] = dis.height
+    out["outlier_rows"] = outl.rows.height
+
+    out.update(_pipeline_bench(quick))
+    print(json.dumps(out))
+    return out
+
+
+def _pipeline_bench(quick: bool) -> dict[str, Any]:
+    if local_model_path() is None or not _queries():
+        return {"pipeline_efficiency": None, "pipeline_skipped": "embed extra or sample queries missing"}
+    import ray
+
+    base = _queries()
+    n = 500 if quick else 2_000
+    texts = [f"{base[i % len(base)]} ({i})" for i in range(n)]
+    bare = bare_throughput(texts, threads=2)
+    started = not ray.is_initialized()
+    if started:
+        os.environ.setdefault("RAY_AUTH_MODE", "disabled")
+        ray.init(
+            address="local",
+            num_cpus=2,
+            include_dashboard=False,
+            _node_ip_address="127.0.0.1",
+            log_to_driver=False,
+        )
+    try:
+        steady, end_to_end, startup = pipeline_throughput(texts, num_actors=1, threads=2, batch_size=128)
+    finally:
+        if started:
+            ray.shutdown()
+    return {
+        "bare_embeddings_per_s": round(bare, 1),
+        "ray_embeddings_per_s": round(steady, 1),
+        "pipeline_efficiency": round(steady / bare, 3),
+        "pipeline_efficiency_end_to_end": round(end_to_end / bare, 3),
+        "pipeline_startup_s": round(startup, 1),
+        "pipeline_texts": n,
+    }
+
+
+if __name__ == "__main__":
+    import sys
+
+    run_analysis_bench(quick="--quick" in sys.argv)
