@@ -51,6 +51,23 @@ def _cmd_status(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_estimate(args: argparse.Namespace) -> int:
+    from jobs.config import load_config
+    from jobs.estimate import estimate, format_estimate
+
+    est = estimate(load_config(args.config, args.overrides))
+    print(json.dumps(est.as_dict(), indent=1) if args.json else format_estimate(est))
+    return 0
+
+
+def _cmd_export(args: argparse.Namespace) -> int:
+    from jobs.export import export_hf
+
+    path = export_hf(args.run, args.out, split=args.split, chunk_size=args.chunk_size)
+    print(f"wrote {path}")
+    return 0
+
+
 def _cmd_bench(args: argparse.Namespace) -> int:
     from jobs.bench import run_bench
 
@@ -80,6 +97,22 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("run", help="run directory")
     s.add_argument("--json", action="store_true", help="one JSON object")
     s.set_defaults(fn=_cmd_status)
+
+    es = sub.add_parser(
+        "estimate", help="calls, tokens, dollars and time per stage and model, before any spend"
+    )
+    es.add_argument("config")
+    es.add_argument("overrides", nargs="*", help="key=value overrides, as for run")
+    es.add_argument("--json", action="store_true", help="one JSON object")
+    es.set_defaults(fn=_cmd_estimate)
+
+    x = sub.add_parser("export", help="export a run's scenarios, responses and positions as a dataset")
+    x.add_argument("run", help="run directory")
+    x.add_argument("--format", choices=["hf"], required=True, help="hf: the paper's released dataset columns")
+    x.add_argument("--out", required=True, help="output directory")
+    x.add_argument("--split", default="train")
+    x.add_argument("--chunk-size", type=int, default=25_000, help="rows per chunk_index")
+    x.set_defaults(fn=_cmd_export)
 
     b = sub.add_parser("bench", help="benchmarks against the emulator; prints JSON")
     b.add_argument("what", choices=["fanout"])

@@ -19,6 +19,9 @@ from actors.errors import ConfigError
 from actors.limiter import AccountLimits
 from actors.providers import NEUTRAL_PARAMS
 from actors.types import Endpoint, Prices
+from jobs.stages.disagreement import DisagreementConf
+from jobs.stages.diversity import DiversityConf
+from jobs.stages.embeddings import EmbeddingsConf
 from jobs.stages.pairs import PairsConf
 from jobs.stages.responses import ResponsesConf
 from jobs.stages.rubrics import RubricsConf
@@ -161,6 +164,9 @@ class StagesConf:
     responses: ResponsesConf = field(default_factory=ResponsesConf)
     rubrics: RubricsConf = field(default_factory=RubricsConf)
     scores: ScoresConf = field(default_factory=ScoresConf)
+    embeddings: EmbeddingsConf = field(default_factory=EmbeddingsConf)
+    diversity: DiversityConf = field(default_factory=DiversityConf)
+    disagreement: DisagreementConf = field(default_factory=DisagreementConf)
 
 
 @dataclass
@@ -281,6 +287,21 @@ def validate(conf: RunConf) -> None:
         _check(getattr(e, name) >= 1, f"engine.{name}", f"must be >= 1, got {getattr(e, name)}")
     _check(0 < e.lease_margin <= 1, "engine.lease_margin", f"must be in (0, 1], got {e.lease_margin}")
     _check(conf.budget_usd is None or conf.budget_usd >= 0, "budget_usd", "must be >= 0 or null")
+    st = conf.stages
+    refs = {
+        "stages.scenarios.generators": list(st.scenarios.generators),
+        "stages.scenarios.rewriter": [st.scenarios.rewriter] if st.scenarios.rewriter else [],
+        "stages.responses.models": list(st.responses.models),
+        "stages.rubrics.model": [st.rubrics.model],
+        "stages.scores.model": [st.scores.model],
+        "stages.scores.models": list(st.scores.models or []),
+    }
+    stages_used = set(conf.pipeline)
+    for key, models in refs.items():
+        if key.split(".")[1] not in stages_used:
+            continue
+        unknown = sorted(set(models) - set(conf.models))
+        _check(not unknown, key, f"unknown model key(s) {unknown}; known: {sorted(conf.models)}")
     for section in ("faults", "quirks"):
         for name, rate in vars(getattr(conf.emulator, section)).items():
             _check(

@@ -26,6 +26,7 @@ from actors.types import chat, spec_to_json
 from jobs.tables import read_table, write_table
 
 if TYPE_CHECKING:
+    from jobs.config import RunConf
     from jobs.driver import StageContext
 
 QUERY_TAG = "FINAL QUERY:"
@@ -177,10 +178,10 @@ def classify(
     return query, ""
 
 
-def _params(ctx: StageContext, model: str, sc: ScenariosConf) -> dict[str, Any]:
+def _params(conf: RunConf, model: str, sc: ScenariosConf) -> dict[str, Any]:
     """Model defaults, then the stage's settings, keeping only what the model's provider uses."""
-    params = dict(ctx.conf.models[model].params)
-    provider = ctx.conf.models[model].provider
+    params = dict(conf.models[model].params)
+    provider = conf.models[model].provider
     params.update(max_tokens=sc.max_tokens)
     if sc.temperature is not None:
         params["temperature"] = sc.temperature
@@ -191,18 +192,18 @@ def _params(ctx: StageContext, model: str, sc: ScenariosConf) -> dict[str, Any]:
     return params
 
 
-def _request_chunks(rows: pl.DataFrame, ctx: StageContext, sc: ScenariosConf) -> Iterator[pl.DataFrame]:
+def _request_chunks(rows: pl.DataFrame, conf: RunConf, sc: ScenariosConf) -> Iterator[pl.DataFrame]:
     """Requests table chunks: model, spec JSON and the stage's id columns."""
     for chunk in rows.iter_slices(10_000):
         specs = [
-            spec_to_json(chat(m, p, **_params(ctx, m, sc)))
+            spec_to_json(chat(m, p, **_params(conf, m, sc)))
             for m, p in zip(chunk["model"], chunk["prompt"], strict=True)
         ]
         yield chunk.with_columns(spec=pl.Series(specs, dtype=pl.String))
 
 
 def _call(ctx: StageContext, name: str, rows: pl.DataFrame, sc: ScenariosConf) -> tuple[pl.DataFrame, dict]:
-    path = ctx.engine.write_requests(name, _request_chunks(rows, ctx, sc))
+    path = ctx.engine.write_requests(name, _request_chunks(rows, ctx.conf, sc))
     calls = ctx.engine.run(name, path)
     answered = ctx.engine.results(
         path, ["status", "text", "finish_reason", "refusal", "error_kind"]
@@ -248,15 +249,13 @@ def _by_generator(scenarios: pl.DataFrame, rejected: pl.DataFrame) -> dict[str, 
     return dict(sorted(out.items()))
 
 
-def run(ctx: StageContext) -> dict[str, Any]:
-    sc: ScenariosConf = ctx.conf.stages.scenarios
-    models = [*sc.generators, *([sc.rewriter] if sc.rewriter else [])]
-    ctx.engine.check_models(models)
-    pairs = read_table(ctx.run, "pairs")
+def _neutral_rows(conf: RunConf, pairs: pl.DataFrame) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """The pairs with their generator, and the neutral generation rows (model, prompt, ids)."""
+    sc: ScenariosConf = conf.stages.scenarios
     pairs = pairs.with_columns(
-        query_generator=pl.Series(assign_generators(pairs["pair_id"].to_list(), sc.generators, ctx.conf.seed))
+        query_generator=pl.Series(assign_generators(pairs["pair_id"].to_list(), sc.generators, conf.seed))
     )
-    neutral_rows = pairs.with_columns(
+    rows = pairs.with_columns(
         nudge_direction=pl.lit("neutral"),
         model=pl.col("query_generator"),
         scenario_id=pl.col("pair_id").map_elements(
@@ -267,6 +266,20 @@ def run(ctx: StageContext) -> dict[str, Any]:
             return_dtype=pl.String,
         ),
     )
+    return pairs, rows
+
+
+def neutral_requests(conf: RunConf, pairs: pl.DataFrame) -> Iterator[pl.DataFrame]:
+    """The neutral generation requests for `pairs`, exactly as `run` sends them (for estimates)."""
+    return _request_chunks(_neutral_rows(conf, pairs)[1], conf, conf.stages.scenarios)
+
+
+def run(ctx: StageContext) -> dict[str, Any]:
+    sc: ScenariosConf = ctx.conf.stages.scenarios
+    models = [*sc.generators, *([sc.rewriter] if sc.rewriter else [])]
+    ctx.engine.check_models(models)
+    pairs = read_table(ctx.run, "pairs")
+    pairs, neutral_rows = _neutral_rows(ctx.conf, pairs)
     answered, neutral_calls = _call(ctx, "scenarios_neutral", neutral_rows, sc)
     kept, rejects = _split(answered, sc, None)
     kept = kept.with_columns(neutral_call_key=pl.lit(None, dtype=pl.String))

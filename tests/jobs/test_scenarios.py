@@ -184,3 +184,21 @@ def test_interrupted_stage_resumes_without_repeating_calls(
     assert neutral["cached"] == answered and neutral["made"] == 40 - answered
     _, scen, rejects = tables(conf)
     assert scen.height + rejects.height == len(answers)
+
+
+def test_estimate_matches_the_calls_a_run_makes(tmp_path: Path, api_key: str) -> None:
+    from jobs.estimate import estimate
+
+    with EmulatorServer(emulator_config(seed=4)) as emu:
+        conf = make_conf(tmp_path, emu.url, 30)
+        before = estimate(conf).as_dict()
+        summary = run_pipeline(conf)["scenarios"]
+        after = estimate(conf).as_dict()
+    made = summary["calls"]["neutral"]["made"] + summary["calls"]["biased"]["made"]
+    predicted = sum(ln["to_make"] for ln in before["lines"])
+    # Neutral calls are exact; rewrites assume every neutral query is kept (an upper bound).
+    assert made <= predicted <= made * 1.05 + 1
+    neutral = [ln for ln in before["lines"] if ln["stage"] == "scenarios_neutral"]
+    assert sum(ln["to_make"] for ln in neutral) == summary["calls"]["neutral"]["made"]
+    # Afterwards everything is in the store: a rerun would cost nothing.
+    assert after["total_to_make"] == 0 and after["total_cost_usd"] == 0

@@ -1,0 +1,264 @@
+"""`specstress estimate`: calls, tokens, dollars and wall-clock time per stage and model, before any spend.
+
+Where a stage's inputs already exist (the pairs come from config alone; responses need the
+scenarios table of an earlier run), the estimate builds that stage's exact requests and
+checks them against the call store, so it shows what is already paid and what a change,
+such as a model added to a sweep, would cost. Other stages are counted from the config
+(every generation assumed kept), with prompt and answer sizes from `TYPICAL`.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import polars as pl
+
+from actors.store import CallStore
+from actors.types import call_key, spec_from_json
+from jobs.config import RunConf, account_limits, account_of, endpoint
+from jobs.rundir import RunDir, default_cache
+
+TYPICAL: dict[str, tuple[int, int]] = {
+    "scenarios_neutral": (250, 700),
+    "scenarios_biased": (400, 350),
+    "responses": (150, 600),
+    "rubrics": (900, 1600),
+    "scores_per_model": (700, 160),
+    "embeddings": (40, 0),
+}
+"""(input, output) tokens assumed per call where exact requests cannot be built yet."""
+
+
+@dataclass
+class Line:
+    """One stage x model row of the estimate."""
+
+    stage: str
+    model: str
+    calls: int
+    cached: int = 0
+    input_tokens: float = 0.0
+    output_tokens: float = 0.0
+    exact: bool = False
+
+    @property
+    def to_make(self) -> int:
+        return self.calls - self.cached
+
+
+@dataclass
+class Estimate:
+    lines: list[Line] = field(default_factory=list)
+    cost: dict[tuple[str, str], float] = field(default_factory=dict)
+    wall_s: dict[str, float] = field(default_factory=dict)
+    binding: dict[str, str] = field(default_factory=dict)
+
+    def as_dict(self) -> dict[str, Any]:
+        rows = [
+            {
+                "stage": ln.stage,
+                "model": ln.model,
+                "calls": ln.calls,
+                "cached": ln.cached,
+                "to_make": ln.to_make,
+                "input_tokens": round(ln.input_tokens),
+                "output_tokens": round(ln.output_tokens),
+                "cost_usd": round(self.cost[(ln.stage, ln.model)], 4),
+                "exact": ln.exact,
+            }
+            for ln in self.lines
+        ]
+        return {
+            "lines": rows,
+            "total_calls": sum(r["calls"] for r in rows),
+            "total_to_make": sum(r["to_make"] for r in rows),
+            "total_cost_usd": round(sum(self.cost.values()), 4),
+            "wall_clock_s": {k: round(v, 1) for k, v in self.wall_s.items()},
+            "total_wall_clock_s": round(sum(self.wall_s.values()), 1),
+            "binding_limit": self.binding,
+        }
+
+
+def _answered(store: CallStore) -> np.ndarray:
+    keys = store.scan(["key", "status"]).filter(pl.col("status") == "ok").select("key").collect()["key"]
+    return np.unique(keys.to_numpy().astype("S32")) if keys.len() else np.empty(0, dtype="S32")
+
+
+def exact_lines(
+    conf: RunConf, stage: str, chunks: Iterable[pl.DataFrame], answered: np.ndarray
+) -> list[Line]:
+    """Lines from a stage's real requests: unique keys per model, those already answered, prompt sizes."""
+    eps = {m: endpoint(conf, m) for m in conf.models}
+    seen: set[str] = set()
+    lines: dict[str, Line] = {}
+    for chunk in chunks:
+        for model, spec_json in zip(chunk["model"], chunk["spec"], strict=True):
+            spec = spec_from_json(spec_json)
+            key = call_key(eps[model], spec)
+            if key in seen:
+                continue
+            seen.add(key)
+            line = lines.setdefault(model, Line(stage, model, 0, exact=True))
+            line.calls += 1
+            at = np.searchsorted(answered, key.encode())
+            if at < len(answered) and answered[at] == key.encode():
+                line.cached += 1
+                continue
+            line.input_tokens += len(spec_json) / 4
+            line.output_tokens += float(spec.param_dict.get("max_tokens") or TYPICAL["responses"][1])
+    return list(lines.values())
+
+
+def _typical(stage: str, model: str, calls: int, kind: str, max_tokens: int | None) -> Line:
+    tin, tout = TYPICAL[kind]
+    return Line(
+        stage, model, calls, input_tokens=calls * tin, output_tokens=calls * min(tout, max_tokens or tout)
+    )
+
+
+def _from_earlier_requests(conf: RunConf, run: RunDir, stage: str, answered: np.ndarray) -> list[Line] | None:
+    """Exact lines from the requests an earlier run of this stage wrote (first rounds, not repairs)."""
+    files = [p for p in run.requests.list_files(".parquet") if p.rsplit("/", 1)[-1].startswith(stage)]
+    files = [
+        p for p in files if "_r" not in p.rsplit("/", 1)[-1].removeprefix(stage) or p.endswith("_r0.parquet")
+    ]
+    if not files:
+        return None
+    chunks = (pl.read_parquet(p, columns=["model", "spec"]) for p in files)
+    return exact_lines(conf, stage, chunks, answered)
+
+
+def _split(n: int, weights: dict[str, float]) -> dict[str, int]:
+    total = sum(weights.values()) or 1.0
+    return {m: round(n * w / total) for m, w in weights.items()}
+
+
+def _score_lines(
+    conf: RunConf, run: RunDir, answered: np.ndarray, lines: list[Line], n_scen: int
+) -> list[Line]:
+    """Scoring follows the responses: a rerun repeats earlier requests; new responses need new scores."""
+    sc, n_models = conf.stages.scores, len(conf.stages.scores.models or conf.stages.responses.models)
+    responses = [ln for ln in lines if ln.stage == "responses"]
+    new_responses = sum(ln.to_make for ln in responses)
+    if responses and all(ln.exact for ln in responses):
+        earlier = _from_earlier_requests(conf, run, "scores", answered)
+        if earlier and new_responses == 0:
+            return earlier
+        n_scen = max(ln.calls for ln in responses)
+    if sc.mode == "joint":
+        line = _typical("scores", sc.model, n_scen, "scores_per_model", None)
+        line.input_tokens *= n_models
+        line.output_tokens *= n_models
+        if responses and all(ln.exact for ln in responses):
+            # Joint scoring re-asks every scenario whose set of responses changed.
+            line.cached = 0 if new_responses else n_scen
+    else:
+        line = _typical("scores", sc.model, n_scen * n_models, "scores_per_model", None)
+        if responses and all(ln.exact for ln in responses):
+            line.cached = line.calls - new_responses
+    return [line]
+
+
+def plan(conf: RunConf) -> list[Line]:
+    """Every calling stage of `conf.pipeline`, exact where its inputs exist, else from config."""
+    from jobs.driver import StageContext
+    from jobs.stages import responses as responses_stage
+    from jobs.stages.pairs import load_values, sample_pairs
+    from jobs.stages.scenarios import neutral_requests
+
+    run = RunDir.open(conf.run_dir)
+    store = CallStore(conf.cache_dir or default_cache(conf.run_dir))
+    answered = _answered(store)
+    st = conf.stages
+    n_pairs = st.pairs.n_pairs if "pairs" in conf.pipeline else 0
+    n_scen = 3 * n_pairs if st.scenarios.biased else n_pairs
+    lines: list[Line] = []
+    if "scenarios" in conf.pipeline and st.scenarios.generators:
+        pairs = sample_pairs(
+            load_values(st.pairs.taxonomy),
+            n_pairs,
+            seed=conf.seed,
+            weighting=st.pairs.weighting,  # type: ignore[arg-type]
+            exclude_same=st.pairs.exclude_same,  # type: ignore[arg-type]
+        )
+        lines += exact_lines(conf, "scenarios_neutral", neutral_requests(conf, pairs), answered)
+        earlier = _from_earlier_requests(conf, run, "scenarios_biased", answered)
+        if earlier is not None:
+            lines += earlier
+        elif st.scenarios.biased:
+            rewriters = {st.scenarios.rewriter: 1.0} if st.scenarios.rewriter else st.scenarios.generators
+            for m, n in _split(2 * n_pairs, rewriters).items():
+                lines.append(_typical("scenarios_biased", m, n, "scenarios_biased", st.scenarios.max_tokens))
+    if "responses" in conf.pipeline:
+        rc = st.responses
+        if run.tables.exists("scenarios.parquet"):
+            ctx = StageContext(conf, run, None, None)  # type: ignore[arg-type]
+            chunks = responses_stage._request_chunks(ctx, rc)
+            lines += exact_lines(conf, "responses", chunks, answered)
+        else:
+            for m in rc.models:
+                samples = responses_stage.plan_for(StageContext(conf, run, None, None), m, rc).samples  # type: ignore[arg-type]
+                lines.append(_typical("responses", m, n_scen * samples, "responses", None))
+    if "rubrics" in conf.pipeline:
+        earlier = _from_earlier_requests(conf, run, "rubrics", answered)
+        lines += earlier or [_typical("rubrics", st.rubrics.model, n_pairs, "rubrics", st.rubrics.max_tokens)]
+    if "scores" in conf.pipeline:
+        lines += _score_lines(conf, run, answered, lines, n_scen)
+    return lines
+
+
+def estimate(conf: RunConf) -> Estimate:
+    """Dollars per line at registry prices; wall-clock per stage at the configured limits."""
+    est = Estimate(lines=plan(conf))
+    limits = account_limits(conf)
+    for ln in est.lines:
+        prices = endpoint(conf, ln.model).prices
+        est.cost[(ln.stage, ln.model)] = prices.cost_usd(int(ln.input_tokens), int(ln.output_tokens))
+    by_stage: dict[str, dict[str, list[float]]] = {}
+    for ln in est.lines:
+        acc = by_stage.setdefault(ln.stage, {}).setdefault(account_of(conf, ln.model), [0.0, 0.0, 0.0])
+        acc[0] += ln.to_make
+        acc[1] += ln.input_tokens
+        acc[2] += ln.output_tokens
+    for stage, accounts in by_stage.items():
+        worst, why = 0.0, "none"
+        for account, (calls, tin, tout) in accounts.items():
+            lim = limits[account]
+            for name, used, per_min in (
+                ("rpm", calls, lim.rpm),
+                ("input_tpm", tin, lim.input_tpm),
+                ("output_tpm", tout, lim.output_tpm),
+            ):
+                if per_min and used:
+                    minutes = used / per_min
+                    if minutes * 60 > worst:
+                        worst, why = minutes * 60, f"{account}.{name}"
+        est.wall_s[stage] = worst
+        est.binding[stage] = why
+    return est
+
+
+def format_estimate(est: Estimate) -> str:
+    d = est.as_dict()
+    out = [
+        f"{'stage':<18} {'model':<20} {'calls':>9} {'cached':>8} {'to make':>9} {'in tok':>11} {'out tok':>11} {'USD':>10}"
+    ]
+    for r in d["lines"]:
+        out.append(
+            f"{r['stage']:<18} {r['model']:<20} {r['calls']:>9} {r['cached']:>8} {r['to_make']:>9} "
+            f"{r['input_tokens']:>11} {r['output_tokens']:>11} {r['cost_usd']:>10.2f}"
+            + ("" if r["exact"] else "  ~")
+        )
+    out.append(f"total: {d['total_calls']} calls, {d['total_to_make']} to make, ${d['total_cost_usd']:.2f}")
+    for stage, secs in d["wall_clock_s"].items():
+        out.append(
+            f"  {stage}: about {math.ceil(secs / 60)} min at the limits (binding: {d['binding_limit'][stage]})"
+        )
+    out.append(
+        "~ = counted from config (every generation assumed kept); other lines are the stage's exact requests."
+    )
+    return "\n".join(out)

@@ -1,0 +1,66 @@
+"""Config validation names the bad key; the CLI reports it before anything is spent."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from actors.errors import ConfigError
+from jobs.cli import main
+from jobs.config import load_config
+
+DEMO = Path(__file__).resolve().parents[2] / "conf" / "demo.yaml"
+DEFAULT = DEMO.with_name("default.yaml")
+
+
+@pytest.mark.parametrize(
+    ("override", "key"),
+    [
+        ("models.o3.limits.rpmx=5", "models.o3.limits.rpmx"),
+        ("models.o3.limits.rpm=abc", "models.o3.limits.rpm"),
+        ("models.o3.limits.rpm=-5", "models.o3.limits.rpm"),
+        ("models.o3.provider=openia", "models.o3.provider"),
+        ("models.o3.base_url=api.openai.com", "models.o3.base_url"),
+        ("models.o3.account=nobody", "models.o3.account"),
+        ("models.o3.params.temprature=0.5", "models.o3.params"),
+        ("models.o3.api_key_env=not-a-name", "models.o3.api_key_env"),
+        ("engine.batch_size=0", "engine.batch_size"),
+        ("emulator.faults.server_500=1.5", "emulator.faults.server_500"),
+        ("stages.scores.model=nobody", "stages.scores.model"),
+        ("stages.scenarios.generators={nobody: 1}", "stages.scenarios.generators"),
+        ("budget_usd=-1", "budget_usd"),
+    ],
+)
+def test_bad_values_name_their_key(override: str, key: str) -> None:
+    with pytest.raises(ConfigError, match=key.replace(".", r"\.")):
+        load_config(DEMO, [override])
+
+
+def test_both_shipped_configs_load() -> None:
+    demo, paper = load_config(DEMO), load_config(DEFAULT)
+    assert len(demo.models) == len(paper.models) == 12
+    assert demo.models["o3"].base_url.startswith("http://127.0.0.1:")
+    assert paper.models["o3"].base_url == "https://api.openai.com/v1"
+    assert paper.models["claude_opus_4"].api_key_env == "ANTHROPIC_API_KEY"
+    assert paper.stages.pairs.n_pairs == 150_000
+
+
+def test_cli_reports_config_errors_without_a_traceback(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["run", str(DEMO), "models.o3.limits.rpm=-5"]) == 1
+    err = capsys.readouterr().err
+    assert "config key 'models.o3.limits.rpm'" in err and "Traceback" not in err
+
+
+def test_estimate_counts_the_paper_scale_generation_calls(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    rc = main(["estimate", str(DEFAULT), f"run_dir={tmp_path}/run", "stages.pairs.n_pairs=3000", "--json"])
+    assert rc == 0
+    import json
+
+    out = json.loads(capsys.readouterr().out)
+    neutral = [ln for ln in out["lines"] if ln["stage"] == "scenarios_neutral"]
+    assert sum(ln["calls"] for ln in neutral) == 3000 and all(ln["exact"] for ln in neutral)
+    assert {ln["model"] for ln in neutral} == {"claude_opus_4", "claude_3_7_sonnet", "o3"}
+    assert out["total_cost_usd"] > 0 and out["binding_limit"]["scenarios_neutral"] != "none"
