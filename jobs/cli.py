@@ -29,12 +29,11 @@ def _cmd_run(args: argparse.Namespace) -> int:
 
 
 def _cmd_emulate(args: argparse.Namespace) -> int:
-    from actors.emulator.runner import serve_forever
-
     from jobs.config import load_config
+    from jobs.emulation import serve_forever
 
     conf = load_config(args.config, args.overrides)
-    serve_forever(conf.emulator, host=args.host, port=args.port)
+    serve_forever(conf, host=args.host, port=args.port)
     return 0
 
 

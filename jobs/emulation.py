@@ -13,7 +13,7 @@ import secrets
 from collections.abc import Iterator
 
 from actors.emulator.config import AccountLimits, EmulatorConfig, FaultRates, LatencyModel, OutputQuirks
-from actors.emulator.server import EmulatorServer, serve
+from actors.emulator.server import EmulatorServer, main_emulate
 from jobs.config import EmulatorConf, RunConf
 
 
@@ -58,4 +58,4 @@ def emulator_for(conf: RunConf) -> Iterator[EmulatorServer | None]:
 def serve_forever(conf: RunConf, host: str, port: int) -> None:
     """`specstress emulate`: serve until interrupted."""
     fill_throwaway_keys(conf)
-    serve(to_emulator_config(conf.emulator), host=host, port=port)
+    main_emulate(port, to_emulator_config(conf.emulator), host=host)

@@ -64,3 +64,43 @@ def test_estimate_counts_the_paper_scale_generation_calls(
     assert sum(ln["calls"] for ln in neutral) == 3000 and all(ln["exact"] for ln in neutral)
     assert {ln["model"] for ln in neutral} == {"claude_opus_4", "claude_3_7_sonnet", "o3"}
     assert out["total_cost_usd"] > 0 and out["binding_limit"]["scenarios_neutral"] != "none"
+
+
+def test_emulate_command_serves_the_wire_formats(tmp_path: Path) -> None:
+    import json
+    import socket
+    import subprocess
+    import sys
+    import time
+    import urllib.request
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "jobs.cli", "emulate", "--port", str(port), "--config", str(DEMO)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+    )
+    try:
+        body = json.dumps({"model": "gpt-4o", "messages": [{"role": "user", "content": "Hello?"}]}).encode()
+        req = urllib.request.Request(
+            f"http://127.0.0.1:{port}/v1/chat/completions",
+            data=body,
+            headers={"Authorization": "Bearer test", "Content-Type": "application/json"},
+        )
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                with urllib.request.urlopen(req, timeout=5) as resp:
+                    answer = json.loads(resp.read())
+                break
+            except OSError:
+                assert time.monotonic() < deadline and proc.poll() is None, "emulator did not start"
+                time.sleep(0.2)
+        assert (
+            answer["object"] == "chat.completion" and answer["choices"][0]["message"]["role"] == "assistant"
+        )
+    finally:
+        proc.terminate()
+        proc.wait(10)
