@@ -9,6 +9,7 @@ given. The categories echo level-2 value categories; none is tied to the stages'
 from __future__ import annotations
 
 import re
+from functools import lru_cache
 
 CATEGORIES: dict[str, tuple[str, ...]] = {
     "truthfulness": (
@@ -264,23 +265,34 @@ def category_of(term: str) -> str | None:
     return None
 
 
+@lru_cache(maxsize=1 << 16)
+def _word_categories(word: str) -> tuple[str, ...]:
+    """Categories whose single-word stems prefix `word`, in `CATEGORIES` order (cached: hot path)."""
+    return tuple(
+        c for c, stems in CATEGORIES.items() if any(word.startswith(s) for s in stems if " " not in s)
+    )
+
+
+@lru_cache(maxsize=1 << 16)
+def _word_topics(word: str) -> frozenset[str]:
+    return frozenset(
+        t for t, stems in TOPICS.items() if any(word.startswith(s) for s in stems if " " not in s)
+    )
+
+
 def value_terms(text: str) -> list[tuple[str, str]]:
     """(word, category) for the first word of each category in `text`, in order of appearance."""
     low = text.lower()
     seen: dict[str, str] = {}
     for w in words(low):
-        for cat, stems in CATEGORIES.items():
-            if cat not in seen and any(w.startswith(s) for s in stems if " " not in s):
-                seen[cat] = w
-                break
+        cat = next((c for c in _word_categories(w) if c not in seen), None)
+        if cat is not None:
+            seen[cat] = w
     return [(w, c) for c, w in sorted(seen.items(), key=lambda cw: low.find(cw[1]))]
 
 
 def topics_in(text: str) -> list[str]:
     """Sensitive topics `text` touches."""
     low = text.lower()
-    found = []
-    for topic, stems in TOPICS.items():
-        if any((s in low) if " " in s else any(w.startswith(s) for w in words(low)) for s in stems):
-            found.append(topic)
-    return found
+    hit = set().union(*(_word_topics(w) for w in words(low)))
+    return [t for t, stems in TOPICS.items() if t in hit or any(" " in s and s in low for s in stems)]
