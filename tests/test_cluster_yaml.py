@@ -1,0 +1,19 @@
+"""cluster.yaml passes the Ray launcher's own schema validation, offline."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import yaml
+from ray.autoscaler._private.util import prepare_config, validate_config
+
+CLUSTER = Path(__file__).resolve().parents[1] / "cluster.yaml"
+
+
+def test_cluster_yaml_is_a_valid_launcher_config() -> None:
+    raw = yaml.safe_load(CLUSTER.read_text())
+    validate_config(prepare_config(raw))
+    types = raw["available_node_types"]
+    assert {"head", "cpu_worker", "gpu_worker"} <= set(types)
+    assert types["gpu_worker"]["resources"]["GPU"] == 1
+    assert "API_KEY" not in CLUSTER.read_text().upper().replace("API KEYS", "")
