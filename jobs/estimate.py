@@ -30,7 +30,20 @@ TYPICAL: dict[str, tuple[int, int]] = {
     "scores_per_model": (700, 160),
     "embeddings": (40, 0),
 }
-"""(input, output) tokens assumed per call where exact requests cannot be built yet."""
+"""(input, output) tokens assumed per call: whole calls where exact requests cannot be built
+yet, and the visible answer size where they can."""
+
+REASONING_TOKENS = {"low": 500, "medium": 1500, "high": 4000}
+"""Hidden reasoning tokens (billed as output) assumed per OpenAI reasoning effort."""
+
+
+def expected_output_tokens(params: dict[str, Any], visible: int) -> float:
+    """Visible answer plus assumed thinking (half the budget) or reasoning, capped at max_tokens."""
+    thinking = (params.get("thinking_budget") or 0) / 2 + REASONING_TOKENS.get(
+        params.get("reasoning_effort") or "", 0
+    )
+    cap = params.get("max_tokens") or visible + thinking
+    return float(min(cap, visible + thinking))
 
 
 @dataclass
@@ -109,7 +122,7 @@ def exact_lines(
                 line.cached += 1
                 continue
             line.input_tokens += len(spec_json) / 4
-            line.output_tokens += float(spec.param_dict.get("max_tokens") or TYPICAL["responses"][1])
+            line.output_tokens += expected_output_tokens(spec.param_dict, TYPICAL[stage][1])
     return list(lines.values())
 
 
