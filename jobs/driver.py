@@ -40,7 +40,7 @@ StageFn = Callable[[StageContext], dict[str, Any]]
 
 def stage_registry() -> dict[str, StageFn]:
     """Stage name -> entry point. Imported lazily so `specstress --help` stays fast."""
-    from jobs.stages import pairs, responses, rubrics, scenarios, scores
+    from jobs.stages import disagreement, diversity, embeddings, pairs, responses, rubrics, scenarios, scores
 
     return {
         "pairs": pairs.run,
@@ -48,6 +48,9 @@ def stage_registry() -> dict[str, StageFn]:
         "responses": responses.run,
         "rubrics": rubrics.run,
         "scores": scores.run,
+        "embeddings": embeddings.run,
+        "diversity": diversity.run,
+        "disagreement": disagreement.run,
     }
 
 

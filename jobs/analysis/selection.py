@@ -26,7 +26,7 @@ SELECTION_SCHEMA = pa.schema(
         pa.field("weighted_distance", pa.float64(), nullable=False),  # at selection; inf for rank 0
     ]
 )
-"""`tables/selection_<subset>.parquet` (one frame here, with a subset column): the takeaway datasets."""
+"""`tables/selections.parquet`, one frame with a subset column: the takeaway datasets."""
 
 DIVERSE_SCHEMA = pa.schema(
     [
@@ -36,7 +36,7 @@ DIVERSE_SCHEMA = pa.schema(
         pa.field("center_distance", pa.float32(), nullable=False),
     ]
 )
-"""`tables/diverse.parquet`: the δ-diverse flag and covering centre of every scenario."""
+"""`tables/diversity.parquet`: the δ-diverse flag and covering centre of every scenario."""
 
 
 def diverse_table(scenario_ids: pl.Series, sel: DiverseSelection) -> pl.DataFrame:

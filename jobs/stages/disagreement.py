@@ -1,0 +1,202 @@
+"""Disagreement per model subset, weighted k-center selections and outliers (METHOD.md §5).
+
+Reads `tables/scores.parquet` (only rows with status ok and a position, of sample
+`sample`) and `tables/scenario_embeddings.parquet`, and writes:
+
+- `tables/disagreement.parquet`: D(x, M), the high flag and the bin per (scenario, subset);
+- `tables/selections.parquet`: per subset, the disagreement-weighted k-center picks among
+  its high-disagreement scenarios, in rank order: the datasets users take away;
+- `tables/outliers.parquet` and `tables/outlier_counts.parquet`: outlier responses and
+  per-model counts.
+
+Subsets default to the paper's six (`DEFAULT_SUBSETS`), each restricted to the models
+that have scores; a default subset left with fewer than two models is dropped. Subsets
+given in config are used as written, and a model without scores is an error.
+
+`diverse_only` (default false) restricts everything to the δ-diverse scenarios of
+`tables/diversity.parquet`. The paper filtered before answering, which saves the
+responses' cost; when responses were paid for every scenario, the k-center selection
+already covers near-duplicates, so the default keeps every scored scenario.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from fractions import Fraction
+from typing import TYPE_CHECKING, Any
+
+import polars as pl
+
+from actors.errors import ConfigError
+from jobs.analysis.disagreement import (
+    BIN_LABELS,
+    DEFAULT_SUBSETS,
+    DISAGREEMENT_SCHEMA,
+    DisagreementConfig,
+    disagreement,
+    position_matrix,
+    subset_counts,
+)
+from jobs.analysis.outliers import OUTLIER_COUNTS_SCHEMA, OUTLIER_SCHEMA, OutlierConfig, outliers
+from jobs.analysis.selection import SELECTION_SCHEMA, select_by_subset
+from jobs.stages.embeddings import read_embeddings
+from jobs.stages.streaming import scan_table
+from jobs.tables import write_table
+
+if TYPE_CHECKING:
+    from jobs.driver import StageContext
+
+STD_KINDS = ("population", "sample")
+
+
+@dataclass
+class DisagreementConf:
+    """Settings of the `disagreement` stage (config section `stages.disagreement`)."""
+
+    subsets: dict[str, list[str]] | None = None
+    """Subset name -> model keys; None: METHOD.md §5's six, restricted to the models scored."""
+    std: str = "population"
+    """population (ddof 0) or sample (ddof 1) standard deviation; the paper does not say."""
+    high_threshold: float = 1.5
+    """D at or above this is high disagreement."""
+    min_models: int = 2
+    """Fewest positions a value needs for its std."""
+    sample: int = 0
+    """Which response sample is analysed when `stages.responses.samples` > 1."""
+    diverse_only: bool = False
+    """Analyse only the δ-diverse scenarios (needs the diversity stage)."""
+    threshold: float = 0.8
+    """Weighted k-center stops once every weighted distance is below this (the paper's 0.8)."""
+    k: int | None = None
+    """Optional cap on picks per subset."""
+    use_ray: bool = True
+    """Select each subset in its own Ray task (spread over a cluster's nodes)."""
+    gap: int = 4
+    """Outliers: a position difference of at least this is a significant disagreement."""
+    share: float = 9 / 11
+    """Outliers: share of the other N - 1 models a response must disagree with (the paper: 9 of 11)."""
+    outlier_min_models: int = 3
+    """Outliers: fewest models with a position on a value for it to yield outliers."""
+
+
+def _check(dc: DisagreementConf) -> None:
+    key = "config key 'stages.disagreement"
+    if dc.std not in STD_KINDS:
+        raise ConfigError(f"{key}.std': must be one of {STD_KINDS}, got '{dc.std}'")
+    if dc.high_threshold < 0 or dc.threshold < 0:
+        raise ConfigError(f"{key}': high_threshold and threshold must be >= 0")
+    if dc.k is not None and dc.k < 1:
+        raise ConfigError(f"{key}.k': must be >= 1 or null, got {dc.k}")
+    if dc.gap < 1:
+        raise ConfigError(f"{key}.gap': must be >= 1, got {dc.gap}")
+    if not 0 < dc.share <= 1:
+        raise ConfigError(f"{key}.share': must be in (0, 1], got {dc.share}")
+    if dc.min_models < 1 or dc.outlier_min_models < 2:
+        raise ConfigError(f"{key}': min_models must be >= 1 and outlier_min_models >= 2")
+
+
+def resolve_subsets(configured: dict[str, list[str]] | None, scored: set[str]) -> dict[str, list[str]]:
+    """The subsets to compute: configured ones checked, or the defaults restricted to `scored`."""
+    if configured is not None:
+        if not configured:
+            raise ConfigError("config key 'stages.disagreement.subsets': at least one subset is needed")
+        for name, models in configured.items():
+            missing = sorted(set(models) - scored)
+            if missing or len(models) < 2:
+                raise ConfigError(
+                    f"config key 'stages.disagreement.subsets.{name}': needs two or more scored models; "
+                    f"without scores: {missing} (scored: {sorted(scored)})"
+                )
+        return {name: list(models) for name, models in configured.items()}
+    out = {}
+    for name, models in DEFAULT_SUBSETS.items():
+        present = [m for m in models if m in scored]
+        if len(present) >= 2:
+            out[name] = present
+    if not out:
+        raise ConfigError(
+            f"stage 'disagreement': no default subset has two scored models (scored: {sorted(scored)}); "
+            "set stages.disagreement.subsets"
+        )
+    return out
+
+
+def _scores(ctx: StageContext, dc: DisagreementConf) -> pl.DataFrame:
+    """Valid scores of the analysed sample (scenario_id, model, value_slot, position)."""
+    lf = scan_table(ctx.run, "scores").filter(
+        (pl.col("status") == "ok") & pl.col("position").is_not_null() & (pl.col("sample") == dc.sample)
+    )
+    scores = lf.select("scenario_id", "model", "value_slot", "position").collect()
+    if dc.diverse_only:
+        diverse = scan_table(ctx.run, "diversity").filter(pl.col("diverse")).select("scenario_id").collect()
+        scores = scores.join(diverse, on="scenario_id", how="semi")
+    return scores
+
+
+def run(ctx: StageContext) -> dict[str, Any]:
+    """Stage entry point: disagreement, selections and outliers; returns per-subset counts."""
+    dc: DisagreementConf = ctx.conf.stages.disagreement
+    _check(dc)
+    scores = _scores(ctx, dc)
+    models = tuple(sorted(scores["model"].unique().to_list()))
+    subsets = resolve_subsets(dc.subsets, set(models))
+    pm = position_matrix(scores, models)
+    table = disagreement(
+        pm,
+        DisagreementConfig(
+            subsets=subsets,
+            std=dc.std,  # type: ignore[arg-type]
+            high_threshold=dc.high_threshold,
+            min_models=dc.min_models,
+        ),
+    )
+    write_table(ctx.run, "disagreement", table, DISAGREEMENT_SCHEMA)
+
+    ids, x, meta = read_embeddings(ctx)
+    sel = select_by_subset(
+        x, ids, table, threshold=dc.threshold, k=dc.k, seed=ctx.conf.seed, use_ray=dc.use_ray
+    )
+    write_table(ctx.run, "selections", sel.table, SELECTION_SCHEMA)
+
+    out = outliers(
+        pm,
+        OutlierConfig(
+            gap=dc.gap, share=Fraction(dc.share).limit_denominator(10_000), min_models=dc.outlier_min_models
+        ),
+    )
+    write_table(ctx.run, "outliers", out.rows, OUTLIER_SCHEMA)
+    write_table(ctx.run, "outlier_counts", out.counts, OUTLIER_COUNTS_SCHEMA)
+
+    embedded = table.join(pl.DataFrame({"scenario_id": ids}), on="scenario_id", how="semi")
+    high_embedded = dict(embedded.group_by("subset").agg(pl.col("high").sum()).iter_rows())
+    selected = dict(sel.table.group_by("subset").len().iter_rows()) if sel.table.height else {}
+    per_subset: dict[str, dict[str, Any]] = {}
+    for row in subset_counts(table).iter_rows(named=True):
+        name = row["subset"]
+        per_subset[name] = {
+            "models": len(subsets[name]),
+            "scenarios": row["n_scenarios"],
+            "high": row["n_high"],
+            "high_without_embedding": row["n_high"] - int(high_embedded.get(name) or 0),
+            "selected": int(selected.get(name, 0)),
+            "bins": {b: row[b] for b in BIN_LABELS},
+        }
+    return {
+        "scenarios": pm.positions.shape[0],
+        "models": list(models),
+        "std": dc.std,
+        "diverse_only": dc.diverse_only,
+        "embedding_model": meta.get("embedding_model"),
+        "subsets": per_subset,
+        "outliers": {m: n for m, n in out.counts.select("model", "n_outliers").iter_rows()},
+    }
+
+
+def summary_lines(summary: dict[str, Any]) -> list[str]:
+    """The per-subset counts and outlier counts of a `run` summary, as lines for a terminal."""
+    lines = [f"{'subset':<20} {'models':>6} {'scenarios':>9} {'high':>6} {'selected':>8}"]
+    for name, c in summary["subsets"].items():
+        lines.append(f"{name:<20} {c['models']:>6} {c['scenarios']:>9} {c['high']:>6} {c['selected']:>8}")
+    ranked = sorted(summary["outliers"].items(), key=lambda kv: (-kv[1], kv[0]))
+    lines.append("outliers: " + ", ".join(f"{m} {n}" for m, n in ranked))
+    return lines

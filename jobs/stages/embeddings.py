@@ -1,0 +1,256 @@
+"""Embeddings: every scenario's query as a unit vector (METHOD.md §2, DESIGN.md "Analysis at scale").
+
+Backends (`stages.embeddings.backend`):
+- `local`: the packaged all-MiniLM-L6-v2 (the `embed` extra) in a Ray Data actor pool;
+- `api`: a model key of the registry (an openai or gemini wire format model). Texts go
+  to the fan-out engine as embed calls of `batch_size` inputs, so limits, the call store,
+  budget and resume apply as for any call;
+- `hashing`: the dependency-free bag-of-words embedder, for machines without torch.
+
+Every backend shares one text-hash cache (`jobs.analysis.embed.EmbeddingCache`) under
+`<cache_dir>/embeddings/`, one folder per backend and model: a rerun, or a run that adds
+scenarios, embeds only texts never embedded. For `api` the folder names the provider,
+model id and endpoint, so repointing a model key never reuses another model's vectors.
+
+Output: `tables/scenario_embeddings.parquet` (scenario_id, embedding as
+fixed_size_list<float32>[d], unit-normalised), sorted by scenario_id; backend, model and
+dimension are in the Parquet schema metadata. A text whose embed call failed (after the
+engine's retries) has no row; the summary counts it and a rerun retries it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import polars as pl
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from actors.errors import ConfigError, SpecstressError
+from actors.types import CallSpec, spec_to_json
+from jobs.analysis.embed import (
+    LOCAL_MODEL,
+    META_BACKEND,
+    META_DIM,
+    META_MODEL,
+    BackendSpec,
+    EmbeddingCache,
+    embed_column,
+    normalise,
+    text_hash,
+    to_fixed_list,
+)
+from jobs.rundir import default_cache
+from jobs.stages.streaming import iter_results, scan_table
+
+if TYPE_CHECKING:
+    from jobs.driver import StageContext
+
+log = logging.getLogger("specstress.embeddings")
+
+BACKENDS = ("local", "api", "hashing")
+META_MODEL_KEY = b"embedding_model_key"
+TABLE = "scenario_embeddings"
+
+
+def embeddings_schema(dim: int, backend: str, model: str, model_key: str = "") -> pa.Schema:
+    """The output table's schema for vectors of `dim`, with backend and model in its metadata."""
+    return pa.schema(
+        [
+            pa.field("scenario_id", pa.string(), nullable=False),
+            pa.field("embedding", pa.list_(pa.float32(), dim), nullable=False),
+        ],
+        metadata={
+            META_BACKEND: backend.encode(),
+            META_MODEL: model.encode(),
+            META_MODEL_KEY: model_key.encode(),
+            META_DIM: str(dim).encode(),
+        },
+    )
+
+
+@dataclass
+class EmbeddingsConf:
+    """Settings of the `embeddings` stage (config section `stages.embeddings`)."""
+
+    backend: str = "local"
+    """local (packaged all-MiniLM-L6-v2), api (a model key through the engine) or hashing."""
+    model: str | None = None
+    """For api: the registry's model key (required). Ignored by local and hashing."""
+    batch_size: int = 64
+    """Texts per API call (api), or rows per UDF batch (local, hashing)."""
+    num_actors: int = 1
+    """Ray Data actor-pool size (local, hashing)."""
+    threads: int | None = None
+    """Torch threads per actor (local); None leaves torch's default."""
+    cache_dir: str | None = None
+    """Local folder of the text-hash cache; None means `<cache_dir or run cache>/embeddings`."""
+
+
+def _check(ec: EmbeddingsConf, ctx: StageContext) -> None:
+    if ec.backend not in BACKENDS:
+        raise ConfigError(
+            f"config key 'stages.embeddings.backend': must be one of {BACKENDS}, got '{ec.backend}'"
+        )
+    if ec.batch_size < 1 or ec.num_actors < 1:
+        raise ConfigError("config key 'stages.embeddings': batch_size and num_actors must be >= 1")
+    if ec.backend == "api":
+        if not ec.model:
+            raise ConfigError("config key 'stages.embeddings.model': the api backend needs a model key")
+        ctx.engine.check_models([ec.model])
+        provider = ctx.conf.models[ec.model].provider
+        if provider not in ("openai", "gemini"):
+            raise ConfigError(
+                f"config key 'stages.embeddings.model': '{ec.model}' is a {provider} model, "
+                "which has no embeddings API; use an openai or gemini model key"
+            )
+
+
+def cache_root(ctx: StageContext, ec: EmbeddingsConf) -> Path:
+    """Where the text-hash cache lives (a local folder)."""
+    root = ec.cache_dir or f"{(ctx.conf.cache_dir or default_cache(ctx.conf.run_dir)).rstrip('/')}/embeddings"
+    if "://" in root:
+        raise ConfigError(
+            f"config key 'stages.embeddings.cache_dir': the embedding cache needs a local path, got '{root}'"
+        )
+    return Path(root)
+
+
+def _api_spec(ctx: StageContext, model_key: str) -> BackendSpec:
+    """The cache identity of an API model: provider, model id and a hash of the endpoint."""
+    m = ctx.conf.models[model_key]
+    where = hashlib.blake2b(m.base_url.rstrip("/").encode(), digest_size=4).hexdigest()
+    return BackendSpec(kind="api", model=f"{m.provider}-{m.model_id}-{where}")
+
+
+def _embed_api(
+    ctx: StageContext, ec: EmbeddingsConf, todo: pl.DataFrame, cache: EmbeddingCache
+) -> dict[str, Any]:
+    """Embed `todo` (text_hash, text) through the engine, streaming the vectors into the cache."""
+    model = ec.model or ""
+
+    def chunks() -> Iterator[pl.DataFrame]:
+        for s in range(0, todo.height, ec.batch_size):
+            part = todo.slice(s, ec.batch_size)
+            spec = CallSpec(model=model, kind="embed", inputs=tuple(part["text"].to_list()))
+            yield pl.DataFrame(
+                {"model": [model], "spec": [spec_to_json(spec)], "hashes": [part["text_hash"].to_list()]}
+            )
+
+    path = ctx.engine.write_requests("embeddings", chunks())
+    out: dict[str, Any] = {"embedded": 0, "failed": 0, "calls": ctx.engine.run("embeddings", path).as_dict()}
+    batch_rows = max(1, 8192 // ec.batch_size)
+    for part in iter_results(ctx.engine, ctx.run, "embeddings", path, ["status", "embeddings"], batch_rows):
+        good = (pl.col("status") == "ok") & (
+            pl.col("embeddings").list.len().fill_null(-1) == pl.col("hashes").list.len()
+        )
+        out["failed"] += int(part.filter(~good)["hashes"].list.len().sum() or 0)
+        rows = part.filter(good).select("hashes", "embeddings").explode("hashes", "embeddings")
+        if rows.is_empty():
+            continue
+        lengths = rows["embeddings"].list.len()
+        dim = int(lengths.max() or 0)
+        if lengths.min() != dim or dim == 0:
+            raise SpecstressError(f"embeddings: model '{model}' returned vectors of different or zero sizes")
+        flat = rows["embeddings"].to_arrow().flatten().to_numpy(zero_copy_only=False)
+        matrix = normalise(flat.reshape(-1, dim))
+        cache.write(pa.table({"text_hash": rows["hashes"].to_arrow(), "embedding": to_fixed_list(matrix)}))
+        out["embedded"] += rows.height
+    if out["failed"]:
+        log.warning("embeddings: %d texts got no vector (calls failed); a rerun retries them", out["failed"])
+    return out
+
+
+def _api_vectors(
+    ctx: StageContext, ec: EmbeddingsConf, scen: pl.DataFrame, root: Path
+) -> tuple[pl.Series, pa.Array, dict[str, Any]]:
+    """Scenario ids, their vectors (texts whose calls failed left out) and the summary of the api backend."""
+    assert ec.model is not None
+    cache = EmbeddingCache(root, _api_spec(ctx, ec.model))
+    hashed = scen.with_columns(text_hash(scen["query"]))
+    texts = hashed.select("text_hash", text="query").unique("text_hash", maintain_order=True)
+    todo = texts.filter(~pl.col("text_hash").is_in(cache.hashes().implode())).sort("text_hash")
+    done = _embed_api(ctx, ec, todo, cache) if todo.height else {"embedded": 0, "failed": 0, "calls": {}}
+    vectors = cache.read()
+    if vectors is None:
+        raise SpecstressError("embeddings: no text got a vector; see the engine's failures in the manifest")
+    index = pl.DataFrame({"text_hash": vectors.column("text_hash").to_pylist()}).with_row_index("_v")
+    joined = hashed.select("scenario_id", "text_hash").join(
+        index, on="text_hash", how="inner", maintain_order="left"
+    )
+    emb = vectors.column("embedding").take(pa.array(joined["_v"].to_numpy())).combine_chunks()
+    info = {
+        "model": ctx.conf.models[ec.model].model_id,
+        "model_key": ec.model,
+        "unique_texts": texts.height,
+        "cached": texts.height - todo.height,
+        **done,
+    }
+    return joined["scenario_id"], emb, info
+
+
+def _ray_vectors(
+    ec: EmbeddingsConf, scen: pl.DataFrame, root: Path
+) -> tuple[pl.Series, pa.Array, dict[str, Any]]:
+    """Scenario ids, vectors and summary of the local or hashing backend (a Ray Data actor pool)."""
+    model = LOCAL_MODEL if ec.backend == "local" else "hashing-384"
+    spec = BackendSpec(kind=ec.backend, model=model, threads=ec.threads)  # type: ignore[arg-type]
+    table, stats = embed_column(
+        scen,
+        "query",
+        spec=spec,
+        cache_dir=root,
+        num_actors=ec.num_actors,
+        batch_size=ec.batch_size,
+        num_cpus_per_actor=float(ec.threads or 1),
+    )
+    ids = pl.Series("scenario_id", table.column("scenario_id").to_pylist(), dtype=pl.String)
+    info = {
+        "model": model,
+        "model_key": "",
+        "unique_texts": stats.n_unique,
+        "cached": stats.n_cached,
+        "embedded": stats.n_embedded,
+        "failed": 0,
+    }
+    return ids, table.column("embedding").combine_chunks(), info
+
+
+def run(ctx: StageContext) -> dict[str, Any]:
+    """Stage entry point: embed `scenarios.query`, write `tables/scenario_embeddings.parquet`."""
+    ec: EmbeddingsConf = ctx.conf.stages.embeddings
+    _check(ec, ctx)
+    scen = scan_table(ctx.run, "scenarios").select("scenario_id", "query").collect().sort("scenario_id")
+    root = cache_root(ctx, ec)
+    if ec.backend == "api":
+        ids, emb, info = _api_vectors(ctx, ec, scen, root)
+    else:
+        ids, emb, info = _ray_vectors(ec, scen, root)
+    dim = emb.type.list_size
+    schema = embeddings_schema(dim, ec.backend, info["model"], info["model_key"])
+    out = pa.table({"scenario_id": ids.to_arrow(), "embedding": emb}).cast(schema)
+    ctx.run.tables.write_atomic(
+        f"{TABLE}.parquet", lambda sink: pq.write_table(out, sink, compression="zstd")
+    )
+    return {"backend": ec.backend, "scenarios": scen.height, **info, "rows": out.num_rows, "dim": dim}
+
+
+def read_embeddings(ctx: StageContext) -> tuple[pl.Series, np.ndarray, dict[str, str]]:
+    """The scenario ids, the (n x d) float32 matrix and the metadata of `scenario_embeddings`."""
+    if not ctx.run.tables.exists(f"{TABLE}.parquet"):
+        raise SpecstressError(f"table '{TABLE}' is missing from {ctx.run.tables.path}: run its stage first")
+    with ctx.run.root.fs.open_input_file(ctx.run.table_path(TABLE)) as src:
+        table = pq.read_table(src)
+    col = table.column("embedding").combine_chunks()
+    d = col.type.list_size
+    matrix = col.flatten().to_numpy(zero_copy_only=False).reshape(-1, d).astype(np.float32, copy=False)
+    meta = {
+        k.decode(): v.decode() for k, v in (table.schema.metadata or {}).items() if k.startswith(b"embedding")
+    }
+    return pl.Series("scenario_id", table.column("scenario_id").to_pylist(), dtype=pl.String), matrix, meta
