@@ -21,6 +21,7 @@ import pyarrow.dataset as pads
 
 from actors.errors import ConfigError
 from actors.types import chat, spec_to_json
+from jobs.stages.params import layer
 from jobs.stages.streaming import iter_results, write_parts
 
 if TYPE_CHECKING:
@@ -102,16 +103,15 @@ class ResponsesConf:
     """Scenarios turned into requests (and result rows written) per chunk; bounds memory."""
 
 
-def _layer(params: dict[str, Any], provider: str, s: ResponsesConf | ResponseSettings) -> None:
-    """Apply one settings layer, keeping only the parameters the provider understands."""
-    if s.temperature is not None:
-        params["temperature"] = s.temperature
-    if s.max_tokens is not None:
-        params["max_tokens"] = s.max_tokens
-    if s.reasoning_effort is not None and provider == "openai":
-        params["reasoning_effort"] = s.reasoning_effort
-    if s.thinking_budget is not None and provider in ("anthropic", "gemini"):
-        params["thinking_budget"] = s.thinking_budget
+def _apply(params: dict[str, Any], provider: str, s: ResponsesConf | ResponseSettings) -> None:
+    layer(
+        params,
+        provider,
+        temperature=s.temperature,
+        max_tokens=s.max_tokens,
+        reasoning_effort=s.reasoning_effort,
+        thinking_budget=s.thinking_budget,
+    )
 
 
 @dataclass(frozen=True)
@@ -127,9 +127,9 @@ def plan_for(ctx: StageContext, model: str, rc: ResponsesConf) -> ModelPlan:
     """Registry params, then stage defaults, then the model's overrides."""
     mconf = ctx.conf.models[model]
     params = dict(mconf.params)
-    _layer(params, mconf.provider, rc)
+    _apply(params, mconf.provider, rc)
     over = rc.per_model.get(model, ResponseSettings())
-    _layer(params, mconf.provider, over)
+    _apply(params, mconf.provider, over)
     system = over.system_prompt if over.system_prompt is not None else rc.system_prompt
     samples = over.samples if over.samples is not None else rc.samples
     return ModelPlan(system or None, params, samples)

@@ -19,6 +19,7 @@ import pyarrow as pa
 from pydantic import BaseModel, ConfigDict, Field, StrictInt, ValidationError, model_validator
 
 from actors.errors import ConfigError
+from jobs.stages.params import stage_params
 from jobs.stages.repair import ParseError, call_with_repair, extract_json
 from jobs.stages.streaming import add_calls, frame, scan_table, write_parts
 
@@ -160,19 +161,6 @@ class RubricsConf:
     """Pairs handled per round of calls; bounds memory."""
 
 
-def _params(ctx: StageContext, model: str, rc: RubricsConf) -> dict[str, Any]:
-    provider = ctx.conf.models[model].provider
-    params = dict(ctx.conf.models[model].params)
-    params["max_tokens"] = rc.max_tokens
-    if rc.temperature is not None:
-        params["temperature"] = rc.temperature
-    if rc.reasoning_effort and provider == "openai":
-        params["reasoning_effort"] = rc.reasoning_effort
-    if rc.thinking_budget and provider in ("anthropic", "gemini"):
-        params["thinking_budget"] = rc.thinking_budget
-    return params
-
-
 def pair_framings(scenarios: pl.LazyFrame) -> pl.LazyFrame:
     """One row per pair: values, rank and the query of each framing (null where it was rejected)."""
     wide = (
@@ -235,7 +223,7 @@ def run(ctx: StageContext) -> dict[str, Any]:
                 f"rubrics_c{i}",
                 items,
                 parse=parse,
-                params=lambda m: _params(ctx, m, rc),
+                params=lambda m: stage_params(ctx.conf, m, rc),
                 max_repairs=rc.max_repairs,
             )
             add_calls(calls, chunk_calls)

@@ -23,6 +23,7 @@ import pyarrow as pa
 
 from actors.errors import ConfigError
 from actors.types import chat, spec_to_json
+from jobs.stages.params import stage_params
 from jobs.tables import read_table, write_table
 
 if TYPE_CHECKING:
@@ -178,25 +179,11 @@ def classify(
     return query, ""
 
 
-def _params(conf: RunConf, model: str, sc: ScenariosConf) -> dict[str, Any]:
-    """Model defaults, then the stage's settings, keeping only what the model's provider uses."""
-    params = dict(conf.models[model].params)
-    provider = conf.models[model].provider
-    params.update(max_tokens=sc.max_tokens)
-    if sc.temperature is not None:
-        params["temperature"] = sc.temperature
-    if provider == "openai" and sc.reasoning_effort:
-        params["reasoning_effort"] = sc.reasoning_effort
-    if provider in ("anthropic", "gemini") and sc.thinking_budget:
-        params["thinking_budget"] = sc.thinking_budget
-    return params
-
-
 def _request_chunks(rows: pl.DataFrame, conf: RunConf, sc: ScenariosConf) -> Iterator[pl.DataFrame]:
     """Requests table chunks: model, spec JSON and the stage's id columns."""
     for chunk in rows.iter_slices(10_000):
         specs = [
-            spec_to_json(chat(m, p, **_params(conf, m, sc)))
+            spec_to_json(chat(m, p, **stage_params(conf, m, sc)))
             for m, p in zip(chunk["model"], chunk["prompt"], strict=True)
         ]
         yield chunk.with_columns(spec=pl.Series(specs, dtype=pl.String))

@@ -36,6 +36,7 @@ import pyarrow.dataset as pads
 from pydantic import BaseModel, ConfigDict, Field, StrictInt, TypeAdapter, ValidationError, field_validator
 
 from actors.errors import ConfigError
+from jobs.stages.params import stage_params
 from jobs.stages.repair import ParseError, call_with_repair, extract_json
 from jobs.stages.rubrics import POSITIONS
 from jobs.stages.streaming import add_calls, frame, scan_table, write_parts
@@ -217,19 +218,6 @@ def _check(sc: ScoresConf) -> None:
         raise ConfigError("config key 'stages.scores': max_repairs must be >= 0 and chunk_scenarios >= 1")
 
 
-def _params(ctx: StageContext, sc: ScoresConf) -> dict[str, Any]:
-    provider = ctx.conf.models[sc.model].provider
-    params = dict(ctx.conf.models[sc.model].params)
-    params["max_tokens"] = sc.max_tokens
-    if sc.temperature is not None:
-        params["temperature"] = sc.temperature
-    if sc.reasoning_effort and provider == "openai":
-        params["reasoning_effort"] = sc.reasoning_effort
-    if sc.thinking_budget and provider in ("anthropic", "gemini"):
-        params["thinking_budget"] = sc.thinking_budget
-    return params
-
-
 @dataclass(frozen=True)
 class _Target:
     """One response to score: where it goes in the output and which call item carries it."""
@@ -343,7 +331,7 @@ def run(ctx: StageContext) -> dict[str, Any]:
     cols = ["scenario_id", "pair_id", "value1", "value2", "query"]
     calls: dict[str, Any] = {}
     counts: dict[str, int] = {}
-    params = _params(ctx, sc)
+    params = stage_params(ctx.conf, sc.model, sc)
 
     def parse(row: dict[str, Any], text: str) -> dict[str, ScoreEntry]:
         return parse_scores(text, json.loads(row["labels"]))
