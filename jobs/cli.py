@@ -25,6 +25,10 @@ def _cmd_run(args: argparse.Namespace) -> int:
     print(f"run directory: {conf.run_dir}")
     for name, summary in summaries.items():
         print(f"stage {name}: {json.dumps(summary, sort_keys=True)}")
+    if "disagreement" in summaries:
+        from jobs.stages.disagreement import summary_lines
+
+        print("\n".join(summary_lines(summaries["disagreement"])))
     return 0
 
 
@@ -68,9 +72,14 @@ def _cmd_export(args: argparse.Namespace) -> int:
 
 
 def _cmd_bench(args: argparse.Namespace) -> int:
-    from jobs.bench import run_bench
+    if args.what == "analysis":
+        from jobs.bench_analysis import run_analysis_bench
 
-    result = run_bench(args.what, quick=args.quick)
+        result = run_analysis_bench(quick=args.quick)
+    else:
+        from jobs.bench import run_bench
+
+        result = run_bench(args.what, quick=args.quick)
     print(json.dumps(result, sort_keys=True) if args.json else json.dumps(result, indent=1, sort_keys=True))
     return 0
 
@@ -114,7 +123,7 @@ def build_parser() -> argparse.ArgumentParser:
     x.set_defaults(fn=_cmd_export)
 
     b = sub.add_parser("bench", help="benchmarks against the emulator; prints JSON")
-    b.add_argument("what", choices=["fanout"])
+    b.add_argument("what", choices=["fanout", "analysis"])
     b.add_argument("--json", action="store_true", help="one line of JSON")
     b.add_argument("--quick", action="store_true", help="short windows, for a smoke test")
     b.set_defaults(fn=_cmd_bench)

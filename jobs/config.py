@@ -295,6 +295,10 @@ def validate(conf: RunConf) -> None:
         "stages.rubrics.model": [st.rubrics.model],
         "stages.scores.model": [st.scores.model],
         "stages.scores.models": list(st.scores.models or []),
+        "stages.embeddings.model": [st.embeddings.model]
+        if st.embeddings.backend == "api" and st.embeddings.model
+        else [],
+        "stages.disagreement.subsets": [m for ms in (st.disagreement.subsets or {}).values() for m in ms],
     }
     stages_used = set(conf.pipeline)
     for key, models in refs.items():
