@@ -194,7 +194,6 @@ def run_analysis_bench(quick: bool = False) -> dict[str, Any]:
     out["outlier_rows"] = outl.rows.height
 
     out.update(_pipeline_bench(quick))
-    print(json.dumps(out))
     return out
 
 
@@ -235,4 +234,4 @@ def _pipeline_bench(quick: bool) -> dict[str, Any]:
 if __name__ == "__main__":
     import sys
 
-    run_analysis_bench(quick="--quick" in sys.argv)
+    print(json.dumps(run_analysis_bench(quick="--quick" in sys.argv)))
