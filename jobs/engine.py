@@ -224,14 +224,11 @@ class Engine:
                     if len(answered):
                         at = np.minimum(np.searchsorted(answered, keys), len(answered) - 1)
                         known = answered[at] == keys
-                    todo = pa.Table.from_batches([batch]).filter(
-                        pc.and_(
-                            batch.column("dispatch"),
-                            pa.array(~known if len(answered) else np.ones(len(keys), bool)),
-                        )
+                    missing = pa.Table.from_batches([batch]).filter(
+                        pc.and_(batch.column("dispatch"), pa.array(~known))
                     )
-                    for model in pc.unique(todo["model"]).to_pylist():
-                        rows = todo.filter(pc.equal(todo["model"], model)).select(["key", "spec"])
+                    for model in pc.unique(missing["model"]).to_pylist():
+                        rows = missing.filter(pc.equal(missing["model"], model)).select(["key", "spec"])
                         if model not in writers:
                             paths[model] = [os.path.join(scratch, f"pending-{len(paths):04d}.parquet")]
                             writers[model] = pq.ParquetWriter(paths[model][0], rows.schema)
@@ -245,25 +242,23 @@ class Engine:
         self, stage: str, requests_path: str, scratch: str, totals: dict[str, int], calls: StageCalls
     ) -> None:
         pending = self._write_pending(requests_path, scratch)
-        todo_by_model = {
-            m: sum(pq.ParquetFile(p).metadata.num_rows for p in paths) for m, paths in pending.items()
-        }
-        calls.cached = calls.requests - sum(todo_by_model.values())
+        to_make = {m: sum(pq.ParquetFile(p).metadata.num_rows for p in paths) for m, paths in pending.items()}
+        calls.cached = calls.requests - sum(to_make.values())
         budget = self.conf.budget_usd
-        if budget is not None and todo_by_model:
+        if budget is not None and to_make:
             lf = pl.concat([pl.scan_parquet(p).with_columns(model=pl.lit(m)) for m, p in pending.items()])
             spent, estimate = self.spent_usd(), self.estimate_usd(lf)
             if spent + estimate > budget:
                 raise BudgetExceeded(
-                    f"stage '{stage}' would cost about ${estimate:.2f} for {sum(todo_by_model.values())} calls, "
+                    f"stage '{stage}' would cost about ${estimate:.2f} for {sum(to_make.values())} calls, "
                     f"with ${spent:.2f} already spent: over budget_usd=${budget:.2f}. "
                     "Raise budget_usd or shrink the run; nothing was sent."
                 )
         calls.repaid_after_kill = self._count_interrupted(stage)
-        if todo_by_model:
-            progress = Progress(stage, totals, todo_by_model)
+        if to_make:
+            progress = Progress(stage, totals, to_make)
             try:
-                asyncio.run(self._dispatch(stage, pending, todo_by_model, calls, progress))
+                asyncio.run(self._dispatch(stage, pending, to_make, calls, progress))
             finally:
                 progress.close()
 
@@ -332,7 +327,7 @@ class Engine:
         self,
         stage: str,
         pending: dict[str, list[str]],
-        todo: dict[str, int],
+        to_make: dict[str, int],
         calls: StageCalls,
         progress: Progress,
     ) -> None:
@@ -391,7 +386,7 @@ class Engine:
 
         tick = asyncio.create_task(ticker())
         try:
-            await asyncio.gather(*(feed(m) for m in todo))
+            await asyncio.gather(*(feed(m) for m in to_make))
             while tasks:
                 await asyncio.gather(*list(tasks))
         finally:

@@ -49,13 +49,15 @@ class Progress:
         self,
         stage: str,
         totals: dict[str, int],
-        todo: dict[str, int],
+        to_make: dict[str, int],
         *,
         live: bool | None = None,
         log_every_s: float = 10.0,
     ) -> None:
         self.stage = stage
-        self.models = {m: ModelProgress(total=n, done=n - todo.get(m, 0)) for m, n in sorted(totals.items())}
+        self.models = {
+            m: ModelProgress(total=n, done=n - to_make.get(m, 0)) for m, n in sorted(totals.items())
+        }
         self._t0 = time.monotonic()
         self._last_log = self._t0
         self._log_every_s = log_every_s

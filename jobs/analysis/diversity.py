@@ -111,10 +111,12 @@ def _any_within(a: np.ndarray, b: np.ndarray, a_sq: np.ndarray, b_sq: np.ndarray
     """Bool (len(a),): does any row of b lie within sqrt(d2) of a_i. Chunks b to bound memory."""
     hit = np.zeros(len(a), dtype=bool)
     for s in range(0, len(b), _COL_CHUNK):
-        todo = np.flatnonzero(~hit)
-        if not todo.size:
+        missing = np.flatnonzero(~hit)
+        if not missing.size:
             break
-        hit[todo] = _within(a[todo], b[s : s + _COL_CHUNK], a_sq[todo], b_sq[s : s + _COL_CHUNK], d2).any(1)
+        hit[missing] = _within(
+            a[missing], b[s : s + _COL_CHUNK], a_sq[missing], b_sq[s : s + _COL_CHUNK], d2
+        ).any(1)
     return hit
 
 

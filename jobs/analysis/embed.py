@@ -217,18 +217,18 @@ class EmbeddingCache:
 
 
 def _embed_missing_ray(
-    todo: pa.Table,
+    missing: pa.Table,
     spec: BackendSpec,
     cache: EmbeddingCache,
     num_actors: int,
     batch_size: int,
     num_cpus: float,
 ) -> int:
-    """Embed `todo` (text_hash, text) with Ray Data and stream the results into cache shards."""
+    """Embed `missing` (text_hash, text) with Ray Data and stream the results into cache shards."""
     import ray
 
-    rows_per_block = max(batch_size, -(-todo.num_rows // max(4 * num_actors, 1)))
-    blocks = [todo.slice(s, rows_per_block) for s in range(0, todo.num_rows, rows_per_block)]
+    rows_per_block = max(batch_size, -(-missing.num_rows // max(4 * num_actors, 1)))
+    blocks = [missing.slice(s, rows_per_block) for s in range(0, missing.num_rows, rows_per_block)]
     ds = ray.data.from_arrow(blocks).map_batches(
         EmbedBatches,
         fn_constructor_kwargs={"spec": spec},
@@ -252,12 +252,12 @@ def _embed_missing_ray(
     return n_done
 
 
-def _embed_missing_local(todo: pa.Table, spec: BackendSpec, cache: EmbeddingCache, batch_size: int) -> int:
+def _embed_missing_local(missing: pa.Table, spec: BackendSpec, cache: EmbeddingCache, batch_size: int) -> int:
     """The same without Ray (small inputs, tests of the pure parts)."""
     udf = EmbedBatches(spec)
-    for s in range(0, todo.num_rows, 4 * batch_size):
-        cache.write(udf(todo.slice(s, 4 * batch_size)))
-    return todo.num_rows
+    for s in range(0, missing.num_rows, 4 * batch_size):
+        cache.write(udf(missing.slice(s, 4 * batch_size)))
+    return missing.num_rows
 
 
 def embed_column(
@@ -295,14 +295,14 @@ def embed_column(
     hashed = df.with_columns(text_hash(df[column]))
     unique = hashed.select("text_hash", pl.col(column).alias("text")).unique("text_hash", maintain_order=True)
     cached = cache.hashes()
-    todo = unique.filter(~pl.col("text_hash").is_in(cached.implode()))
+    missing = unique.filter(~pl.col("text_hash").is_in(cached.implode()))
     n_new = 0
-    if todo.height:
-        todo_arrow = todo.to_arrow()
+    if missing.height:
+        missing_arrow = missing.to_arrow()
         if use_ray:
-            n_new = _embed_missing_ray(todo_arrow, spec, cache, num_actors, batch_size, num_cpus_per_actor)
+            n_new = _embed_missing_ray(missing_arrow, spec, cache, num_actors, batch_size, num_cpus_per_actor)
         else:
-            n_new = _embed_missing_local(todo_arrow, spec, cache, batch_size)
+            n_new = _embed_missing_local(missing_arrow, spec, cache, batch_size)
     vectors = cache.read()
     assert vectors is not None  # every text is cached by now
     vec_df = pl.from_arrow(vectors.select(["text_hash"])).with_row_index("_v")
@@ -318,7 +318,7 @@ def embed_column(
     stats = EmbedStats(
         n_rows=df.height,
         n_unique=unique.height,
-        n_cached=unique.height - todo.height,
+        n_cached=unique.height - missing.height,
         n_embedded=n_new,
         seconds=time.perf_counter() - t0,
     )

@@ -130,14 +130,14 @@ def _api_spec(ctx: StageContext, model_key: str) -> BackendSpec:
 
 
 def _embed_api(
-    ctx: StageContext, ec: EmbeddingsConf, todo: pl.DataFrame, cache: EmbeddingCache
+    ctx: StageContext, ec: EmbeddingsConf, missing: pl.DataFrame, cache: EmbeddingCache
 ) -> dict[str, Any]:
-    """Embed `todo` (text_hash, text) through the engine, streaming the vectors into the cache."""
+    """Embed `missing` (text_hash, text) through the engine, streaming the vectors into the cache."""
     model = ec.model or ""
 
     def chunks() -> Iterator[pl.DataFrame]:
-        for s in range(0, todo.height, ec.batch_size):
-            part = todo.slice(s, ec.batch_size)
+        for s in range(0, missing.height, ec.batch_size):
+            part = missing.slice(s, ec.batch_size)
             spec = CallSpec(model=model, kind="embed", inputs=tuple(part["text"].to_list()))
             yield pl.DataFrame(
                 {"model": [model], "spec": [spec_to_json(spec)], "hashes": [part["text_hash"].to_list()]}
@@ -175,8 +175,10 @@ def _api_vectors(
     cache = EmbeddingCache(root, _api_spec(ctx, ec.model))
     hashed = scen.with_columns(text_hash(scen["query"]))
     texts = hashed.select("text_hash", text="query").unique("text_hash", maintain_order=True)
-    todo = texts.filter(~pl.col("text_hash").is_in(cache.hashes().implode())).sort("text_hash")
-    done = _embed_api(ctx, ec, todo, cache) if todo.height else {"embedded": 0, "failed": 0, "calls": {}}
+    missing = texts.filter(~pl.col("text_hash").is_in(cache.hashes().implode())).sort("text_hash")
+    done = (
+        _embed_api(ctx, ec, missing, cache) if missing.height else {"embedded": 0, "failed": 0, "calls": {}}
+    )
     vectors = cache.read()
     if vectors is None:
         raise SpecstressError("embeddings: no text got a vector; see the engine's failures in the manifest")
@@ -189,7 +191,7 @@ def _api_vectors(
         "model": ctx.conf.models[ec.model].model_id,
         "model_key": ec.model,
         "unique_texts": texts.height,
-        "cached": texts.height - todo.height,
+        "cached": texts.height - missing.height,
         **done,
     }
     return joined["scenario_id"], emb, info
