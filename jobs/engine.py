@@ -340,7 +340,7 @@ class Engine:
         tasks: set[asyncio.Task[None]] = set()
 
         def on_flush() -> None:
-            self.manifest.set_stage(stage, calls=calls.as_dict())
+            self.manifest.set_calls(stage, calls.as_dict())
 
         async def handle(items: list[tuple[str, str]], window: _Window) -> None:
             attempt = 0

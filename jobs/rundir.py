@@ -57,6 +57,11 @@ class Manifest:
         self.stage(name).update(fields)
         self.save()
 
+    def set_calls(self, requests: str, figures: dict[str, Any]) -> None:
+        """Record the engine's figures for one requests table (a stage may hand over several)."""
+        self.data.setdefault("calls", {})[requests] = figures
+        self.save()
+
     def save(self) -> None:
         self._loc.write_text(MANIFEST, json.dumps(self.data, indent=1, sort_keys=True))
 

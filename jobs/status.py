@@ -17,9 +17,9 @@ def run_status(run_uri: str) -> dict[str, Any]:
         raise SpecstressError(f"no {MANIFEST} in {run_uri}: not a run directory, or the run never started")
     data = json.loads(text)
     totals: dict[str, float] = {}
-    for stage in data.get("stages", {}).values():
-        for k, v in (stage.get("calls") or {}).items():
-            if isinstance(v, int | float):
+    for figures in data.get("calls", {}).values():
+        for k, v in figures.items():
+            if isinstance(v, int | float) and k != "elapsed_s":
                 totals[k] = totals.get(k, 0) + v
     data["totals"] = totals
     return data
@@ -28,14 +28,15 @@ def run_status(run_uri: str) -> dict[str, Any]:
 def format_status(status: dict[str, Any]) -> str:
     lines = [f"run {status['run_id']} (created {status['created_at']})"]
     for name, st in status.get("stages", {}).items():
-        calls = st.get("calls") or {}
-        lines.append(
-            f"  {name:<12} {st.get('state', '?'):<8} requests={calls.get('requests', '-')} "
-            f"made={calls.get('made', '-')} cached={calls.get('cached', '-')} failed={calls.get('failed', '-')} "
-            f"429s={calls.get('rate_limited', '-')} ${calls.get('cost_usd', 0.0):.4f}"
-        )
+        lines.append(f"  stage {name:<14} {st.get('state', '?')}")
         if st.get("error"):
             lines.append(f"    error: {st['error']}")
+    for name, c in status.get("calls", {}).items():
+        failures = ", ".join(f"{k} {v}" for k, v in sorted((c.get("failures") or {}).items())) or "none"
+        lines.append(
+            f"  calls {name:<22} requests={c['requests']} made={c['made']} cached={c['cached']} "
+            f"retries={c['retries']} 429s={c['rate_limited']} failed={c['failed']} ({failures}) ${c['cost_usd']:.4f}"
+        )
     t = status["totals"]
     lines.append(f"  total: made={int(t.get('made', 0))} cost=${t.get('cost_usd', 0.0):.4f}")
     for item in status.get("interrupted", []):
