@@ -203,6 +203,7 @@ class Engine:
         finally:
             shutil.rmtree(scratch, ignore_errors=True)
         calls.elapsed_s = time.monotonic() - t0
+        self.manifest.set_calls(stage, calls.as_dict())
         return calls
 
     def _write_pending(self, requests_path: str, scratch: str) -> dict[str, list[str]]:

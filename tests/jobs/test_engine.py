@@ -59,6 +59,7 @@ def test_rerun_makes_zero_calls_and_results_keep_every_row(tmp_path: Path, emula
     assert sent == 90
     again = engine.run("s", path)
     assert (again.made, again.cached) == (0, 90)
+    assert engine.manifest.data["calls"]["s"]["cached"] == 90  # status sees fully cached runs too
     assert emulator.stats()["total"] == sent
     res = engine.results(path, ["status", "text", "refusal", "input_tokens", "cost_usd"]).collect()
     assert res.height == 90 and res["row_id"].sort().to_list() == list(range(90))
