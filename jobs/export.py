@@ -23,8 +23,8 @@ import polars as pl
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from jobs.paper import PAPER_MODELS
 from jobs.rundir import RunDir
-from jobs.stages.responses import PAPER_MODELS
 from jobs.tables import read_table
 
 HEAD = ("rank", "query_generator", "value1", "value2", "nudge_direction", "query")

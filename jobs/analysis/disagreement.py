@@ -25,24 +25,11 @@ import polars as pl
 import pyarrow as pa
 
 from actors.errors import ConfigError, SpecstressError
+from jobs.paper import PAPER_MODELS
 
 StdKind = Literal["population", "sample"]
 
-MODEL_KEYS: tuple[str, ...] = (
-    "claude_opus_4",
-    "claude_sonnet_4",
-    "claude_3_7_sonnet",
-    "claude_3_5_sonnet",
-    "claude_opus_3",
-    "gpt_4_1",
-    "gpt_4_1_mini",
-    "gpt_4o",
-    "o3",
-    "o4_mini",
-    "gemini_2_5_pro",
-    "grok_4",
-)
-"""The twelve model keys of the paper's released data."""
+MODEL_KEYS = PAPER_MODELS
 
 DEFAULT_SUBSETS: dict[str, tuple[str, ...]] = {
     "all": MODEL_KEYS,

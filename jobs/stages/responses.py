@@ -21,6 +21,7 @@ import pyarrow.dataset as pads
 
 from actors.errors import ConfigError
 from actors.types import chat, spec_to_json
+from jobs.paper import PAPER_MODELS
 from jobs.stages.params import layer
 from jobs.stages.streaming import iter_results, write_parts
 
@@ -44,21 +45,6 @@ RESPONSES_SCHEMA = pa.schema(
     ]
 )
 
-PAPER_MODELS: tuple[str, ...] = (
-    "claude_opus_4",
-    "claude_sonnet_4",
-    "claude_3_7_sonnet",
-    "claude_3_5_sonnet",
-    "claude_opus_3",
-    "gpt_4_1",
-    "gpt_4_1_mini",
-    "gpt_4o",
-    "o3",
-    "o4_mini",
-    "gemini_2_5_pro",
-    "grok_4",
-)
-"""The twelve model keys of the paper's sweep, as named in its released data."""
 
 _STORE_COLUMNS = ["status", "text", "finish_reason", "refusal", "input_tokens", "output_tokens"]
 _STORE_COLUMNS += ["cost_usd", "error_kind", "error"]

@@ -17,8 +17,8 @@ from jobs.config import RunConf, load_config
 from jobs.driver import StageContext, run_pipeline, stage_registry
 from jobs.engine import Engine
 from jobs.export import export_hf
+from jobs.paper import PAPER_MODELS
 from jobs.rundir import Manifest, RunDir, default_cache
-from jobs.stages.responses import PAPER_MODELS
 from jobs.stages.scenarios import SCENARIO_SCHEMA
 from jobs.tables import read_table, write_table
 from tests.conftest import emulator_config
