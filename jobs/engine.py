@@ -22,7 +22,6 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
-import numpy as np
 import polars as pl
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -32,7 +31,7 @@ import ray
 from actors.client import ClientActor, ClientSettings, RetryPolicy
 from actors.errors import BudgetExceeded, ConfigError
 from actors.limiter import get_limiter
-from actors.store import CallStore
+from actors.store import CallStore, contains
 from actors.types import Endpoint, call_key, spec_from_json
 from jobs.config import RunConf, account_limits, endpoint, to_account_limits
 from jobs.journal import Journal, dangling, discard
@@ -153,18 +152,6 @@ class Engine:
 
     # ---- running ----------------------------------------------------------------------
 
-    def answered_keys(self) -> np.ndarray:
-        """Sorted keys the store already answered (with failures too unless retry_failed), as `S32`.
-
-        Compact on purpose: 32 bytes a key, searched with `np.searchsorted`, so finding
-        pending work costs memory for the keys of the store, never for its rows.
-        """
-        keys = self.store.scan(["key", "status"])
-        if self.conf.engine.retry_failed:
-            keys = keys.filter(pl.col("status") == "ok")
-        column = keys.select("key").collect()["key"]
-        return np.unique(column.to_numpy().astype("S32")) if column.len() else np.empty(0, dtype="S32")
-
     def estimate_usd(self, pending: pl.LazyFrame) -> float:
         """Dollar estimate of pending calls: prompt chars / 4 in, max_tokens (or 512) out."""
         per_model = (
@@ -212,7 +199,7 @@ class Engine:
         One streaming pass, a row group at a time: memory is bounded by a row group plus the
         compact answered-key array, never by the stage's rows.
         """
-        answered = self.answered_keys()
+        answered = self.store.answered_keys(include_failed=not self.conf.engine.retry_failed)
         writers: dict[str, pq.ParquetWriter] = {}
         paths: dict[str, list[str]] = {}
         try:
@@ -221,10 +208,7 @@ class Engine:
                     batch_size=8192, columns=["key", "model", "spec", "dispatch"]
                 ):
                     keys = batch.column("key").to_numpy(zero_copy_only=False).astype("S32")
-                    known = np.zeros(len(keys), dtype=bool)
-                    if len(answered):
-                        at = np.minimum(np.searchsorted(answered, keys), len(answered) - 1)
-                        known = answered[at] == keys
+                    known = contains(answered, keys)
                     missing = pa.Table.from_batches([batch]).filter(
                         pc.and_(batch.column("dispatch"), pa.array(~known))
                     )

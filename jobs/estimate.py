@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 import polars as pl
 
-from actors.store import CallStore
+from actors.store import CallStore, contains
 from actors.types import call_key, spec_from_json
 from jobs.config import RunConf, account_limits, account_of, endpoint
 from jobs.rundir import RunDir, default_cache
@@ -96,11 +96,6 @@ class Estimate:
         }
 
 
-def _answered(store: CallStore) -> np.ndarray:
-    keys = store.scan(["key", "status"]).filter(pl.col("status") == "ok").select("key").collect()["key"]
-    return np.unique(keys.to_numpy().astype("S32")) if keys.len() else np.empty(0, dtype="S32")
-
-
 def exact_lines(
     conf: RunConf, stage: str, chunks: Iterable[pl.DataFrame], answered: np.ndarray
 ) -> list[Line]:
@@ -117,8 +112,7 @@ def exact_lines(
             seen.add(key)
             line = lines.setdefault(model, Line(stage, model, 0, exact=True))
             line.calls += 1
-            at = np.searchsorted(answered, key.encode())
-            if at < len(answered) and answered[at] == key.encode():
+            if contains(answered, np.array([key], dtype="S32"))[0]:
                 line.cached += 1
                 continue
             line.input_tokens += len(spec_json) / 4
@@ -185,7 +179,7 @@ def plan(conf: RunConf) -> list[Line]:
 
     run = RunDir.open(conf.run_dir)
     store = CallStore(conf.cache_dir or default_cache(conf.run_dir))
-    answered = _answered(store)
+    answered = store.answered_keys()
     st = conf.stages
     n_pairs = st.pairs.n_pairs if "pairs" in conf.pipeline else 0
     n_scen = 3 * n_pairs if st.scenarios.biased else n_pairs
