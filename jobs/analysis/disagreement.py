@@ -116,21 +116,41 @@ def position_matrix(scores: pl.DataFrame, models: Sequence[str] | None = None) -
     if models is None:
         models = tuple(sorted(scores["model"].unique().to_list()))
     models = tuple(models)
-    model_idx = pl.DataFrame({"model": list(models), "_m": np.arange(len(models), dtype=np.int32)})
-    df = scores.select(need).join(model_idx, on="model", how="inner")
-    ids = df["scenario_id"].unique().sort()
-    df = df.join(
-        pl.DataFrame({"scenario_id": ids, "_s": np.arange(len(ids), dtype=np.int64)}), on="scenario_id"
+    lf = (
+        scores.lazy()
+        .select(need)
+        .with_columns(
+            _m=pl.col("model").replace_strict(
+                list(models), list(range(len(models))), default=None, return_dtype=pl.Int32
+            )
+        )
+        .drop_nulls("_m")
     )
-    slot = df["value_slot"].to_numpy().astype(np.int64)
-    if len(slot) and not np.isin(slot, (1, 2)).all():
+    # The dense rank of a scenario id is its index in the sorted unique ids: one pass, no join.
+    rows, id_frame = pl.collect_all(
+        [
+            lf.select(
+                _s=pl.col("scenario_id").rank("dense").cast(pl.Int64) - 1,
+                _m="_m",
+                value_slot="value_slot",
+                position=pl.col("position").cast(pl.Float32).fill_null(float("nan")),
+            ),
+            lf.select(pl.col("scenario_id").unique().sort()),
+        ]
+    )
+    ids = id_frame["scenario_id"]
+    slot = rows["value_slot"].to_numpy().astype(np.int64)
+    if len(slot) and not ((slot == 1) | (slot == 2)).all():
         raise SpecstressError("scores: value_slot must be 1 or 2")
     pos = np.full((len(ids), len(models), 2), np.nan, dtype=np.float32)
-    s, m = df["_s"].to_numpy(), df["_m"].to_numpy()
+    s, m = rows["_s"].to_numpy(), rows["_m"].to_numpy()
     flat = (s * len(models) + m) * 2 + (slot - 1)
-    if len(np.unique(flat)) != len(flat):
+    # Duplicates show as fewer distinct cells than rows; a mark per cell is O(n), a sort is not.
+    seen = np.zeros(pos.size, dtype=bool)
+    seen[flat] = True
+    if np.count_nonzero(seen) != len(flat):
         raise SpecstressError("scores: a (scenario_id, model, value_slot) appears more than once")
-    pos.reshape(-1)[flat] = df["position"].cast(pl.Float32).fill_null(float("nan")).to_numpy()
+    pos.reshape(-1)[flat] = rows["position"].to_numpy()
     return PositionMatrix(scenario_ids=ids, models=models, positions=pos)
 
 

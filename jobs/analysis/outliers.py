@@ -18,7 +18,7 @@ import numpy as np
 import polars as pl
 import pyarrow as pa
 
-from actors.errors import ConfigError
+from actors.errors import ConfigError, SpecstressError
 from jobs.analysis.disagreement import PositionMatrix, position_matrix
 
 OUTLIER_SCHEMA = pa.schema(
@@ -60,10 +60,39 @@ class OutlierConfig:
     """Fewest models with a position on a value for that value to yield outliers."""
 
 
+POSITIONS = 7
+"""Positions run 0..6 on each value's spectrum."""
+
+
 def required_count(n_models: np.ndarray, share: Fraction) -> np.ndarray:
     """ceil(share x (N - 1)) in exact integer arithmetic."""
     num, den = share.numerator, share.denominator
     return -((-(n_models - 1) * num) // den)
+
+
+def far_counts(p: np.ndarray, present: np.ndarray, gap: int) -> np.ndarray:
+    """For each (scenario, model, value): how many models sit at least `gap` positions away.
+
+    Positions are integers 0..6, so each (scenario, value) gets a 7-bin histogram; the
+    models far from position q are those at or below q - gap plus those at or above
+    q + gap, read off cumulative counts. That is O(S x M), where comparing every pair
+    of models is O(S x M^2).
+    """
+    n_pos = POSITIONS
+    s_n = p.shape[0]
+    q = np.where(present, p, 0).astype(np.int64)  # (S, M, 2); absent entries masked below
+    if q.size and (q.min() < 0 or q.max() >= n_pos or (q != np.where(present, p, 0)).any()):
+        raise SpecstressError(f"scores: positions must be whole numbers 0..{n_pos - 1}")
+    cell = (np.arange(s_n)[:, None, None] * 2 + np.arange(2)[None, None, :]) * n_pos + q
+    hist = np.bincount(cell[present], minlength=s_n * 2 * n_pos).reshape(s_n, 2, n_pos)
+    # below[s, v, k] = models with position < k, for k = 0..7.
+    below = np.zeros((s_n, 2, n_pos + 1), dtype=np.int64)
+    np.cumsum(hist, axis=2, out=below[:, :, 1:])
+    total = below[:, :, n_pos]  # (S, 2)
+    qt = q.transpose(0, 2, 1)  # (S, 2, M)
+    low = np.take_along_axis(below, np.clip(qt - gap + 1, 0, n_pos), axis=2)
+    high = total[:, :, None] - np.take_along_axis(below, np.clip(qt + gap, 0, n_pos), axis=2)
+    return (low + high).transpose(0, 2, 1).astype(np.int32)
 
 
 @dataclass(frozen=True)
@@ -100,10 +129,7 @@ def outliers(
     p = pm.positions  # (S, M, 2)
     present = ~np.isnan(p)
     n = present.sum(axis=1)  # (S, 2)
-    far = np.zeros(p.shape, dtype=np.int32)
-    for m in range(p.shape[1]):
-        with np.errstate(invalid="ignore"):
-            far[:, m, :] = (np.abs(p - p[:, m : m + 1, :]) >= cfg.gap).sum(axis=1)
+    far = far_counts(p, present, cfg.gap)
     required = required_count(n, share).astype(np.int32)  # (S, 2)
     ok_value = n >= max(cfg.min_models, 2)
     flag = present & (far >= required[:, None, :]) & ok_value[:, None, :]

@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 from fractions import Fraction
 
+import numpy as np
 import polars as pl
 import pytest
 
@@ -17,7 +18,7 @@ from jobs.analysis.disagreement import (
     disagreement,
     subset_counts,
 )
-from jobs.analysis.outliers import OUTLIER_COUNTS_SCHEMA, OUTLIER_SCHEMA, OutlierConfig, outliers
+from jobs.analysis.outliers import OUTLIER_COUNTS_SCHEMA, OUTLIER_SCHEMA, OutlierConfig, far_counts, outliers
 
 
 def scores(cells: dict[str, dict[str, tuple[int | None, int | None]]]) -> pl.DataFrame:
@@ -131,3 +132,22 @@ def test_outlier_share_and_gap_are_configurable() -> None:
     assert outliers(s, OutlierConfig(share=Fraction(1, 1))).rows["model"].to_list() == ["a"]
     assert outliers(s, OutlierConfig(share=Fraction(1, 2))).rows["model"].to_list() == ["a", "b", "c"]
     assert outliers(s, OutlierConfig(gap=6, share=Fraction(1, 2))).rows["model"].to_list() == ["a", "c"]
+
+
+@pytest.mark.parametrize("gap", [1, 3, 4, 6])
+def test_far_counts_match_pairwise_comparison(gap: int) -> None:
+    """The histogram shortcut counts exactly the models a pairwise comparison finds far."""
+    rng = np.random.default_rng(gap)
+    p = rng.integers(0, 7, (300, 12, 2)).astype(np.float32)
+    p[rng.random(p.shape) < 0.1] = np.nan
+    present = ~np.isnan(p)
+    with np.errstate(invalid="ignore"):
+        brute = (np.abs(p[:, :, None, :] - p[:, None, :, :]) >= gap).sum(axis=2)
+    got = far_counts(p, present, gap)
+    assert (got[present] == brute[present]).all()
+
+
+def test_positions_off_the_scale_are_an_error() -> None:
+    p = np.array([[[7.0, 1.0], [2.0, 3.0], [0.0, 0.0]]], dtype=np.float32)
+    with pytest.raises(SpecstressError, match=r"whole numbers 0\.\.6"):
+        far_counts(p, ~np.isnan(p), 4)
