@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import hashlib
 import itertools
+import logging
 import os
 import time
 import uuid
@@ -29,9 +30,15 @@ from typing import Any, Literal
 import numpy as np
 import polars as pl
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from actors.errors import ConfigError
+
+log = logging.getLogger("specstress.embed")
+
+LOG_EVERY_S = 10.0
+"""Seconds between progress lines while texts are embedded."""
 
 EmbedFn = Callable[[Sequence[str]], np.ndarray]
 """Texts in, one vector per text out (n x d). The engine-backed API embedder implements this."""
@@ -216,6 +223,40 @@ class EmbeddingCache:
         return final
 
 
+def by_length(table: pa.Table) -> pa.Table:
+    """Rows ordered by text length.
+
+    A model call pads every text of a batch to the longest one, so batches of similar
+    lengths waste less compute; sentence-transformers sorts this way within one call,
+    and the pipeline's batches get the same benefit only if the rows arrive sorted.
+    """
+    return table.take(pc.sort_indices(pc.utf8_length(table.column("text"))))
+
+
+def embedding_dataset(
+    table: pa.Table, spec: BackendSpec, *, num_actors: int, batch_size: int, num_cpus: float
+) -> Any:
+    """A Ray Dataset embedding `table` (text_hash, text) in an actor pool, rows sorted by length.
+
+    Ray Data's own progress bars are turned off: on a 2-core machine their redraws cost
+    several percent of the throughput, and the stage logs its progress itself.
+    """
+    import ray
+
+    ray.data.DataContext.get_current().enable_progress_bars = False
+    table = by_length(table)
+    rows_per_block = max(batch_size, -(-table.num_rows // max(4 * num_actors, 1)))
+    blocks = [table.slice(s, rows_per_block) for s in range(0, table.num_rows, rows_per_block)]
+    return ray.data.from_arrow(blocks).map_batches(
+        EmbedBatches,
+        fn_constructor_kwargs={"spec": spec},
+        batch_size=batch_size,
+        batch_format="pyarrow",
+        compute=ray.data.ActorPoolStrategy(size=num_actors),
+        num_cpus=num_cpus,
+    )
+
+
 def _embed_missing_ray(
     missing: pa.Table,
     spec: BackendSpec,
@@ -225,20 +266,10 @@ def _embed_missing_ray(
     num_cpus: float,
 ) -> int:
     """Embed `missing` (text_hash, text) with Ray Data and stream the results into cache shards."""
-    import ray
-
-    rows_per_block = max(batch_size, -(-missing.num_rows // max(4 * num_actors, 1)))
-    blocks = [missing.slice(s, rows_per_block) for s in range(0, missing.num_rows, rows_per_block)]
-    ds = ray.data.from_arrow(blocks).map_batches(
-        EmbedBatches,
-        fn_constructor_kwargs={"spec": spec},
-        batch_size=batch_size,
-        batch_format="pyarrow",
-        compute=ray.data.ActorPoolStrategy(size=num_actors),
-        num_cpus=num_cpus,
-    )
+    ds = embedding_dataset(missing, spec, num_actors=num_actors, batch_size=batch_size, num_cpus=num_cpus)
     pending: list[pa.Table] = []
     n_pending = n_done = 0
+    last_log = time.monotonic()
     for batch in ds.iter_batches(batch_format="pyarrow", batch_size=None):
         pending.append(batch)
         n_pending += batch.num_rows
@@ -246,6 +277,9 @@ def _embed_missing_ray(
             cache.write(pa.concat_tables(pending))
             n_done += n_pending
             pending, n_pending = [], 0
+            if time.monotonic() - last_log >= LOG_EVERY_S:
+                log.info("embedded %d/%d texts (%s %s)", n_done, missing.num_rows, spec.kind, spec.model)
+                last_log = time.monotonic()
     if pending:
         cache.write(pa.concat_tables(pending))
         n_done += n_pending
@@ -343,20 +377,9 @@ def pipeline_throughput(
         (steady rate: rows after the first result batch / time since it arrived,
         end-to-end rate including actor start and model load, startup seconds).
     """
-    import ray
-
     table = pa.table({"text_hash": [str(i) for i in range(len(texts))], "text": list(texts)})
     spec = BackendSpec(kind="local", threads=threads)
-    rows_per_block = batch_size
-    blocks = [table.slice(s, rows_per_block) for s in range(0, table.num_rows, rows_per_block)]
-    ds = ray.data.from_arrow(blocks).map_batches(
-        EmbedBatches,
-        fn_constructor_kwargs={"spec": spec},
-        batch_size=batch_size,
-        batch_format="pyarrow",
-        compute=ray.data.ActorPoolStrategy(size=num_actors),
-        num_cpus=threads or 1,
-    )
+    ds = embedding_dataset(table, spec, num_actors=num_actors, batch_size=batch_size, num_cpus=threads or 1)
     t0 = time.perf_counter()
     first_t: float | None = None
     first_rows = n = 0
