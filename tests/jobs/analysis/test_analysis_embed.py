@@ -15,6 +15,7 @@ from jobs.analysis.embed import (
     META_BACKEND,
     META_MODEL,
     BackendSpec,
+    by_length,
     embed_column,
     local_model_path,
     make_embed_fn,
@@ -82,3 +83,13 @@ def test_ray_data_pipeline_matches_local_and_resumes(tmp_path: Path, ray_local: 
     np.testing.assert_array_equal(to_matrix(out.column("embedding")), to_matrix(local.column("embedding")))
     _, again = embed_column(df, "q", spec=spec, cache_dir=tmp_path / "ray", num_actors=2, batch_size=32)
     assert again.n_embedded == 0 and again.n_cached == 300
+
+
+def test_rows_are_ordered_by_text_length_keeping_their_hash() -> None:
+    texts = ["a much longer text here", "", "mid text", "é" * 3]
+    table = pa.table({"text_hash": [f"h{i}" for i in range(4)], "text": texts})
+    out = by_length(table)
+    assert [len(t) for t in out.column("text").to_pylist()] == [0, 3, 8, 23]
+    assert dict(
+        zip(out.column("text_hash").to_pylist(), out.column("text").to_pylist(), strict=True)
+    ) == dict(zip(table.column("text_hash").to_pylist(), texts, strict=True))
