@@ -68,8 +68,10 @@ class Attempted(Generic[T]):
     repairs: int
 
 
-def _spec(model: str, prompt: str, bad: str | None, error: str | None, params: dict[str, Any]) -> str:
-    msgs: tuple[Message, ...] = (Message("user", prompt),)
+def _spec(
+    model: str, system: str | None, prompt: str, bad: str | None, error: str | None, params: dict[str, Any]
+) -> str:
+    msgs: tuple[Message, ...] = ((Message("system", system),) if system else ()) + (Message("user", prompt),)
     if bad is not None:
         msgs += (
             Message("assistant", bad if bad.strip() else "(empty answer)"),
@@ -91,8 +93,9 @@ def call_with_repair(
     """Ask each item's prompt, parse, re-ask the failures up to `max_repairs` times.
 
     Args:
-        items: one row per item with columns `item_id` (unique), `model`, `prompt` and
-            whatever `parse` reads from the row.
+        items: one row per item with columns `item_id` (unique), `model`, `prompt`, optionally
+            `system` (a system prompt, e.g. a long shared prefix worth caching), and whatever
+            `parse` reads from the row.
         parse: (row, answer text) -> value; raises `ParseError` (or ValueError) on a bad answer.
         params: model key -> generation parameters.
 
@@ -101,6 +104,8 @@ def call_with_repair(
     """
     outcomes: dict[str, Attempted[T]] = {}
     first_key: dict[str, str] = {}
+    if "system" not in items.columns:
+        items = items.with_columns(system=pl.lit(None, dtype=pl.String))
     pending = items.with_columns(bad=pl.lit(None, dtype=pl.String), err=pl.lit(None, dtype=pl.String))
     calls: dict[str, Any] = {}
     for round_no in range(max_repairs + 1):
@@ -110,8 +115,8 @@ def call_with_repair(
         def chunks(frame: pl.DataFrame = pending) -> Iterator[pl.DataFrame]:
             for part in frame.iter_slices(chunk_rows):
                 specs = [
-                    _spec(r["model"], r["prompt"], r["bad"], r["err"], params(r["model"]))
-                    for r in part.select("model", "prompt", "bad", "err").iter_rows(named=True)
+                    _spec(r["model"], r["system"], r["prompt"], r["bad"], r["err"], params(r["model"]))
+                    for r in part.select("model", "system", "prompt", "bad", "err").iter_rows(named=True)
                 ]
                 yield part.select("item_id", "model").with_columns(spec=pl.Series(specs, dtype=pl.String))
 
