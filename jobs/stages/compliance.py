@@ -53,7 +53,7 @@ from jobs.stages.judging import (
     outcome_fields,
 )
 from jobs.stages.params import stage_params
-from jobs.stages.repair import ParseError, call_with_repair, extract_json
+from jobs.stages.repair import ParseError, call_with_repair, extract_json, wrong_shape
 from jobs.stages.streaming import frame, scan_table
 from jobs.tables import write_table
 
@@ -113,10 +113,7 @@ def parse_judgement(text: str) -> Judgement:
     try:
         return Judgement.model_validate(extract_json(text))
     except ValidationError as exc:
-        parts = [f"{'.'.join(str(p) for p in e['loc']) or 'answer'}: {e['msg']}" for e in exc.errors()[:3]]
-        raise ParseError(
-            "wrong shape: " + "; ".join(parts) + f" (decision must be one of {list(DECISIONS)})"
-        ) from None
+        raise ParseError(f"{wrong_shape(exc)} (decision must be one of {list(DECISIONS)})") from None
 
 
 @dataclass

@@ -30,7 +30,7 @@ from jobs.stages.judging import (
     scoped_scenarios,
 )
 from jobs.stages.params import stage_params
-from jobs.stages.repair import ParseError, call_with_repair, extract_json
+from jobs.stages.repair import ParseError, call_with_repair, extract_json, wrong_shape
 from jobs.stages.streaming import frame
 from jobs.tables import read_table, write_table
 
@@ -123,9 +123,7 @@ def parse_refusal(text: str) -> str:
     try:
         ans = RefusalAnswer.model_validate(extract_json(text))
     except ValidationError as exc:
-        raise ParseError(
-            "wrong shape: " + "; ".join(f"{e['loc']}: {e['msg']}" for e in exc.errors()[:3])
-        ) from None
+        raise wrong_shape(exc) from None
     category = ans.category.strip().lower().replace(" ", "_")
     if category not in CATEGORIES:
         raise ParseError(f"category must be one of {list(CATEGORIES)}, got '{ans.category}'")

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Generic, Literal, TypeVar
 
 import polars as pl
+from pydantic import ValidationError
 
 from actors.types import CallSpec, Message, spec_to_json
 from jobs.stages.streaming import add_calls
@@ -52,6 +53,24 @@ def extract_json(text: str | None) -> Any:
         return json.loads(body[start : end + 1])
     except json.JSONDecodeError as exc:
         raise ParseError(f"invalid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}") from exc
+
+
+def wrong_shape(exc: ValidationError, limit: int = 5) -> ParseError:
+    """A `ParseError` listing where a validated answer is off (first `limit` problems)."""
+    parts = [f"{'.'.join(str(p) for p in e['loc']) or 'answer'}: {e['msg']}" for e in exc.errors()[:limit]]
+    return ParseError("wrong shape: " + "; ".join(parts))
+
+
+def keyed_object(text: str | None, keys: list[str], what: str) -> dict[str, Any]:
+    """The JSON object in an answer, which must have exactly `keys` (named `what`s in the error)."""
+    data = extract_json(text)
+    if not isinstance(data, dict):
+        raise ParseError(f"the answer must be a JSON object keyed by {what}")
+    missing = [k for k in keys if k not in data]
+    extra = sorted(set(data) - set(keys))
+    if missing or extra:
+        raise ParseError(f"{what}s must be exactly {keys}: missing {missing}, unexpected {extra}")
+    return data
 
 
 @dataclass(frozen=True)

@@ -22,7 +22,7 @@ import pyarrow as pa
 from actors.errors import ConfigError
 from jobs.stages.judging import JudgeCallConf, ScopeConf, check_call, outcome_fields, scoped_scenarios
 from jobs.stages.params import stage_params
-from jobs.stages.repair import ParseError, call_with_repair, extract_json
+from jobs.stages.repair import ParseError, call_with_repair, keyed_object
 from jobs.stages.streaming import frame
 from jobs.tables import write_table
 
@@ -70,13 +70,7 @@ def topic_prompt(query: str, topics: list[str]) -> str:
 
 def parse_topics(text: str, topics: list[str]) -> list[str]:
     """The topics marked true, in configured order; raises `ParseError` naming what is wrong."""
-    data = extract_json(text)
-    if not isinstance(data, dict):
-        raise ParseError("the answer must be a JSON object keyed by topic")
-    missing = [t for t in topics if t not in data]
-    extra = sorted(set(data) - set(topics))
-    if missing or extra:
-        raise ParseError(f"keys must be exactly {topics}: missing {missing}, unexpected {extra}")
+    data = keyed_object(text, topics, "topic")
     bad = [t for t in topics if not isinstance(data[t], bool)]
     if bad:
         raise ParseError(f"values must be true or false, not {[data[t] for t in bad]} for {bad}")

@@ -40,7 +40,7 @@ from jobs.stages.judging import (
     scoped_scenarios,
 )
 from jobs.stages.params import stage_params
-from jobs.stages.repair import ParseError, call_with_repair, extract_json
+from jobs.stages.repair import ParseError, call_with_repair, keyed_object
 from jobs.stages.scores import assign_labels
 from jobs.tables import write_table
 from jobs.taxonomy import demo_taxonomy_paths, load_categories
@@ -73,13 +73,7 @@ def values_prompt(query: str, labelled: list[tuple[str, str]], max_values: int) 
 
 def parse_values(text: str, labels: list[str], max_values: int) -> dict[str, list[str]]:
     """Phrases per label, stripped and deduplicated; raises `ParseError` naming what is wrong."""
-    data = extract_json(text)
-    if not isinstance(data, dict):
-        raise ParseError("the answer must be a JSON object keyed by label")
-    missing = [lab for lab in labels if lab not in data]
-    extra = sorted(set(data) - set(labels))
-    if missing or extra:
-        raise ParseError(f"labels must be exactly {labels}: missing {missing}, unexpected {extra}")
+    data = keyed_object(text, labels, "label")
     try:
         lists = _LISTS.validate_python(data)
     except ValidationError as exc:
