@@ -65,6 +65,8 @@ DEMO_SPEC = Path(__file__).resolve().parents[1] / "data" / "demo_spec.md"
 """The short spec shipped for the demo (our own text, not any provider's)."""
 OPENAI_FAMILY: tuple[str, ...] = ("gpt_4_1", "gpt_4_1_mini", "gpt_4o", "o3", "o4_mini")
 """The default family: the OpenAI models, which share the OpenAI Model Spec."""
+SPEC_CHUNK_CHARS = 20_000_000
+"""Spec characters held in memory at once while compliance requests are built."""
 SAMPLE_NAMES = ("random", "high_all", "high_family")
 
 COMPLIANCE_SCHEMA = pa.schema(
@@ -302,10 +304,13 @@ def run(ctx: StageContext) -> dict[str, Any]:
     outcomes, calls = call_with_repair(
         ctx,
         "compliance",
-        items.select("item_id", "prompt", model="judge", system=pl.lit(system)),
+        items.select("item_id", "prompt", model="judge"),
         parse=lambda _row, text: parse_judgement(text),
         params=lambda m: {**stage_params(ctx.conf, m, cc), "cache_prefix": True},
         max_repairs=cc.max_repairs,
+        system=system,
+        # Every request carries the whole spec: build few at a time (about 20 MB of specs).
+        chunk_rows=max(1, SPEC_CHUNK_CHARS // len(system)),
     )
     rows = []
     for r in items.select("item_id", "scenario_id", "model", "sample", "judge").iter_rows(named=True):

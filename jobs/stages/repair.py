@@ -107,24 +107,24 @@ def call_with_repair(
     parse: Callable[[dict[str, Any], str], T],
     params: Callable[[str], dict[str, Any]],
     max_repairs: int,
+    system: str | None = None,
     chunk_rows: int = 10_000,
 ) -> tuple[dict[str, Attempted[T]], dict[str, Any]]:
     """Ask each item's prompt, parse, re-ask the failures up to `max_repairs` times.
 
     Args:
-        items: one row per item with columns `item_id` (unique), `model`, `prompt`, optionally
-            `system` (a system prompt, e.g. a long shared prefix worth caching), and whatever
-            `parse` reads from the row.
+        items: one row per item with columns `item_id` (unique), `model`, `prompt` and
+            whatever `parse` reads from the row.
         parse: (row, answer text) -> value; raises `ParseError` (or ValueError) on a bad answer.
         params: model key -> generation parameters.
+        system: a system prompt shared by every item, e.g. a long prefix worth caching.
+        chunk_rows: requests built at a time (their specs are held in memory).
 
     Returns:
         item id -> outcome, and the summed call counts of every round.
     """
     outcomes: dict[str, Attempted[T]] = {}
     first_key: dict[str, str] = {}
-    if "system" not in items.columns:
-        items = items.with_columns(system=pl.lit(None, dtype=pl.String))
     pending = items.with_columns(bad=pl.lit(None, dtype=pl.String), err=pl.lit(None, dtype=pl.String))
     calls: dict[str, Any] = {}
     for round_no in range(max_repairs + 1):
@@ -134,8 +134,8 @@ def call_with_repair(
         def chunks(frame: pl.DataFrame = pending) -> Iterator[pl.DataFrame]:
             for part in frame.iter_slices(chunk_rows):
                 specs = [
-                    _spec(r["model"], r["system"], r["prompt"], r["bad"], r["err"], params(r["model"]))
-                    for r in part.select("model", "system", "prompt", "bad", "err").iter_rows(named=True)
+                    _spec(r["model"], system, r["prompt"], r["bad"], r["err"], params(r["model"]))
+                    for r in part.select("model", "prompt", "bad", "err").iter_rows(named=True)
                 ]
                 yield part.select("item_id", "model").with_columns(spec=pl.Series(specs, dtype=pl.String))
 
