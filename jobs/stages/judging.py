@@ -124,3 +124,28 @@ def outcome_fields(out: Any) -> dict[str, Any]:
     if out is None:
         return {"status": "call_failed", "error": "no answer recorded"}
     return {"status": out.status, "error": out.error}
+
+
+def summary_lines(summaries: dict[str, dict[str, Any]]) -> list[str]:
+    """The labelling stages' headline figures, as lines for a terminal."""
+    lines = []
+    if "topics" in summaries:
+        hits = {t: n for t, n in summaries["topics"]["by_topic"].items() if n}
+        lines.append("topics: " + (", ".join(f"{t} {n}" for t, n in hits.items()) or "none found"))
+    if "refusals" in summaries:
+        rates = summaries["refusals"]["refusal_rate"]
+        lines.append("refusal rate: " + ", ".join(f"{m} {r:.2f}" for m, r in sorted(rates.items())))
+    if "compliance" in summaries:
+        c = summaries["compliance"]
+        kappa = "n/a" if c["fleiss_kappa"] is None else f"{c['fleiss_kappa']:.3f}"
+        rates = ", ".join(f"{j} {r:.2f}" for j, r in c["problematic_rate"].items() if r is not None)
+        cache = c["prompt_cache"]
+        lines.append(f"compliance: Fleiss' kappa {kappa}; problematic rate {rates}; verdicts {c['majority']}")
+        lines.append(
+            f"prompt cache: {cache['cached_input_tokens']} of {cache['input_tokens']} judge input tokens cached, "
+            f"${cache['cost_usd']:.2f} instead of ${cache['cost_without_cache_usd']:.2f}"
+        )
+    if "values" in summaries:
+        top = summaries["values"]["top_categories"]
+        lines.append("top value categories: " + ", ".join(f"{c} {n}" for c, n in top.items()))
+    return lines

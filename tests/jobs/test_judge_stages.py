@@ -17,6 +17,7 @@ from jobs.analysis.agreement import majority
 from jobs.config import RunConf
 from jobs.driver import run_pipeline
 from jobs.estimate import estimate
+from jobs.stages.judging import summary_lines
 from jobs.stages.refusals import CATEGORIES
 from jobs.stages.topics import DEFAULT_TOPICS
 from jobs.status import run_status
@@ -213,6 +214,15 @@ def test_summaries_reach_the_manifest_and_status(judged: dict[str, Any]) -> None
         status["stages"]["compliance"]["summary"]["fleiss_kappa"]
         == judged["first"]["compliance"]["fleiss_kappa"]
     )
+    lines = summary_lines(judged["first"])
+    assert [ln.split(":")[0] for ln in lines] == [
+        "topics",
+        "refusal rate",
+        "compliance",
+        "prompt cache",
+        "top value categories",
+    ]
+    assert f"Fleiss' kappa {judged['first']['compliance']['fleiss_kappa']:.3f}" in lines[2]
 
 
 def test_rerun_makes_no_calls(judged: dict[str, Any]) -> None:
