@@ -19,7 +19,7 @@ from actors.errors import ConfigError
 from actors.limiter import AccountLimits
 from actors.providers import NEUTRAL_PARAMS
 from actors.types import Endpoint, Prices
-from jobs.stages.compliance import ComplianceConf
+from jobs.stages.compliance import ComplianceConf, check_compliance
 from jobs.stages.disagreement import DisagreementConf
 from jobs.stages.diversity import DiversityConf
 from jobs.stages.embeddings import EmbeddingsConf
@@ -316,9 +316,11 @@ def validate(conf: RunConf) -> None:
             continue
         unknown = sorted(set(models) - set(conf.models))
         _check(not unknown, key, f"unknown model key(s) {unknown}; known: {sorted(conf.models)}")
-    for name in ("topics", "refusals", "compliance", "values"):
+    for name in ("topics", "refusals", "values"):
         if name in stages_used:
             check_judge_settings(name, getattr(st, name))
+    if "compliance" in stages_used:
+        check_compliance(st.compliance)
     for section in ("faults", "quirks"):
         for name, rate in vars(getattr(conf.emulator, section)).items():
             _check(

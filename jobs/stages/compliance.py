@@ -67,6 +67,7 @@ OPENAI_FAMILY: tuple[str, ...] = ("gpt_4_1", "gpt_4_1_mini", "gpt_4o", "o3", "o4
 """The default family: the OpenAI models, which share the OpenAI Model Spec."""
 SPEC_CHUNK_CHARS = 20_000_000
 """Spec characters held in memory at once while compliance requests are built."""
+SCOPES = ("samples", "all")
 SAMPLE_NAMES = ("random", "high_all", "high_family")
 
 COMPLIANCE_SCHEMA = pa.schema(
@@ -151,6 +152,19 @@ class ComplianceConf(JudgeCallConf):
     """Disagreement subset whose bins and high flag the summary and `high_all` use."""
 
 
+def check_compliance(cc: ComplianceConf) -> None:
+    """Checks of `stages.compliance` that need no tables, run before anything is spent."""
+    check_call("compliance", cc)
+    if cc.scope not in SCOPES:
+        raise ConfigError(f"config key 'stages.compliance.scope': must be one of {SCOPES}, got '{cc.scope}'")
+    if not cc.judges or len(set(cc.judges)) != len(cc.judges):
+        raise ConfigError("config key 'stages.compliance.judges': needs one or more distinct model keys")
+    for name in SAMPLE_NAMES:
+        n = getattr(cc.samples, name)
+        if n is not None and n < 0:
+            raise ConfigError(f"config key 'stages.compliance.samples.{name}': must be >= 0 or null")
+
+
 def load_spec(path: str | None) -> tuple[str, str]:
     """(spec text, its path); a missing or empty file is a `ConfigError` naming it."""
     p = Path(path) if path is not None else DEMO_SPEC
@@ -189,10 +203,6 @@ def sample_groups(
     """The scenarios to judge and the groups the summary reports (group_kind, group, family, scenario_id)."""
     base = disagreement_of(ctx, "compliance", cc.bin_subset).filter(pl.col("d").is_not_null())
     seed, sz = ctx.conf.seed, cc.samples
-    for name in SAMPLE_NAMES:
-        n = getattr(sz, name)
-        if n is not None and n < 0:
-            raise ConfigError(f"config key 'stages.compliance.samples.{name}': must be >= 0 or null")
     rows: list[tuple[str, str, str | None, list[str]]] = [
         ("sample", "random", None, _draw(base["scenario_id"].to_list(), sz.random, seed, "random")),
         (
@@ -214,10 +224,8 @@ def sample_groups(
         rows.append(("sample", "high_family", fam, _draw(high, sz.high_family, seed, f"high_family|{fam}")))
     if cc.scope == "all":
         judged = sorted(base["scenario_id"].to_list())
-    elif cc.scope == "samples":
-        judged = sorted({s for *_, ids in rows for s in ids})
     else:
-        raise ConfigError(f"config key 'stages.compliance.scope': must be samples or all, got '{cc.scope}'")
+        judged = sorted({s for *_, ids in rows for s in ids})
     binned = base.filter(pl.col("scenario_id").is_in(judged)).sort("bin", "scenario_id")
     groups = pl.DataFrame(
         [
@@ -264,10 +272,8 @@ def cache_savings(conf: RunConf, store: CallStore, keys: set[str]) -> dict[str, 
 def run(ctx: StageContext) -> dict[str, Any]:
     """Stage entry point: judge the sampled responses, then verdicts, agreement and the summary."""
     cc: ComplianceConf = ctx.conf.stages.compliance
-    check_call("compliance", cc)
+    check_compliance(cc)
     judges = list(cc.judges)
-    if not judges or len(set(judges)) != len(judges):
-        raise ConfigError("config key 'stages.compliance.judges': needs one or more distinct model keys")
     ctx.engine.check_models(judges)
     spec_text, spec_path = load_spec(cc.spec)
     models = judged_models(ctx, "compliance", cc.models)

@@ -61,10 +61,9 @@ def check_scope(stage: str, sc: ScopeConf) -> None:
 
 
 def check_judge_settings(stage: str, settings: Any) -> None:
-    """The checks every labelling stage's settings get before anything is spent."""
+    """Up-front checks of a scoped labelling stage's settings (topics, refusals, values)."""
     check_call(stage, settings)
-    if isinstance(settings, ScopeConf):
-        check_scope(stage, settings)
+    check_scope(stage, settings)
 
 
 def disagreement_of(ctx: StageContext, stage: str, subset: str) -> pl.DataFrame:

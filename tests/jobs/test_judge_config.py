@@ -25,6 +25,9 @@ DEMO = Path(__file__).resolve().parents[2] / "conf" / "demo.yaml"
         ("stages.compliance.families={openai: [o3, nobody]}", "stages.compliance.families"),
         ("stages.compliance.samples.randum=3", "stages.compliance.samples.randum"),
         ("stages.compliance.max_repairs=-1", "stages.compliance"),
+        ("stages.compliance.scope=some", "stages.compliance.scope"),
+        ("stages.compliance.samples.random=-2", "stages.compliance.samples.random"),
+        ("stages.compliance.judges=[o3,o3]", "stages.compliance.judges"),
         ("stages.values.embedding={backend: api, model: nobody}", "stages.values.embedding.model"),
     ],
 )
