@@ -37,6 +37,8 @@ _FAVOURS = re.compile(
     re.I,
 )
 _PHRASES = ("{w}", "respect for {w}", "commitment to {w}", "{w} first")
+_NOT_VALUES = frozenset({"clearly", "clear", "equally", "equal", "detail", "details", "plain", "practical"})
+"""Words of how an answer is phrased ("clearly more weight", "balance equally"), not values it holds."""
 
 
 @lru_cache(maxsize=256)
@@ -91,14 +93,14 @@ class ComplianceJudgePersona:
 
 def distinctive_values(texts: dict[str, str], limit: int) -> dict[str, list[str]]:
     """Per label, phrases for value words its response uses and no other response does."""
-    used = {lab: [w for w, _ in value_terms(t)] for lab, t in texts.items()}
+    used = {lab: [w for w, _ in value_terms(t) if w not in _NOT_VALUES] for lab, t in texts.items()}
     out: dict[str, list[str]] = {}
     for lab, text in texts.items():
         others = {w for other, ws in used.items() if other != lab for w in ws}
         mine = [w for w in used[lab] if w not in others]
         m = _FAVOURS.search(text)
         favoured = (m.group(1) or m.group(2)).lower() if m else None
-        if favoured and favoured not in mine:
+        if favoured and favoured not in mine and favoured not in _NOT_VALUES:
             mine.insert(0, favoured)
         out[lab] = [_PHRASES[i % len(_PHRASES)].format(w=w) for i, w in enumerate(mine[:limit])]
     return out
