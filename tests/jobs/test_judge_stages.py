@@ -156,6 +156,7 @@ def test_compliance_verdicts_and_agreement(judged: dict[str, Any]) -> None:
         and ok["reasoning"].is_not_null().all()
     )
     assert len(set(ok["decision"])) >= 2, "the emulated judges should not all agree on everything"
+    assert (judged["dir"] / "requests" / "compliance_r1.parquet").exists(), "malformed answers were repaired"
     ver = read(judged, "compliance_verdicts")
     for n, k, m in ver.select("n_judges", "n_problematic", "majority").rows():
         assert m == majority(n, k)
