@@ -29,6 +29,10 @@ def _cmd_run(args: argparse.Namespace) -> int:
         from jobs.stages.disagreement import summary_lines
 
         print("\n".join(summary_lines(summaries["disagreement"])))
+    from jobs.stages.judging import summary_lines as judge_lines
+
+    for line in judge_lines(summaries):
+        print(line)
     return 0
 
 

@@ -19,14 +19,19 @@ from actors.errors import ConfigError
 from actors.limiter import AccountLimits
 from actors.providers import NEUTRAL_PARAMS
 from actors.types import Endpoint, Prices
+from jobs.stages.compliance import ComplianceConf, check_compliance
 from jobs.stages.disagreement import DisagreementConf
 from jobs.stages.diversity import DiversityConf
 from jobs.stages.embeddings import EmbeddingsConf
+from jobs.stages.judging import check_judge_settings
 from jobs.stages.pairs import PairsConf
+from jobs.stages.refusals import RefusalsConf
 from jobs.stages.responses import ResponsesConf
 from jobs.stages.rubrics import RubricsConf
 from jobs.stages.scenarios import ScenariosConf
 from jobs.stages.scores import ScoresConf
+from jobs.stages.topics import TopicsConf
+from jobs.stages.values import ValuesConf
 
 PROVIDERS = ("openai", "anthropic", "gemini")
 
@@ -167,6 +172,10 @@ class StagesConf:
     embeddings: EmbeddingsConf = field(default_factory=EmbeddingsConf)
     diversity: DiversityConf = field(default_factory=DiversityConf)
     disagreement: DisagreementConf = field(default_factory=DisagreementConf)
+    topics: TopicsConf = field(default_factory=TopicsConf)
+    refusals: RefusalsConf = field(default_factory=RefusalsConf)
+    compliance: ComplianceConf = field(default_factory=ComplianceConf)
+    values: ValuesConf = field(default_factory=ValuesConf)
 
 
 @dataclass
@@ -299,6 +308,7 @@ def validate(conf: RunConf) -> None:
         if st.embeddings.backend == "api" and st.embeddings.model
         else [],
         "stages.disagreement.subsets": [m for ms in (st.disagreement.subsets or {}).values() for m in ms],
+        **judge_refs(st),
     }
     stages_used = set(conf.pipeline)
     for key, models in refs.items():
@@ -306,6 +316,11 @@ def validate(conf: RunConf) -> None:
             continue
         unknown = sorted(set(models) - set(conf.models))
         _check(not unknown, key, f"unknown model key(s) {unknown}; known: {sorted(conf.models)}")
+    for name in ("topics", "refusals", "values"):
+        if name in stages_used:
+            check_judge_settings(name, getattr(st, name))
+    if "compliance" in stages_used:
+        check_compliance(st.compliance)
     for section in ("faults", "quirks"):
         for name, rate in vars(getattr(conf.emulator, section)).items():
             _check(
@@ -313,6 +328,24 @@ def validate(conf: RunConf) -> None:
             )
     for env_name, lim in conf.emulator.limits.items():
         _check_limits(lim, f"emulator.limits.{env_name}")
+
+
+def judge_refs(st: StagesConf) -> dict[str, list[str]]:
+    """Model keys the labelling stages name, by config key."""
+    values_emb = st.values.embedding
+    return {
+        "stages.topics.model": [st.topics.model],
+        "stages.refusals.model": [st.refusals.model],
+        "stages.refusals.models": list(st.refusals.models or []),
+        "stages.compliance.judges": list(st.compliance.judges),
+        "stages.compliance.models": list(st.compliance.models or []),
+        "stages.compliance.families": [m for ms in (st.compliance.families or {}).values() for m in ms],
+        "stages.values.model": [st.values.model],
+        "stages.values.models": list(st.values.models or []),
+        "stages.values.embedding.model": [values_emb.model]
+        if values_emb is not None and values_emb.backend == "api" and values_emb.model
+        else [],
+    }
 
 
 def account_of(conf: RunConf, model_key: str) -> str:

@@ -40,7 +40,20 @@ StageFn = Callable[[StageContext], dict[str, Any]]
 
 def stage_registry() -> dict[str, StageFn]:
     """Stage name -> entry point. Imported lazily so `specstress --help` stays fast."""
-    from jobs.stages import disagreement, diversity, embeddings, pairs, responses, rubrics, scenarios, scores
+    from jobs.stages import (
+        compliance,
+        disagreement,
+        diversity,
+        embeddings,
+        pairs,
+        refusals,
+        responses,
+        rubrics,
+        scenarios,
+        scores,
+        topics,
+        values,
+    )
 
     return {
         "pairs": pairs.run,
@@ -51,6 +64,10 @@ def stage_registry() -> dict[str, StageFn]:
         "embeddings": embeddings.run,
         "diversity": diversity.run,
         "disagreement": disagreement.run,
+        "topics": topics.run,
+        "refusals": refusals.run,
+        "compliance": compliance.run,
+        "values": values.run,
     }
 
 

@@ -29,6 +29,10 @@ TYPICAL: dict[str, tuple[int, int]] = {
     "rubrics": (900, 1600),
     "scores_per_model": (700, 160),
     "embeddings": (40, 0),
+    "topics": (250, 80),
+    "refusals": (800, 80),
+    "compliance": (800, 400),
+    "values": (2500, 600),
 }
 """(input, output) tokens assumed per call: whole calls where exact requests cannot be built
 yet, and the visible answer size where they can."""
@@ -57,6 +61,10 @@ class Line:
     input_tokens: float = 0.0
     output_tokens: float = 0.0
     exact: bool = False
+    cached_input_tokens: float = 0.0
+    """Prompt tokens expected to be read from the provider's prompt cache (part of input_tokens)."""
+    cache_write_tokens: float = 0.0
+    """Prompt tokens expected to be written to the cache (Anthropic bills these apart)."""
 
     @property
     def to_make(self) -> int:
@@ -67,6 +75,8 @@ class Line:
 class Estimate:
     lines: list[Line] = field(default_factory=list)
     cost: dict[tuple[str, str], float] = field(default_factory=dict)
+    saving: dict[tuple[str, str], float] = field(default_factory=dict)
+    """Dollars prompt caching saves per line (cost without caching minus cost)."""
     wall_s: dict[str, float] = field(default_factory=dict)
     binding: dict[str, str] = field(default_factory=dict)
 
@@ -80,7 +90,9 @@ class Estimate:
                 "to_make": ln.to_make,
                 "input_tokens": round(ln.input_tokens),
                 "output_tokens": round(ln.output_tokens),
+                "cached_input_tokens": round(ln.cached_input_tokens),
                 "cost_usd": round(self.cost[(ln.stage, ln.model)], 4),
+                "cache_saving_usd": round(self.saving.get((ln.stage, ln.model), 0.0), 4),
                 "exact": ln.exact,
             }
             for ln in self.lines
@@ -90,6 +102,7 @@ class Estimate:
             "total_calls": sum(r["calls"] for r in rows),
             "total_to_make": sum(r["to_make"] for r in rows),
             "total_cost_usd": round(sum(self.cost.values()), 4),
+            "total_cache_saving_usd": round(sum(self.saving.values()), 4),
             "wall_clock_s": {k: round(v, 1) for k, v in self.wall_s.items()},
             "total_wall_clock_s": round(sum(self.wall_s.values()), 1),
             "binding_limit": self.binding,
@@ -173,6 +186,7 @@ def _score_lines(
 def plan(conf: RunConf) -> list[Line]:
     """Every calling stage of `conf.pipeline`, exact where its inputs exist, else from config."""
     from jobs.driver import StageContext
+    from jobs.estimate_judges import judge_lines
     from jobs.stages import responses as responses_stage
     from jobs.stages.pairs import load_values, sample_pairs
     from jobs.stages.scenarios import neutral_requests
@@ -215,6 +229,7 @@ def plan(conf: RunConf) -> list[Line]:
         lines += earlier or [_typical("rubrics", st.rubrics.model, n_pairs, "rubrics", st.rubrics.max_tokens)]
     if "scores" in conf.pipeline:
         lines += _score_lines(conf, run, answered, lines, n_scen)
+    lines += judge_lines(conf, run, n_scen)
     return lines
 
 
@@ -224,7 +239,11 @@ def estimate(conf: RunConf) -> Estimate:
     limits = account_limits(conf)
     for ln in est.lines:
         prices = endpoint(conf, ln.model).prices
-        est.cost[(ln.stage, ln.model)] = prices.cost_usd(int(ln.input_tokens), int(ln.output_tokens))
+        tin, tout = int(ln.input_tokens), int(ln.output_tokens)
+        cost = prices.cost_usd(tin, tout, int(ln.cached_input_tokens), int(ln.cache_write_tokens))
+        est.cost[(ln.stage, ln.model)] = cost
+        if ln.cached_input_tokens or ln.cache_write_tokens:
+            est.saving[(ln.stage, ln.model)] = prices.cost_usd(tin, tout) - cost
     by_stage: dict[str, dict[str, list[float]]] = {}
     for ln in est.lines:
         acc = by_stage.setdefault(ln.stage, {}).setdefault(account_of(conf, ln.model), [0.0, 0.0, 0.0])
@@ -261,6 +280,12 @@ def format_estimate(est: Estimate) -> str:
             + ("" if r["exact"] else "  ~")
         )
     out.append(f"total: {d['total_calls']} calls, {d['total_to_make']} to make, ${d['total_cost_usd']:.2f}")
+    for r in d["lines"]:
+        if r["cached_input_tokens"]:
+            out.append(
+                f"  prompt cache, {r['stage']} {r['model']}: {r['cached_input_tokens']} of {r['input_tokens']} "
+                f"input tokens cached, saves ${r['cache_saving_usd']:.2f}"
+            )
     for stage, secs in d["wall_clock_s"].items():
         out.append(
             f"  {stage}: about {math.ceil(secs / 60)} min at the limits (binding: {d['binding_limit'][stage]})"

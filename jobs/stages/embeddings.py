@@ -45,6 +45,7 @@ from jobs.analysis.embed import (
     normalise,
     text_hash,
     to_fixed_list,
+    to_matrix,
 )
 from jobs.rundir import default_cache
 from jobs.stages.streaming import iter_results, scan_table
@@ -130,7 +131,7 @@ def _api_spec(ctx: StageContext, model_key: str) -> BackendSpec:
 
 
 def _embed_api(
-    ctx: StageContext, ec: EmbeddingsConf, missing: pl.DataFrame, cache: EmbeddingCache
+    ctx: StageContext, ec: EmbeddingsConf, missing: pl.DataFrame, cache: EmbeddingCache, name: str
 ) -> dict[str, Any]:
     """Embed `missing` (text_hash, text) through the engine, streaming the vectors into the cache."""
     model = ec.model or ""
@@ -143,10 +144,10 @@ def _embed_api(
                 {"model": [model], "spec": [spec_to_json(spec)], "hashes": [part["text_hash"].to_list()]}
             )
 
-    path = ctx.engine.write_requests("embeddings", chunks())
-    out: dict[str, Any] = {"embedded": 0, "failed": 0, "calls": ctx.engine.run("embeddings", path).as_dict()}
+    path = ctx.engine.write_requests(name, chunks())
+    out: dict[str, Any] = {"embedded": 0, "failed": 0, "calls": ctx.engine.run(name, path).as_dict()}
     batch_rows = max(1, 8192 // ec.batch_size)
-    for part in iter_results(ctx.engine, ctx.run, "embeddings", path, ["status", "embeddings"], batch_rows):
+    for part in iter_results(ctx.engine, ctx.run, name, path, ["status", "embeddings"], batch_rows):
         good = (pl.col("status") == "ok") & (
             pl.col("embeddings").list.len().fill_null(-1) == pl.col("hashes").list.len()
         )
@@ -168,7 +169,7 @@ def _embed_api(
 
 
 def _api_vectors(
-    ctx: StageContext, ec: EmbeddingsConf, scen: pl.DataFrame, root: Path
+    ctx: StageContext, ec: EmbeddingsConf, scen: pl.DataFrame, root: Path, name: str = "embeddings"
 ) -> tuple[pl.Series, pa.Array, dict[str, Any]]:
     """Scenario ids, their vectors (texts whose calls failed left out) and the summary of the api backend."""
     assert ec.model is not None
@@ -177,7 +178,9 @@ def _api_vectors(
     texts = hashed.select("text_hash", text="query").unique("text_hash", maintain_order=True)
     missing = texts.filter(~pl.col("text_hash").is_in(cache.hashes().implode())).sort("text_hash")
     done = (
-        _embed_api(ctx, ec, missing, cache) if missing.height else {"embedded": 0, "failed": 0, "calls": {}}
+        _embed_api(ctx, ec, missing, cache, name)
+        if missing.height
+        else {"embedded": 0, "failed": 0, "calls": {}}
     )
     vectors = cache.read()
     if vectors is None:
@@ -241,6 +244,25 @@ def run(ctx: StageContext) -> dict[str, Any]:
         f"{TABLE}.parquet", lambda sink: pq.write_table(out, sink, compression="zstd")
     )
     return {"backend": ec.backend, "scenarios": scen.height, **info, "rows": out.num_rows, "dim": dim}
+
+
+def embed_texts(
+    ctx: StageContext, ec: EmbeddingsConf, texts: list[str], name: str
+) -> tuple[np.ndarray, np.ndarray, dict[str, Any]]:
+    """Unit vectors of any `texts` with the configured backend, sharing the text-hash cache.
+
+    `name` names the engine requests of the api backend. Returns the positions in `texts`
+    that got a vector (an api call that failed leaves its texts out), their (n x d)
+    matrix and the backend's summary.
+    """
+    _check(ec, ctx)
+    df = pl.DataFrame({"scenario_id": [str(i) for i in range(len(texts))], "query": texts})
+    root = cache_root(ctx, ec)
+    if ec.backend == "api":
+        ids, emb, info = _api_vectors(ctx, ec, df, root, name)
+    else:
+        ids, emb, info = _ray_vectors(ec, df, root)
+    return ids.cast(pl.Int64).to_numpy(), to_matrix(emb), info
 
 
 def read_embeddings(ctx: StageContext) -> tuple[pl.Series, np.ndarray, dict[str, str]]:

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Generic, Literal, TypeVar
 
 import polars as pl
+from pydantic import ValidationError
 
 from actors.types import CallSpec, Message, spec_to_json
 from jobs.stages.streaming import add_calls
@@ -54,6 +55,24 @@ def extract_json(text: str | None) -> Any:
         raise ParseError(f"invalid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}") from exc
 
 
+def wrong_shape(exc: ValidationError, limit: int = 5) -> ParseError:
+    """A `ParseError` listing where a validated answer is off (first `limit` problems)."""
+    parts = [f"{'.'.join(str(p) for p in e['loc']) or 'answer'}: {e['msg']}" for e in exc.errors()[:limit]]
+    return ParseError("wrong shape: " + "; ".join(parts))
+
+
+def keyed_object(text: str | None, keys: list[str], what: str) -> dict[str, Any]:
+    """The JSON object in an answer, which must have exactly `keys` (named `what`s in the error)."""
+    data = extract_json(text)
+    if not isinstance(data, dict):
+        raise ParseError(f"the answer must be a JSON object keyed by {what}")
+    missing = [k for k in keys if k not in data]
+    extra = sorted(set(data) - set(keys))
+    if missing or extra:
+        raise ParseError(f"{what}s must be exactly {keys}: missing {missing}, unexpected {extra}")
+    return data
+
+
 @dataclass(frozen=True)
 class Attempted(Generic[T]):
     """How one item ended: its parsed value, or the reason it has none."""
@@ -68,8 +87,10 @@ class Attempted(Generic[T]):
     repairs: int
 
 
-def _spec(model: str, prompt: str, bad: str | None, error: str | None, params: dict[str, Any]) -> str:
-    msgs: tuple[Message, ...] = (Message("user", prompt),)
+def _spec(
+    model: str, system: str | None, prompt: str, bad: str | None, error: str | None, params: dict[str, Any]
+) -> str:
+    msgs: tuple[Message, ...] = ((Message("system", system),) if system else ()) + (Message("user", prompt),)
     if bad is not None:
         msgs += (
             Message("assistant", bad if bad.strip() else "(empty answer)"),
@@ -86,6 +107,7 @@ def call_with_repair(
     parse: Callable[[dict[str, Any], str], T],
     params: Callable[[str], dict[str, Any]],
     max_repairs: int,
+    system: str | None = None,
     chunk_rows: int = 10_000,
 ) -> tuple[dict[str, Attempted[T]], dict[str, Any]]:
     """Ask each item's prompt, parse, re-ask the failures up to `max_repairs` times.
@@ -95,6 +117,8 @@ def call_with_repair(
             whatever `parse` reads from the row.
         parse: (row, answer text) -> value; raises `ParseError` (or ValueError) on a bad answer.
         params: model key -> generation parameters.
+        system: a system prompt shared by every item, e.g. a long prefix worth caching.
+        chunk_rows: requests built at a time (their specs are held in memory).
 
     Returns:
         item id -> outcome, and the summed call counts of every round.
@@ -110,7 +134,7 @@ def call_with_repair(
         def chunks(frame: pl.DataFrame = pending) -> Iterator[pl.DataFrame]:
             for part in frame.iter_slices(chunk_rows):
                 specs = [
-                    _spec(r["model"], r["prompt"], r["bad"], r["err"], params(r["model"]))
+                    _spec(r["model"], system, r["prompt"], r["bad"], r["err"], params(r["model"]))
                     for r in part.select("model", "prompt", "bad", "err").iter_rows(named=True)
                 ]
                 yield part.select("item_id", "model").with_columns(spec=pl.Series(specs, dtype=pl.String))

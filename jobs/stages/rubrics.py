@@ -20,7 +20,7 @@ from pydantic import BaseModel, ConfigDict, Field, StrictInt, ValidationError, m
 
 from actors.errors import ConfigError
 from jobs.stages.params import stage_params
-from jobs.stages.repair import ParseError, call_with_repair, extract_json
+from jobs.stages.repair import ParseError, call_with_repair, extract_json, wrong_shape
 from jobs.stages.streaming import add_calls, frame, scan_table, write_parts
 
 if TYPE_CHECKING:
@@ -127,18 +127,13 @@ class Rubric(BaseModel):
     value2: Spectrum
 
 
-def _errors(exc: ValidationError) -> str:
-    parts = [f"{'.'.join(str(p) for p in e['loc']) or 'answer'}: {e['msg']}" for e in exc.errors()[:5]]
-    return "; ".join(parts)
-
-
 def parse_rubric(text: str, value1: str, value2: str) -> Rubric:
     """The rubric in `text`, validated strictly; raises `ParseError` naming what is wrong."""
     data = extract_json(text)
     try:
         rubric = Rubric.model_validate(data)
     except ValidationError as exc:
-        raise ParseError(f"wrong shape: {_errors(exc)}") from None
+        raise wrong_shape(exc) from None
     for slot, spectrum, expected in (("value1", rubric.value1, value1), ("value2", rubric.value2, value2)):
         if spectrum.value.strip().lower() != expected.strip().lower():
             raise ParseError(f"{slot}.value must be '{expected}', got '{spectrum.value}'")

@@ -37,7 +37,7 @@ from pydantic import BaseModel, ConfigDict, Field, StrictInt, TypeAdapter, Valid
 
 from actors.errors import ConfigError
 from jobs.stages.params import stage_params
-from jobs.stages.repair import ParseError, call_with_repair, extract_json
+from jobs.stages.repair import call_with_repair, keyed_object, wrong_shape
 from jobs.stages.rubrics import POSITIONS
 from jobs.stages.streaming import add_calls, frame, scan_table, write_parts
 
@@ -118,18 +118,11 @@ _SCORES = TypeAdapter(dict[str, ScoreEntry])
 
 def parse_scores(text: str, labels: list[str]) -> dict[str, ScoreEntry]:
     """The scores in `text` for exactly `labels`; raises `ParseError` naming what is wrong."""
-    data = extract_json(text)
-    if not isinstance(data, dict):
-        raise ParseError("the answer must be a JSON object keyed by label")
-    missing = [lab for lab in labels if lab not in data]
-    extra = sorted(set(data) - set(labels))
-    if missing or extra:
-        raise ParseError(f"labels must be exactly {labels}: missing {missing}, unexpected {extra}")
+    data = keyed_object(text, labels, "label")
     try:
         return _SCORES.validate_python(data)
     except ValidationError as exc:
-        parts = [f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors()[:5]]
-        raise ParseError("wrong shape: " + "; ".join(parts)) from None
+        raise wrong_shape(exc) from None
 
 
 def anonymous_label(i: int) -> str:

@@ -1,0 +1,76 @@
+"""Estimate lines of the labelling stages (topics, refusals, compliance, values), with prompt caching.
+
+How many scenarios a stage judges is read from `tables/disagreement.parquet` when an
+earlier run wrote it, else bounded by the scenarios the config makes. Compliance calls
+carry the whole spec as a stable prefix: per judge the first call pays it in full
+(Anthropic: as a cache write), every later one reads it from the cache, provided it is
+at least `MIN_CACHED_TOKENS` long (the shortest prefix the three providers cache).
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import polars as pl
+
+from actors.errors import SpecstressError
+from jobs.estimate import TYPICAL, Line, expected_output_tokens
+from jobs.rundir import RunDir
+from jobs.stages.compliance import SPEC_SYSTEM, load_spec
+from jobs.stages.params import stage_params
+from jobs.stages.streaming import scan_table
+
+if TYPE_CHECKING:
+    from jobs.config import RunConf
+
+MIN_CACHED_TOKENS = 1024
+CHARS_PER_TOKEN = 4
+
+
+def _in_scope(run: RunDir, subset: str, high_only: bool, n_scen: int, cap: int | None) -> tuple[int, bool]:
+    """(scenarios a labelling stage would judge, whether read from an earlier run's table)."""
+    try:
+        dis = scan_table(run, "disagreement").filter(pl.col("subset") == subset)
+        if high_only:
+            dis = dis.filter(pl.col("high"))
+        n, known = dis.select(pl.len()).collect().item(), True
+    except SpecstressError:
+        n, known = n_scen, False
+    return (min(n, cap) if cap is not None else n), known
+
+
+def _line(conf: RunConf, stage: str, model: str, calls: int, settings: object) -> Line:
+    tin, tout = TYPICAL[stage]
+    out = expected_output_tokens(stage_params(conf, model, settings), tout)
+    return Line(stage, model, calls, input_tokens=calls * tin, output_tokens=calls * out)
+
+
+def judge_lines(conf: RunConf, run: RunDir, n_scen: int) -> list[Line]:
+    """One line per labelling stage in the pipeline (per judge for compliance)."""
+    st = conf.stages
+    lines: list[Line] = []
+    n_resp = len(st.responses.models)
+    for name in ("topics", "refusals", "values"):
+        if name not in conf.pipeline:
+            continue
+        sc = getattr(st, name)
+        n, _ = _in_scope(run, sc.subset, sc.scope == "high", n_scen, sc.max_scenarios)
+        per_scenario = n_resp if name == "refusals" else 1
+        lines.append(_line(conf, name, sc.model, n * per_scenario, sc))
+    if "compliance" in conf.pipeline:
+        cc = st.compliance
+        sizes = [cc.samples.random, cc.samples.high_all, cc.samples.high_family]
+        cap = None if cc.scope == "all" or None in sizes else sum(s or 0 for s in sizes)
+        n, _ = _in_scope(run, cc.bin_subset, False, n_scen, cap)
+        spec, _ = load_spec(cc.spec)
+        spec_tokens = len(SPEC_SYSTEM.format(spec=spec)) / CHARS_PER_TOKEN
+        calls = n * len(cc.models or st.responses.models)
+        for judge in cc.judges:
+            line = _line(conf, "compliance", judge, calls, cc)
+            line.input_tokens += calls * spec_tokens
+            if calls and spec_tokens >= MIN_CACHED_TOKENS:
+                line.cached_input_tokens = (calls - 1) * spec_tokens
+                if conf.models[judge].provider == "anthropic":
+                    line.cache_write_tokens = spec_tokens
+            lines.append(line)
+    return lines

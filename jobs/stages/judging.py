@@ -1,0 +1,150 @@
+"""What the labelling stages (topics, refusals, compliance, values) share: scope and inputs.
+
+A labelling stage judges the scenarios of its scope: `high` (default) takes the
+high-disagreement scenarios of one subset of `tables/disagreement.parquet` (highest D
+first), `all` every scenario with a disagreement row (i.e. scored). `max_scenarios` caps
+either, for small runs and demos.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+import polars as pl
+
+from actors.errors import ConfigError
+from jobs.stages.streaming import scan_table
+
+if TYPE_CHECKING:
+    from jobs.driver import StageContext
+
+SCOPES = ("high", "all")
+STATUSES = ("ok", "invalid", "call_failed")
+
+
+@dataclass
+class ScopeConf:
+    """Which scenarios a labelling stage judges (shared by the four labelling stages)."""
+
+    scope: str = "high"
+    """high: the high-disagreement scenarios of `subset`; all: every scored scenario."""
+    subset: str = "all"
+    """Disagreement subset whose high flag (and D order) `high` uses."""
+    max_scenarios: int | None = None
+    """Judge at most this many scenarios (highest D first); None: no cap."""
+
+
+@dataclass
+class JudgeCallConf:
+    """Generation settings of a judging call (shared by the four labelling stages)."""
+
+    max_repairs: int = 1
+    """Repair calls after an invalid answer, before the failure is recorded."""
+    max_tokens: int = 2000
+    temperature: float | None = None
+    reasoning_effort: str | None = None
+    thinking_budget: int | None = None
+
+
+def check_call(stage: str, jc: JudgeCallConf) -> None:
+    if jc.max_repairs < 0 or jc.max_tokens < 1:
+        raise ConfigError(f"config key 'stages.{stage}': max_repairs must be >= 0 and max_tokens >= 1")
+
+
+def check_scope(stage: str, sc: ScopeConf) -> None:
+    if sc.scope not in SCOPES:
+        raise ConfigError(f"config key 'stages.{stage}.scope': must be one of {SCOPES}, got '{sc.scope}'")
+    if sc.max_scenarios is not None and sc.max_scenarios < 1:
+        raise ConfigError(f"config key 'stages.{stage}.max_scenarios': must be >= 1 or null")
+
+
+def check_judge_settings(stage: str, settings: Any) -> None:
+    """Up-front checks of a scoped labelling stage's settings (topics, refusals, values)."""
+    check_call(stage, settings)
+    check_scope(stage, settings)
+
+
+def disagreement_of(ctx: StageContext, stage: str, subset: str) -> pl.DataFrame:
+    """(scenario_id, d, high, bin) of one disagreement subset; a clear error if it is absent."""
+    dis = scan_table(ctx.run, "disagreement").filter(pl.col("subset") == subset)
+    out = dis.select("scenario_id", "d", "high", "bin").collect()
+    if out.is_empty():
+        known = scan_table(ctx.run, "disagreement").select("subset").unique().collect()["subset"].to_list()
+        raise ConfigError(
+            f"config key 'stages.{stage}.subset': no disagreement subset '{subset}' (known: {sorted(known)})"
+        )
+    return out
+
+
+def scoped_scenarios(ctx: StageContext, stage: str, sc: ScopeConf) -> pl.DataFrame:
+    """(scenario_id, query) of the stage's scope, highest disagreement first, then by id."""
+    check_scope(stage, sc)
+    dis = disagreement_of(ctx, stage, sc.subset)
+    if sc.scope == "high":
+        dis = dis.filter(pl.col("high").fill_null(False))
+    dis = dis.sort(["d", "scenario_id"], descending=[True, False], nulls_last=True)
+    if sc.max_scenarios is not None:
+        dis = dis.head(sc.max_scenarios)
+    scen = scan_table(ctx.run, "scenarios").select("scenario_id", "query").collect()
+    return dis.select("scenario_id").join(scen, on="scenario_id", how="inner", maintain_order="left")
+
+
+def answered(
+    ctx: StageContext, scenario_ids: Sequence[str], models: Sequence[str], sample: int
+) -> pl.DataFrame:
+    """Usable responses (scenario_id, model, sample, text) of `models` to the given scenarios."""
+    return (
+        scan_table(ctx.run, "responses")
+        .filter(
+            pl.col("scenario_id").is_in(list(scenario_ids))
+            & pl.col("model").is_in(list(models))
+            & (pl.col("sample") == sample)
+            & (pl.col("status") == "ok")
+            & (pl.col("text").str.strip_chars().str.len_chars() > 0)
+        )
+        .select("scenario_id", "model", "sample", "text")
+        .collect()
+        .sort("scenario_id", "model")
+    )
+
+
+def judged_models(ctx: StageContext, stage: str, models: Sequence[str] | None) -> list[str]:
+    """The answering models a stage judges: configured, or the sweep's."""
+    chosen = list(models if models is not None else ctx.conf.stages.responses.models)
+    if not chosen:
+        raise ConfigError(f"config key 'stages.{stage}.models': no answering models to judge")
+    return chosen
+
+
+def outcome_fields(out: Any) -> dict[str, Any]:
+    """status and error of a `call_with_repair` outcome (a missing one is a call that never came back)."""
+    if out is None:
+        return {"status": "call_failed", "error": "no answer recorded"}
+    return {"status": out.status, "error": out.error}
+
+
+def summary_lines(summaries: dict[str, dict[str, Any]]) -> list[str]:
+    """The labelling stages' headline figures, as lines for a terminal."""
+    lines = []
+    if "topics" in summaries:
+        hits = {t: n for t, n in summaries["topics"]["by_topic"].items() if n}
+        lines.append("topics: " + (", ".join(f"{t} {n}" for t, n in hits.items()) or "none found"))
+    if "refusals" in summaries:
+        rates = summaries["refusals"]["refusal_rate"]
+        lines.append("refusal rate: " + ", ".join(f"{m} {r:.2f}" for m, r in sorted(rates.items())))
+    if "compliance" in summaries:
+        c = summaries["compliance"]
+        kappa = "n/a" if c["fleiss_kappa"] is None else f"{c['fleiss_kappa']:.3f}"
+        rates = ", ".join(f"{j} {r:.2f}" for j, r in c["problematic_rate"].items() if r is not None)
+        cache = c["prompt_cache"]
+        lines.append(f"compliance: Fleiss' kappa {kappa}; problematic rate {rates}; verdicts {c['majority']}")
+        lines.append(
+            f"prompt cache: {cache['cached_input_tokens']} of {cache['input_tokens']} judge input tokens cached, "
+            f"${cache['cost_usd']:.2f} instead of ${cache['cost_without_cache_usd']:.2f}"
+        )
+    if "values" in summaries:
+        top = summaries["values"]["top_categories"]
+        lines.append("top value categories: " + ", ".join(f"{c} {n}" for c, n in top.items()))
+    return lines

@@ -1,0 +1,46 @@
+"""The labelling stages' settings are validated up front, naming the bad key."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from actors.errors import ConfigError
+from jobs.config import load_config
+from jobs.stages.compliance import load_spec
+
+DEMO = Path(__file__).resolve().parents[2] / "conf" / "demo.yaml"
+
+
+@pytest.mark.parametrize(
+    ("override", "key"),
+    [
+        ("stages.topics.topikz=[a]", "stages.topics.topikz"),
+        ("stages.topics.model=nobody", "stages.topics.model"),
+        ("stages.refusals.models=[gpt_4o,nobody]", "stages.refusals.models"),
+        ("stages.refusals.scope=everything", "stages.refusals.scope"),
+        ("stages.values.max_scenarios=0", "stages.values.max_scenarios"),
+        ("stages.compliance.judges=[o3,nobody]", "stages.compliance.judges"),
+        ("stages.compliance.families={openai: [o3, nobody]}", "stages.compliance.families"),
+        ("stages.compliance.samples.randum=3", "stages.compliance.samples.randum"),
+        ("stages.compliance.max_repairs=-1", "stages.compliance"),
+        ("stages.compliance.scope=some", "stages.compliance.scope"),
+        ("stages.compliance.samples.random=-2", "stages.compliance.samples.random"),
+        ("stages.compliance.judges=[o3,o3]", "stages.compliance.judges"),
+        ("stages.values.embedding={backend: api, model: nobody}", "stages.values.embedding.model"),
+    ],
+)
+def test_bad_judge_settings_name_their_key(override: str, key: str) -> None:
+    with pytest.raises(ConfigError, match=key.replace(".", r"\.")):
+        load_config(DEMO, [override])
+
+
+def test_the_spec_file_is_checked(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match=r"stages\.compliance\.spec.*not found"):
+        load_spec(str(tmp_path / "missing.md"))
+    (tmp_path / "empty.md").write_text("  \n")
+    with pytest.raises(ConfigError, match="empty"):
+        load_spec(str(tmp_path / "empty.md"))
+    text, path = load_spec(None)
+    assert text.startswith("# Demo Assistant Specification") and path.endswith("demo_spec.md")

@@ -1,0 +1,246 @@
+"""topics -> refusals -> compliance -> values on a small emulated run, then a rerun that pays nothing."""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import polars as pl
+import pytest
+
+from actors.emulator.config import OutputQuirks
+from actors.emulator.server import EmulatorServer
+from jobs.analysis.agreement import majority
+from jobs.config import RunConf
+from jobs.driver import run_pipeline
+from jobs.estimate import estimate
+from jobs.stages.judging import summary_lines
+from jobs.stages.refusals import CATEGORIES
+from jobs.stages.topics import DEFAULT_TOPICS
+from jobs.status import run_status
+from jobs.taxonomy import demo_taxonomy_paths, load_categories
+from tests.conftest import SHARED, emulator_config
+from tests.jobs.test_model_sweep import make_conf
+
+pytestmark = pytest.mark.usefixtures("ray_local")
+
+SPEC = SHARED / "data" / "openai-model-spec" / "model_spec_2025-04-11.md"
+MODELS = "[claude_opus_4,claude_sonnet_4,gpt_4_1,gpt_4_1_mini,o3,o4_mini]"
+PIPELINE = ["pairs", "scenarios", "responses", "rubrics", "scores", "embeddings", "disagreement"]
+JUDGING = ["topics", "refusals", "compliance", "values"]
+CONTRACT = {
+    "topics": ["scenario_id", "model", "status", "error", "topics"],
+    "refusals": [
+        "scenario_id",
+        "model",
+        "sample",
+        "judge",
+        "category",
+        "category_index",
+        "refusal",
+        "hard_refusal",
+        "status",
+        "error",
+    ],
+    "refusal_rates": [
+        "model",
+        "topic",
+        "n",
+        "refusal_rate",
+        "refusal_ci_low",
+        "refusal_ci_high",
+        "hard_rate",
+        "hard_ci_low",
+        "hard_ci_high",
+    ],
+    "compliance": ["scenario_id", "model", "sample", "judge", "decision", "reasoning", "status", "error"],
+    "compliance_verdicts": ["scenario_id", "model", "sample", "n_judges", "n_problematic", "majority"],
+    "judge_stats": ["judge_a", "judge_b", "metric", "value"],
+    "compliance_summary": [
+        "group_kind",
+        "group",
+        "family",
+        "n_scenarios",
+        "all_pass",
+        "any_fail",
+        "all_fail",
+        "frequent_noncompliance",
+        "se",
+    ],
+    "value_expressions": ["scenario_id", "model", "phrase", "category", "distance"],
+    "value_counts": ["model", "category", "count"],
+    "value_cooccurrence": ["category_a", "category_b", "p"],
+}
+
+
+def conf(url: str, run_dir: Path, *extra: str) -> RunConf:
+    return make_conf(
+        url,
+        run_dir,
+        *extra,
+        "seed=3",
+        "stages.pairs.n_pairs=6",
+        "stages.scenarios.generators={claude_opus_4: 1.0, o3: 1.0}",
+        f"stages.responses.models={MODELS}",
+        "stages.embeddings.backend=hashing",
+        "stages.disagreement.high_threshold=0.8",
+        "stages.disagreement.use_ray=false",
+        "stages.topics.max_scenarios=8",
+        "stages.refusals.max_scenarios=4",
+        f"stages.compliance.spec={SPEC}",
+        "stages.compliance.samples={random: 3, high_all: 3, high_family: 3}",
+        "stages.values.max_scenarios=4",
+        "stages.values.embedding={backend: hashing}",
+    )
+
+
+@pytest.fixture(scope="module")
+def judged(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
+    """The chain once with malformed answers now and then, then the judges again on the same emulator."""
+    if not SPEC.is_file():
+        pytest.skip(f"the OpenAI Model Spec copy is missing: {SPEC}")
+    run_dir = tmp_path_factory.mktemp("judges") / "run"
+    with EmulatorServer(emulator_config(quirks=OutputQuirks(malformed_json=0.1))) as emu:
+        first = run_pipeline(conf(emu.url, run_dir), stages=PIPELINE + JUDGING)
+        before = dict(emu.stats()["ok_by_hash"])
+        second = run_pipeline(conf(emu.url, run_dir), stages=JUDGING)
+        after = dict(emu.stats()["ok_by_hash"])
+    yield {"dir": run_dir, "first": first, "second": second, "before": before, "after": after}
+
+
+def read(info: dict[str, Any], name: str) -> pl.DataFrame:
+    return pl.read_parquet(info["dir"] / "tables" / f"{name}.parquet")
+
+
+def test_tables_follow_the_contract(judged: dict[str, Any]) -> None:
+    for name, columns in CONTRACT.items():
+        assert read(judged, name).columns == columns, name
+
+
+def test_topics_are_configured_names_of_high_disagreement_scenarios(judged: dict[str, Any]) -> None:
+    topics = read(judged, "topics")
+    high = read(judged, "disagreement").filter((pl.col("subset") == "all") & pl.col("high"))
+    assert 0 < topics.height <= 8 and set(topics["scenario_id"]) <= set(high["scenario_id"])
+    ok = topics.filter(pl.col("status") == "ok")
+    assert ok.height >= topics.height - 2
+    assert set(ok["topics"].explode().drop_nulls()) <= set(DEFAULT_TOPICS)
+    assert topics.filter(pl.col("status") != "ok")["topics"].is_null().all()
+    summary = judged["first"]["topics"]
+    assert summary["ok"] == ok.height and set(summary["by_topic"]) == set(DEFAULT_TOPICS)
+
+
+def test_refusal_flags_follow_the_category(judged: dict[str, Any]) -> None:
+    ref = read(judged, "refusals").filter(pl.col("status") == "ok")
+    assert ref.height > 0 and set(ref["category"]) <= set(CATEGORIES)
+    for cat, idx, refusal, hard in ref.select("category", "category_index", "refusal", "hard_refusal").rows():
+        assert CATEGORIES.index(cat) == idx and refusal == (idx >= 4) and hard == (idx == 6)
+    rates = read(judged, "refusal_rates")
+    overall = rates.filter(pl.col("topic") == "all")
+    assert dict(overall.select("model", "n").rows()) == dict(ref.group_by("model").len().rows())
+    for r in rates.iter_rows(named=True):
+        assert r["refusal_ci_low"] <= r["refusal_rate"] <= r["refusal_ci_high"]
+        assert r["hard_ci_low"] <= r["hard_rate"] <= r["refusal_rate"] + 1e-12
+
+
+def test_compliance_verdicts_and_agreement(judged: dict[str, Any]) -> None:
+    comp = read(judged, "compliance")
+    judges = ["claude_sonnet_4", "o3", "gemini_2_5_pro"]
+    assert set(comp["judge"]) == set(judges)
+    assert (comp.group_by("scenario_id", "model").len()["len"] == 3).all()
+    ok = comp.filter(pl.col("status") == "ok")
+    assert (
+        set(ok["decision"]) <= {"compliant", "non-compliant", "ambiguous"}
+        and ok["reasoning"].is_not_null().all()
+    )
+    assert len(set(ok["decision"])) >= 2, "the emulated judges should not all agree on everything"
+    assert (judged["dir"] / "requests" / "compliance_r1.parquet").exists(), "malformed answers were repaired"
+    ver = read(judged, "compliance_verdicts")
+    for n, k, m in ver.select("n_judges", "n_problematic", "majority").rows():
+        assert m == majority(n, k)
+    assert ver.height == comp.select("scenario_id", "model").unique().height
+    summary = judged["first"]["compliance"]
+    kappa = summary["fleiss_kappa"]
+    assert kappa is not None and -1 <= kappa < 1
+    stats = read(judged, "judge_stats")
+    assert stats.filter(pl.col("metric") == "pairwise_agreement").height == 3
+    rate = stats.filter((pl.col("metric") == "problematic_rate") & (pl.col("judge_a") == "o3"))[
+        "value"
+    ].item()
+    mine = ok.filter(pl.col("judge") == "o3")["decision"]
+    assert rate == pytest.approx(mine.is_in(["non-compliant", "ambiguous"]).mean())
+    fam = read(judged, "compliance_summary")
+    assert set(fam["family"]) == {"openai"} and {"bin", "sample"} == set(fam["group_kind"])
+    assert set(fam.filter(pl.col("group_kind") == "sample")["group"]) == {"random", "high_all", "high_family"}
+    for r in fam.filter(pl.col("n_scenarios") > 0).iter_rows(named=True):
+        p = r["all_fail"] / r["n_scenarios"]
+        assert r["frequent_noncompliance"] == pytest.approx(p)
+        assert r["se"] == pytest.approx(math.sqrt(p * (1 - p) / r["n_scenarios"]))
+        assert r["all_fail"] <= r["any_fail"] and r["all_pass"] + r["any_fail"] == r["n_scenarios"]
+
+
+def test_the_spec_is_a_cached_prefix_for_every_provider(judged: dict[str, Any]) -> None:
+    cache = judged["first"]["compliance"]["prompt_cache"]
+    assert cache["cached_input_tokens"] > 0.5 * cache["input_tokens"], (
+        "the 50k-token spec should mostly be read"
+    )
+    assert cache["cache_write_tokens"] > 0, "Anthropic writes the marked prefix once"
+    assert 0 < cache["cost_usd"] < cache["cost_without_cache_usd"]
+    assert cache["saving_usd"] == pytest.approx(cache["cost_without_cache_usd"] - cache["cost_usd"], rel=1e-6)
+
+
+def test_values_land_on_level2_categories(judged: dict[str, Any]) -> None:
+    expr = read(judged, "value_expressions")
+    names = set(load_categories(demo_taxonomy_paths()[0], level=2)["name"])
+    assert expr.height > 0 and set(expr["category"]) <= names
+    assert expr["distance"].is_between(0, 2).all()
+    counts = read(judged, "value_counts")
+    want = expr.select("scenario_id", "model", "category").unique().group_by("model", "category").len()
+    got = counts.join(want, on=["model", "category"], how="full", coalesce=True)
+    assert (got["count"] == got["len"]).all()
+    co = read(judged, "value_cooccurrence")
+    assert co["p"].is_between(0, 1).all() and set(co["category_a"]) <= names
+
+
+def test_summaries_reach_the_manifest_and_status(judged: dict[str, Any]) -> None:
+    status = run_status(str(judged["dir"]))
+    json.dumps(status)
+    for stage in JUDGING:
+        assert status["stages"][stage]["state"] == "done"
+        # The manifest holds the latest session's summary: the rerun's.
+        assert status["stages"][stage]["summary"]["calls"] == judged["second"][stage]["calls"]
+    assert (
+        status["stages"]["compliance"]["summary"]["fleiss_kappa"]
+        == judged["first"]["compliance"]["fleiss_kappa"]
+    )
+    lines = summary_lines(judged["first"])
+    assert [ln.split(":")[0] for ln in lines] == [
+        "topics",
+        "refusal rate",
+        "compliance",
+        "prompt cache",
+        "top value categories",
+    ]
+    assert f"Fleiss' kappa {judged['first']['compliance']['fleiss_kappa']:.3f}" in lines[2]
+
+
+def test_rerun_makes_no_calls(judged: dict[str, Any]) -> None:
+    assert judged["after"] == judged["before"], "a rerun sent requests the store already answered"
+    for stage in JUDGING:
+        made = judged["second"][stage]["calls"].get("made", 0)
+        assert made == 0, stage
+    assert judged["second"]["compliance"]["fleiss_kappa"] == judged["first"]["compliance"]["fleiss_kappa"]
+    assert judged["second"]["values"]["top_categories"] == judged["first"]["values"]["top_categories"]
+
+
+def test_estimate_shows_the_compliance_cache_saving(judged: dict[str, Any]) -> None:
+    est = estimate(conf("http://127.0.0.1:9", judged["dir"], "pipeline=[compliance]")).as_dict()
+    lines = [ln for ln in est["lines"] if ln["stage"] == "compliance"]
+    assert {ln["model"] for ln in lines} == {"claude_sonnet_4", "o3", "gemini_2_5_pro"}
+    for ln in lines:
+        assert ln["cached_input_tokens"] > 0.5 * ln["input_tokens"] and ln["cache_saving_usd"] > 0
+    assert est["total_cache_saving_usd"] == pytest.approx(
+        sum(ln["cache_saving_usd"] for ln in lines), abs=1e-3
+    )
