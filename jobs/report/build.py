@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from actors.errors import ConfigError
 from jobs.report import facts, page
 from jobs.report.explorer import explorer_data
 from jobs.report.sections_analysis import disagreement_section, outliers_section, positions_section
@@ -21,6 +22,11 @@ class ReportOptions:
     """Selected scenarios in the explorer, highest disagreement first."""
     max_chars: int = 4000
     """Characters kept of each response (the rest is cut, and the cut is shown)."""
+
+    def __post_init__(self) -> None:
+        for name in ("max_scenarios", "max_chars"):
+            if getattr(self, name) < 1:
+                raise ConfigError(f"report option '{name}': must be >= 1, got {getattr(self, name)}")
 
 
 def build_report(run_uri: str, options: ReportOptions | None = None) -> str:

@@ -10,6 +10,7 @@ import polars as pl
 import yaml
 
 from actors.errors import SpecstressError
+from actors.storage import Location
 from actors.store import CallStore
 from jobs.rundir import MANIFEST, RunDir, default_cache
 from jobs.stages.streaming import scan_table
@@ -26,12 +27,12 @@ class RunSources:
 
     @classmethod
     def open(cls, run_uri: str) -> RunSources:
-        run = RunDir.open(run_uri)
-        text = run.root.read_text(MANIFEST)
+        text = Location(run_uri).read_text(MANIFEST)
         if text is None:
             raise SpecstressError(
                 f"no {MANIFEST} in {run_uri}: not a run directory, or the run never started"
             )
+        run = RunDir(Location(run_uri))
         conf_text = run.root.read_text("config.yaml") or "{}"
         return cls(run, json.loads(text), yaml.safe_load(conf_text) or {})
 
