@@ -323,8 +323,10 @@ class Engine:
         budget = self.conf.budget_usd
         spent_before = self.spent_usd() if budget is not None else 0.0
         tasks: set[asyncio.Task[None]] = set()
+        t0 = time.monotonic()
 
         def on_flush() -> None:
+            calls.elapsed_s = time.monotonic() - t0  # the rate so far, for `specstress status`'s ETA
             self.manifest.set_calls(stage, calls.as_dict())
 
         async def handle(items: list[tuple[str, str]], window: _Window) -> None:
