@@ -237,7 +237,8 @@ class Engine:
                 raise BudgetExceeded(
                     f"stage '{stage}' would cost about ${estimate:.2f} for {sum(to_make.values())} calls, "
                     f"with ${spent:.2f} already spent: over budget_usd=${budget:.2f}. "
-                    "Raise budget_usd or shrink the run; nothing was sent."
+                    "Raise budget_usd or shrink the run; nothing was sent. "
+                    "`specstress estimate CONFIG` shows the cost per stage and model before a run."
                 )
         calls.repaid_after_kill = self._count_interrupted(stage)
         if to_make:

@@ -16,6 +16,7 @@ from typing import Any
 
 import numpy as np
 import polars as pl
+import pyarrow.parquet as pq
 
 from actors.store import CallStore, contains
 from actors.types import call_key, spec_from_json
@@ -57,6 +58,9 @@ class Line:
     input_tokens: float = 0.0
     output_tokens: float = 0.0
     exact: bool = False
+    cached_input_tokens: float = 0.0
+    """Input tokens of the calls already in the store: what the cache saves."""
+    cached_output_tokens: float = 0.0
 
     @property
     def to_make(self) -> int:
@@ -67,6 +71,7 @@ class Line:
 class Estimate:
     lines: list[Line] = field(default_factory=list)
     cost: dict[tuple[str, str], float] = field(default_factory=dict)
+    saved: dict[tuple[str, str], float] = field(default_factory=dict)
     wall_s: dict[str, float] = field(default_factory=dict)
     binding: dict[str, str] = field(default_factory=dict)
 
@@ -80,7 +85,9 @@ class Estimate:
                 "to_make": ln.to_make,
                 "input_tokens": round(ln.input_tokens),
                 "output_tokens": round(ln.output_tokens),
+                "cached_tokens": round(ln.cached_input_tokens + ln.cached_output_tokens),
                 "cost_usd": round(self.cost[(ln.stage, ln.model)], 4),
+                "cached_usd": round(self.saved[(ln.stage, ln.model)], 4),
                 "exact": ln.exact,
             }
             for ln in self.lines
@@ -90,10 +97,20 @@ class Estimate:
             "total_calls": sum(r["calls"] for r in rows),
             "total_to_make": sum(r["to_make"] for r in rows),
             "total_cost_usd": round(sum(self.cost.values()), 4),
+            "total_cached_usd": round(sum(self.saved.values()), 4),
             "wall_clock_s": {k: round(v, 1) for k, v in self.wall_s.items()},
             "total_wall_clock_s": round(sum(self.wall_s.values()), 1),
             "binding_limit": self.binding,
         }
+
+
+def _visible_output(conf: RunConf, stage: str) -> int:
+    """Visible answer tokens assumed for one exact request of `stage` (a joint score covers every model)."""
+    if stage == "scores":
+        sc = conf.stages.scores
+        per_model = TYPICAL["scores_per_model"][1]
+        return per_model * len(sc.models or conf.stages.responses.models) if sc.mode == "joint" else per_model
+    return TYPICAL[stage][1]
 
 
 def exact_lines(
@@ -101,6 +118,7 @@ def exact_lines(
 ) -> list[Line]:
     """Lines from a stage's real requests: unique keys per model, those already answered, prompt sizes."""
     eps = {m: endpoint(conf, m) for m in conf.models}
+    visible = _visible_output(conf, stage)
     seen: set[str] = set()
     lines: dict[str, Line] = {}
     for chunk in chunks:
@@ -112,11 +130,15 @@ def exact_lines(
             seen.add(key)
             line = lines.setdefault(model, Line(stage, model, 0, exact=True))
             line.calls += 1
+            tokens_in = len(spec_json) / 4
+            tokens_out = expected_output_tokens(spec.param_dict, visible)
             if contains(answered, np.array([key], dtype="S32"))[0]:
                 line.cached += 1
+                line.cached_input_tokens += tokens_in
+                line.cached_output_tokens += tokens_out
                 continue
-            line.input_tokens += len(spec_json) / 4
-            line.output_tokens += expected_output_tokens(spec.param_dict, TYPICAL[stage][1])
+            line.input_tokens += tokens_in
+            line.output_tokens += tokens_out
     return list(lines.values())
 
 
@@ -215,6 +237,13 @@ def plan(conf: RunConf) -> list[Line]:
         lines += earlier or [_typical("rubrics", st.rubrics.model, n_pairs, "rubrics", st.rubrics.max_tokens)]
     if "scores" in conf.pipeline:
         lines += _score_lines(conf, run, answered, lines, n_scen)
+    if "embeddings" in conf.pipeline and st.embeddings.backend == "api" and st.embeddings.model:
+        earlier = _from_earlier_requests(conf, run, "embeddings", answered)
+        if run.tables.exists("scenarios.parquet"):
+            n_scen = pq.read_metadata(run.tables.join("scenarios.parquet"), filesystem=run.root.fs).num_rows
+        texts_in = n_scen * TYPICAL["embeddings"][0]
+        calls = math.ceil(n_scen / st.embeddings.batch_size)
+        lines += earlier or [Line("embeddings", st.embeddings.model, calls, input_tokens=texts_in)]
     return lines
 
 
@@ -223,8 +252,18 @@ def estimate(conf: RunConf) -> Estimate:
     est = Estimate(lines=plan(conf))
     limits = account_limits(conf)
     for ln in est.lines:
+        if not ln.exact and ln.cached:
+            # Counted from config: the line's tokens cover every call; the cached share costs nothing.
+            share = ln.to_make / ln.calls
+            ln.cached_input_tokens = ln.input_tokens * (1 - share)
+            ln.cached_output_tokens = ln.output_tokens * (1 - share)
+            ln.input_tokens *= share
+            ln.output_tokens *= share
         prices = endpoint(conf, ln.model).prices
         est.cost[(ln.stage, ln.model)] = prices.cost_usd(int(ln.input_tokens), int(ln.output_tokens))
+        est.saved[(ln.stage, ln.model)] = prices.cost_usd(
+            int(ln.cached_input_tokens), int(ln.cached_output_tokens)
+        )
     by_stage: dict[str, dict[str, list[float]]] = {}
     for ln in est.lines:
         acc = by_stage.setdefault(ln.stage, {}).setdefault(account_of(conf, ln.model), [0.0, 0.0, 0.0])
@@ -252,15 +291,20 @@ def estimate(conf: RunConf) -> Estimate:
 def format_estimate(est: Estimate) -> str:
     d = est.as_dict()
     out = [
-        f"{'stage':<18} {'model':<20} {'calls':>9} {'cached':>8} {'to make':>9} {'in tok':>11} {'out tok':>11} {'USD':>10}"
+        f"{'stage':<18} {'model':<22} {'calls':>9} {'cached':>8} {'to make':>9} {'in tok':>11} {'out tok':>11} "
+        f"{'cached tok':>11} {'USD':>10}"
     ]
     for r in d["lines"]:
         out.append(
-            f"{r['stage']:<18} {r['model']:<20} {r['calls']:>9} {r['cached']:>8} {r['to_make']:>9} "
-            f"{r['input_tokens']:>11} {r['output_tokens']:>11} {r['cost_usd']:>10.2f}"
+            f"{r['stage']:<18} {r['model']:<22} {r['calls']:>9} {r['cached']:>8} {r['to_make']:>9} "
+            f"{r['input_tokens']:>11} {r['output_tokens']:>11} {r['cached_tokens']:>11} {r['cost_usd']:>10.2f}"
             + ("" if r["exact"] else "  ~")
         )
-    out.append(f"total: {d['total_calls']} calls, {d['total_to_make']} to make, ${d['total_cost_usd']:.2f}")
+    out.append(
+        f"total: {d['total_calls']} calls, {d['total_to_make']} to make, ${d['total_cost_usd']:.2f} "
+        f"(calls already in the store: {d['total_calls'] - d['total_to_make']}, "
+        f"worth about ${d['total_cached_usd']:.2f}, cost nothing)"
+    )
     for stage, secs in d["wall_clock_s"].items():
         out.append(
             f"  {stage}: about {math.ceil(secs / 60)} min at the limits (binding: {d['binding_limit'][stage]})"
