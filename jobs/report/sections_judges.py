@@ -10,7 +10,7 @@ import numpy as np
 import polars as pl
 
 from jobs.report import figures
-from jobs.report.blocks import Section, Table, num, pct
+from jobs.report.blocks import Figure, Section, Table, num, pct
 from jobs.report.sources import RunSources
 
 REFUSAL_CATEGORIES: tuple[str, ...] = (
@@ -154,6 +154,91 @@ def _as_share(value: float | None, n: int, counts: bool) -> str:
     return f"{pct(value)} ({num(round(value * n))})"
 
 
+def _holds_counts(samples: pl.DataFrame) -> bool:
+    """Whether all_pass/any_fail/all_fail are counts (they then add up to n_scenarios) rather than rates."""
+    if samples.is_empty() or int(samples["n_scenarios"].max()) <= 1:  # type: ignore[arg-type]
+        return False
+    gap = (samples["all_pass"] + samples["any_fail"] - samples["n_scenarios"]).abs().max()
+    return gap is not None and float(gap) < 0.5  # type: ignore[arg-type]
+
+
+def _sample_table(samples: pl.DataFrame) -> Table:
+    """The paper's layout: per family and sample, shares of scenarios where all pass, one fails, all fail."""
+    counts = _holds_counts(samples)
+    rows = []
+    for r in samples.iter_rows(named=True):
+        n = r["n_scenarios"]
+        shares = [_as_share(r[c], n, counts) for c in ("all_pass", "any_fail", "all_fail")]
+        rows.append([r["family"], r["group"], num(n), *shares])
+    return Table(
+        "Compliance by sample (share of scenarios)",
+        ["family", "sample", "scenarios", "all pass", "at least one fails", "all fail"],
+        rows,
+    )
+
+
+def _bin_table_and_figure(bins: pl.DataFrame) -> tuple[Table, list[Figure]]:
+    rows = [
+        [r["group"], r["family"], num(r["n_scenarios"]), pct(r["frequent_noncompliance"]), pct(r["se"])]
+        for r in bins.iter_rows(named=True)
+    ]
+    table = Table(
+        "Frequent non-compliance by disagreement bin",
+        ["bin", "family", "scenarios", "frequent non-compliance", "se"],
+        rows,
+    )
+    if bins.is_empty():
+        return table, []
+    groups = sorted(bins["group"].unique().to_list())
+    series = {}
+    for fam in sorted(bins["family"].unique().to_list()):
+        rates = {
+            g: (v or 0.0, e or 0.0)
+            for g, v, e in bins.filter(pl.col("family") == fam)
+            .select("group", "frequent_noncompliance", "se")
+            .iter_rows()
+        }
+        series[fam] = (
+            np.array([rates.get(g, (0.0, 0.0))[0] for g in groups]),
+            np.array([rates.get(g, (0.0, 0.0))[1] for g in groups]),
+        )
+    fig = figures.grouped_bars(
+        groups, series, title="Frequent non-compliance by disagreement bin", ylabel="rate (± se)"
+    )
+    return table, [fig]
+
+
+def _majority_per_model(verdicts: pl.LazyFrame) -> tuple[Table, list[Figure]]:
+    per_model = (
+        verdicts.group_by("model")
+        .agg(
+            pl.len().alias("n"),
+            *[(pl.col("majority") == k).sum().alias(k) for k in ("problematic", "ok", "tie", "no_judges")],
+        )
+        .sort("model")
+        .collect()
+    )
+    table = Table(
+        "Majority verdicts per model",
+        ["model", "responses", "problematic", "ok", "tie", "no judges"],
+        [
+            [r["model"], *[num(r[k]) for k in ("n", "problematic", "ok", "tie", "no_judges")]]
+            for r in per_model.iter_rows(named=True)
+        ],
+    )
+    if per_model.is_empty():
+        return table, []
+    judged = (per_model["problematic"] + per_model["ok"] + per_model["tie"]).to_numpy()
+    rate = np.divide(per_model["problematic"].to_numpy(), judged, out=np.zeros(len(judged)), where=judged > 0)
+    fig = figures.bars(
+        per_model["model"].to_list(),
+        rate,
+        title="Problematic by majority, per model",
+        ylabel="share of judged responses",
+    )
+    return table, [fig]
+
+
 def compliance_section(src: RunSources) -> Section:
     sec = Section(
         "compliance",
@@ -165,112 +250,21 @@ def compliance_section(src: RunSources) -> Section:
     if summary is None:
         sec.missing.append(src.missing("compliance", "compliance_summary"))
     else:
-        samples = summary.filter(pl.col("group_kind") == "sample").sort("family", "group")
-        # all_pass/any_fail/all_fail may be counts or rates; counts add up to n_scenarios.
-        as_counts = bool(
-            samples.height
-            and (samples["all_pass"] + samples["any_fail"] - samples["n_scenarios"]).abs().max() < 0.5  # type: ignore[operator]
-            and samples["n_scenarios"].max() > 1  # type: ignore[operator]
-        )
         sec.tables.append(
-            Table(
-                "Compliance by sample (share of scenarios)",
-                ["family", "sample", "scenarios", "all pass", "at least one fails", "all fail"],
-                [
-                    [
-                        r["family"],
-                        r["group"],
-                        num(r["n_scenarios"]),
-                        *[
-                            _as_share(r[c], r["n_scenarios"], as_counts)
-                            for c in ("all_pass", "any_fail", "all_fail")
-                        ],
-                    ]
-                    for r in samples.iter_rows(named=True)
-                ],
-            )
+            _sample_table(summary.filter(pl.col("group_kind") == "sample").sort("family", "group"))
         )
-        bins = summary.filter(pl.col("group_kind") == "bin").sort("group", "family")
-        sec.tables.append(
-            Table(
-                "Frequent non-compliance by disagreement bin",
-                ["bin", "family", "scenarios", "frequent non-compliance", "se"],
-                [
-                    [
-                        r["group"],
-                        r["family"],
-                        num(r["n_scenarios"]),
-                        pct(r["frequent_noncompliance"]),
-                        pct(r["se"]),
-                    ]
-                    for r in bins.iter_rows(named=True)
-                ],
-            )
+        table, figs = _bin_table_and_figure(
+            summary.filter(pl.col("group_kind") == "bin").sort("group", "family")
         )
-        if bins.height:
-            groups = sorted(bins["group"].unique().to_list())
-            series = {}
-            for fam in sorted(bins["family"].unique().to_list()):
-                part = dict(
-                    (g, (v, e))
-                    for g, v, e in bins.filter(pl.col("family") == fam)
-                    .select("group", "frequent_noncompliance", "se")
-                    .iter_rows()
-                )
-                vals = np.array([part.get(g, (np.nan, np.nan))[0] or 0.0 for g in groups])
-                errs = np.array([part.get(g, (np.nan, np.nan))[1] or 0.0 for g in groups])
-                series[fam] = (vals, errs)
-            sec.figures.append(
-                figures.grouped_bars(
-                    groups, series, title="Frequent non-compliance by disagreement bin", ylabel="rate (± se)"
-                )
-            )
+        sec.tables.append(table)
+        sec.figures += figs
     verdicts = src.scan("compliance_verdicts")
     if verdicts is None:
         sec.missing.append(src.missing("compliance", "compliance_verdicts"))
     else:
-        per_model = (
-            verdicts.group_by("model")
-            .agg(
-                pl.len().alias("n"),
-                *[
-                    (pl.col("majority") == k).sum().alias(k)
-                    for k in ("problematic", "ok", "tie", "no_judges")
-                ],
-            )
-            .sort("model")
-            .collect()
-        )
-        if per_model.height:
-            judged = (per_model["problematic"] + per_model["ok"] + per_model["tie"]).to_numpy()
-            rate = np.divide(
-                per_model["problematic"].to_numpy(), judged, out=np.zeros(len(judged)), where=judged > 0
-            )
-            sec.figures.append(
-                figures.bars(
-                    per_model["model"].to_list(),
-                    rate,
-                    title="Problematic by majority, per model",
-                    ylabel="share of judged responses",
-                )
-            )
-        sec.tables.append(
-            Table(
-                "Majority verdicts per model",
-                ["model", "responses", "problematic", "ok", "tie", "no judges"],
-                [
-                    [
-                        r["model"],
-                        num(r["n"]),
-                        num(r["problematic"]),
-                        num(r["ok"]),
-                        num(r["tie"]),
-                        num(r["no_judges"]),
-                    ]
-                    for r in per_model.iter_rows(named=True)
-                ],
-            )
-        )
+        table, figs = _majority_per_model(verdicts)
+        sec.tables.append(table)
+        sec.figures += figs
     return sec
 
 
