@@ -56,6 +56,60 @@ def top_selected(src: RunSources, max_scenarios: int) -> pl.DataFrame:
     )
 
 
+def _rubrics(src: RunSources, pair_ids: list[str]) -> dict[str, dict[str, Any]]:
+    lf = src.scan("rubrics")
+    if lf is None:
+        return {}
+    rows = (
+        lf.filter(pl.col("pair_id").is_in(pair_ids) & (pl.col("status") == "ok"))
+        .select("pair_id", "value1_spectrum", "value2_spectrum")
+        .collect()
+    )
+    return {r["pair_id"]: r for r in rows.to_dicts()}
+
+
+def _per_response(
+    src: RunSources, ids: list[str], sample: int, max_chars: int
+) -> dict[tuple[str, str], dict[str, Any]]:
+    """(scenario, model) -> the response (cut), its positions, outlier flag and every judge's verdict."""
+    per: dict[tuple[str, str], dict[str, Any]] = defaultdict(
+        lambda: {"refusals": [], "compliance": [], "values": []}
+    )
+    for r in _rows(
+        src, "responses", ids, ["scenario_id", "model", "text", "status", "error", "finish_reason"], sample
+    ):
+        text, full = _cut(r["text"], max_chars)
+        per[(r["scenario_id"], r["model"])].update(
+            text=text,
+            full_length=full,
+            status=r["status"],
+            error=r["error"],
+            finish_reason=r["finish_reason"],
+        )
+    for r in _rows(src, "scores", ids, ["scenario_id", "model", "value_slot", "position", "status"], sample):
+        per[(r["scenario_id"], r["model"])][f"position{r['value_slot']}"] = r["position"]
+    for r in _rows(src, "outliers", ids, ["scenario_id", "model"]):
+        per[(r["scenario_id"], r["model"])]["outlier"] = True
+    for r in _rows(src, "refusals", ids, ["scenario_id", "model", "judge", "category", "status"], sample):
+        per[(r["scenario_id"], r["model"])]["refusals"].append(
+            {"judge": r["judge"], "category": r["category"], "status": r["status"]}
+        )
+    for r in _rows(
+        src, "compliance", ids, ["scenario_id", "model", "judge", "decision", "reasoning", "status"], sample
+    ):
+        reasoning, _ = _cut(r["reasoning"], max_chars // 4)
+        per[(r["scenario_id"], r["model"])]["compliance"].append(
+            {"judge": r["judge"], "decision": r["decision"], "reasoning": reasoning, "status": r["status"]}
+        )
+    for r in _rows(src, "compliance_verdicts", ids, ["scenario_id", "model", "majority"], sample):
+        per[(r["scenario_id"], r["model"])]["majority"] = r["majority"]
+    for r in _rows(src, "value_expressions", ids, ["scenario_id", "model", "phrase", "category"]):
+        per[(r["scenario_id"], r["model"])]["values"].append(
+            {"phrase": r["phrase"], "category": r["category"]}
+        )
+    return per
+
+
 def explorer_data(src: RunSources, *, max_scenarios: int, max_chars: int) -> dict[str, Any]:
     """The explorer's JSON payload, plus which of its inputs are absent (in words)."""
     missing = {
@@ -95,52 +149,8 @@ def explorer_data(src: RunSources, *, max_scenarios: int, max_chars: int) -> dic
             ],
         )
     }
-    rubric_lf = src.scan("rubrics")
-    rubrics = {}
-    if rubric_lf is not None:
-        pair_ids = sorted({r["pair_id"] for r in scen.values()})
-        rubrics = {
-            r["pair_id"]: r
-            for r in rubric_lf.filter(pl.col("pair_id").is_in(pair_ids) & (pl.col("status") == "ok"))
-            .select("pair_id", "value1_spectrum", "value2_spectrum")
-            .collect()
-            .to_dicts()
-        }
-    per_response: dict[tuple[str, str], dict[str, Any]] = defaultdict(
-        lambda: {"refusals": [], "compliance": [], "values": []}
-    )
-    for r in _rows(
-        src, "responses", ids, ["scenario_id", "model", "text", "status", "error", "finish_reason"], sample
-    ):
-        text, full = _cut(r["text"], max_chars)
-        per_response[(r["scenario_id"], r["model"])].update(
-            text=text,
-            full_length=full,
-            status=r["status"],
-            error=r["error"],
-            finish_reason=r["finish_reason"],
-        )
-    for r in _rows(src, "scores", ids, ["scenario_id", "model", "value_slot", "position", "status"], sample):
-        per_response[(r["scenario_id"], r["model"])][f"position{r['value_slot']}"] = r["position"]
-    for r in _rows(src, "outliers", ids, ["scenario_id", "model"]):
-        per_response[(r["scenario_id"], r["model"])]["outlier"] = True
-    for r in _rows(src, "refusals", ids, ["scenario_id", "model", "judge", "category", "status"], sample):
-        per_response[(r["scenario_id"], r["model"])]["refusals"].append(
-            {"judge": r["judge"], "category": r["category"], "status": r["status"]}
-        )
-    for r in _rows(
-        src, "compliance", ids, ["scenario_id", "model", "judge", "decision", "reasoning", "status"], sample
-    ):
-        reasoning, _ = _cut(r["reasoning"], max_chars // 4)
-        per_response[(r["scenario_id"], r["model"])]["compliance"].append(
-            {"judge": r["judge"], "decision": r["decision"], "reasoning": reasoning, "status": r["status"]}
-        )
-    for r in _rows(src, "compliance_verdicts", ids, ["scenario_id", "model", "majority"], sample):
-        per_response[(r["scenario_id"], r["model"])]["majority"] = r["majority"]
-    for r in _rows(src, "value_expressions", ids, ["scenario_id", "model", "phrase", "category"]):
-        per_response[(r["scenario_id"], r["model"])]["values"].append(
-            {"phrase": r["phrase"], "category": r["category"]}
-        )
+    rubrics = _rubrics(src, sorted({r["pair_id"] for r in scen.values()}))
+    per_response = _per_response(src, ids, sample, max_chars)
     topics: dict[str, list[str]] = defaultdict(list)
     tf = scenario_topics(src)
     if tf is not None:
