@@ -13,6 +13,7 @@ from collections import defaultdict
 from typing import Any
 
 import polars as pl
+import polars.selectors as cs
 
 from jobs.report.sections_judges import scenario_topics
 from jobs.report.sources import RunSources
@@ -33,7 +34,8 @@ def _rows(
     lf = lf.filter(pl.col("scenario_id").is_in(ids))
     if sample is not None:
         lf = lf.filter(pl.col("sample") == sample)
-    return lf.select(columns).collect().to_dicts()
+    # NaN is not JSON: the page gets null instead.
+    return lf.select(columns).with_columns(cs.float().fill_nan(None)).collect().to_dicts()
 
 
 def top_selected(src: RunSources, max_scenarios: int) -> pl.DataFrame:
@@ -49,7 +51,7 @@ def top_selected(src: RunSources, max_scenarios: int) -> pl.DataFrame:
         )
     return (
         lf.group_by("scenario_id")
-        .agg(pl.col("d").max().alias("d_max"), pl.struct("subset", "rank", "d").alias("picks"))
+        .agg(pl.col("d").fill_nan(None).max().alias("d_max"), pl.struct("subset", "rank", "d").alias("picks"))
         .sort(["d_max", "scenario_id"], descending=[True, False])
         .head(max_scenarios)
         .collect()

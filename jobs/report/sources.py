@@ -40,7 +40,12 @@ class RunSources:
         return self.run.tables.exists(f"{name}.parquet")
 
     def scan(self, name: str) -> pl.LazyFrame | None:
-        return scan_table(self.run, name) if self.has(name) else None
+        """A table, lazily; local runs use polars' own reader, whose filters skip row groups and columns."""
+        if not self.has(name):
+            return None
+        if self.run.root.is_local:
+            return pl.scan_parquet(self.run.table_path(name))
+        return scan_table(self.run, name)
 
     def frame(self, name: str) -> pl.DataFrame | None:
         """A small (aggregate-sized) table, read once; only for tables that do not grow with the run."""
