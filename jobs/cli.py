@@ -75,6 +75,14 @@ def _cmd_export(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_report(args: argparse.Namespace) -> int:
+    from jobs.report.build import ReportOptions, build_report
+
+    path = build_report(args.run, ReportOptions(max_scenarios=args.max_scenarios, max_chars=args.max_chars))
+    print(f"wrote {path}")
+    return 0
+
+
 def _cmd_bench(args: argparse.Namespace) -> int:
     if args.what == "analysis":
         from jobs.bench_analysis import run_analysis_bench
@@ -125,6 +133,12 @@ def build_parser() -> argparse.ArgumentParser:
     x.add_argument("--split", default="train")
     x.add_argument("--chunk-size", type=int, default=25_000, help="rows per chunk_index")
     x.set_defaults(fn=_cmd_export)
+
+    rp = sub.add_parser("report", help="write <run>/report/index.html: plots, run facts, scenario explorer")
+    rp.add_argument("run", help="run directory (finished, stopped or still running)")
+    rp.add_argument("--max-scenarios", type=int, default=100, help="selected scenarios in the explorer")
+    rp.add_argument("--max-chars", type=int, default=4000, help="characters kept of each response")
+    rp.set_defaults(fn=_cmd_report)
 
     b = sub.add_parser("bench", help="benchmarks against the emulator; prints JSON")
     b.add_argument("what", choices=["fanout", "analysis"])

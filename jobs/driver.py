@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import os
+import socket
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -101,7 +102,8 @@ def run_pipeline(conf: RunConf, *, stages: list[str] | None = None) -> dict[str,
     run = RunDir.open(conf.run_dir)
     run.root.write_text("config.yaml", resolved_yaml(conf))
     manifest = Manifest(run.root)
-    session = {"started_at": now_iso(), "stages": names}
+    # pid and host let `specstress status` tell a live run from a killed one.
+    session = {"started_at": now_iso(), "stages": names, "pid": os.getpid(), "host": socket.gethostname()}
     manifest.data["sessions"].append(session)
     manifest.save()
     store = CallStore(conf.cache_dir or default_cache(conf.run_dir))

@@ -237,7 +237,8 @@ class Engine:
                 raise BudgetExceeded(
                     f"stage '{stage}' would cost about ${estimate:.2f} for {sum(to_make.values())} calls, "
                     f"with ${spent:.2f} already spent: over budget_usd=${budget:.2f}. "
-                    "Raise budget_usd or shrink the run; nothing was sent."
+                    "Raise budget_usd or shrink the run; nothing was sent. "
+                    "`specstress estimate CONFIG` shows the cost per stage and model before a run."
                 )
         calls.repaid_after_kill = self._count_interrupted(stage)
         if to_make:
@@ -323,8 +324,10 @@ class Engine:
         budget = self.conf.budget_usd
         spent_before = self.spent_usd() if budget is not None else 0.0
         tasks: set[asyncio.Task[None]] = set()
+        t0 = time.monotonic()
 
         def on_flush() -> None:
+            calls.elapsed_s = time.monotonic() - t0  # the rate so far, for `specstress status`'s ETA
             self.manifest.set_calls(stage, calls.as_dict())
 
         async def handle(items: list[tuple[str, str]], window: _Window) -> None:

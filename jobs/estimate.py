@@ -10,12 +10,14 @@ such as a model added to a sweep, would cost. Other stages are counted from the 
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 import polars as pl
+import pyarrow.parquet as pq
 
 from actors.store import CallStore, contains
 from actors.types import call_key, spec_from_json
@@ -33,6 +35,7 @@ TYPICAL: dict[str, tuple[int, int]] = {
     "refusals": (800, 80),
     "compliance": (800, 400),
     "values": (2500, 600),
+    "values_embeddings": (8, 0),  # per phrase or category text
 }
 """(input, output) tokens assumed per call: whole calls where exact requests cannot be built
 yet, and the visible answer size where they can."""
@@ -65,6 +68,9 @@ class Line:
     """Prompt tokens expected to be read from the provider's prompt cache (part of input_tokens)."""
     cache_write_tokens: float = 0.0
     """Prompt tokens expected to be written to the cache (Anthropic bills these apart)."""
+    stored_input_tokens: float = 0.0
+    """Input tokens of the calls already in the call store: they cost nothing again."""
+    stored_output_tokens: float = 0.0
 
     @property
     def to_make(self) -> int:
@@ -77,6 +83,8 @@ class Estimate:
     cost: dict[tuple[str, str], float] = field(default_factory=dict)
     saving: dict[tuple[str, str], float] = field(default_factory=dict)
     """Dollars prompt caching saves per line (cost without caching minus cost)."""
+    stored: dict[tuple[str, str], float] = field(default_factory=dict)
+    """Dollars the calls already in the store would cost, per line."""
     wall_s: dict[str, float] = field(default_factory=dict)
     binding: dict[str, str] = field(default_factory=dict)
 
@@ -91,8 +99,10 @@ class Estimate:
                 "input_tokens": round(ln.input_tokens),
                 "output_tokens": round(ln.output_tokens),
                 "cached_input_tokens": round(ln.cached_input_tokens),
+                "stored_tokens": round(ln.stored_input_tokens + ln.stored_output_tokens),
                 "cost_usd": round(self.cost[(ln.stage, ln.model)], 4),
                 "cache_saving_usd": round(self.saving.get((ln.stage, ln.model), 0.0), 4),
+                "stored_usd": round(self.stored[(ln.stage, ln.model)], 4),
                 "exact": ln.exact,
             }
             for ln in self.lines
@@ -103,10 +113,20 @@ class Estimate:
             "total_to_make": sum(r["to_make"] for r in rows),
             "total_cost_usd": round(sum(self.cost.values()), 4),
             "total_cache_saving_usd": round(sum(self.saving.values()), 4),
+            "total_stored_usd": round(sum(self.stored.values()), 4),
             "wall_clock_s": {k: round(v, 1) for k, v in self.wall_s.items()},
             "total_wall_clock_s": round(sum(self.wall_s.values()), 1),
             "binding_limit": self.binding,
         }
+
+
+def _visible_output(conf: RunConf, stage: str) -> int:
+    """Visible answer tokens assumed for one exact request of `stage` (a joint score covers every model)."""
+    if stage == "scores":
+        sc = conf.stages.scores
+        per_model = TYPICAL["scores_per_model"][1]
+        return per_model * len(sc.models or conf.stages.responses.models) if sc.mode == "joint" else per_model
+    return TYPICAL[stage][1]
 
 
 def exact_lines(
@@ -114,6 +134,7 @@ def exact_lines(
 ) -> list[Line]:
     """Lines from a stage's real requests: unique keys per model, those already answered, prompt sizes."""
     eps = {m: endpoint(conf, m) for m in conf.models}
+    visible = _visible_output(conf, stage)
     seen: set[str] = set()
     lines: dict[str, Line] = {}
     for chunk in chunks:
@@ -125,11 +146,15 @@ def exact_lines(
             seen.add(key)
             line = lines.setdefault(model, Line(stage, model, 0, exact=True))
             line.calls += 1
+            tokens_in = len(spec_json) / 4
+            tokens_out = expected_output_tokens(spec.param_dict, visible)
             if contains(answered, np.array([key], dtype="S32"))[0]:
                 line.cached += 1
+                line.stored_input_tokens += tokens_in
+                line.stored_output_tokens += tokens_out
                 continue
-            line.input_tokens += len(spec_json) / 4
-            line.output_tokens += expected_output_tokens(spec.param_dict, TYPICAL[stage][1])
+            line.input_tokens += tokens_in
+            line.output_tokens += tokens_out
     return list(lines.values())
 
 
@@ -140,12 +165,15 @@ def _typical(stage: str, model: str, calls: int, kind: str, max_tokens: int | No
     )
 
 
-def _from_earlier_requests(conf: RunConf, run: RunDir, stage: str, answered: np.ndarray) -> list[Line] | None:
+FIRST_ROUND_SUFFIX = r"(_neutral|_biased)?(_c\d+)?(_r0)?"
+"""What follows a stage's name in its first-round requests tables (`scenarios_neutral`,
+`scores_c3_r0`); repairs (`_r1`...) and other stages' tables (`values_embeddings`) do not match."""
+
+
+def from_earlier_requests(conf: RunConf, run: RunDir, stage: str, answered: np.ndarray) -> list[Line] | None:
     """Exact lines from the requests an earlier run of this stage wrote (first rounds, not repairs)."""
-    files = [p for p in run.requests.list_files(".parquet") if p.rsplit("/", 1)[-1].startswith(stage)]
-    files = [
-        p for p in files if "_r" not in p.rsplit("/", 1)[-1].removeprefix(stage) or p.endswith("_r0.parquet")
-    ]
+    own = re.compile(rf"{re.escape(stage)}{FIRST_ROUND_SUFFIX}\.parquet")
+    files = [p for p in run.requests.list_files(".parquet") if own.fullmatch(p.rsplit("/", 1)[-1])]
     if not files:
         return None
     chunks = (pl.read_parquet(p, columns=["model", "spec"]) for p in files)
@@ -165,7 +193,7 @@ def _score_lines(
     responses = [ln for ln in lines if ln.stage == "responses"]
     new_responses = sum(ln.to_make for ln in responses)
     if responses and all(ln.exact for ln in responses):
-        earlier = _from_earlier_requests(conf, run, "scores", answered)
+        earlier = from_earlier_requests(conf, run, "scores", answered)
         if earlier and new_responses == 0:
             return earlier
         n_scen = max(ln.calls for ln in responses)
@@ -207,7 +235,7 @@ def plan(conf: RunConf) -> list[Line]:
             exclude_same=st.pairs.exclude_same,  # type: ignore[arg-type]
         )
         lines += exact_lines(conf, "scenarios_neutral", neutral_requests(conf, pairs), answered)
-        earlier = _from_earlier_requests(conf, run, "scenarios_biased", answered)
+        earlier = from_earlier_requests(conf, run, "scenarios_biased", answered)
         if earlier is not None:
             lines += earlier
         elif st.scenarios.biased:
@@ -225,11 +253,18 @@ def plan(conf: RunConf) -> list[Line]:
                 samples = responses_stage.plan_for(StageContext(conf, run, None, None), m, rc).samples  # type: ignore[arg-type]
                 lines.append(_typical("responses", m, n_scen * samples, "responses", None))
     if "rubrics" in conf.pipeline:
-        earlier = _from_earlier_requests(conf, run, "rubrics", answered)
+        earlier = from_earlier_requests(conf, run, "rubrics", answered)
         lines += earlier or [_typical("rubrics", st.rubrics.model, n_pairs, "rubrics", st.rubrics.max_tokens)]
     if "scores" in conf.pipeline:
         lines += _score_lines(conf, run, answered, lines, n_scen)
-    lines += judge_lines(conf, run, n_scen)
+    if "embeddings" in conf.pipeline and st.embeddings.backend == "api" and st.embeddings.model:
+        earlier = from_earlier_requests(conf, run, "embeddings", answered)
+        if run.tables.exists("scenarios.parquet"):
+            n_scen = pq.read_metadata(run.tables.join("scenarios.parquet"), filesystem=run.root.fs).num_rows
+        texts_in = n_scen * TYPICAL["embeddings"][0]
+        calls = math.ceil(n_scen / st.embeddings.batch_size)
+        lines += earlier or [Line("embeddings", st.embeddings.model, calls, input_tokens=texts_in)]
+    lines += judge_lines(conf, run, n_scen, answered)
     return lines
 
 
@@ -238,12 +273,24 @@ def estimate(conf: RunConf) -> Estimate:
     est = Estimate(lines=plan(conf))
     limits = account_limits(conf)
     for ln in est.lines:
+        if not ln.exact and ln.cached:
+            # Counted from config: the line's tokens cover every call; the cached share costs nothing.
+            share = ln.to_make / ln.calls
+            ln.stored_input_tokens = ln.input_tokens * (1 - share)
+            ln.stored_output_tokens = ln.output_tokens * (1 - share)
+            ln.input_tokens *= share
+            ln.output_tokens *= share
+            ln.cached_input_tokens *= share
+            ln.cache_write_tokens *= share
         prices = endpoint(conf, ln.model).prices
         tin, tout = int(ln.input_tokens), int(ln.output_tokens)
         cost = prices.cost_usd(tin, tout, int(ln.cached_input_tokens), int(ln.cache_write_tokens))
         est.cost[(ln.stage, ln.model)] = cost
         if ln.cached_input_tokens or ln.cache_write_tokens:
             est.saving[(ln.stage, ln.model)] = prices.cost_usd(tin, tout) - cost
+        est.stored[(ln.stage, ln.model)] = prices.cost_usd(
+            int(ln.stored_input_tokens), int(ln.stored_output_tokens)
+        )
     by_stage: dict[str, dict[str, list[float]]] = {}
     for ln in est.lines:
         acc = by_stage.setdefault(ln.stage, {}).setdefault(account_of(conf, ln.model), [0.0, 0.0, 0.0])
@@ -271,15 +318,20 @@ def estimate(conf: RunConf) -> Estimate:
 def format_estimate(est: Estimate) -> str:
     d = est.as_dict()
     out = [
-        f"{'stage':<18} {'model':<20} {'calls':>9} {'cached':>8} {'to make':>9} {'in tok':>11} {'out tok':>11} {'USD':>10}"
+        f"{'stage':<18} {'model':<22} {'calls':>9} {'cached':>8} {'to make':>9} {'in tok':>11} {'out tok':>11} "
+        f"{'stored tok':>11} {'USD':>10}"
     ]
     for r in d["lines"]:
         out.append(
-            f"{r['stage']:<18} {r['model']:<20} {r['calls']:>9} {r['cached']:>8} {r['to_make']:>9} "
-            f"{r['input_tokens']:>11} {r['output_tokens']:>11} {r['cost_usd']:>10.2f}"
+            f"{r['stage']:<18} {r['model']:<22} {r['calls']:>9} {r['cached']:>8} {r['to_make']:>9} "
+            f"{r['input_tokens']:>11} {r['output_tokens']:>11} {r['stored_tokens']:>11} {r['cost_usd']:>10.2f}"
             + ("" if r["exact"] else "  ~")
         )
-    out.append(f"total: {d['total_calls']} calls, {d['total_to_make']} to make, ${d['total_cost_usd']:.2f}")
+    out.append(
+        f"total: {d['total_calls']} calls, {d['total_to_make']} to make, ${d['total_cost_usd']:.2f} "
+        f"(calls already in the store: {d['total_calls'] - d['total_to_make']}, "
+        f"worth about ${d['total_stored_usd']:.2f}, cost nothing)"
+    )
     for r in d["lines"]:
         if r["cached_input_tokens"]:
             out.append(

@@ -9,16 +9,19 @@ at least `MIN_CACHED_TOKENS` long (the shortest prefix the three providers cache
 
 from __future__ import annotations
 
+import math
 from typing import TYPE_CHECKING
 
+import numpy as np
 import polars as pl
 
 from actors.errors import SpecstressError
-from jobs.estimate import TYPICAL, Line, expected_output_tokens
+from jobs.estimate import TYPICAL, Line, expected_output_tokens, from_earlier_requests
 from jobs.rundir import RunDir
-from jobs.stages.compliance import SPEC_SYSTEM, load_spec
+from jobs.stages.compliance import SPEC_SYSTEM, families_of, load_spec, sample_groups
 from jobs.stages.params import stage_params
 from jobs.stages.streaming import scan_table
+from jobs.stages.values import value_categories
 
 if TYPE_CHECKING:
     from jobs.config import RunConf
@@ -39,29 +42,60 @@ def _in_scope(run: RunDir, subset: str, high_only: bool, n_scen: int, cap: int |
     return (min(n, cap) if cap is not None else n), known
 
 
+def _compliance_scenarios(conf: RunConf, run: RunDir, n_scen: int) -> int:
+    """Scenarios the compliance judges would see: the stage's own seeded draw once the
+    disagreement table exists, else the samples' sizes summed (an upper bound: they may overlap)."""
+    cc = conf.stages.compliance
+    if run.tables.exists("disagreement.parquet"):
+        models = list(cc.models or conf.stages.responses.models)
+        return len(sample_groups(run, conf.seed, cc, families_of(cc, models))[0])
+    sizes = [cc.samples.random, cc.samples.high_all, cc.samples.high_family]
+    cap = None if cc.scope == "all" or None in sizes else sum(s or 0 for s in sizes)
+    return _in_scope(run, cc.bin_subset, False, n_scen, cap)[0]
+
+
+def _phrase_embedding_lines(conf: RunConf, n_responses: int) -> list[Line]:
+    """API embedding calls of the value phrases and categories: an upper bound, since every
+    response is assumed to list `max_values` phrases and none is in the embedding cache yet."""
+    vc = conf.stages.values
+    ec = vc.embedding or conf.stages.embeddings
+    if ec.backend != "api" or not ec.model:
+        return []
+    n_texts = n_responses * vc.max_values + len(value_categories(conf))
+    calls = math.ceil(n_texts / ec.batch_size)
+    return [Line("values_embeddings", ec.model, calls, input_tokens=n_texts * TYPICAL["values_embeddings"][0])]
+
+
 def _line(conf: RunConf, stage: str, model: str, calls: int, settings: object) -> Line:
     tin, tout = TYPICAL[stage]
     out = expected_output_tokens(stage_params(conf, model, settings), tout)
     return Line(stage, model, calls, input_tokens=calls * tin, output_tokens=calls * out)
 
 
-def judge_lines(conf: RunConf, run: RunDir, n_scen: int) -> list[Line]:
-    """One line per labelling stage in the pipeline (per judge for compliance)."""
+def judge_lines(conf: RunConf, run: RunDir, n_scen: int, answered: np.ndarray) -> list[Line]:
+    """One line per labelling stage in the pipeline (per judge for compliance); exact, with
+    what the store already holds, where an earlier run wrote the stage's requests."""
     st = conf.stages
     lines: list[Line] = []
     n_resp = len(st.responses.models)
+    for name in ("topics", "refusals", "values", "values_embeddings", "compliance"):
+        stage = name.removesuffix("_embeddings")
+        earlier = from_earlier_requests(conf, run, name, answered) if stage in conf.pipeline else None
+        if earlier:
+            lines += earlier
+    done = {ln.stage for ln in lines}
     for name in ("topics", "refusals", "values"):
-        if name not in conf.pipeline:
+        if name not in conf.pipeline or name in done:
             continue
         sc = getattr(st, name)
         n, _ = _in_scope(run, sc.subset, sc.scope == "high", n_scen, sc.max_scenarios)
         per_scenario = n_resp if name == "refusals" else 1
         lines.append(_line(conf, name, sc.model, n * per_scenario, sc))
-    if "compliance" in conf.pipeline:
+        if name == "values" and "values_embeddings" not in done:
+            lines += _phrase_embedding_lines(conf, n * n_resp)
+    if "compliance" in conf.pipeline and "compliance" not in done:
         cc = st.compliance
-        sizes = [cc.samples.random, cc.samples.high_all, cc.samples.high_family]
-        cap = None if cc.scope == "all" or None in sizes else sum(s or 0 for s in sizes)
-        n, _ = _in_scope(run, cc.bin_subset, False, n_scen, cap)
+        n = _compliance_scenarios(conf, run, n_scen)
         spec, _ = load_spec(cc.spec)
         spec_tokens = len(SPEC_SYSTEM.format(spec=spec)) / CHARS_PER_TOKEN
         calls = n * len(cc.models or st.responses.models)

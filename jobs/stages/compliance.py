@@ -60,6 +60,7 @@ from jobs.tables import write_table
 if TYPE_CHECKING:
     from jobs.config import RunConf
     from jobs.driver import StageContext
+    from jobs.rundir import RunDir
 
 DEMO_SPEC = Path(__file__).resolve().parents[1] / "data" / "demo_spec.md"
 """The short spec shipped for the demo (our own text, not any provider's)."""
@@ -176,7 +177,7 @@ def load_spec(path: str | None) -> tuple[str, str]:
     return text, str(p)
 
 
-def _families(cc: ComplianceConf, models: list[str]) -> dict[str, list[str]]:
+def families_of(cc: ComplianceConf, models: list[str]) -> dict[str, list[str]]:
     if cc.families is None:
         fam = [m for m in OPENAI_FAMILY if m in models]
         return {"openai": fam} if len(fam) >= 2 else {}
@@ -198,11 +199,15 @@ def _draw(ids: list[str], n: int | None, seed: int, name: str) -> list[str]:
 
 
 def sample_groups(
-    ctx: StageContext, cc: ComplianceConf, families: dict[str, list[str]]
+    run: RunDir, seed: int, cc: ComplianceConf, families: dict[str, list[str]]
 ) -> tuple[list[str], pl.DataFrame]:
-    """The scenarios to judge and the groups the summary reports (group_kind, group, family, scenario_id)."""
-    base = disagreement_of(ctx, "compliance", cc.bin_subset).filter(pl.col("d").is_not_null())
-    seed, sz = ctx.conf.seed, cc.samples
+    """The scenarios to judge and the groups the summary reports (group_kind, group, family, scenario_id).
+
+    The estimate draws the same seeded samples, so it counts the judged scenarios exactly once
+    the disagreement table exists.
+    """
+    base = disagreement_of(run, "compliance", cc.bin_subset).filter(pl.col("d").is_not_null())
+    sz = cc.samples
     rows: list[tuple[str, str, str | None, list[str]]] = [
         ("sample", "random", None, _draw(base["scenario_id"].to_list(), sz.random, seed, "random")),
         (
@@ -214,7 +219,7 @@ def sample_groups(
     ]
     for fam in families:
         try:
-            mine = disagreement_of(ctx, "compliance", fam)
+            mine = disagreement_of(run, "compliance", fam)
         except ConfigError:
             raise ConfigError(
                 f"config key 'stages.compliance.families.{fam}': the high_family sample needs a disagreement "
@@ -277,8 +282,8 @@ def run(ctx: StageContext) -> dict[str, Any]:
     ctx.engine.check_models(judges)
     spec_text, spec_path = load_spec(cc.spec)
     models = judged_models(ctx, "compliance", cc.models)
-    families = _families(cc, models)
-    judged, groups = sample_groups(ctx, cc, families)
+    families = families_of(cc, models)
+    judged, groups = sample_groups(ctx.run, ctx.conf.seed, cc, families)
     queries = (
         scan_table(ctx.run, "scenarios")
         .select("scenario_id", "query")

@@ -19,6 +19,7 @@ from jobs.stages.streaming import scan_table
 
 if TYPE_CHECKING:
     from jobs.driver import StageContext
+    from jobs.rundir import RunDir
 
 SCOPES = ("high", "all")
 STATUSES = ("ok", "invalid", "call_failed")
@@ -66,12 +67,12 @@ def check_judge_settings(stage: str, settings: Any) -> None:
     check_scope(stage, settings)
 
 
-def disagreement_of(ctx: StageContext, stage: str, subset: str) -> pl.DataFrame:
+def disagreement_of(run: RunDir, stage: str, subset: str) -> pl.DataFrame:
     """(scenario_id, d, high, bin) of one disagreement subset; a clear error if it is absent."""
-    dis = scan_table(ctx.run, "disagreement").filter(pl.col("subset") == subset)
+    dis = scan_table(run, "disagreement").filter(pl.col("subset") == subset)
     out = dis.select("scenario_id", "d", "high", "bin").collect()
     if out.is_empty():
-        known = scan_table(ctx.run, "disagreement").select("subset").unique().collect()["subset"].to_list()
+        known = scan_table(run, "disagreement").select("subset").unique().collect()["subset"].to_list()
         raise ConfigError(
             f"config key 'stages.{stage}.subset': no disagreement subset '{subset}' (known: {sorted(known)})"
         )
@@ -81,7 +82,7 @@ def disagreement_of(ctx: StageContext, stage: str, subset: str) -> pl.DataFrame:
 def scoped_scenarios(ctx: StageContext, stage: str, sc: ScopeConf) -> pl.DataFrame:
     """(scenario_id, query) of the stage's scope, highest disagreement first, then by id."""
     check_scope(stage, sc)
-    dis = disagreement_of(ctx, stage, sc.subset)
+    dis = disagreement_of(ctx.run, stage, sc.subset)
     if sc.scope == "high":
         dis = dis.filter(pl.col("high").fill_null(False))
     dis = dis.sort(["d", "scenario_id"], descending=[True, False], nulls_last=True)

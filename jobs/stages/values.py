@@ -46,6 +46,7 @@ from jobs.tables import write_table
 from jobs.taxonomy import demo_taxonomy_paths, load_categories
 
 if TYPE_CHECKING:
+    from jobs.config import RunConf
     from jobs.driver import StageContext
 
 VALUES_PROMPT = """You are comparing how several AI assistants answered the same user query, to find the values each answer expresses.
@@ -108,8 +109,10 @@ class ValuesConf(ScopeConf, JudgeCallConf):
     """Categories the co-occurrence matrix covers (the most frequent)."""
 
 
-def _categories(ctx: StageContext, vc: ValuesConf) -> pl.DataFrame:
-    tree = vc.taxonomy_tree or ctx.conf.stages.pairs.taxonomy.tree or str(demo_taxonomy_paths()[0])
+def value_categories(conf: RunConf) -> pl.DataFrame:
+    """The level-2 categories phrases are matched to, with the text that is embedded for each."""
+    vc = conf.stages.values
+    tree = vc.taxonomy_tree or conf.stages.pairs.taxonomy.tree or str(demo_taxonomy_paths()[0])
     cats = load_categories(tree, level=2)
     if cats.is_empty():
         raise ConfigError(f"config key 'stages.values.taxonomy_tree': {tree} has no level-2 categories")
@@ -127,7 +130,7 @@ def run(ctx: StageContext) -> dict[str, Any]:
     ctx.engine.check_models([vc.model])
     models = judged_models(ctx, "values", vc.models)
     ec = vc.embedding or ctx.conf.stages.embeddings
-    cats = _categories(ctx, vc)
+    cats = value_categories(ctx.conf)
     scen = scoped_scenarios(ctx, "values", vc)
     resp = answered(ctx, scen["scenario_id"].to_list(), models, vc.sample)
     by_sid = resp.partition_by("scenario_id", as_dict=True) if resp.height else {}

@@ -1,0 +1,177 @@
+"""The report's plots: matplotlib figures (Agg, no display), embedded as PNG data URIs.
+
+Figures are drawn on `matplotlib.figure.Figure` directly rather than through pyplot, so
+no global state or GUI backend is involved. Every figure's size is fixed or grows with
+the number of models, subsets or categories, never with the number of rows.
+"""
+
+from __future__ import annotations
+
+import base64
+import io
+import math
+from collections.abc import Sequence
+
+import numpy as np
+from matplotlib.figure import Figure as MplFigure
+
+from jobs.report.blocks import Figure
+
+DPI = 80
+
+
+def _encode(fig: MplFigure, title: str, alt: str) -> Figure:
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=DPI, bbox_inches="tight")
+    return Figure(title, alt, "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode())
+
+
+def _grid(n: int, ncols: int, cell: tuple[float, float]) -> tuple[MplFigure, list]:
+    ncols = max(1, min(ncols, n))
+    nrows = math.ceil(n / ncols)
+    fig = MplFigure(figsize=(cell[0] * ncols, cell[1] * nrows), layout="constrained")
+    axes = fig.subplots(nrows, ncols, squeeze=False).ravel().tolist()
+    for ax in axes[n:]:
+        ax.set_visible(False)
+    return fig, axes[:n]
+
+
+def histograms(
+    counts: dict[str, np.ndarray], edges: np.ndarray, *, threshold: float, title: str, xlabel: str
+) -> Figure:
+    """One histogram per group from counts already binned on `edges`, with the threshold marked."""
+    fig, axes = _grid(len(counts), 3, (3.4, 2.4))
+    at_or_above = edges[:-1] >= threshold - 1e-9
+    summary = []
+    for ax, (name, c) in zip(axes, counts.items(), strict=True):
+        ax.stairs(c, edges, fill=True, color="#4c72b0")
+        ax.axvline(threshold, color="#c44e52", linestyle="--", linewidth=1.5)
+        n, high = int(c.sum()), int(c[at_or_above].sum())
+        ax.set_title(f"{name} (n={n}, high={high})", fontsize=9)
+        ax.set_xlabel(xlabel, fontsize=8)
+        ax.tick_params(labelsize=7)
+        summary.append(f"{name}: {n} scenarios, {high} at or above {threshold}")
+    return _encode(fig, title, "; ".join(summary))
+
+
+def stacked_bars(
+    panels: dict[str, tuple[list[str], np.ndarray]],
+    segments: Sequence[str],
+    *,
+    title: str,
+    cmap: str,
+    ncols: int = 2,
+) -> Figure:
+    """Horizontal stacked bars of shares, one panel per group; rows are bars, columns segments."""
+    fig, axes = _grid(len(panels), ncols, (5.2, 0.32 * max(len(v[0]) for v in panels.values()) + 1.2))
+    colors = _colors(cmap, len(segments))
+    for ax, (name, (labels, shares)) in zip(axes, panels.items(), strict=True):
+        left = np.zeros(len(labels))
+        for j, seg in enumerate(segments):
+            ax.barh(labels, shares[:, j], left=left, color=colors[j], label=seg, height=0.8)
+            left += shares[:, j]
+        ax.set_xlim(0, 1)
+        ax.invert_yaxis()
+        ax.set_title(name, fontsize=9)
+        ax.tick_params(labelsize=7)
+    fig.legend(
+        *axes[0].get_legend_handles_labels(),
+        loc="outside lower center",
+        ncols=min(len(segments), 4),
+        fontsize=7,
+    )
+    alt = f"{title}: shares of {', '.join(segments)} for {', '.join(panels)}"
+    return _encode(fig, title, alt)
+
+
+def bars(
+    labels: list[str],
+    values: np.ndarray,
+    *,
+    title: str,
+    ylabel: str,
+    errors: np.ndarray | None = None,
+    annotate: list[str] | None = None,
+) -> Figure:
+    """Vertical bars, optionally with error bars and a text label on each."""
+    fig = MplFigure(figsize=(max(4.0, 0.55 * len(labels) + 1.5), 3.0), layout="constrained")
+    ax = fig.subplots()
+    drawn = ax.bar(labels, values, yerr=errors, color="#4c72b0", capsize=3)
+    if annotate:
+        ax.bar_label(drawn, labels=annotate, fontsize=7)
+    ax.set_ylim(bottom=0, top=max(1.0, float(np.nanmax(values, initial=0.0)) * 1.15))
+    ax.set_ylabel(ylabel, fontsize=8)
+    ax.set_title(title, fontsize=10)
+    ax.tick_params(axis="x", labelrotation=45, labelsize=7)
+    ax.tick_params(axis="y", labelsize=7)
+    alt = f"{title}: " + ", ".join(f"{lab} {v:.3g}" for lab, v in zip(labels, values, strict=True))
+    return _encode(fig, title, alt)
+
+
+def grouped_bars(
+    groups: list[str],
+    series: dict[str, tuple[np.ndarray, np.ndarray | None]],
+    *,
+    title: str,
+    ylabel: str,
+) -> Figure:
+    """Bars per group, one colour per series, with optional error bars (e.g. rate by bin per family)."""
+    fig = MplFigure(
+        figsize=(max(4.5, 0.9 * len(groups) * max(1, len(series)) / 2 + 2), 3.0), layout="constrained"
+    )
+    ax = fig.subplots()
+    width = 0.8 / max(1, len(series))
+    x = np.arange(len(groups))
+    for i, (name, (vals, errs)) in enumerate(series.items()):
+        ax.bar(x + i * width - 0.4 + width / 2, vals, width, yerr=errs, label=name, capsize=2)
+    ax.set_xticks(x, groups, fontsize=7)
+    ax.set_ylabel(ylabel, fontsize=8)
+    ax.set_title(title, fontsize=10)
+    ax.legend(fontsize=7)
+    alt = f"{title}: {', '.join(series)} over {', '.join(groups)}"
+    return _encode(fig, title, alt)
+
+
+def heatmap(
+    matrix: np.ndarray,
+    rows: list[str],
+    cols: list[str],
+    *,
+    title: str,
+    fmt: str = "{:.2f}",
+    cmap: str = "viridis",
+    vmin: float | None = None,
+    vmax: float | None = None,
+) -> Figure:
+    """A labelled matrix; values printed in the cells while they stay readable."""
+    fig = MplFigure(
+        figsize=(max(4.0, 0.42 * len(cols) + 2.5), max(2.5, 0.32 * len(rows) + 1.5)), layout="constrained"
+    )
+    ax = fig.subplots()
+    image = ax.imshow(matrix, aspect="auto", cmap=cmap, vmin=vmin, vmax=vmax)
+    ax.set_xticks(range(len(cols)), cols, rotation=60, ha="right", fontsize=7)
+    ax.set_yticks(range(len(rows)), rows, fontsize=7)
+    if len(rows) * len(cols) <= 400:
+        finite = matrix[np.isfinite(matrix)]
+        mid = (finite.min() + finite.max()) / 2 if finite.size else 0.0
+        for (i, j), v in np.ndenumerate(matrix):
+            if np.isfinite(v):
+                ax.text(
+                    j,
+                    i,
+                    fmt.format(v),
+                    ha="center",
+                    va="center",
+                    fontsize=6,
+                    color="white" if v < mid else "black",
+                )
+    fig.colorbar(image, ax=ax, shrink=0.8)
+    ax.set_title(title, fontsize=10)
+    return _encode(fig, title, f"{title}: {len(rows)} rows ({', '.join(rows[:12])}) by {len(cols)} columns")
+
+
+def _colors(cmap: str, n: int) -> list[tuple[float, ...]]:
+    from matplotlib import colormaps
+
+    cm = colormaps[cmap]
+    return [cm(x) for x in np.linspace(0.05, 0.95, n)]

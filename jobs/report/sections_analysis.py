@@ -1,0 +1,169 @@
+"""Report sections from the analysis tables: disagreement, spectrum positions, outliers."""
+
+from __future__ import annotations
+
+import numpy as np
+import polars as pl
+
+from jobs.analysis.disagreement import BIN_LABELS
+from jobs.report import figures
+from jobs.report.blocks import Section, Table, num, pct
+from jobs.report.sources import RunSources
+from jobs.stages.rubrics import POSITIONS
+
+D_MAX = 3.0
+"""Largest possible D: the population std of positions on a 0..6 scale."""
+D_STEP = 0.1
+
+
+def disagreement_section(src: RunSources) -> Section:
+    sec = Section(
+        "disagreement",
+        "Disagreement per model subset",
+        "D(x, M) is the larger standard deviation of the subset's positions on either value; "
+        "the dashed line is the high-disagreement threshold.",
+    )
+    lf = src.scan("disagreement")
+    if lf is None:
+        sec.missing.append(src.missing("disagreement", "disagreement"))
+        return sec
+    threshold = float(src.stage_setting("disagreement", "high_threshold", 1.5))
+    n_bins = round(D_MAX / D_STEP)
+    binned = (
+        lf.filter(pl.col("d").is_not_null())
+        .with_columns(b=(pl.col("d") / D_STEP + 1e-9).floor().cast(pl.Int64).clip(0, n_bins - 1))
+        .group_by("subset", "b")
+        .len()
+        .collect()
+    )
+    subsets = _subset_order(src, binned["subset"].unique().to_list())
+    counts = {s: np.zeros(n_bins) for s in subsets}
+    for subset, b, n in binned.iter_rows():
+        counts[subset][b] = n
+    if counts:
+        sec.figures.append(
+            figures.histograms(
+                counts,
+                np.linspace(0.0, D_MAX, n_bins + 1),
+                threshold=threshold,
+                title="Disagreement histograms",
+                xlabel="D (max std of positions)",
+            )
+        )
+    per_bin = (
+        lf.group_by("subset")
+        .agg(
+            pl.len().alias("scenarios"),
+            pl.col("high").fill_null(False).sum().alias("high"),
+            *[(pl.col("bin") == b).sum().alias(b) for b in BIN_LABELS],
+        )
+        .collect()
+    )
+    picked = src.frame("selections")
+    selected = dict(picked.group_by("subset").len().iter_rows()) if picked is not None else {}
+    rows = []
+    for r in sorted(
+        per_bin.iter_rows(named=True),
+        key=lambda r: subsets.index(r["subset"]) if r["subset"] in subsets else 99,
+    ):
+        rows.append(
+            [
+                r["subset"],
+                num(r["scenarios"]),
+                f"{num(r['high'])} ({pct(r['high'] / max(r['scenarios'], 1))})",
+            ]
+            + [num(r[b]) for b in BIN_LABELS]
+            + [num(selected.get(r["subset"], 0)) if picked is not None else "not run"]
+        )
+    sec.tables.append(
+        Table(
+            f"Scenarios per subset and disagreement bin (high: D ≥ {threshold})",
+            ["subset", "scenarios", "high", *BIN_LABELS, "selected (k-center)"],
+            rows,
+        )
+    )
+    return sec
+
+
+def _subset_order(src: RunSources, present: list[str]) -> list[str]:
+    summary = ((src.manifest.get("stages", {}).get("disagreement") or {}).get("summary") or {}).get("subsets")
+    order = [s for s in (summary or {}) if s in present]
+    return order + sorted(set(present) - set(order))
+
+
+def positions_section(src: RunSources) -> Section:
+    sec = Section(
+        "positions",
+        "Spectrum positions per model",
+        "Share of each model's scored responses at each rubric position (0 extreme_oppose .. 6 extreme_favor).",
+    )
+    lf = src.scan("scores")
+    if lf is None:
+        sec.missing.append(src.missing("scores", "scores"))
+        return sec
+    sample = int(src.stage_setting("disagreement", "sample", 0))
+    counts = (
+        lf.filter(
+            (pl.col("status") == "ok") & pl.col("position").is_not_null() & (pl.col("sample") == sample)
+        )
+        .group_by("model", "value_slot", "position")
+        .len()
+        .collect()
+    )
+    status = lf.group_by("status").len().sort("status").collect()
+    models = sorted(counts["model"].unique().to_list())
+    panels = {}
+    for slot in (1, 2):
+        m = np.zeros((len(models), len(POSITIONS)))
+        for model, s, pos, n in counts.iter_rows():
+            if s == slot and 0 <= pos < len(POSITIONS):
+                m[models.index(model), pos] = n
+        totals = m.sum(axis=1, keepdims=True)
+        panels[f"value {slot}"] = (models, np.divide(m, totals, out=np.zeros_like(m), where=totals > 0))
+    if models:
+        sec.figures.append(
+            figures.stacked_bars(
+                panels,
+                [f"{i} {p}" for i, p in enumerate(POSITIONS)],
+                title="Position distributions",
+                cmap="RdBu",
+            )
+        )
+    sec.tables.append(
+        Table("Score rows by status", ["status", "rows"], [[s, num(n)] for s, n in status.iter_rows()])
+    )
+    return sec
+
+
+def outliers_section(src: RunSources) -> Section:
+    sec = Section(
+        "outliers",
+        "Outlier responses per model",
+        "A response is an outlier when its position is far from most other models' on either value.",
+    )
+    df = src.frame("outlier_counts")
+    if df is None:
+        sec.missing.append(src.missing("disagreement", "outlier_counts"))
+        return sec
+    df = df.sort("n_outliers", descending=True)
+    if df.height:
+        sec.figures.append(
+            figures.bars(
+                df["model"].to_list(),
+                df["n_outliers"].to_numpy(),
+                title="Outliers per model",
+                ylabel="outlier responses",
+                annotate=[pct(r) for r in df["outlier_rate"]],
+            )
+        )
+    sec.tables.append(
+        Table(
+            "Outlier counts",
+            ["model", "responses", "outliers", "rate"],
+            [
+                [r["model"], num(r["n_responses"]), num(r["n_outliers"]), pct(r["outlier_rate"])]
+                for r in df.iter_rows(named=True)
+            ],
+        )
+    )
+    return sec

@@ -1,0 +1,344 @@
+"""Report sections from the judge tables (topics, refusals, compliance, values; see the judge-table contract).
+
+Each reads only its own tables and says which stage is missing when one is absent, so the
+report works on a run that stopped after `disagreement` as well as on a complete one.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import polars as pl
+
+from jobs.report import figures
+from jobs.report.blocks import Figure, Section, Table, num, pct
+from jobs.report.sources import RunSources
+
+REFUSAL_CATEGORIES: tuple[str, ...] = (
+    "full compliance",
+    "compliance with minor additions",
+    "conditional compliance",
+    "partial compliance with redirection",
+    "soft rejection with alternatives",
+    "firm rejection with explanation",
+    "complete rejection",
+)
+"""The seven ordered refusal-degree categories (METHOD.md §6), by category_index 0..6."""
+MAX_TOPIC_PANELS = 12
+"""Per-topic refusal panels shown (largest topics first); the rates table has every topic."""
+
+
+def scenario_topics(src: RunSources) -> pl.DataFrame | None:
+    """(scenario_id, topic): topics that at least half of the labellers that answered assigned."""
+    lf = src.scan("topics")
+    if lf is None:
+        return None
+    ok = lf.filter(pl.col("status") == "ok")
+    labellers = ok.group_by("scenario_id").agg(pl.col("model").n_unique().alias("n_labellers"))
+    votes = (
+        ok.select("scenario_id", "model", pl.col("topics"))
+        .explode("topics")
+        .drop_nulls("topics")
+        .group_by("scenario_id", "topics")
+        .agg(pl.col("model").n_unique().alias("votes"))
+    )
+    return (
+        votes.join(labellers, on="scenario_id")
+        .filter(pl.col("votes") * 2 >= pl.col("n_labellers"))
+        .select("scenario_id", pl.col("topics").alias("topic"))
+        .collect()
+    )
+
+
+def _category_labels(counts: pl.DataFrame) -> list[str]:
+    """The table's own category names where present, else METHOD.md's."""
+    named = dict(counts.select("category_index", "category").unique("category_index").iter_rows())
+    return [f"{i} {named.get(i) or REFUSAL_CATEGORIES[i]}" for i in range(len(REFUSAL_CATEGORIES))]
+
+
+def _shares(counts: pl.DataFrame, key: str) -> tuple[list[str], np.ndarray]:
+    labels = sorted(counts[key].unique().to_list())
+    m = np.zeros((len(labels), len(REFUSAL_CATEGORIES)))
+    for k, i, n in counts.select(key, "category_index", "n").iter_rows():
+        if 0 <= i < len(REFUSAL_CATEGORIES):
+            m[labels.index(k), i] += n
+    totals = m.sum(axis=1, keepdims=True)
+    return labels, np.divide(m, totals, out=np.zeros_like(m), where=totals > 0)
+
+
+def refusals_section(src: RunSources) -> Section:
+    sec = Section(
+        "refusals",
+        "Refusal degree per model",
+        "Shares of judged responses in each of the seven refusal-degree categories (every judge's "
+        "verdict counts); the last three are refusals, the last a hard refusal.",
+    )
+    lf = src.scan("refusals")
+    if lf is None:
+        sec.missing.append(src.missing("refusals", "refusals"))
+    else:
+        judged = lf.filter((pl.col("status") == "ok") & pl.col("category_index").is_not_null())
+        counts = judged.group_by("model", "category_index", "category").len("n").collect()
+        status = lf.group_by("status").len().sort("status").collect()
+        if counts.height:
+            labels = _category_labels(counts)
+            sec.figures.append(
+                figures.stacked_bars(
+                    {"all scenarios": _shares(counts, "model")},
+                    labels,
+                    title="Refusal categories",
+                    cmap="RdYlGn_r",
+                    ncols=1,
+                )
+            )
+            topics = scenario_topics(src)
+            if topics is None:
+                sec.notes.append("Per-topic bars: " + src.missing("topics", "topics"))
+            else:
+                by_topic = (
+                    judged.join(topics.lazy(), on="scenario_id")
+                    .group_by("topic", "model", "category_index", "category")
+                    .len("n")
+                    .collect()
+                )
+                largest = by_topic.group_by("topic").agg(pl.col("n").sum()).sort("n", descending=True)
+                panels = {
+                    t: _shares(by_topic.filter(pl.col("topic") == t), "model")
+                    for t in largest["topic"].head(MAX_TOPIC_PANELS).to_list()
+                }
+                if panels:
+                    sec.figures.append(
+                        figures.stacked_bars(
+                            panels, labels, title="Refusal categories per topic", cmap="RdYlGn_r"
+                        )
+                    )
+                if largest.height > MAX_TOPIC_PANELS:
+                    sec.notes.append(
+                        f"Per-topic bars show the {MAX_TOPIC_PANELS} largest of {largest.height} topics."
+                    )
+        sec.tables.append(
+            Table(
+                "Refusal verdicts by status",
+                ["status", "verdicts"],
+                [[s, num(n)] for s, n in status.iter_rows()],
+            )
+        )
+    rates = src.frame("refusal_rates")
+    if rates is None:
+        sec.missing.append(src.missing("refusals", "refusal_rates"))
+    else:
+        rows = [
+            [
+                r["model"],
+                r["topic"],
+                num(r["n"]),
+                f"{pct(r['refusal_rate'])} [{pct(r['refusal_ci_low'])}, {pct(r['refusal_ci_high'])}]",
+                f"{pct(r['hard_rate'])} [{pct(r['hard_ci_low'])}, {pct(r['hard_ci_high'])}]",
+            ]
+            for r in rates.sort(pl.col("topic") != "all", "topic", "model").iter_rows(named=True)
+        ]
+        sec.tables.append(
+            Table(
+                "Refusal rates with confidence intervals",
+                ["model", "topic", "n", "refusal", "hard refusal"],
+                rows,
+            )
+        )
+    return sec
+
+
+def _as_share(count: int, n: int) -> str:
+    return f"{pct(count / n if n else None)} ({num(count)})"
+
+
+def _sample_table(samples: pl.DataFrame) -> Table:
+    """The paper's layout: per family and sample, shares of scenarios where all pass, one fails, all fail."""
+    rows = []
+    for r in samples.iter_rows(named=True):
+        n = r["n_scenarios"]
+        shares = [_as_share(r[c], n) for c in ("all_pass", "any_fail", "all_fail")]
+        rows.append([r["family"], r["group"], num(n), *shares])
+    return Table(
+        "Compliance by sample (share of scenarios)",
+        ["family", "sample", "scenarios", "all pass", "at least one fails", "all fail"],
+        rows,
+    )
+
+
+def _bin_table_and_figure(bins: pl.DataFrame) -> tuple[Table, list[Figure]]:
+    rows = [
+        [r["group"], r["family"], num(r["n_scenarios"]), pct(r["frequent_noncompliance"]), pct(r["se"])]
+        for r in bins.iter_rows(named=True)
+    ]
+    table = Table(
+        "Frequent non-compliance by disagreement bin",
+        ["bin", "family", "scenarios", "frequent non-compliance", "se"],
+        rows,
+    )
+    if bins.is_empty():
+        return table, []
+    groups = sorted(bins["group"].unique().to_list())
+    series = {}
+    for fam in sorted(bins["family"].unique().to_list()):
+        rates = {
+            g: (v or 0.0, e or 0.0)
+            for g, v, e in bins.filter(pl.col("family") == fam)
+            .select("group", "frequent_noncompliance", "se")
+            .iter_rows()
+        }
+        series[fam] = (
+            np.array([rates.get(g, (0.0, 0.0))[0] for g in groups]),
+            np.array([rates.get(g, (0.0, 0.0))[1] for g in groups]),
+        )
+    fig = figures.grouped_bars(
+        groups, series, title="Frequent non-compliance by disagreement bin", ylabel="rate (± se)"
+    )
+    return table, [fig]
+
+
+def _majority_per_model(verdicts: pl.LazyFrame) -> tuple[Table, list[Figure]]:
+    per_model = (
+        verdicts.group_by("model")
+        .agg(
+            pl.len().alias("n"),
+            *[(pl.col("majority") == k).sum().alias(k) for k in ("problematic", "ok", "tie", "no_judges")],
+        )
+        .sort("model")
+        .collect()
+    )
+    table = Table(
+        "Majority verdicts per model",
+        ["model", "responses", "problematic", "ok", "tie", "no judges"],
+        [
+            [r["model"], *[num(r[k]) for k in ("n", "problematic", "ok", "tie", "no_judges")]]
+            for r in per_model.iter_rows(named=True)
+        ],
+    )
+    if per_model.is_empty():
+        return table, []
+    judged = (per_model["problematic"] + per_model["ok"] + per_model["tie"]).to_numpy()
+    rate = np.divide(per_model["problematic"].to_numpy(), judged, out=np.zeros(len(judged)), where=judged > 0)
+    fig = figures.bars(
+        per_model["model"].to_list(),
+        rate,
+        title="Problematic by majority, per model",
+        ylabel="share of judged responses",
+    )
+    return table, [fig]
+
+
+def compliance_section(src: RunSources) -> Section:
+    sec = Section(
+        "compliance",
+        "Spec compliance",
+        "Judges grade each response against the spec; problematic means non-compliant or ambiguous. "
+        "Frequent non-compliance: every model of a family is problematic on the same scenario.",
+    )
+    summary = src.frame("compliance_summary")
+    if summary is None:
+        sec.missing.append(src.missing("compliance", "compliance_summary"))
+    else:
+        sec.tables.append(
+            _sample_table(summary.filter(pl.col("group_kind") == "sample").sort("family", "group"))
+        )
+        table, figs = _bin_table_and_figure(
+            summary.filter(pl.col("group_kind") == "bin").sort("group", "family")
+        )
+        sec.tables.append(table)
+        sec.figures += figs
+    verdicts = src.scan("compliance_verdicts")
+    if verdicts is None:
+        sec.missing.append(src.missing("compliance", "compliance_verdicts"))
+    else:
+        table, figs = _majority_per_model(verdicts)
+        sec.tables.append(table)
+        sec.figures += figs
+    return sec
+
+
+def judges_section(src: RunSources) -> Section:
+    sec = Section(
+        "judges",
+        "Compliance judges",
+        "How often each judge calls a response problematic, and how often two judges agree.",
+    )
+    kappa = (((src.manifest.get("stages") or {}).get("compliance") or {}).get("summary") or {}).get(
+        "fleiss_kappa"
+    )
+    stats = src.frame("judge_stats")
+    if stats is None:
+        sec.missing.append(src.missing("compliance", "judge_stats"))
+        return sec
+    sec.notes.append(
+        f"Fleiss' kappa over all judges: {kappa:.3f}"
+        if isinstance(kappa, int | float)
+        else "Fleiss' kappa: not in the manifest's compliance summary"
+    )
+    per_judge = stats.filter((pl.col("metric") == "problematic_rate") & pl.col("judge_b").is_null()).sort(
+        "judge_a"
+    )
+    if per_judge.height:
+        sec.figures.append(
+            figures.bars(
+                per_judge["judge_a"].to_list(),
+                per_judge["value"].to_numpy(),
+                title="Problematic rate per judge",
+                ylabel="problematic share",
+            )
+        )
+    pairs = stats.filter((pl.col("metric") == "pairwise_agreement") & pl.col("judge_b").is_not_null())
+    judges = sorted(set(pairs["judge_a"].to_list()) | set(pairs["judge_b"].to_list()))
+    if judges:
+        m = np.eye(len(judges))
+        for a, b, v in pairs.select("judge_a", "judge_b", "value").iter_rows():
+            m[judges.index(a), judges.index(b)] = m[judges.index(b), judges.index(a)] = v
+        sec.figures.append(figures.heatmap(m, judges, judges, title="Pairwise agreement", vmin=0.0, vmax=1.0))
+    sec.tables.append(
+        Table(
+            "Judge statistics",
+            ["metric", "judge", "other judge", "value"],
+            [
+                [r["metric"], r["judge_a"], r["judge_b"] or "", num(r["value"], 3)]
+                for r in stats.sort("metric", "judge_a").iter_rows(named=True)
+            ],
+        )
+    )
+    return sec
+
+
+def values_section(src: RunSources) -> Section:
+    sec = Section(
+        "values",
+        "Values expressed",
+        "Values each response shows distinctively, matched to level-2 taxonomy categories.",
+    )
+    counts = src.frame("value_counts")
+    if counts is None:
+        sec.missing.append(src.missing("values", "value_counts"))
+    elif counts.height:
+        models = sorted(counts["model"].unique().to_list())
+        cats = (
+            counts.group_by("category")
+            .agg(pl.col("count").sum())
+            .sort("count", descending=True)["category"]
+            .to_list()
+        )
+        m = np.zeros((len(models), len(cats)))
+        for model, cat, n in counts.select("model", "category", "count").iter_rows():
+            m[models.index(model), cats.index(cat)] = n
+        sec.figures.append(
+            figures.heatmap(m, models, cats, title="Value categories per model (counts)", fmt="{:.0f}")
+        )
+    co = src.frame("value_cooccurrence")
+    if co is None:
+        sec.missing.append(src.missing("values", "value_cooccurrence"))
+    elif co.height:
+        cats = sorted(set(co["category_a"].to_list()) | set(co["category_b"].to_list()))
+        m = np.full((len(cats), len(cats)), np.nan)
+        for a, b, p in co.select("category_a", "category_b", "p").iter_rows():
+            m[cats.index(a), cats.index(b)] = p
+        sec.figures.append(
+            figures.heatmap(
+                m, cats, cats, title="P(another model shows column | a model shows row)", vmin=0.0, vmax=1.0
+            )
+        )
+    return sec

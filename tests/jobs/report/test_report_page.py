@@ -1,0 +1,183 @@
+"""The report page from constructed tables: every section, the missing-stage notes, escaping, bounded weight."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from actors.errors import ConfigError
+from jobs.cli import main
+from jobs.report.build import ReportOptions, build_report
+from jobs.report.facts import stage_of
+from jobs.report.page import script_json
+from tests.jobs.report.page_parse import ParsedPage, parse_page
+from tests.jobs.report.synthetic_run import (
+    COMPLIANCE_SAMPLES,
+    HOSTILE,
+    MODELS,
+    analysis_run,
+    inject_response,
+    judge_tables,
+)
+
+JUDGE_SECTIONS = ("refusals", "compliance", "judges", "values")
+
+
+def build(root: Path, **opts: int) -> tuple[ParsedPage, str]:
+    html = Path(build_report(str(root), ReportOptions(**opts))).read_text()
+    return parse_page(html), html
+
+
+@pytest.fixture
+def full_run(tmp_path: Path) -> Path:
+    ids = analysis_run(tmp_path / "run", 60)
+    judge_tables(tmp_path / "run", ids, MODELS)
+    return tmp_path / "run"
+
+
+def test_every_section_has_its_plots_and_tables(full_run: Path) -> None:
+    page, _ = build(full_run)
+    expected_images = {
+        "disagreement": 1,
+        "positions": 1,
+        "outliers": 1,
+        "refusals": 2,
+        "compliance": 2,
+        "judges": 2,
+        "values": 2,
+    }
+    for sid, n in expected_images.items():
+        sec = page.sections[sid]
+        assert sec.images == n, (sid, sec.images)
+        assert sec.missing == [], (sid, sec.missing)
+    assert "Fleiss' kappa over all judges: 0.432" in page.sections["judges"].notes
+    assert len(page.data["scenarios"]) > 0
+    assert all(len(s["responses"]) == len(MODELS) for s in page.data["scenarios"])
+    assert page.data["missing"] == {}
+
+
+def test_compliance_table_is_laid_out_like_the_papers(tmp_path: Path) -> None:
+    ids = analysis_run(tmp_path, 30)
+    judge_tables(tmp_path, ids, MODELS)
+    page, _ = build(tmp_path)
+    sec = page.sections["compliance"]
+    header = sec.cells[0]
+    assert header == ["family", "sample", "scenarios", "all pass", "at least one fails", "all fail"]
+    rows = {(r[0], r[1]): r[2:] for r in sec.cells[1:] if len(r) == 6}
+    n, ok, fail, all_fail = COMPLIANCE_SAMPLES["high_all"]
+    assert rows[("openai", "high_all")] == [
+        str(n),
+        f"{100 * ok / n:.1f}% ({ok})",
+        f"{100 * fail / n:.1f}% ({fail})",
+        f"{100 * all_fail / n:.1f}% ({all_fail})",
+    ]
+    bins = [r for r in sec.cells if len(r) == 5 and r[0] == "[2.5,3]"]
+    assert ["[2.5,3]", "claude", "10", "25.0%", "2.0%"] in bins
+
+
+def test_absent_judge_tables_are_named_with_their_stage(tmp_path: Path) -> None:
+    analysis_run(tmp_path, 20)
+    page, _ = build(tmp_path)
+    assert page.sections["refusals"].missing == [
+        "stage refusals not run: tables/refusals.parquet is absent",
+        "stage refusals not run: tables/refusal_rates.parquet is absent",
+    ]
+    assert page.sections["judges"].missing == [
+        "stage compliance not run: tables/judge_stats.parquet is absent"
+    ]
+    assert "stage values not run: tables/value_counts.parquet is absent" in page.sections["values"].missing
+    for sid in JUDGE_SECTIONS:
+        assert page.sections[sid].images == 0
+    assert page.sections["disagreement"].images == 1 and page.sections["disagreement"].missing == []
+    assert page.data["missing"]["topics"] == "stage topics not run: tables/topics.parquet is absent"
+
+
+def test_a_running_stage_is_reported_as_running(tmp_path: Path) -> None:
+    analysis_run(tmp_path, 20)
+    manifest = json.loads((tmp_path / "manifest.json").read_text())
+    manifest["stages"]["refusals"] = {"state": "running"}
+    (tmp_path / "manifest.json").write_text(json.dumps(manifest))
+    page, _ = build(tmp_path)
+    assert (
+        page.sections["refusals"].missing[0]
+        == "stage refusals is running: tables/refusals.parquet is not written yet"
+    )
+
+
+def test_only_the_analysis_tables_missing_says_so(tmp_path: Path) -> None:
+    analysis_run(tmp_path, 10)
+    for name in ("disagreement", "selections", "outlier_counts"):
+        (tmp_path / "tables" / f"{name}.parquet").unlink()
+    page, _ = build(tmp_path)
+    assert page.sections["disagreement"].missing == [
+        "stage disagreement is done but tables/disagreement.parquet is absent"
+    ]
+    assert page.data["scenarios"] == []
+
+
+def test_hostile_output_stays_text_everywhere(full_run: Path) -> None:
+    page, _ = build(full_run)
+    top = page.data["scenarios"][0]
+    inject_response(full_run, top["id"], MODELS[1], HOSTILE)
+    page, html = build(full_run)
+    assert "<script>window" not in html and "<img src=x" not in html and 'onerror="window' not in html
+    assert html.count("</script>") == 2  # the JSON block's and the page script's own
+    assert page.tags.count("img") == sum(s.images for s in page.sections.values())
+    shown = next(r for r in page.data["scenarios"][0]["responses"] if r["model"] == MODELS[1])
+    assert shown["text"] == HOSTILE  # the data round-trips exactly; the page sets it as text
+
+
+def test_script_json_escapes_markup_characters() -> None:
+    text = script_json({"a": "</script><!-- & -->", "b": "\u2028"})
+    assert "<" not in text and ">" not in text and "&" not in text
+    assert json.loads(text) == {"a": "</script><!-- & -->", "b": "\u2028"}
+
+
+def test_page_weight_does_not_grow_with_the_rows(tmp_path: Path) -> None:
+    """Ten times the scenarios, same explorer cap: the page stays within a few percent."""
+    sizes = {}
+    for n in (300, 3000):
+        ids = analysis_run(tmp_path / str(n), n)
+        judge_tables(tmp_path / str(n), ids, MODELS)
+        page, html = build(tmp_path / str(n), max_scenarios=40, max_chars=300)
+        assert len(page.data["scenarios"]) == 40
+        assert all(len(r["text"]) <= 300 for s in page.data["scenarios"] for r in s["responses"])
+        sizes[n] = len(html.encode())
+    assert sizes[3000] < 1.25 * sizes[300], sizes
+
+
+def test_explorer_keeps_the_highest_disagreement_first(full_run: Path) -> None:
+    page, _ = build(full_run, max_scenarios=5)
+    d = [s["d_max"] for s in page.data["scenarios"]]
+    assert len(d) == 5 and d == sorted(d, reverse=True)
+    first = page.data["scenarios"][0]
+    assert first["rubric"]["value1"][0].startswith("v1 position 0")
+    assert first["topics"] and first["categories"]
+    r = first["responses"][0]
+    assert {"position1", "position2", "refusals", "compliance", "majority", "values"} <= set(r)
+    assert len(r["refusals"]) == 3 and len(r["compliance"]) == 3
+
+
+def test_requests_tables_map_to_their_stage() -> None:
+    stages = ["scenarios", "responses", "rubrics", "scores", "embeddings"]
+    assert stage_of("scenarios_biased", stages) == "scenarios"
+    assert stage_of("scores_c0_r1", stages) == "scores"
+    assert stage_of("rubrics_c12_r0", stages) == "rubrics"
+    assert stage_of("responses", stages) == "responses"
+
+
+def test_cli_writes_the_report_and_rejects_bad_options(
+    full_run: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["report", str(full_run), "--max-scenarios", "3"]) == 0
+    assert (full_run / "report" / "index.html").exists()
+    assert "index.html" in capsys.readouterr().out
+    assert main(["report", str(full_run), "--max-chars", "0"]) == 1
+    assert "max_chars" in capsys.readouterr().err
+    with pytest.raises(ConfigError):
+        ReportOptions(max_scenarios=0)
+    assert main(["report", str(full_run / "nope")]) == 1
+    assert "no manifest.json" in capsys.readouterr().err
+    assert not (full_run / "nope").exists()

@@ -1,0 +1,113 @@
+"""`specstress estimate` against a real run of the demo config on the emulator: calls per stage within 5%."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+from jobs.config import load_config
+from jobs.estimate import estimate, format_estimate
+from jobs.report.facts import stage_of
+
+DEMO = Path(__file__).resolve().parents[2] / "conf" / "demo.yaml"
+CLEAN = [f"emulator.quirks.{q}=0" for q in ("refusal", "drop_tag", "truncate", "malformed_json")]
+"""Emulated models that never refuse or break format: every generation is kept and no answer needs a
+repair, which is what the estimate's config-counted lines assume (they are upper bounds otherwise)."""
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+UPSTREAM = ["pairs", "scenarios", "responses", "rubrics", "scores", "embeddings", "diversity", "disagreement"]
+"""The stages whose calls the estimate can count from config alone; the judges' scopes depend on
+the disagreement table, so their estimate is checked once that table exists."""
+
+
+def run_demo(overrides: list[str]) -> None:
+    """The demo as a user runs it: its own process, its own local Ray, the emulator's throwaway keys."""
+    env = {**os.environ, "RAY_AUTH_MODE": "disabled"}
+    done = subprocess.run(
+        [sys.executable, "-m", "jobs.cli", "run", str(DEMO), *overrides],
+        env=env,
+        capture_output=True,
+        timeout=600,
+    )
+    assert done.returncode == 0, done.stderr.decode()[-3000:]
+
+
+def calls_by_stage(lines: list[dict], pipeline: list[str], key: str) -> dict[str, int]:
+    """Calls per stage; the value phrases' embeddings are counted apart from the value listing."""
+    out: dict[str, int] = {}
+    for line in lines:
+        stage = stage_of(line["stage"], [*pipeline, "values_embeddings"])
+        out[stage] = out.get(stage, 0) + line[key]
+    return out
+
+
+def test_estimate_matches_the_demo_runs_calls_per_stage(tmp_path: Path) -> None:
+    overrides = [
+        f"run_dir={tmp_path / 'run'}",
+        f"cache_dir={tmp_path / 'cache'}",
+        f"emulator.port={free_port()}",
+        "stages.pairs.n_pairs=8",
+        *CLEAN,
+    ]
+    conf = load_config(DEMO, overrides)
+    pipeline = list(conf.pipeline)
+    assert pipeline[: len(UPSTREAM)] == UPSTREAM
+    before = estimate(conf)
+    predicted = calls_by_stage(before.as_dict()["lines"], pipeline, "to_make")
+    made: dict[str, int] = {}
+    neutral_made = 0
+    for part in (UPSTREAM, pipeline):
+        if part is pipeline:  # the judges' scopes are known now: estimate them before they run
+            judges = calls_by_stage(estimate(conf).as_dict()["lines"], pipeline, "to_make")
+            predicted |= {stage: judges[stage] for stage in pipeline[len(UPSTREAM) :]}
+        run_demo([*overrides, f"pipeline=[{','.join(part)}]"])
+        manifest = json.loads((tmp_path / "run" / "manifest.json").read_text())
+        calls = [{"stage": name, **figures} for name, figures in manifest["calls"].items()]
+        made |= {k: v for k, v in calls_by_stage(calls, pipeline, "made").items() if v}
+        neutral_made = neutral_made if part is pipeline else manifest["calls"]["scenarios_neutral"]["made"]
+
+    assert set(predicted) == set(made) == {
+        "scenarios", "responses", "rubrics", "scores", "embeddings", "topics", "refusals", "compliance", "values",
+        "values_embeddings",
+    }  # fmt: skip
+    # Phrase embeddings depend on how many phrases come back: the estimate is an upper bound.
+    assert predicted.pop("values_embeddings") >= made.pop("values_embeddings")
+    for stage, n in made.items():
+        assert abs(predicted[stage] - n) <= 0.05 * n, (stage, predicted[stage], n)
+    # The neutral generations are built exactly, before anything runs.
+    neutral = sum(ln.to_make for ln in before.lines if ln.stage == "scenarios_neutral")
+    assert neutral == neutral_made == 8
+    # Every figure the issue asks for is there, with the limit that binds each stage.
+    assert before.binding.keys() == {ln.stage for ln in before.lines}
+    assert all(w > 0 for w in before.wall_s.values())
+    assert "stored tok" in format_estimate(before) and "binding:" in format_estimate(before)
+
+    after = estimate(conf).as_dict()
+    assert after["total_to_make"] == 0 and after["total_cost_usd"] == 0
+    assert after["total_stored_usd"] > 0
+    assert all(ln["cached"] == ln["calls"] for ln in after["lines"])
+
+
+def test_run_over_budget_refuses_and_points_to_the_estimate(tmp_path: Path) -> None:
+    overrides = [f"run_dir={tmp_path / 'run'}", f"emulator.port={free_port()}", "stages.pairs.n_pairs=8"]
+    env = {**os.environ, "RAY_AUTH_MODE": "disabled"}
+    done = subprocess.run(
+        [sys.executable, "-m", "jobs.cli", "run", str(DEMO), *overrides, "budget_usd=0.01"],
+        env=env,
+        capture_output=True,
+        timeout=300,
+    )
+    err = done.stderr.decode()
+    assert done.returncode == 3, err[-3000:]
+    assert "over budget_usd=$0.01" in err and "nothing was sent" in err and "specstress estimate" in err
+    assert not list((tmp_path / "run" / "cache" / "calls").glob("part-*.parquet"))

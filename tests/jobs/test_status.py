@@ -1,0 +1,77 @@
+"""`specstress status --json` while a run goes on and after it is killed, checked against the call store."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import polars as pl
+
+from actors.emulator.config import LatencyModel
+from actors.emulator.server import EmulatorServer
+from actors.store import CallStore
+from tests.conftest import emulator_config
+from tests.jobs.test_resume import _config, _run
+
+
+def status_json(run: Path) -> dict[str, Any]:
+    out = subprocess.run(
+        [sys.executable, "-m", "jobs.cli", "status", str(run), "--json"],
+        capture_output=True,
+        check=True,
+        timeout=120,
+    )
+    return json.loads(out.stdout)
+
+
+def store_truth(cache: Path, run_id: str) -> dict[str, Any]:
+    lf = CallStore(str(cache)).scan(["run_id", "status", "cost_usd"]).filter(pl.col("run_id") == run_id)
+    row = lf.select(
+        pl.len().alias("calls"), (pl.col("status") == "ok").sum().alias("ok"), pl.col("cost_usd").sum()
+    ).collect()
+    return row.row(0, named=True)
+
+
+def test_status_during_a_run_and_after_a_kill_matches_the_store(tmp_path: Path, api_key: str) -> None:
+    run, cache = tmp_path / "run", tmp_path / "cache"
+    # 0.8 s a call, 4 in flight per model: the stage takes about 16 s, longer than the checks below.
+    with EmulatorServer(emulator_config(latency=LatencyModel(0.8, 0.0), seed=6)) as emu:
+        proc = _run(_config(tmp_path, emu.url))
+        try:
+            deadline = time.monotonic() + 120
+            while time.monotonic() < deadline and len(list((cache / "calls").glob("part-*.parquet"))) < 3:
+                assert proc.poll() is None, proc.stdout.read().decode() if proc.stdout else ""
+                time.sleep(0.05)
+            run_id = json.loads((run / "manifest.json").read_text())["run_id"]
+            before = store_truth(cache, run_id)["calls"]
+            live = status_json(run)
+            after = store_truth(cache, run_id)["calls"]
+            assert proc.poll() is None, "the run must still be going for the live check"
+        finally:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait(30)
+
+    assert live["run_state"] == "running"
+    assert live["stages"]["scenarios"]["state"] == "running"
+    assert before <= live["store"]["calls"] <= after
+    neutral = live["calls"]["scenarios_neutral"]
+    # The manifest is rewritten after each shard lands, so it never counts more than the store holds.
+    assert 0 < neutral["made"] <= live["store"]["calls"]
+    eta = live["eta"]["scenarios_neutral"]
+    assert eta["calls_left"] == neutral["requests"] - neutral["cached"] - neutral["made"] > 0
+    assert eta["eta_s"] > 0 and eta["rate_per_s"] > 0
+
+    dead = status_json(run)
+    truth = store_truth(cache, run_id)
+    assert dead["run_state"] == "killed"
+    assert dead["eta"] == {}
+    assert dead["store"]["calls"] == truth["calls"] and dead["store"]["ok"] == truth["ok"]
+    assert abs(dead["store"]["cost_usd"] - truth["cost_usd"]) < 1e-9
+    assert dead["calls"]["scenarios_neutral"]["made"] <= truth["calls"]
+    assert dead["tables"].get("pairs") == 240
