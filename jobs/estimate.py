@@ -19,7 +19,7 @@ import polars as pl
 
 from actors.store import CallStore, contains
 from actors.types import call_key, spec_from_json
-from jobs.config import RunConf, account_limits, account_of, endpoint
+from jobs.config import LimitsConf, RunConf, account_limits, account_of, endpoint
 from jobs.rundir import RunDir, default_cache
 
 TYPICAL: dict[str, tuple[int, int]] = {
@@ -234,19 +234,27 @@ def estimate(conf: RunConf) -> Estimate:
     for stage, accounts in by_stage.items():
         worst, why = 0.0, "none"
         for account, (calls, tin, tout) in accounts.items():
-            lim = limits[account]
-            for name, used, per_min in (
-                ("rpm", calls, lim.rpm),
-                ("input_tpm", tin, lim.input_tpm),
-                ("output_tpm", tout, lim.output_tpm),
-            ):
-                if per_min and used:
-                    minutes = used / per_min
-                    if minutes * 60 > worst:
-                        worst, why = minutes * 60, f"{account}.{name}"
+            secs, name = limit_seconds(limits[account], calls, tin, tout)
+            if secs > worst:
+                worst, why = secs, f"{account}.{name}"
         est.wall_s[stage] = worst
         est.binding[stage] = why
     return est
+
+
+def limit_seconds(
+    lim: LimitsConf, calls: float, input_tokens: float, output_tokens: float
+) -> tuple[float, str]:
+    """Seconds an account's per-minute limits need for this much work, and the limit that binds."""
+    worst, why = 0.0, "none"
+    for name, used, per_min in (
+        ("rpm", calls, lim.rpm),
+        ("input_tpm", input_tokens, lim.input_tpm),
+        ("output_tpm", output_tokens, lim.output_tpm),
+    ):
+        if per_min and used and used / per_min * 60 > worst:
+            worst, why = used / per_min * 60, name
+    return worst, why
 
 
 def format_estimate(est: Estimate) -> str:

@@ -7,6 +7,7 @@ from typing import Any
 
 from actors.errors import SpecstressError
 from actors.storage import Location
+from jobs.batching.records import batch_status
 from jobs.rundir import MANIFEST
 
 
@@ -22,6 +23,7 @@ def run_status(run_uri: str) -> dict[str, Any]:
             if isinstance(v, int | float) and k != "elapsed_s":
                 totals[k] = totals.get(k, 0) + v
     data["totals"] = totals
+    data["batches"] = batch_status(Location(run_uri))
     return data
 
 
@@ -39,6 +41,18 @@ def format_status(status: dict[str, Any]) -> str:
         )
     t = status["totals"]
     lines.append(f"  total: made={int(t.get('made', 0))} cost=${t.get('cost_usd', 0.0):.4f}")
+    batches = status.get("batches") or {}
+    for b in batches.get("in_flight", []):
+        counts = ", ".join(f"{k} {v}" for k, v in sorted(b["counts"].items())) or "no counts yet"
+        lines.append(
+            f"  batch {b['remote_id'] or '(being created)'} {b['stage']}/{b['model']} {b['state']}"
+            f" {b['provider_status'] or ''}: {b['items']} items, {b['age_s'] / 60:.1f} min old ({counts})"
+        )
+    if batches.get("totals", {}).get("unconfirmed_items"):
+        n = batches["totals"]["unconfirmed_items"]
+        lines.append(
+            f"  {n} batch items were being submitted at a kill and were sent again (maybe paid twice)"
+        )
     for item in status.get("interrupted", []):
         lines.append(f"  resumed after a kill in {item['stage']}: {item['in_flight']} calls were in flight")
     return "\n".join(lines)

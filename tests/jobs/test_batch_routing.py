@@ -1,0 +1,171 @@
+"""Stages through the providers' batch APIs: full stages, exact repair, auto's deadline, resume.
+
+The emulator counts batch submissions and well-formed answers per online request hash, so
+exactly-once is proved across both paths: every request is answered once, whichever way.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+import polars as pl
+import pytest
+
+from actors.emulator.config import BatchBehaviour
+from actors.emulator.server import EmulatorServer, request_hash
+from actors.providers import get_adapter
+from actors.storage import Location
+from actors.types import spec_from_json
+from jobs.batching.records import BatchLedger, BatchRecord
+from jobs.status import format_status, run_status
+from tests.conftest import emulator_config
+from tests.jobs.test_engine import make_engine, requests
+
+pytestmark = pytest.mark.usefixtures("ray_local")
+
+ALL = ["m_openai", "m_anthropic", "m_gemini"]
+PATHS = {"openai": "/v1/chat/completions", "anthropic": "/v1/messages"}
+
+
+def hashes(engine: Any, path: str) -> dict[str, str]:
+    """Call key -> the emulator's hash of the online request it stands for."""
+    out = {}
+    for key, model, spec in pl.read_parquet(path).select("key", "model", "spec").iter_rows():
+        ep = engine._endpoints[model]
+        body = get_adapter(ep.provider).build(ep, spec_from_json(spec)).json
+        online = PATHS.get(ep.provider, f"/v1beta/models/{ep.model_id}:generateContent")
+        out[key] = request_hash(online, body)
+    return out
+
+
+def test_a_whole_stage_goes_through_each_batch_api_at_the_batch_price(tmp_path: Path, api_key: str) -> None:
+    with EmulatorServer(emulator_config(batch=BatchBehaviour(delay_s=0.5))) as emu:
+        engine = make_engine(tmp_path, emu.url, "stages.responses.route=batch", "batch.poll_s=0.2")
+        path = engine.write_requests("responses", requests(ALL, 60))
+        calls = engine.run("responses", path)
+        stats = emu.stats()
+        res = engine.results(path, ["status", "text", "input_tokens", "output_tokens", "cost_usd"]).collect()
+        again = engine.run("responses", path)
+        engine.close()
+    by_hash = hashes(engine, path)
+    assert stats["by_hash"] == {}  # not one online call
+    assert stats["batches"] == 3  # one per model and provider
+    assert {stats["batch_by_hash"][h] for h in by_hash.values()} == {1}
+    assert {stats["ok_by_hash"][h] for h in by_hash.values()} == {1}
+    assert (calls.made, calls.ok, calls.batch.answered, calls.batch.to_online) == (60, 60, 60, 0)
+    assert res.height == 60 and (res["status"] == "ok").all()
+    # Priced at the batch discount (0.5) of the registry prices in tests (1.0 in, 2.0 out per M).
+    full = (res["input_tokens"] * 1.0 + res["output_tokens"] * 2.0) / 1e6
+    assert ((res["cost_usd"] - full * 0.5).abs() < 1e-12).all()
+    assert again.made == 0 and again.batch.submitted_items == 0  # answered is answered, either path
+    states = {r.state for r in BatchLedger(engine.run_dir.root.child("batches")).load()}
+    assert states == {"collected"}
+
+
+def test_partial_failure_and_expiry_are_repaired_exactly(tmp_path: Path, api_key: str) -> None:
+    behaviour = BatchBehaviour(delay_s=1.2, expire_s=0.8, failure_rate=0.25)
+    with EmulatorServer(emulator_config(batch=behaviour, seed=4)) as emu:
+        engine = make_engine(
+            tmp_path, emu.url, "stages.responses.route=batch", "batch.poll_s=0.2", "batch.max_rounds=2"
+        )
+        path = engine.write_requests("responses", requests(ALL, 45))
+        calls = engine.run("responses", path)
+        stats = emu.stats()
+        first_round = list(emu.emulator.batches.batches.values())[:3]
+        engine.close()
+    unanswered = {
+        request_hash(item.path, item.body)
+        for batch in first_round
+        for item in batch.items
+        if item.outcome != "answered" or item.status != 200
+    }
+    by_hash = set(hashes(engine, path).values())
+    assert 0 < len(unanswered) < len(by_hash)
+    resubmitted = {h for h, n in stats["batch_by_hash"].items() if n == 2}
+    assert resubmitted == unanswered  # exactly the failed and expired items, nothing else
+    assert max(stats["batch_by_hash"].values()) == 2  # max_rounds: then online
+    # Every request answered exactly once over batch and online together.
+    assert {stats["ok_by_hash"].get(h, 0) for h in by_hash} == {1}
+    assert calls.ok == 45 and calls.batch.resubmitted == len(unanswered)
+    assert calls.batch.to_online == sum(stats["by_hash"].values())
+
+
+def test_auto_meets_its_deadline_by_moving_stragglers_online(tmp_path: Path, api_key: str) -> None:
+    deadline = 12.0
+    with EmulatorServer(emulator_config(batch=BatchBehaviour(delay_s=60.0))) as emu:
+        engine = make_engine(
+            tmp_path,
+            emu.url,
+            "stages.responses.route=auto",
+            f"stages.responses.batch_deadline_s={deadline}",
+            "batch.online_safety=3",
+            "batch.cancel_grace_s=5",
+            "models.m_openai.limits.rpm=1200",
+            models=("m_openai",),
+        )
+        engine.start_clients()
+        path = engine.write_requests("responses", requests(["m_openai"], 40))
+        t0 = time.monotonic()
+        calls = engine.run("responses", path)
+        elapsed = time.monotonic() - t0
+        stats = emu.stats()
+        engine.close()
+    by_hash = set(hashes(engine, path).values())
+    assert elapsed < deadline
+    assert calls.ok == 40
+    assert calls.batch.submitted_items == 40
+    assert 0 < calls.batch.answered < 40  # what the batch finished before the cut-over counts
+    assert calls.batch.to_online == 40 - calls.batch.answered == sum(stats["by_hash"].values())
+    assert {stats["ok_by_hash"].get(h, 0) for h in by_hash} == {1}
+
+
+def test_auto_goes_online_when_the_deadline_leaves_no_room(tmp_path: Path, api_key: str) -> None:
+    with EmulatorServer(emulator_config()) as emu:
+        engine = make_engine(
+            tmp_path,
+            emu.url,
+            "stages.responses.route=auto",
+            "stages.responses.batch_deadline_s=1",
+            "models.m_openai.limits.rpm=60",
+            models=("m_openai",),
+        )
+        path = engine.write_requests("responses", requests(["m_openai"], 10))
+        calls = engine.run("responses", path)
+        stats = emu.stats()
+        engine.close()
+    assert stats["batches"] == 0 and calls.ok == 10 and calls.batch.submitted_items == 0
+
+
+def test_a_batch_interrupted_mid_create_is_sent_again_and_counted(tmp_path: Path, api_key: str) -> None:
+    with EmulatorServer(emulator_config(batch=BatchBehaviour(delay_s=0.2))) as emu:
+        engine = make_engine(
+            tmp_path, emu.url, "stages.responses.route=batch", "batch.poll_s=0.1", models=("m_openai",)
+        )
+        path = engine.write_requests("responses", requests(["m_openai"], 8))
+        keys = pl.read_parquet(path)["key"].to_list()
+        ledger = BatchLedger(engine.run_dir.root.child("batches"))
+        ledger.begin(BatchRecord.new("responses", "m_openai", "openai", 0, 3), keys[:3])  # died in create
+        calls = engine.run("responses", path)
+        engine.close()
+    assert calls.ok == 8 and calls.batch.unconfirmed_items == 3
+    status = run_status(str(tmp_path / "run"))
+    assert status["batches"]["totals"]["unconfirmed_items"] == 3
+    assert status["batches"]["in_flight"] == []
+
+
+def test_status_lists_batches_in_flight(tmp_path: Path) -> None:
+    run = tmp_path / "run"
+    ledger = BatchLedger(Location(str(run)).child("batches"))
+    rec = BatchRecord.new("responses", "m_openai", "openai", 0, 12)
+    rec.created_at -= 30
+    ledger.begin(rec, [f"k{i}" for i in range(12)])
+    rec.state, rec.remote_id, rec.counts = "submitted", "batch_1", {"completed": 5, "failed": 1, "total": 12}
+    ledger.save(rec)
+    (run / "manifest.json").write_text(json.dumps({"run_id": "r", "created_at": "now", "stages": {}}))
+    status = run_status(str(run))
+    [item] = status["batches"]["in_flight"]
+    assert item["items"] == 12 and item["age_s"] >= 30 and item["counts"]["completed"] == 5
+    assert "batch_1" in format_status(status)
