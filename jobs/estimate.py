@@ -19,6 +19,7 @@ import polars as pl
 
 from actors.store import CallStore, contains
 from actors.types import call_key, spec_from_json
+from jobs.batching.conf import batch_capable, routing_for
 from jobs.config import LimitsConf, RunConf, account_limits, account_of, endpoint
 from jobs.rundir import RunDir, default_cache
 
@@ -67,6 +68,11 @@ class Line:
 class Estimate:
     lines: list[Line] = field(default_factory=list)
     cost: dict[tuple[str, str], float] = field(default_factory=dict)
+    """Dollars per (stage, model) on the route the stage will take."""
+    online_cost: dict[tuple[str, str], float] = field(default_factory=dict)
+    """Dollars per (stage, model) if every call went online: the batch saving is the difference."""
+    batched: set[tuple[str, str]] = field(default_factory=set)
+    """(stage, model) lines that go through a batch API (`route: batch`, or `auto` with room)."""
     wall_s: dict[str, float] = field(default_factory=dict)
     binding: dict[str, str] = field(default_factory=dict)
 
@@ -81,6 +87,7 @@ class Estimate:
                 "input_tokens": round(ln.input_tokens),
                 "output_tokens": round(ln.output_tokens),
                 "cost_usd": round(self.cost[(ln.stage, ln.model)], 4),
+                "route": "batch" if (ln.stage, ln.model) in self.batched else "online",
                 "exact": ln.exact,
             }
             for ln in self.lines
@@ -90,6 +97,8 @@ class Estimate:
             "total_calls": sum(r["calls"] for r in rows),
             "total_to_make": sum(r["to_make"] for r in rows),
             "total_cost_usd": round(sum(self.cost.values()), 4),
+            "total_online_cost_usd": round(sum(self.online_cost.values()), 4),
+            "batch_saving_usd": round(sum(self.online_cost.values()) - sum(self.cost.values()), 4),
             "wall_clock_s": {k: round(v, 1) for k, v in self.wall_s.items()},
             "total_wall_clock_s": round(sum(self.wall_s.values()), 1),
             "binding_limit": self.binding,
@@ -239,7 +248,28 @@ def estimate(conf: RunConf) -> Estimate:
                 worst, why = secs, f"{account}.{name}"
         est.wall_s[stage] = worst
         est.binding[stage] = why
+    _price_routes(conf, est)
     return est
+
+
+def _price_routes(conf: RunConf, est: Estimate) -> None:
+    """Price each line on its stage's route: batch lines at the model's batch discount.
+
+    `auto` counts as batch when the stage's deadline exceeds its online wall-clock time (at
+    the limits) times `batch.online_safety`, the test the run itself applies.
+    """
+    for ln in est.lines:
+        routing = routing_for(conf.stages, ln.stage)
+        room = routing.batch_deadline_s > est.wall_s.get(ln.stage, 0.0) * conf.batch.online_safety
+        batch = (routing.route == "batch" or (routing.route == "auto" and room)) and batch_capable(
+            conf, ln.model
+        )
+        prices = endpoint(conf, ln.model).prices
+        line_key = (ln.stage, ln.model)
+        est.online_cost[line_key] = est.cost[line_key]
+        if batch:
+            est.batched.add(line_key)
+            est.cost[line_key] = prices.cost_usd(int(ln.input_tokens), int(ln.output_tokens), batch=True)
 
 
 def limit_seconds(
@@ -266,9 +296,15 @@ def format_estimate(est: Estimate) -> str:
         out.append(
             f"{r['stage']:<18} {r['model']:<20} {r['calls']:>9} {r['cached']:>8} {r['to_make']:>9} "
             f"{r['input_tokens']:>11} {r['output_tokens']:>11} {r['cost_usd']:>10.2f}"
+            + ("  b" if r["route"] == "batch" else "")
             + ("" if r["exact"] else "  ~")
         )
     out.append(f"total: {d['total_calls']} calls, {d['total_to_make']} to make, ${d['total_cost_usd']:.2f}")
+    if est.batched:
+        out.append(
+            f"  batch saving: ${d['batch_saving_usd']:.2f} (all online: ${d['total_online_cost_usd']:.2f}); "
+            "b = through the providers' batch APIs at their discount"
+        )
     for stage, secs in d["wall_clock_s"].items():
         out.append(
             f"  {stage}: about {math.ceil(secs / 60)} min at the limits (binding: {d['binding_limit'][stage]})"

@@ -39,6 +39,12 @@ def format_status(status: dict[str, Any]) -> str:
             f"  calls {name:<22} requests={c['requests']} made={c['made']} cached={c['cached']} "
             f"retries={c['retries']} 429s={c['rate_limited']} failed={c['failed']} ({failures}) ${c['cost_usd']:.4f}"
         )
+        b = c.get("batch") or {}
+        if b.get("submitted_items") or b.get("resumed_batches"):
+            lines.append(
+                f"    via batch APIs: {b['answered']} answered, {b['failed']} failed, "
+                f"{b['resubmitted']} re-submitted, {b['to_online']} moved online, ${b['cost_usd']:.4f}"
+            )
     t = status["totals"]
     lines.append(f"  total: made={int(t.get('made', 0))} cost=${t.get('cost_usd', 0.0):.4f}")
     batches = status.get("batches") or {}

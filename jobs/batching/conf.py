@@ -71,6 +71,12 @@ def limits_for(conf: BatchConf, provider: str) -> BatchLimits:
     )
 
 
+def batch_capable(conf: Any, model: str) -> bool:
+    """Whether a model's calls may go through a batch API: its provider has one and config allows."""
+    m = conf.models[model]
+    return get_batch_api(m.provider) is not None and bool(m.batch_api)
+
+
 def routing_for(stages: Any, stage: str) -> RoutingConf:
     """The routing of a requests table (`scenarios_neutral` -> stages.scenarios); online by default."""
     section = getattr(stages, stage.split("_", 1)[0], None)

@@ -23,7 +23,9 @@ from actors.storage import Location
 
 BATCHES_DIR = "batches"
 
-State = Literal["submitting", "submitted", "cancelling", "collected", "unconfirmed", "abandoned"]
+State = Literal["submitting", "submitted", "cancelling", "collected", "unconfirmed", "refused", "abandoned"]
+"""refused: the provider rejected the create (its calls went online); abandoned: cancelled near
+an `auto` deadline and still open after the grace period (its calls went online)."""
 LIVE: frozenset[str] = frozenset({"submitted", "cancelling"})
 """States whose requests sit in a provider's batch: never sent again while in them."""
 

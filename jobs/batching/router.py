@@ -38,7 +38,7 @@ from actors.providers.batch import BatchItem, ItemResult, RemoteBatch, get_batch
 from actors.providers.batch.base import BatchHttp
 from actors.store import STORE_SCHEMA, CallStore, contains
 from actors.types import CallSpec, Endpoint, spec_from_json
-from jobs.batching.conf import RoutingConf, limits_for, routing_for
+from jobs.batching.conf import RoutingConf, batch_capable, limits_for, routing_for
 from jobs.batching.records import BATCHES_DIR, BatchLedger, BatchRecord
 from jobs.rundir import RunDir
 
@@ -92,6 +92,23 @@ class _Load:
     bytes_per_item: dict[str, float] = field(default_factory=dict)
 
 
+@dataclass
+class _StageRun:
+    """The batch side of one stage while it runs."""
+
+    stage: str
+    routing: RoutingConf
+    pending: Pending
+    figures: BatchFigures
+    on_rows: Callable[[pa.RecordBatch], None]
+    load: _Load = field(default_factory=_Load)
+    live: list[_Live] = field(default_factory=list)
+    queue: deque[_Chunk] = field(default_factory=deque)
+    leftover: dict[str, set[str]] = field(default_factory=lambda: defaultdict(set))
+    """Calls batches did not answer (or never took): they go online at the end."""
+    deadline_at: float | None = None
+
+
 class BatchRouter:
     """Decides per stage and model what goes to batch, runs the batches, returns what is left."""
 
@@ -115,61 +132,54 @@ class BatchRouter:
         on_rows: Callable[[pa.RecordBatch], None],
     ) -> Iterator[Pending]:
         """Yield the parts to make online, running the batch part between them (module doc)."""
-        routing = routing_for(self.conf.stages, stage)
-        live = self._resume(stage, figures)
-        if routing.route == "online" and not live:
+        sr = _StageRun(stage, routing_for(self.conf.stages, stage), pending, figures, on_rows)
+        sr.live = self._resume(stage, figures)
+        if sr.routing.route == "online" and not sr.live:
             yield pending
             return
-        live_keys = {k for lv in live for k in lv.keys}
-        load = self._load(pending)
-        batch_models = self._batch_models(stage, routing, pending, load)
-        queue: deque[_Chunk] = deque()
+        live_keys = {k for lv in sr.live for k in lv.keys}
+        sr.load = self._load(pending)
+        batch_models = self._batch_models(sr)
         online: Pending = {}
         for model, paths in pending.items():
             if model in batch_models:
-                queue.extend(self._chunks(model, paths, live_keys))
+                sr.queue.extend(self._chunks(model, paths, live_keys))
             elif not live_keys:
                 online[model] = paths
             else:
                 online[model] = self._subset(model, paths, set(self._keys(paths)) - live_keys, scratch)
-        started = min([lv.record.created_at for lv in live], default=time.time())
-        deadline_at = started + routing.batch_deadline_s if routing.route == "auto" else None
-        leftover: dict[str, set[str]] = defaultdict(set)
-        if queue:
-            asyncio.run(self._submit_some(stage, queue, live, figures, pending, leftover))
+        started = min([lv.record.created_at for lv in sr.live], default=time.time())
+        if sr.routing.route == "auto":
+            sr.deadline_at = started + sr.routing.batch_deadline_s
+        if sr.queue:
+            asyncio.run(self._submit_first(sr))
         yield {m: p for m, p in online.items() if p}
-        if live or queue:
-            asyncio.run(
-                self._drive(
-                    stage, routing, queue, live, figures, pending, load, deadline_at, on_rows, leftover
-                )
-            )
-        figures.to_online += sum(len(k) for k in leftover.values())
-        rest = {m: self._subset(m, pending.get(m, []), keys, scratch) for m, keys in leftover.items() if keys}
+        if sr.live or sr.queue:
+            asyncio.run(self._drive(sr))
+        figures.to_online += sum(len(k) for k in sr.leftover.values())
+        rest = {
+            m: self._subset(m, pending.get(m, []), keys, scratch) for m, keys in sr.leftover.items() if keys
+        }
         yield {m: p for m, p in rest.items() if p}
 
     # ---- deciding -----------------------------------------------------------------------
 
-    def _batch_models(self, stage: str, routing: RoutingConf, pending: Pending, load: _Load) -> set[str]:
-        """Models whose calls go to batch: a batch API, not switched off, and the mode allows."""
-        if routing.route == "online":
+    def _batch_models(self, sr: _StageRun) -> set[str]:
+        """Models whose calls go to batch: a batch API, not switched off, and the route allows."""
+        if sr.routing.route == "online":
             return set()
-        able = {
-            m
-            for m in pending
-            if get_batch_api(self.endpoints[m].provider) is not None and self.conf.models[m].batch_api
-        }
-        for m in sorted(set(pending) - able):
+        able = {m for m in sr.pending if batch_capable(self.conf, m)}
+        for m in sorted(set(sr.pending) - able):
             log.info(
-                "stage %s: model %s has no batch API here (batch_api: false or provider); online", stage, m
+                "stage %s: model %s has no batch API here (batch_api: false or provider); online", sr.stage, m
             )
-        if routing.route == "auto":
-            need = self.online_seconds(load.items, load) * self.conf.batch.online_safety
-            if routing.batch_deadline_s <= need:
+        if sr.routing.route == "auto":
+            need = self.online_seconds(sr.load.items, sr.load) * self.conf.batch.online_safety
+            if sr.routing.batch_deadline_s <= need:
                 log.info(
                     "stage %s: deadline %.0fs leaves no room for batch (online needs about %.0fs); online",
-                    stage,
-                    routing.batch_deadline_s,
+                    sr.stage,
+                    sr.routing.batch_deadline_s,
                     need,
                 )
                 return set()
@@ -294,128 +304,89 @@ class BatchRouter:
         sample = adapter.build(ep, CallSpec(model=ep.model_key))
         return BatchHttp(session, {**sample.headers, **adapter.auth_headers(api_key)})
 
-    def _in_flight(self, live: list[_Live], model: str) -> int:
-        return sum(1 for lv in live if lv.record.model == model)
-
-    async def _submit_some(
-        self,
-        stage: str,
-        queue: deque[_Chunk],
-        live: list[_Live],
-        figures: BatchFigures,
-        pending: Pending,
-        leftover: dict[str, set[str]],
-    ) -> None:
+    async def _submit_first(self, sr: _StageRun) -> None:
         async with aiohttp.ClientSession() as session:
-            await self._submit_ready(session, stage, queue, live, figures, pending, leftover)
+            await self._submit_ready(session, sr)
 
-    async def _submit_ready(
-        self,
-        session: aiohttp.ClientSession,
-        stage: str,
-        queue: deque[_Chunk],
-        live: list[_Live],
-        figures: BatchFigures,
-        pending: Pending,
-        leftover: dict[str, set[str]],
-    ) -> None:
+    async def _submit_ready(self, session: aiohttp.ClientSession, sr: _StageRun) -> None:
         """Submit queued chunks while their model has batch slots free; a refused one goes online."""
         held: deque[_Chunk] = deque()
-        while queue:
-            chunk = queue.popleft()
+        while sr.queue:
+            chunk = sr.queue.popleft()
             ep = self.endpoints[chunk.model]
-            if self._in_flight(live, chunk.model) >= limits_for(self.conf.batch, ep.provider).max_in_flight:
+            open_now = sum(1 for lv in sr.live if lv.record.model == chunk.model)
+            if open_now >= limits_for(self.conf.batch, ep.provider).max_in_flight:
                 held.append(chunk)
                 continue
             try:
-                live.append(await self._submit(session, stage, chunk, figures, pending))
+                sr.live.append(await self._submit(session, sr, chunk))
             except ProviderError as err:
                 log.warning(
-                    "stage %s: a %s batch was not created (%s); its calls go online", stage, chunk.model, err
+                    "stage %s: a %s batch was not created (%s); its calls go online",
+                    sr.stage,
+                    chunk.model,
+                    err,
                 )
-                leftover[chunk.model].update(chunk.keys)
-        queue.extend(held)
+                sr.leftover[chunk.model].update(chunk.keys)
+        sr.queue.extend(held)
 
-    async def _submit(
-        self,
-        session: aiohttp.ClientSession,
-        stage: str,
-        chunk: _Chunk,
-        figures: BatchFigures,
-        pending: Pending,
-    ) -> _Live:
+    async def _submit(self, session: aiohttp.ClientSession, sr: _StageRun, chunk: _Chunk) -> _Live:
         ep = self.endpoints[chunk.model]
         api = get_batch_api(ep.provider)
         assert api is not None
-        specs = self._specs(pending, chunk)
+        specs = self._specs(sr.pending, chunk)
         items = [BatchItem(key, self._body(ep, spec)) for key, spec in specs]
         keys = [i.key for i in items]
-        record = BatchRecord.new(stage, chunk.model, ep.provider, chunk.round, len(items))
+        record = BatchRecord.new(sr.stage, chunk.model, ep.provider, chunk.round, len(items))
         self.ledger.begin(record, keys)  # on disk before the provider hears of it
         try:
             record.remote_id = await api.submit(self._http(session, ep), ep, items, f"specstress-{record.id}")
         except ProviderError as err:
             # A create that failed with a status made nothing; one cut off (timeout, reset)
             # may have: its record stays unconfirmed and the calls go on, counted.
-            record.state = "unconfirmed" if err.status is None else "abandoned"
+            record.state = "unconfirmed" if err.status is None else "refused"
             self.ledger.save(record)
             if err.status is None:
-                figures.unconfirmed_items += len(items)
+                sr.figures.unconfirmed_items += len(items)
             raise
         record.state, record.submitted_at = "submitted", time.time()
         self.ledger.save(record)
-        figures.submitted_batches += 1
-        figures.submitted_items += len(items)
+        sr.figures.submitted_batches += 1
+        sr.figures.submitted_items += len(items)
         if chunk.round:
-            figures.resubmitted += len(items)
+            sr.figures.resubmitted += len(items)
         log.info(
-            "stage %s: batch %s (%s, %d calls) submitted", stage, record.remote_id, chunk.model, len(items)
+            "stage %s: batch %s (%s, %d calls) submitted", sr.stage, record.remote_id, chunk.model, len(items)
         )
         return _Live(record, keys)
 
-    async def _drive(
-        self,
-        stage: str,
-        routing: RoutingConf,
-        queue: deque[_Chunk],
-        live: list[_Live],
-        figures: BatchFigures,
-        pending: Pending,
-        load: _Load,
-        deadline_at: float | None,
-        on_rows: Callable[[pa.RecordBatch], None],
-        leftover: dict[str, set[str]],
-    ) -> None:
-        """Poll, collect and repair until no batch is open; the calls left for online go to `leftover`."""
+    async def _drive(self, sr: _StageRun) -> None:
+        """Poll, collect and repair until no batch is open; what is left goes to `sr.leftover`."""
         cut_at: float | None = None
         async with aiohttp.ClientSession() as session:
-            while queue or live:
-                await self._submit_ready(session, stage, queue, live, figures, pending, leftover)
-                if (
-                    cut_at is None
-                    and deadline_at is not None
-                    and self._cutoff_due(queue, live, load, deadline_at)
-                ):
+            while sr.queue or sr.live:
+                await self._submit_ready(session, sr)
+                if cut_at is None and self._cutoff_due(sr):
                     cut_at = time.time()
-                    await self._cut_over(session, stage, queue, live, leftover)
-                for lv in list(live):
+                    await self._cut_over(session, sr)
+                for lv in list(sr.live):
                     ended = await self._poll(session, lv)
                     if ended is not None:
-                        live.remove(lv)
-                        missing = await self._collect(session, lv, ended, figures, on_rows)
+                        sr.live.remove(lv)
+                        missing = await self._collect(session, sr, lv, ended)
                         if not missing:
                             continue
-                        if routing.route == "batch" and lv.record.round + 1 < self.conf.batch.max_rounds:
-                            queue.append(_Chunk(lv.record.model, missing, lv.record.round + 1))
+                        if sr.routing.route == "batch" and lv.record.round + 1 < self.conf.batch.max_rounds:
+                            sr.queue.append(_Chunk(lv.record.model, missing, lv.record.round + 1))
                         else:
-                            leftover[lv.record.model].update(missing)
+                            sr.leftover[lv.record.model].update(missing)
                     elif cut_at is not None and time.time() - cut_at > self.conf.batch.cancel_grace_s:
-                        live.remove(lv)
+                        sr.live.remove(lv)
                         lv.record.state = "abandoned"
                         self.ledger.save(lv.record)
-                        leftover[lv.record.model].update(lv.keys)
-                if queue or live:
-                    await asyncio.sleep(self._sleep_s(deadline_at))
+                        sr.leftover[lv.record.model].update(lv.keys)
+                if sr.queue or sr.live:
+                    await asyncio.sleep(self._sleep_s(sr.deadline_at))
 
     def _sleep_s(self, deadline_at: float | None) -> float:
         poll = self.conf.batch.poll_s
@@ -423,30 +394,27 @@ class BatchRouter:
             return poll
         return max(0.05, min(poll, (deadline_at - time.time()) / 4))
 
-    def _cutoff_due(self, queue: deque[_Chunk], live: list[_Live], load: _Load, deadline_at: float) -> bool:
+    def _cutoff_due(self, sr: _StageRun) -> bool:
         """auto: is it time to make the outstanding calls online to meet the deadline?"""
+        if sr.deadline_at is None:
+            return False
         outstanding: dict[str, int] = defaultdict(int)
-        for lv in live:
+        for lv in sr.live:
             outstanding[lv.record.model] += len(lv.keys)
-        for chunk in queue:
+        for chunk in sr.queue:
             outstanding[chunk.model] += len(chunk.keys)
-        need = self.online_seconds(outstanding, load) * self.conf.batch.online_safety
-        return time.time() + need + self._sleep_s(deadline_at) >= deadline_at
+        need = self.online_seconds(outstanding, sr.load) * self.conf.batch.online_safety
+        return time.time() + need + self._sleep_s(sr.deadline_at) >= sr.deadline_at
 
-    async def _cut_over(
-        self,
-        session: aiohttp.ClientSession,
-        stage: str,
-        queue: deque[_Chunk],
-        live: list[_Live],
-        leftover: dict[str, set[str]],
-    ) -> None:
+    async def _cut_over(self, session: aiohttp.ClientSession, sr: _StageRun) -> None:
         """Stop waiting: cancel open batches (their finished items are still collected), unsent ones go online."""
-        log.info("stage %s: near the deadline; cancelling %d batches, the rest goes online", stage, len(live))
-        for chunk in queue:
-            leftover[chunk.model].update(chunk.keys)
-        queue.clear()
-        for lv in live:
+        log.info(
+            "stage %s: near the deadline; cancelling %d batches, the rest goes online", sr.stage, len(sr.live)
+        )
+        for chunk in sr.queue:
+            sr.leftover[chunk.model].update(chunk.keys)
+        sr.queue.clear()
+        for lv in sr.live:
             ep = self.endpoints[lv.record.model]
             api = get_batch_api(ep.provider)
             assert api is not None
@@ -475,12 +443,7 @@ class BatchRouter:
         return remote if remote.phase == "ended" else None
 
     async def _collect(
-        self,
-        session: aiohttp.ClientSession,
-        lv: _Live,
-        remote: RemoteBatch,
-        figures: BatchFigures,
-        on_rows: Callable[[pa.RecordBatch], None],
+        self, session: aiohttp.ClientSession, sr: _StageRun, lv: _Live, remote: RemoteBatch
     ) -> list[str]:
         """Store an ended batch's answers and final failures; returns the keys to send again."""
         record = lv.record
@@ -497,12 +460,12 @@ class BatchRouter:
             table = pa.Table.from_pylist(rows, schema=STORE_SCHEMA)
             self.store.write_shard(table)
             for batch in table.to_batches():
-                on_rows(batch)
+                sr.on_rows(batch)
         missing = [k for k in lv.keys if k not in settled]
         ok = sum(1 for r in rows if r["status"] == "ok")
-        figures.answered += ok
-        figures.failed += len(rows) - ok
-        figures.cost_usd += sum(r["cost_usd"] or 0.0 for r in rows)
+        sr.figures.answered += ok
+        sr.figures.failed += len(rows) - ok
+        sr.figures.cost_usd += sum(r["cost_usd"] or 0.0 for r in rows)
         record.state, record.ended_at = "collected", time.time()
         record.outcome = {"ok": ok, "failed": len(rows) - ok, "missing": len(missing)}
         self.ledger.save(record)

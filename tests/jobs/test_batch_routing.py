@@ -169,3 +169,30 @@ def test_status_lists_batches_in_flight(tmp_path: Path) -> None:
     [item] = status["batches"]["in_flight"]
     assert item["items"] == 12 and item["age_s"] >= 30 and item["counts"]["completed"] == 5
     assert "batch_1" in format_status(status)
+
+
+def test_estimate_shows_the_batch_saving(tmp_path: Path) -> None:
+    from jobs.config import load_config
+    from jobs.estimate import estimate, format_estimate
+
+    demo = Path(__file__).resolve().parents[2] / "conf" / "demo.yaml"
+    run = f"run_dir={tmp_path / 'run'}"
+    online = estimate(load_config(demo, [run])).as_dict()
+    batch = estimate(load_config(demo, [run, "stages.responses.route=batch"]))
+    routed = batch.as_dict()
+    tight = estimate(
+        load_config(demo, [run, "stages.responses.route=auto", "stages.responses.batch_deadline_s=1"])
+    )
+    assert online["batch_saving_usd"] == 0 and online["total_online_cost_usd"] == online["total_cost_usd"]
+    lines = {(ln["stage"], ln["model"]): ln for ln in routed["lines"]}
+    before = {(ln["stage"], ln["model"]): ln for ln in online["lines"]}
+    for (stage, model), ln in lines.items():
+        expect = "batch" if stage == "responses" and model != "grok_4" else "online"  # grok: batch_api false
+        assert ln["route"] == expect, (stage, model)
+        factor = 0.5 if expect == "batch" else 1.0
+        assert ln["cost_usd"] == pytest.approx(before[(stage, model)]["cost_usd"] * factor, abs=1e-3)
+    saving = routed["total_online_cost_usd"] - routed["total_cost_usd"]
+    assert routed["batch_saving_usd"] == pytest.approx(saving, abs=1e-3) and saving > 0
+    assert routed["total_online_cost_usd"] == pytest.approx(online["total_cost_usd"], abs=1e-3)
+    assert "batch saving" in format_estimate(batch)
+    assert tight.as_dict()["batch_saving_usd"] == 0  # auto with no room for batch stays online

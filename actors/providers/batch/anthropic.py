@@ -19,6 +19,7 @@ from actors.providers.batch.base import (
     BatchPhase,
     ItemResult,
     RemoteBatch,
+    int_counts,
     jsonl,
     parse_json,
 )
@@ -59,7 +60,7 @@ class AnthropicBatchAPI(BatchAPI):
             remote_id=remote_id,
             phase=_PHASES.get(status, "in_progress"),
             provider_status=status,
-            counts={k: int(v) for k, v in (data.get("request_counts") or {}).items()},
+            counts=int_counts(data.get("request_counts")),
             ref={"results_url": data.get("results_url")},
         )
 

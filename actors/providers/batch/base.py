@@ -167,6 +167,11 @@ def parse_json(body: bytes, what: str) -> dict[str, Any]:
     return data
 
 
+def int_counts(counts: Any) -> dict[str, int]:
+    """A provider's item counts as ints (Gemini sends int64 as strings); {} when absent."""
+    return {str(k): int(v) for k, v in counts.items()} if isinstance(counts, dict) else {}
+
+
 def jsonl(body: bytes) -> list[dict[str, Any]]:
     """The objects of a JSON Lines body; blank lines are skipped."""
     rows = []

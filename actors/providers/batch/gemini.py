@@ -21,6 +21,7 @@ from actors.providers.batch.base import (
     BatchPhase,
     ItemResult,
     RemoteBatch,
+    int_counts,
     parse_json,
 )
 from actors.types import Endpoint
@@ -66,7 +67,7 @@ class GeminiBatchAPI(BatchAPI):
             remote_id=remote_id,
             phase=_phase(state),
             provider_status=state,
-            counts={k: int(v) for k, v in stats.items()},
+            counts=int_counts(stats),
             ref={"inlined": inlined},
         )
 

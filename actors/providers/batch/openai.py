@@ -21,6 +21,7 @@ from actors.providers.batch.base import (
     BatchPhase,
     ItemResult,
     RemoteBatch,
+    int_counts,
     jsonl,
     parse_json,
 )
@@ -75,7 +76,7 @@ class OpenAIBatchAPI(BatchAPI):
             remote_id=remote_id,
             phase=_PHASES.get(status, "in_progress"),
             provider_status=status,
-            counts={k: int(v) for k, v in (data.get("request_counts") or {}).items()},
+            counts=int_counts(data.get("request_counts")),
             ref={"files": [f for f in (data.get("output_file_id"), data.get("error_file_id")) if f]},
         )
 
