@@ -2,6 +2,7 @@
 
 A batch's items finish one after another, evenly over `BatchBehaviour.delay_s` from its
 creation, so polling mid-way shows progress and a cancel keeps what already finished.
+Time is applied lazily: every batch call advances every batch to the present.
 Each finished item draws (seeded by its request hash) whether it fails with a 500; items
 still unfinished `expire_s` after creation expire. A finished item's answer is the one the
 online endpoint would give for the same body, and counts in `ok_by_hash` under the online
@@ -140,6 +141,11 @@ class BatchDesk:
                     item.outcome = "canceled" if batch.cancelled else "expired"
             batch.ended_at = now
 
+    def advance_all(self) -> None:
+        """Advance every batch: a provider works on batches whether anyone polls them or not."""
+        for batch in self.batches.values():
+            self.advance(batch)
+
     def cancel(self, batch: EmuBatch) -> None:
         self.advance(batch)
         if batch.ended_at is None:
@@ -194,6 +200,7 @@ class BatchRoutes:
             web.post("/v1/files", self.openai_upload),
             web.get("/v1/files/{file_id}/content", self.openai_file),
             web.post("/v1/batches", self.openai_create),
+            web.get("/v1/batches", self.openai_list),
             web.get("/v1/batches/{batch_id}", self.openai_get),
             web.post("/v1/batches/{batch_id}/cancel", self.openai_cancel),
             web.post("/v1/messages/batches", self.anthropic_create),
@@ -201,6 +208,7 @@ class BatchRoutes:
             web.get("/v1/messages/batches/{batch_id}/results", self.anthropic_results),
             web.post("/v1/messages/batches/{batch_id}/cancel", self.anthropic_cancel),
             web.post("/v1beta/models/{model:[^/:]+}:batchGenerateContent", self.gemini_create),
+            web.get("/v1beta/batches", self.gemini_list),
             web.get("/v1beta/batches/{batch_id}", self.gemini_get),
             web.post("/v1beta/batches/{batch_id}:cancel", self.gemini_cancel),
         ]
@@ -225,7 +233,7 @@ class BatchRoutes:
         batch = self.desk.get(request.match_info["batch_id"], fp)
         if batch is None:
             return self._error(dialect, "not_found", "No such batch.")
-        self.desk.advance(batch)
+        self.desk.advance_all()
         return batch
 
     # ---- OpenAI --------------------------------------------------------------------
@@ -292,6 +300,41 @@ class BatchRoutes:
             tag=str((body.get("metadata") or {}).get("specstress_batch", "")),
         )
         return _json(200, self._openai_object(batch))
+
+    def _mine(self, fp: str, provider: str) -> list[EmuBatch]:
+        """A key's batches of one provider, newest first."""
+        own = [b for b in self.desk.batches.values() if b.fp == fp and b.provider == provider]
+        return sorted(own, key=lambda b: b.created, reverse=True)
+
+    def _page(self, batches: list[EmuBatch], after: str | None, size: int) -> tuple[list[EmuBatch], bool]:
+        ids = [b.id for b in batches]
+        start = ids.index(after) + 1 if after in ids else 0
+        return batches[start : start + size], start + size < len(batches)
+
+    async def openai_list(self, request: web.Request) -> web.Response:
+        fp = self._auth(request, self.openai)
+        if isinstance(fp, web.Response):
+            return fp
+        self.desk.advance_all()
+        batches = self._mine(fp, "openai")
+        page, more = self._page(batches, request.query.get("after"), int(request.query.get("limit", 20)))
+        data = [self._openai_object(b) for b in page]
+        return _json(
+            200, {"object": "list", "data": data, "has_more": more, "last_id": page[-1].id if page else None}
+        )
+
+    async def gemini_list(self, request: web.Request) -> web.Response:
+        fp = self._auth(request, self.gemini)
+        if isinstance(fp, web.Response):
+            return fp
+        self.desk.advance_all()
+        batches = self._mine(fp, "gemini")
+        token = request.query.get("pageToken")
+        page, more = self._page(batches, token, int(request.query.get("pageSize", 50)))
+        body: JSON = {"operations": [self._gemini_operation(b) for b in page]}
+        if more:
+            body["nextPageToken"] = page[-1].id
+        return _json(200, body)
 
     async def openai_get(self, request: web.Request) -> web.Response:
         batch = self._batch(request, self.openai)

@@ -6,9 +6,11 @@ run killed at any moment knows every request that may sit in a provider's batch:
 resumed run polls and collects `submitted` batches and never sends their requests again.
 
 A `submitting` record found on resume means the driver died during the create call: the
-provider may or may not have made that batch, and it cannot be looked up by our keys on
-every provider. Such a record becomes `unconfirmed` and its requests are sent again; at
-most those requests are paid twice, and `specstress status` counts them.
+provider may or may not have made that batch. Every batch is created with the tag
+`specstress-<record id>` (OpenAI metadata, Gemini display name), so a resumed run looks it
+up and adopts it if it exists. Anthropic's batches carry no tag to search by; there (or
+when the lookup finds nothing) the record becomes `unconfirmed` and its requests are sent
+again: at most those are paid twice, and `specstress status` counts them.
 """
 
 from __future__ import annotations

@@ -267,24 +267,12 @@ class BatchRouter:
     # ---- resuming -----------------------------------------------------------------------
 
     def _resume(self, stage: str, figures: BatchFigures) -> list[_Live]:
-        """Live batches of this stage from earlier sessions; `submitting` ones become unconfirmed."""
-        live = []
-        for record in self.ledger.load():
-            if record.stage != stage:
-                continue
-            if record.state == "submitting":
-                record.state = "unconfirmed"
-                self.ledger.save(record)
-                figures.unconfirmed_items += record.n_items
-                log.warning(
-                    "stage %s: batch %s was being created when a session died; its %d calls are sent "
-                    "again and may be paid twice",
-                    stage,
-                    record.id,
-                    record.n_items,
-                )
-            elif record.live:
-                live.append(_Live(record, self.ledger.keys(record)))
+        """Live batches of this stage from earlier sessions, `submitting` ones reconciled first."""
+        records = [r for r in self.ledger.load() if r.stage == stage]
+        cut_off = [r for r in records if r.state == "submitting"]
+        if cut_off:
+            asyncio.run(self._reconcile(cut_off, figures))
+        live = [_Live(r, self.ledger.keys(r)) for r in records if r.live]
         if live:
             figures.resumed_batches += len(live)
             log.info(
@@ -294,6 +282,38 @@ class BatchRouter:
                 sum(len(lv.keys) for lv in live),
             )
         return live
+
+    async def _reconcile(self, records: list[BatchRecord], figures: BatchFigures) -> None:
+        """A create call a kill cut off: adopt the batch if the provider finds it by our tag,
+        else the record becomes unconfirmed and its calls are sent again (maybe paid twice)."""
+        async with aiohttp.ClientSession() as session:
+            for record in records:
+                ep = self.endpoints.get(record.model)
+                api = get_batch_api(record.provider)
+                found = None
+                if ep is not None and api is not None:
+                    try:
+                        found = await api.find(self._http(session, ep), ep, f"specstress-{record.id}")
+                    except ProviderError as err:
+                        log.warning("batch %s: could not look it up (%s)", record.id, err)
+                if found is not None:
+                    record.state, record.remote_id, record.submitted_at = (
+                        "submitted",
+                        found,
+                        record.created_at,
+                    )
+                    log.info("stage %s: batch %s was created before the kill; adopted", record.stage, found)
+                else:
+                    record.state = "unconfirmed"
+                    figures.unconfirmed_items += record.n_items
+                    log.warning(
+                        "stage %s: batch %s was being created when a session died and cannot be found; "
+                        "its %d calls are sent again and may be paid twice",
+                        record.stage,
+                        record.id,
+                        record.n_items,
+                    )
+                self.ledger.save(record)
 
     # ---- talking to providers -----------------------------------------------------------
 

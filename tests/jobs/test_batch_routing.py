@@ -7,6 +7,7 @@ exactly-once is proved across both paths: every request is answered once, whiche
 from __future__ import annotations
 
 import json
+import os
 import time
 from pathlib import Path
 from typing import Any
@@ -103,7 +104,10 @@ def test_auto_meets_its_deadline_by_moving_stragglers_online(tmp_path: Path, api
             f"stages.responses.batch_deadline_s={deadline}",
             "batch.online_safety=3",
             "batch.cancel_grace_s=5",
-            "models.m_openai.limits.rpm=1200",
+            # An account of its own: a limiter actor left by an earlier test in this Ray
+            # session (named per account, first limits win) must not set this test's pace.
+            "accounts.auto_deadline.limits.rpm=1200",
+            "models.m_openai.account=auto_deadline",
             models=("m_openai",),
         )
         engine.start_clients()
@@ -196,3 +200,76 @@ def test_estimate_shows_the_batch_saving(tmp_path: Path) -> None:
     assert routed["total_online_cost_usd"] == pytest.approx(online["total_cost_usd"], abs=1e-3)
     assert "batch saving" in format_estimate(batch)
     assert tight.as_dict()["batch_saving_usd"] == 0  # auto with no room for batch stays online
+
+
+@pytest.mark.parametrize(
+    ("model", "adopted"), [("m_openai", True), ("m_gemini", True), ("m_anthropic", False)]
+)
+def test_a_create_cut_off_by_a_kill_is_found_by_its_tag_or_sent_again(
+    tmp_path: Path, api_key: str, model: str, adopted: bool
+) -> None:
+    import asyncio
+
+    import aiohttp
+
+    from actors.providers.batch import BatchItem, get_batch_api
+    from actors.providers.batch.base import BatchHttp
+
+    with EmulatorServer(emulator_config(batch=BatchBehaviour(delay_s=0.3))) as emu:
+        engine = make_engine(
+            tmp_path, emu.url, "stages.responses.route=batch", "batch.poll_s=0.1", models=(model,)
+        )
+        path = engine.write_requests("responses", requests([model], 6))
+        keys, specs = (pl.read_parquet(path)[c].to_list() for c in ("key", "spec"))
+        ep = engine._endpoints[model]
+        record = BatchRecord.new("responses", model, ep.provider, 0, 6)
+        BatchLedger(engine.run_dir.root.child("batches")).begin(record, keys)
+        adapter = get_adapter(ep.provider)
+        items = [
+            BatchItem(k, adapter.build(ep, spec_from_json(s)).json) for k, s in zip(keys, specs, strict=True)
+        ]
+
+        async def create_then_die() -> None:  # the provider made the batch; the id never reached disk
+            async with aiohttp.ClientSession() as session:
+                headers = {
+                    **adapter.build(ep, spec_from_json(specs[0])).headers,
+                    **adapter.auth_headers(os.environ[ep.api_key_env]),  # the key the run reads
+                }
+                await get_batch_api(ep.provider).submit(
+                    BatchHttp(session, headers), ep, items, f"specstress-{record.id}"
+                )  # type: ignore[union-attr]
+
+        asyncio.run(create_then_die())
+        calls = engine.run("responses", path)
+        stats = emu.stats()
+        engine.close()
+    assert calls.ok == 6 and stats["by_hash"] == {}
+    if adopted:
+        assert stats["batches"] == 1 and set(stats["batch_by_hash"].values()) == {1}
+        assert calls.batch.resumed_batches == 1 and calls.batch.unconfirmed_items == 0
+    else:
+        assert stats["batches"] == 2 and set(stats["batch_by_hash"].values()) == {2}
+        assert calls.batch.unconfirmed_items == 6
+    assert set(stats["ok_by_hash"].values()) == ({1} if adopted else {2})
+
+
+@pytest.mark.parametrize(
+    ("override", "key"),
+    [
+        ("stages.responses.route=fast", "stages.responses.route"),
+        ("stages.rubrics.batch_deadline_s=0", "stages.rubrics.batch_deadline_s"),
+        ("batch.providers.xai.max_requests=10", "batch.providers.xai"),
+        ("batch.providers.openai.max_bytes=0", "batch.providers.openai.max_bytes"),
+        ("models.m_openai.prices.batch_discount=1.5", "models.m_openai.prices.batch_discount"),
+        ("emulator.batch_failure_rate=2", "emulator.batch_failure_rate"),
+    ],
+)
+def test_bad_batch_config_names_the_key(tmp_path: Path, override: str, key: str) -> None:
+    from actors.errors import ConfigError
+    from jobs.config import load_config
+    from tests.conftest import run_conf_yaml
+
+    cfg = tmp_path / "conf.yaml"
+    cfg.write_text(run_conf_yaml("http://127.0.0.1:1", tmp_path / "run"))
+    with pytest.raises(ConfigError, match=f"'{key}'"):
+        load_config(cfg, [override])

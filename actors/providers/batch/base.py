@@ -211,6 +211,14 @@ class BatchAPI(ABC):
     async def results(self, http: BatchHttp, ep: Endpoint, batch: RemoteBatch) -> list[ItemResult]:
         """Every item result of an ended batch that the provider reports."""
 
+    async def find(self, http: BatchHttp, ep: Endpoint, tag: str) -> str | None:
+        """The id of a batch created with `tag`, or None.
+
+        Used for a create call that a kill cut off. The default finds nothing: Anthropic's
+        batches carry no name or metadata to match.
+        """
+        return None
+
     @abstractmethod
     async def cancel(self, http: BatchHttp, ep: Endpoint, remote_id: str) -> None:
         """Ask the provider to stop the batch; finished items stay readable once it ends."""

@@ -26,6 +26,8 @@ from actors.providers.batch.base import (
 )
 from actors.types import Endpoint
 
+FIND_PAGES = 10
+"""Pages of 100 batches searched for a batch whose create call a kill cut off."""
 _ENDED = {"SUCCEEDED", "FAILED", "CANCELLED", "EXPIRED"}
 
 
@@ -75,6 +77,20 @@ class GeminiBatchAPI(BatchAPI):
         # The responses come inline with the ended operation; `keys` of the record fill in a
         # missing `metadata.key` by position (the API keeps request order).
         return [_item(i, row) for i, row in enumerate(batch.ref.get("inlined", []))]
+
+    async def find(self, http: BatchHttp, ep: Endpoint, tag: str) -> str | None:
+        """Search the listed batches (`FIND_PAGES` pages) for our display name."""
+        token = None
+        for _ in range(FIND_PAGES):
+            query = "?pageSize=100" + (f"&pageToken={token}" if token else "")
+            page = parse_json(await http.request("GET", f"{ep.base_url}/v1beta/batches{query}"), "batch list")
+            for op in page.get("operations") or []:
+                if (op.get("metadata") or {}).get("displayName") == tag:
+                    return str(op["name"]).removeprefix("batches/")
+            token = page.get("nextPageToken")
+            if not token:
+                return None
+        return None
 
     async def cancel(self, http: BatchHttp, ep: Endpoint, remote_id: str) -> None:
         await http.request("POST", f"{ep.base_url}/v1beta/batches/{remote_id}:cancel")

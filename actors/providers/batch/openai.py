@@ -38,6 +38,8 @@ _PHASES: dict[str, BatchPhase] = {
     "expired": "ended",
     "cancelled": "ended",
 }
+FIND_PAGES = 10
+"""Pages of 100 batches searched for a batch whose create call a kill cut off."""
 _NEVER_RAN = {"batch_expired": "expired", "batch_cancelled": "canceled"}
 
 
@@ -86,6 +88,20 @@ class OpenAIBatchAPI(BatchAPI):
             body = await http.request("GET", f"{ep.base_url}/files/{file_id}/content")
             out.extend(_item(row) for row in jsonl(body))
         return out
+
+    async def find(self, http: BatchHttp, ep: Endpoint, tag: str) -> str | None:
+        """Search the most recent batches (newest first, `FIND_PAGES` pages) for our metadata tag."""
+        after = None
+        for _ in range(FIND_PAGES):
+            query = "?limit=100" + (f"&after={after}" if after else "")
+            page = parse_json(await http.request("GET", f"{ep.base_url}/batches{query}"), "batch list")
+            for batch in page.get("data") or []:
+                if (batch.get("metadata") or {}).get("specstress_batch") == tag:
+                    return str(batch["id"])
+            after = page.get("last_id")
+            if not page.get("has_more") or not after:
+                return None
+        return None
 
     async def cancel(self, http: BatchHttp, ep: Endpoint, remote_id: str) -> None:
         await http.request("POST", f"{ep.base_url}/batches/{remote_id}/cancel")
