@@ -305,9 +305,15 @@ def format_estimate(est: Estimate) -> str:
             f"  batch saving: ${d['batch_saving_usd']:.2f} (all online: ${d['total_online_cost_usd']:.2f}); "
             "b = through the providers' batch APIs at their discount"
         )
+    batch_stages = {stage for stage, _ in est.batched}
     for stage, secs in d["wall_clock_s"].items():
         out.append(
             f"  {stage}: about {math.ceil(secs / 60)} min at the limits (binding: {d['binding_limit'][stage]})"
+            + (
+                "; its batch lines take what the batch APIs take (up to 24 h)"
+                if stage in batch_stages
+                else ""
+            )
         )
     out.append(
         "~ = counted from config (every generation assumed kept); other lines are the stage's exact requests."

@@ -27,7 +27,8 @@ BATCHES_DIR = "batches"
 
 State = Literal["submitting", "submitted", "cancelling", "collected", "unconfirmed", "refused", "abandoned"]
 """refused: the provider rejected the create (its calls went online); abandoned: cancelled near
-an `auto` deadline and still open after the grace period (its calls went online)."""
+an `auto` deadline and still open after the grace period, or no longer pollable (404, 401):
+its calls went online."""
 LIVE: frozenset[str] = frozenset({"submitted", "cancelling"})
 """States whose requests sit in a provider's batch: never sent again while in them."""
 

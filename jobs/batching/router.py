@@ -390,7 +390,12 @@ class BatchRouter:
                     cut_at = time.time()
                     await self._cut_over(session, sr)
                 for lv in list(sr.live):
-                    ended = await self._poll(session, lv)
+                    try:
+                        ended = await self._poll(session, lv)
+                    except ProviderError as err:  # not retryable: the batch is gone or the key is wrong
+                        log.warning("batch %s: %s; its calls go online", lv.record.remote_id, err)
+                        self._abandon(sr, lv)
+                        continue
                     if ended is not None:
                         sr.live.remove(lv)
                         missing = await self._collect(session, sr, lv, ended)
@@ -401,12 +406,15 @@ class BatchRouter:
                         else:
                             sr.leftover[lv.record.model].update(missing)
                     elif cut_at is not None and time.time() - cut_at > self.conf.batch.cancel_grace_s:
-                        sr.live.remove(lv)
-                        lv.record.state = "abandoned"
-                        self.ledger.save(lv.record)
-                        sr.leftover[lv.record.model].update(lv.keys)
+                        self._abandon(sr, lv)
                 if sr.queue or sr.live:
                     await asyncio.sleep(self._sleep_s(sr.deadline_at))
+
+    def _abandon(self, sr: _StageRun, lv: _Live) -> None:
+        sr.live.remove(lv)
+        lv.record.state = "abandoned"
+        self.ledger.save(lv.record)
+        sr.leftover[lv.record.model].update(lv.keys)
 
     def _sleep_s(self, deadline_at: float | None) -> float:
         poll = self.conf.batch.poll_s
@@ -448,13 +456,19 @@ class BatchRouter:
             self.ledger.save(lv.record)
 
     async def _poll(self, session: aiohttp.ClientSession, lv: _Live) -> RemoteBatch | None:
-        """The batch if it has ended, else None; progress is saved to its record for `status`."""
+        """The batch if it has ended, else None; progress is saved to its record for `status`.
+
+        Raises:
+            ProviderError: when polling cannot succeed (404, 401); transient failures wait.
+        """
         ep = self.endpoints[lv.record.model]
         api = get_batch_api(ep.provider)
         assert api is not None
         try:
             remote = await api.poll(self._http(session, ep), ep, str(lv.record.remote_id))
         except ProviderError as err:
+            if not err.retryable:
+                raise
             log.warning("batch %s: poll failed (%s); polling again later", lv.record.remote_id, err)
             return None
         if (remote.provider_status, remote.counts) != (lv.record.provider_status, lv.record.counts):

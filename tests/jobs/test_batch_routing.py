@@ -273,3 +273,22 @@ def test_bad_batch_config_names_the_key(tmp_path: Path, override: str, key: str)
     cfg.write_text(run_conf_yaml("http://127.0.0.1:1", tmp_path / "run"))
     with pytest.raises(ConfigError, match=f"'{key}'"):
         load_config(cfg, [override])
+
+
+def test_a_batch_the_provider_no_longer_knows_goes_online(tmp_path: Path, api_key: str) -> None:
+    with EmulatorServer(emulator_config(batch=BatchBehaviour(delay_s=0.2))) as emu:
+        engine = make_engine(
+            tmp_path, emu.url, "stages.responses.route=batch", "batch.poll_s=0.1", models=("m_openai",)
+        )
+        path = engine.write_requests("responses", requests(["m_openai"], 5))
+        keys = pl.read_parquet(path)["key"].to_list()
+        ledger = BatchLedger(engine.run_dir.root.child("batches"))
+        gone = BatchRecord.new("responses", "m_openai", "openai", 0, 5)
+        ledger.begin(gone, keys)
+        gone.state, gone.remote_id = "submitted", "batch_deleted"  # a live record the provider lost
+        ledger.save(gone)
+        calls = engine.run("responses", path)
+        stats = emu.stats()
+        engine.close()
+    assert calls.ok == 5 and calls.batch.to_online == 5 and stats["batches"] == 0
+    assert {r.state for r in ledger.load()} == {"abandoned"}
