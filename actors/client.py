@@ -61,6 +61,59 @@ def estimate_input_tokens(spec: CallSpec) -> int:
     return chars // 4 + 4 * len(spec.messages) + 1
 
 
+def base_row(key: str, ep: Endpoint, kind: str, run_id: str) -> dict[str, Any]:
+    """The identifying fields of a store row, before the call's outcome is known."""
+    return {
+        "key": key,
+        "model": ep.model_key,
+        "provider": ep.provider,
+        "model_id": ep.model_id,
+        "kind": kind,
+        "run_id": run_id,
+        "attempts": 0,
+        "rate_limited": 0,
+    }
+
+
+def ok_row(
+    row: dict[str, Any], ep: Endpoint, p: ParsedResponse, latency_s: float, *, batch: bool = False
+) -> dict[str, Any]:
+    """Complete `row` with a usable answer, priced at the online or (`batch`) the batch price."""
+    row.update(
+        status="ok",
+        text=p.text,
+        thinking=p.thinking or None,
+        finish_reason=p.finish_reason,
+        refusal=p.refusal,
+        flag=p.flag,
+        input_tokens=p.input_tokens,
+        output_tokens=p.output_tokens,
+        cached_input_tokens=p.cached_input_tokens,
+        cache_write_tokens=p.cache_write_tokens,
+        reasoning_tokens=p.reasoning_tokens,
+        cost_usd=ep.prices.cost_usd(
+            p.input_tokens, p.output_tokens, p.cached_input_tokens, p.cache_write_tokens, batch=batch
+        ),
+        latency_s=latency_s,
+        embeddings=[list(v) for v in p.embeddings] if p.embeddings is not None else None,
+        finished_at=datetime.now(UTC),
+    )
+    return row
+
+
+def failed_row(row: dict[str, Any], err: ProviderError) -> dict[str, Any]:
+    """Complete `row` as a failure with its reason; failures cost nothing."""
+    row.update(
+        status="failed",
+        error_kind=err.kind,
+        error=str(err),
+        raw=err.raw,
+        cost_usd=0.0,
+        finished_at=datetime.now(UTC),
+    )
+    return row
+
+
 class ClientCore:
     """The Ray-free body of a client: used by `ClientActor` and directly by tests."""
 
@@ -106,21 +159,10 @@ class ClientCore:
 
     async def _call(self, key: str, spec: CallSpec) -> dict[str, Any]:
         ep = self.settings.endpoints[spec.model]
-        row: dict[str, Any] = {
-            "key": key,
-            "model": spec.model,
-            "provider": ep.provider,
-            "model_id": ep.model_id,
-            "kind": spec.kind,
-            "run_id": self.settings.run_id,
-            "attempts": 0,
-            "rate_limited": 0,
-        }
+        row = base_row(key, ep, spec.kind, self.settings.run_id)
         api_key = self._api_key(ep)
         if api_key is None:
-            return self._failed(
-                row, ProviderError("auth", f"environment variable {ep.api_key_env} is not set")
-            )
+            return failed_row(row, ProviderError("auth", f"environment variable {ep.api_key_env} is not set"))
         adapter = get_adapter(ep.provider)
         http = adapter.build(ep, spec)
         headers = {**http.headers, **adapter.auth_headers(api_key)}
@@ -142,7 +184,7 @@ class ClientCore:
                     lease.record_usage(in_est, out_est, 0, 0)
                 if not err.retryable or row["attempts"] >= self.settings.policy.max_attempts:
                     row["latency_s"] = time.monotonic() - start
-                    return self._failed(row, err)
+                    return failed_row(row, err)
                 await asyncio.sleep(
                     self.settings.policy.backoff_s(row["attempts"], err.retry_after_s, self._rng)
                 )
@@ -150,7 +192,7 @@ class ClientCore:
             lease.record_usage(in_est, out_est, parsed.input_tokens, parsed.output_tokens)
             self._learn_output(spec.model, parsed.output_tokens)
             row["raw"] = raw.decode("utf-8", "replace") if spec.kind == "chat" else None
-            return self._ok(row, ep, parsed, time.monotonic() - start)
+            return ok_row(row, ep, parsed, time.monotonic() - start)
 
     async def _send(
         self,
@@ -184,40 +226,6 @@ class ClientCore:
     def _learn_output(self, model: str, tokens: int) -> None:
         prev = self._out_mean.get(model)
         self._out_mean[model] = tokens if prev is None else 0.9 * prev + 0.1 * tokens
-
-    def _ok(self, row: dict[str, Any], ep: Endpoint, p: ParsedResponse, latency_s: float) -> dict[str, Any]:
-        row.update(
-            status="ok",
-            text=p.text,
-            thinking=p.thinking or None,
-            finish_reason=p.finish_reason,
-            refusal=p.refusal,
-            flag=p.flag,
-            input_tokens=p.input_tokens,
-            output_tokens=p.output_tokens,
-            cached_input_tokens=p.cached_input_tokens,
-            cache_write_tokens=p.cache_write_tokens,
-            reasoning_tokens=p.reasoning_tokens,
-            cost_usd=ep.prices.cost_usd(
-                p.input_tokens, p.output_tokens, p.cached_input_tokens, p.cache_write_tokens
-            ),
-            latency_s=latency_s,
-            embeddings=[list(v) for v in p.embeddings] if p.embeddings is not None else None,
-            finished_at=datetime.now(UTC),
-        )
-        return row
-
-    @staticmethod
-    def _failed(row: dict[str, Any], err: ProviderError) -> dict[str, Any]:
-        row.update(
-            status="failed",
-            error_kind=err.kind,
-            error=str(err),
-            raw=err.raw,
-            cost_usd=0.0,
-            finished_at=datetime.now(UTC),
-        )
-        return row
 
 
 @ray.remote(max_restarts=-1, max_task_retries=0)

@@ -28,6 +28,8 @@ class Prices:
     cached_input: float = 0.0
     cache_write: float | None = None
     """Price of tokens written to a prompt cache (Anthropic); None means the input price."""
+    batch_discount: float = 0.5
+    """Share taken off every price for calls made through the provider's batch API."""
 
     def cost_usd(
         self,
@@ -35,16 +37,22 @@ class Prices:
         output_tokens: int,
         cached_input_tokens: int = 0,
         cache_write_tokens: int = 0,
+        *,
+        batch: bool = False,
     ) -> float:
         """Cost of one call. `input_tokens` counts every prompt token, cached ones included."""
         uncached = max(input_tokens - cached_input_tokens - cache_write_tokens, 0)
         write_price = self.input if self.cache_write is None else self.cache_write
         return (
-            uncached * self.input
-            + cached_input_tokens * self.cached_input
-            + cache_write_tokens * write_price
-            + output_tokens * self.output
-        ) / 1e6
+            (
+                uncached * self.input
+                + cached_input_tokens * self.cached_input
+                + cache_write_tokens * write_price
+                + output_tokens * self.output
+            )
+            / 1e6
+            * (1.0 - self.batch_discount if batch else 1.0)
+        )
 
 
 @dataclass(frozen=True)

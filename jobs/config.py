@@ -19,6 +19,7 @@ from actors.errors import ConfigError
 from actors.limiter import AccountLimits
 from actors.providers import NEUTRAL_PARAMS
 from actors.types import Endpoint, Prices
+from jobs.batching.conf import BatchConf, check_batching
 from jobs.stages.compliance import ComplianceConf, check_compliance
 from jobs.stages.disagreement import DisagreementConf
 from jobs.stages.diversity import DiversityConf
@@ -60,6 +61,8 @@ class PricesConf:
     """Price of prompt tokens served from the provider's prompt cache."""
     cache_write: float | None = None
     """Price of prompt tokens written to the cache (Anthropic); None means the input price."""
+    batch_discount: float = 0.5
+    """Share (0..1) taken off every price for calls made through the provider's batch API."""
 
 
 @dataclass
@@ -83,6 +86,9 @@ class ModelConf:
     """Default generation parameters (temperature, max_tokens, reasoning_effort, thinking_budget, ...)."""
     timeout_s: float = 120.0
     """Client timeout of one HTTP call, seconds."""
+    batch_api: bool = True
+    """Whether the provider's batch API may carry this model's calls in `batch`/`auto` stages
+    (false for OpenAI-compatible servers without /v1/batches, e.g. vLLM)."""
 
 
 @dataclass
@@ -151,6 +157,12 @@ class EmulatorConf:
     quirks: QuirksConf = field(default_factory=QuirksConf)
     limits: dict[str, LimitsConf] = field(default_factory=dict)
     """Limits the emulator enforces, by API-key environment variable name."""
+    batch_delay_s: float = 2.0
+    """Batch APIs: seconds until a batch's last item is done (items finish evenly over it)."""
+    batch_failure_rate: float = 0.0
+    """Batch APIs: probability (0..1) that an item fails with a 500."""
+    batch_expire_s: float = 86_400.0
+    """Batch APIs: items unfinished this many seconds after creation expire."""
 
 
 @dataclass
@@ -194,6 +206,8 @@ class RunConf:
     models: dict[str, ModelConf] = field(default_factory=dict)
     accounts: dict[str, AccountConf] = field(default_factory=dict)
     engine: EngineConf = field(default_factory=EngineConf)
+    batch: BatchConf = field(default_factory=BatchConf)
+    """Provider batch APIs: polling, repair rounds, limits (stages choose with their `mode`)."""
     emulator: EmulatorConf = field(default_factory=EmulatorConf)
     ray: RayConf = field(default_factory=RayConf)
     stages: StagesConf = field(default_factory=lambda: StagesConf())
@@ -328,6 +342,7 @@ def validate(conf: RunConf) -> None:
             )
     for env_name, lim in conf.emulator.limits.items():
         _check_limits(lim, f"emulator.limits.{env_name}")
+    check_batching(conf)
 
 
 def judge_refs(st: StagesConf) -> dict[str, list[str]]:

@@ -12,7 +12,14 @@ import os
 import secrets
 from collections.abc import Iterator
 
-from actors.emulator.config import AccountLimits, EmulatorConfig, FaultRates, LatencyModel, OutputQuirks
+from actors.emulator.config import (
+    AccountLimits,
+    BatchBehaviour,
+    EmulatorConfig,
+    FaultRates,
+    LatencyModel,
+    OutputQuirks,
+)
 from actors.emulator.server import EmulatorServer, main_emulate
 from jobs.config import EmulatorConf, RunConf
 
@@ -30,6 +37,9 @@ def to_emulator_config(conf: EmulatorConf) -> EmulatorConfig:
         faults=FaultRates(**vars(conf.faults)),
         quirks=OutputQuirks(**vars(conf.quirks)),
         hang_s=conf.hang_s,
+        batch=BatchBehaviour(
+            delay_s=conf.batch_delay_s, failure_rate=conf.batch_failure_rate, expire_s=conf.batch_expire_s
+        ),
     )
 
 

@@ -33,6 +33,7 @@ from actors.errors import BudgetExceeded, ConfigError
 from actors.limiter import get_limiter
 from actors.store import CallStore, contains
 from actors.types import Endpoint, call_key, spec_from_json
+from jobs.batching.router import BatchFigures, BatchRouter
 from jobs.config import RunConf, account_limits, endpoint, to_account_limits
 from jobs.journal import Journal, dangling, discard
 from jobs.progress import Progress
@@ -63,9 +64,11 @@ class StageCalls:
     cached_input_tokens: int = 0
     failures: dict[str, int] = field(default_factory=dict)
     elapsed_s: float = 0.0
+    batch: BatchFigures = field(default_factory=BatchFigures)
+    """What the providers' batch APIs did for this table (stages in `batch`/`auto` mode)."""
 
     def as_dict(self) -> dict[str, Any]:
-        return dict(vars(self))
+        return {**vars(self), "batch": self.batch.as_dict()}
 
 
 class _Window:
@@ -99,6 +102,7 @@ class Engine:
         self._clients: list[Any] = []
         self._rr = itertools.count()
         self._journal: Journal | None = None
+        self._router = BatchRouter(conf, run, store, self._endpoints, manifest.run_id)
 
     # ---- requests ---------------------------------------------------------------------
 
@@ -241,12 +245,20 @@ class Engine:
                     "`specstress estimate CONFIG` shows the cost per stage and model before a run."
                 )
         calls.repaid_after_kill = self._count_interrupted(stage)
-        if to_make:
-            progress = Progress(stage, totals, to_make)
-            try:
-                asyncio.run(self._dispatch(stage, pending, to_make, calls, progress))
-            finally:
-                progress.close()
+
+        def stored(rows: pa.RecordBatch) -> None:
+            self._account(rows, calls, None)
+            self.manifest.set_calls(stage, calls.as_dict())
+
+        # Batch routing (jobs/batching): yields what goes online now, then what batches left.
+        for online in self._router.route(stage, pending, scratch, calls.batch, stored):
+            part = {m: sum(pq.ParquetFile(p).metadata.num_rows for p in ps) for m, ps in online.items()}
+            if any(part.values()):
+                progress = Progress(stage, totals, part)
+                try:
+                    asyncio.run(self._dispatch(stage, online, part, calls, progress))
+                finally:
+                    progress.close()
 
     def _count_interrupted(self, stage: str) -> int:
         """Calls earlier sessions dispatched but never stored: paid twice at most once each."""
@@ -389,7 +401,7 @@ class Engine:
             )
 
     @staticmethod
-    def _account(batch: pa.RecordBatch, calls: StageCalls, progress: Progress) -> None:
+    def _account(batch: pa.RecordBatch, calls: StageCalls, progress: Progress | None) -> None:
         t = pa.Table.from_batches([batch])
         ok = pc.equal(t["status"], "ok")
         n_ok = pc.sum(ok).as_py() or 0
@@ -409,4 +421,5 @@ class Engine:
                 .iter_rows()
             ):
                 calls.failures[kind] = calls.failures.get(kind, 0) + n
-        progress.update(t)
+        if progress is not None:
+            progress.update(t)

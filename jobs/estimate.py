@@ -21,7 +21,8 @@ import pyarrow.parquet as pq
 
 from actors.store import CallStore, contains
 from actors.types import call_key, spec_from_json
-from jobs.config import RunConf, account_limits, account_of, endpoint
+from jobs.batching.conf import batch_capable, routing_for
+from jobs.config import LimitsConf, RunConf, account_limits, account_of, endpoint
 from jobs.rundir import RunDir, default_cache
 
 TYPICAL: dict[str, tuple[int, int]] = {
@@ -81,10 +82,15 @@ class Line:
 class Estimate:
     lines: list[Line] = field(default_factory=list)
     cost: dict[tuple[str, str], float] = field(default_factory=dict)
+    """Dollars per (stage, model) on the route the stage will take."""
     saving: dict[tuple[str, str], float] = field(default_factory=dict)
     """Dollars prompt caching saves per line (cost without caching minus cost)."""
     stored: dict[tuple[str, str], float] = field(default_factory=dict)
     """Dollars the calls already in the store would cost, per line."""
+    online_cost: dict[tuple[str, str], float] = field(default_factory=dict)
+    """Dollars per (stage, model) if every call went online: the batch saving is the difference."""
+    batched: set[tuple[str, str]] = field(default_factory=set)
+    """(stage, model) lines that go through a batch API (`route: batch`, or `auto` with room)."""
     wall_s: dict[str, float] = field(default_factory=dict)
     binding: dict[str, str] = field(default_factory=dict)
 
@@ -103,6 +109,7 @@ class Estimate:
                 "cost_usd": round(self.cost[(ln.stage, ln.model)], 4),
                 "cache_saving_usd": round(self.saving.get((ln.stage, ln.model), 0.0), 4),
                 "stored_usd": round(self.stored[(ln.stage, ln.model)], 4),
+                "route": "batch" if (ln.stage, ln.model) in self.batched else "online",
                 "exact": ln.exact,
             }
             for ln in self.lines
@@ -114,6 +121,8 @@ class Estimate:
             "total_cost_usd": round(sum(self.cost.values()), 4),
             "total_cache_saving_usd": round(sum(self.saving.values()), 4),
             "total_stored_usd": round(sum(self.stored.values()), 4),
+            "total_online_cost_usd": round(sum(self.online_cost.values()), 4),
+            "batch_saving_usd": round(sum(self.online_cost.values()) - sum(self.cost.values()), 4),
             "wall_clock_s": {k: round(v, 1) for k, v in self.wall_s.items()},
             "total_wall_clock_s": round(sum(self.wall_s.values()), 1),
             "binding_limit": self.binding,
@@ -300,19 +309,54 @@ def estimate(conf: RunConf) -> Estimate:
     for stage, accounts in by_stage.items():
         worst, why = 0.0, "none"
         for account, (calls, tin, tout) in accounts.items():
-            lim = limits[account]
-            for name, used, per_min in (
-                ("rpm", calls, lim.rpm),
-                ("input_tpm", tin, lim.input_tpm),
-                ("output_tpm", tout, lim.output_tpm),
-            ):
-                if per_min and used:
-                    minutes = used / per_min
-                    if minutes * 60 > worst:
-                        worst, why = minutes * 60, f"{account}.{name}"
+            secs, name = limit_seconds(limits[account], calls, tin, tout)
+            if secs > worst:
+                worst, why = secs, f"{account}.{name}"
         est.wall_s[stage] = worst
         est.binding[stage] = why
+    _price_routes(conf, est)
     return est
+
+
+def _price_routes(conf: RunConf, est: Estimate) -> None:
+    """Price each line on its stage's route: batch lines at the model's batch discount.
+
+    `auto` counts as batch when the stage's deadline exceeds its online wall-clock time (at
+    the limits) times `batch.online_safety`, the test the run itself applies.
+    """
+    for ln in est.lines:
+        routing = routing_for(conf.stages, ln.stage)
+        room = routing.batch_deadline_s > est.wall_s.get(ln.stage, 0.0) * conf.batch.online_safety
+        batch = (routing.route == "batch" or (routing.route == "auto" and room)) and batch_capable(
+            conf, ln.model
+        )
+        prices = endpoint(conf, ln.model).prices
+        line_key = (ln.stage, ln.model)
+        est.online_cost[line_key] = est.cost[line_key]
+        if batch:
+            est.batched.add(line_key)
+            est.cost[line_key] = prices.cost_usd(
+                int(ln.input_tokens),
+                int(ln.output_tokens),
+                int(ln.cached_input_tokens),
+                int(ln.cache_write_tokens),
+                batch=True,
+            )
+
+
+def limit_seconds(
+    lim: LimitsConf, calls: float, input_tokens: float, output_tokens: float
+) -> tuple[float, str]:
+    """Seconds an account's per-minute limits need for this much work, and the limit that binds."""
+    worst, why = 0.0, "none"
+    for name, used, per_min in (
+        ("rpm", calls, lim.rpm),
+        ("input_tpm", input_tokens, lim.input_tpm),
+        ("output_tpm", output_tokens, lim.output_tpm),
+    ):
+        if per_min and used and used / per_min * 60 > worst:
+            worst, why = used / per_min * 60, name
+    return worst, why
 
 
 def format_estimate(est: Estimate) -> str:
@@ -325,6 +369,7 @@ def format_estimate(est: Estimate) -> str:
         out.append(
             f"{r['stage']:<18} {r['model']:<22} {r['calls']:>9} {r['cached']:>8} {r['to_make']:>9} "
             f"{r['input_tokens']:>11} {r['output_tokens']:>11} {r['stored_tokens']:>11} {r['cost_usd']:>10.2f}"
+            + ("  b" if r["route"] == "batch" else "")
             + ("" if r["exact"] else "  ~")
         )
     out.append(
@@ -338,9 +383,20 @@ def format_estimate(est: Estimate) -> str:
                 f"  prompt cache, {r['stage']} {r['model']}: {r['cached_input_tokens']} of {r['input_tokens']} "
                 f"input tokens cached, saves ${r['cache_saving_usd']:.2f}"
             )
+    if est.batched:
+        out.append(
+            f"  batch saving: ${d['batch_saving_usd']:.2f} (all online: ${d['total_online_cost_usd']:.2f}); "
+            "b = through the providers' batch APIs at their discount"
+        )
+    batch_stages = {stage for stage, _ in est.batched}
     for stage, secs in d["wall_clock_s"].items():
         out.append(
             f"  {stage}: about {math.ceil(secs / 60)} min at the limits (binding: {d['binding_limit'][stage]})"
+            + (
+                "; its batch lines take what the batch APIs take (up to 24 h)"
+                if stage in batch_stages
+                else ""
+            )
         )
     out.append(
         "~ = counted from config (every generation assumed kept); other lines are the stage's exact requests."

@@ -20,6 +20,7 @@ import yaml
 from actors.errors import SpecstressError
 from actors.storage import Location
 from actors.store import CallStore
+from jobs.batching.records import batch_status
 from jobs.rundir import MANIFEST, default_cache
 
 
@@ -40,6 +41,7 @@ def run_status(run_uri: str) -> dict[str, Any]:
     data["eta"] = eta(data) if data["run_state"] == "running" else {}
     data["tables"] = table_rows(root)
     data["store"] = store_counts(root, data["run_id"])
+    data["batches"] = batch_status(Location(run_uri))
     return data
 
 
@@ -127,6 +129,12 @@ def format_status(status: dict[str, Any]) -> str:
             f"  calls {name:<22} requests={c['requests']} made={c['made']} cached={c['cached']} "
             f"retries={c['retries']} 429s={c['rate_limited']} failed={c['failed']} ({failures}) ${c['cost_usd']:.4f}"
         )
+        b = c.get("batch") or {}
+        if b.get("submitted_items") or b.get("resumed_batches"):
+            lines.append(
+                f"    via batch APIs: {b['answered']} answered, {b['failed']} failed, "
+                f"{b['resubmitted']} re-submitted, {b['to_online']} moved online, ${b['cost_usd']:.4f}"
+            )
     for name, e in status.get("eta", {}).items():
         lines.append(f"  in progress {name}: {e['calls_left']} calls left, ETA {_duration(e['eta_s'])}")
     t = status["totals"]
@@ -137,6 +145,18 @@ def format_status(status: dict[str, Any]) -> str:
     )
     if status.get("tables"):
         lines.append("  tables: " + ", ".join(f"{k} {v}" for k, v in sorted(status["tables"].items())))
+    batches = status.get("batches") or {}
+    for b in batches.get("in_flight", []):
+        counts = ", ".join(f"{k} {v}" for k, v in sorted(b["counts"].items())) or "no counts yet"
+        lines.append(
+            f"  batch {b['remote_id'] or '(being created)'} {b['stage']}/{b['model']} {b['state']}"
+            f" {b['provider_status'] or ''}: {b['items']} items, {b['age_s'] / 60:.1f} min old ({counts})"
+        )
+    if batches.get("totals", {}).get("unconfirmed_items"):
+        n = batches["totals"]["unconfirmed_items"]
+        lines.append(
+            f"  {n} batch items were being submitted at a kill and were sent again (maybe paid twice)"
+        )
     for item in status.get("interrupted", []):
         lines.append(f"  resumed after a kill in {item['stage']}: {item['in_flight']} calls were in flight")
     return "\n".join(lines)

@@ -122,6 +122,24 @@ class OutputQuirks:
 
 
 @dataclass(frozen=True)
+class BatchBehaviour:
+    """How the emulated batch APIs behave (see actors/emulator/batches.py)."""
+
+    delay_s: float = 2.0
+    """Seconds from a batch's creation until its last item is done; items finish evenly over it."""
+    failure_rate: float = 0.0
+    """Probability (0..1) that a finished item is an error (HTTP 500 in the provider's shape)."""
+    expire_s: float = 86_400.0
+    """Items not finished this many seconds after creation expire (real providers: 24 h)."""
+
+    def __post_init__(self) -> None:
+        if not 0.0 <= self.failure_rate <= 1.0:
+            raise ValueError(f"batch failure_rate must be in [0, 1], got {self.failure_rate}")
+        if self.delay_s < 0 or self.expire_s <= 0:
+            raise ValueError("batch delay_s must be >= 0 and expire_s > 0")
+
+
+@dataclass(frozen=True)
 class EmulatorConfig:
     """Everything that shapes the emulator's behaviour; equal configs give equal answers."""
 
@@ -138,6 +156,7 @@ class EmulatorConfig:
     """How long a "hang" fault sleeps before answering, in seconds."""
     cache_ttl_s: float = 300.0
     """Prompt-cache lifetime since last use, in seconds (Anthropic's is 5 minutes)."""
+    batch: BatchBehaviour = field(default_factory=BatchBehaviour)
 
     def __post_init__(self) -> None:
         resolved = {resolve_account(name): limits for name, limits in self.accounts.items()}

@@ -22,6 +22,7 @@ from aiohttp import web
 
 from actors.emulator import tasks  # noqa: F401  (importing it registers the task personas)
 from actors.emulator.accounts import AccountState
+from actors.emulator.batches import BatchDesk, BatchRoutes
 from actors.emulator.config import EmulatorConfig, fingerprint
 from actors.emulator.dialects.anthropic import AnthropicDialect
 from actors.emulator.dialects.base import (
@@ -64,6 +65,8 @@ class Emulator:
         self.config = config
         self.stats = Stats()
         self.cache = PromptCache(config.cache_ttl_s, time.monotonic)
+        self.batches = BatchDesk(self)
+        """The batch APIs' state (actors/emulator/batches.py)."""
         self._accounts: dict[str, AccountState] = {}
 
     def account(self, fp: str) -> AccountState:
@@ -203,8 +206,9 @@ def create_app(config: EmulatorConfig | None = None) -> web.Application:
     """The emulator as an aiohttp application; the `Emulator` is at `app["emulator"]`."""
     emulator = Emulator(config or EmulatorConfig())
     openai, anthropic, gemini = OpenAIDialect(), AnthropicDialect(), GeminiDialect()
-    app = web.Application(client_max_size=64 * 1024**2)
+    app = web.Application(client_max_size=300 * 1024**2)  # batch uploads: OpenAI allows 200 MB
     app[EMULATOR] = emulator
+    batches = BatchRoutes(emulator.batches, openai, anthropic, gemini)
 
     async def get_stats(request: web.Request) -> web.Response:
         return _json_response(200, emulator.stats.snapshot())
@@ -213,6 +217,7 @@ def create_app(config: EmulatorConfig | None = None) -> web.Application:
         emulator.stats.reset()
         return _json_response(200, {"reset": True})
 
+    app.router.add_routes(batches.routes())  # before the catch-all Gemini model route
     app.router.add_routes(
         [
             # OpenAI clients put /v1 in base_url; compatible servers may not.

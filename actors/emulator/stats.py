@@ -20,6 +20,9 @@ class Stats:
         self.by_hash: Counter[str] = Counter()
         self.ok_by_hash: Counter[str] = Counter()
         """Well-formed answers (HTTP 200, body intact) per request hash: what exactly-once is proved on."""
+        self.batches = 0
+        self.batch_by_hash: Counter[str] = Counter()
+        """Times each request (by its online request hash) was submitted inside a batch."""
         self.status: Counter[str] = Counter()
         self.faults: Counter[str] = Counter()
 
@@ -40,4 +43,6 @@ class Stats:
             "by_hash": dict(self.by_hash),
             "ok_by_hash": dict(self.ok_by_hash),
             "faults": dict(self.faults),
+            "batches": self.batches,
+            "batch_by_hash": dict(self.batch_by_hash),
         }

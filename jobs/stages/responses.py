@@ -21,6 +21,7 @@ import pyarrow.dataset as pads
 
 from actors.errors import ConfigError
 from actors.types import chat, spec_to_json
+from jobs.batching.conf import RoutingConf
 from jobs.paper import PAPER_MODELS
 from jobs.stages.params import layer
 from jobs.stages.streaming import iter_results, write_parts
@@ -68,7 +69,7 @@ class ResponseSettings:
 
 
 @dataclass
-class ResponsesConf:
+class ResponsesConf(RoutingConf):
     """Settings of the `responses` stage (config section `stages.responses`)."""
 
     models: list[str] = field(default_factory=lambda: list(PAPER_MODELS))

@@ -19,6 +19,7 @@ import pyarrow as pa
 from pydantic import BaseModel, ConfigDict, Field, StrictInt, ValidationError, model_validator
 
 from actors.errors import ConfigError
+from jobs.batching.conf import RoutingConf
 from jobs.stages.params import stage_params
 from jobs.stages.repair import ParseError, call_with_repair, extract_json, wrong_shape
 from jobs.stages.streaming import add_calls, frame, scan_table, write_parts
@@ -141,7 +142,7 @@ def parse_rubric(text: str, value1: str, value2: str) -> Rubric:
 
 
 @dataclass
-class RubricsConf:
+class RubricsConf(RoutingConf):
     """Settings of the `rubrics` stage (config section `stages.rubrics`)."""
 
     model: str = "claude_opus_4"

@@ -23,6 +23,7 @@ import pyarrow as pa
 
 from actors.errors import ConfigError
 from actors.types import chat, spec_to_json
+from jobs.batching.conf import RoutingConf
 from jobs.stages.params import stage_params
 from jobs.tables import read_table, write_table
 
@@ -97,7 +98,7 @@ REJECT_SCHEMA = pa.schema(
 
 
 @dataclass
-class ScenariosConf:
+class ScenariosConf(RoutingConf):
     """Settings of the `scenarios` stage (config section `stages.scenarios`)."""
 
     generators: dict[str, float] = field(default_factory=dict)
