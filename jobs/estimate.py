@@ -20,7 +20,7 @@ import polars as pl
 import pyarrow.parquet as pq
 
 from actors.store import CallStore, contains
-from actors.types import call_key, spec_from_json
+from actors.types import CallSpec, call_key, spec_from_json
 from jobs.batching.conf import batch_capable, routing_for
 from jobs.config import LimitsConf, RunConf, account_limits, account_of, endpoint
 from jobs.rundir import RunDir, default_cache
@@ -145,6 +145,7 @@ def exact_lines(
     eps = {m: endpoint(conf, m) for m in conf.models}
     visible = _visible_output(conf, stage)
     seen: set[str] = set()
+    written: set[str] = set()
     lines: dict[str, Line] = {}
     for chunk in chunks:
         for model, spec_json in zip(chunk["model"], chunk["spec"], strict=True):
@@ -164,7 +165,26 @@ def exact_lines(
                 continue
             line.input_tokens += tokens_in
             line.output_tokens += tokens_out
+            prefix = cacheable_prefix_tokens(spec)
+            if prefix and model in written:
+                line.cached_input_tokens += prefix
+            elif prefix:  # the model's first call to make writes the provider's cache
+                written.add(model)
+                if eps[model].provider == "anthropic":
+                    line.cache_write_tokens += prefix
     return list(lines.values())
+
+
+MIN_CACHED_TOKENS = 1024
+"""Providers cache a prompt prefix only from about this many tokens on."""
+
+
+def cacheable_prefix_tokens(spec: CallSpec) -> float:
+    """Tokens of a request's system prompt when the request asks for it to be cached (and it is long enough)."""
+    if not spec.param_dict.get("cache_prefix"):
+        return 0.0
+    tokens = sum(len(m.content) for m in spec.messages if m.role == "system") / 4
+    return tokens if tokens >= MIN_CACHED_TOKENS else 0.0
 
 
 def _typical(stage: str, model: str, calls: int, kind: str, max_tokens: int | None) -> Line:

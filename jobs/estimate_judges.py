@@ -16,7 +16,7 @@ import numpy as np
 import polars as pl
 
 from actors.errors import SpecstressError
-from jobs.estimate import TYPICAL, Line, expected_output_tokens, from_earlier_requests
+from jobs.estimate import MIN_CACHED_TOKENS, TYPICAL, Line, expected_output_tokens, from_earlier_requests
 from jobs.rundir import RunDir
 from jobs.stages.compliance import SPEC_SYSTEM, families_of, load_spec, sample_groups
 from jobs.stages.params import stage_params
@@ -26,7 +26,6 @@ from jobs.stages.values import value_categories
 if TYPE_CHECKING:
     from jobs.config import RunConf
 
-MIN_CACHED_TOKENS = 1024
 CHARS_PER_TOKEN = 4
 
 
@@ -63,7 +62,9 @@ def _phrase_embedding_lines(conf: RunConf, n_responses: int) -> list[Line]:
         return []
     n_texts = n_responses * vc.max_values + len(value_categories(conf))
     calls = math.ceil(n_texts / ec.batch_size)
-    return [Line("values_embeddings", ec.model, calls, input_tokens=n_texts * TYPICAL["values_embeddings"][0])]
+    return [
+        Line("values_embeddings", ec.model, calls, input_tokens=n_texts * TYPICAL["values_embeddings"][0])
+    ]
 
 
 def _line(conf: RunConf, stage: str, model: str, calls: int, settings: object) -> Line:
