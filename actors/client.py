@@ -12,6 +12,7 @@ import os
 import random
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -22,6 +23,8 @@ import ray
 
 from actors.errors import ProviderError
 from actors.lease_client import LeaseClient, lease_client_for
+from actors.limiter import find_limiter
+from actors.metrics import CallMetrics
 from actors.providers import get_adapter
 from actors.store import STORE_SCHEMA
 from actors.types import CallSpec, Endpoint, ParsedResponse, spec_from_json
@@ -44,11 +47,15 @@ class RetryPolicy:
 
 @dataclass(frozen=True)
 class ClientSettings:
-    """The slice of config one client actor needs."""
+    """The slice of config one client actor needs: plain, small data.
+
+    No actor handles or object refs: Ray inlines small plain arguments into the actor's
+    creation task, so a restart on another node always has them (an argument held in the
+    object store may be gone by then: ray-project/ray#53727). Clients find the limiters
+    by name instead.
+    """
 
     endpoints: dict[str, Endpoint]
-    limiters: dict[str, Any]
-    """Limiter actor handle per account (the driver creates them, so it owns them)."""
     in_flight: dict[str, int]
     """This client's share of each account's max_in_flight."""
     policy: RetryPolicy = field(default_factory=RetryPolicy)
@@ -64,8 +71,23 @@ def estimate_input_tokens(spec: CallSpec) -> int:
 class ClientCore:
     """The Ray-free body of a client: used by `ClientActor` and directly by tests."""
 
-    def __init__(self, settings: ClientSettings, *, seed: int | None = None) -> None:
+    def __init__(
+        self,
+        settings: ClientSettings,
+        limiter_for: Callable[[str], Any],
+        *,
+        seed: int | None = None,
+        metrics: CallMetrics | None = None,
+    ) -> None:
+        """Args:
+        settings: this client's slice of config.
+        limiter_for: the limiter (actor handle) of an account, looked up on first use.
+        seed: seeds the backoff jitter.
+        metrics: where counters and gauges go (default: Ray's metrics API).
+        """
         self.settings = settings
+        self._limiter_for = limiter_for
+        self._metrics = metrics or CallMetrics()
         self._rng = random.Random(seed)
         self._session: aiohttp.ClientSession | None = None
         self._leases: dict[str, LeaseClient] = {}
@@ -76,7 +98,7 @@ class ClientCore:
 
     def _lease(self, account: str) -> LeaseClient:
         if account not in self._leases:
-            self._leases[account] = lease_client_for(self.settings.limiters[account], self._client_id)
+            self._leases[account] = lease_client_for(self._limiter_for(account), self._client_id)
         return self._leases[account]
 
     def _api_key(self, ep: Endpoint) -> str | None:
@@ -116,6 +138,12 @@ class ClientCore:
             "attempts": 0,
             "rate_limited": 0,
         }
+        row = await self._attempts(row, ep, spec)
+        self._metrics.finished(row, ep.account)
+        return row
+
+    async def _attempts(self, row: dict[str, Any], ep: Endpoint, spec: CallSpec) -> dict[str, Any]:
+        """Try `spec` until it succeeds, fails for good, or runs out of attempts; fill in `row`."""
         api_key = self._api_key(ep)
         if api_key is None:
             return self._failed(
@@ -127,12 +155,19 @@ class ClientCore:
         lease = self._lease(ep.account)
         in_est, out_est = estimate_input_tokens(spec), self._estimate_output(spec)
         start = time.monotonic()
+        tags, sem, metrics = (spec.model, ep.account), self._sems[ep.account], self._metrics
         while True:
             row["attempts"] += 1
-            await lease.acquire(in_est, out_est)
             try:
-                async with self._sems[ep.account]:
-                    parsed, raw = await self._send(adapter, ep, spec, http.url, http.json, headers, lease)
+                with metrics.level("specstress_queue_depth", *tags):
+                    await lease.acquire(in_est, out_est)
+                    await sem.acquire()
+                try:
+                    with metrics.level("specstress_in_flight", *tags):
+                        metrics.add("specstress_requests", *tags)
+                        parsed, raw = await self._send(adapter, ep, spec, http.url, http.json, headers, lease)
+                finally:
+                    sem.release()
             except ProviderError as err:
                 if err.kind in ("rate_limit", "overloaded"):
                     # The provider may have counted this attempt: keep its reservation.
@@ -225,7 +260,7 @@ class ClientActor:
     """A Ray actor around `ClientCore`. Async, so one process keeps many requests in flight."""
 
     def __init__(self, settings: ClientSettings, seed: int | None = None) -> None:
-        self.core = ClientCore(settings, seed=seed)
+        self.core = ClientCore(settings, find_limiter, seed=seed, metrics=CallMetrics())
 
     async def call_batch(self, items: list[tuple[str, str]]) -> pa.RecordBatch:
         return await self.core.call_batch(items)

@@ -12,6 +12,7 @@ import ray
 
 from actors.lease_client import LeaseClient, lease_client_for
 from actors.limiter_core import AccountLimits, Lease, LimiterCore, Settlement
+from actors.metrics import LimiterMetrics
 
 __all__ = [
     "NAMESPACE",
@@ -21,6 +22,7 @@ __all__ = [
     "LimiterActor",
     "LimiterCore",
     "Settlement",
+    "find_limiter",
     "get_limiter",
     "lease_client_for",
     "limiter_name",
@@ -40,6 +42,7 @@ class LimiterActor:
     def __init__(self, account: str, limits: AccountLimits) -> None:
         self._account = account
         self._core = LimiterCore(limits)
+        self._metrics = LimiterMetrics(account)
 
     async def lease(
         self,
@@ -52,7 +55,10 @@ class LimiterActor:
         """Apply a piggy-backed settlement, then grant a lease (see `LimiterCore.lease`)."""
         if settlement is not None and not settlement.empty:
             self._core.settle(client_id, settlement)
-        return self._core.lease(client_id, want_requests, want_input_tokens, want_output_tokens)
+        lease = self._core.lease(client_id, want_requests, want_input_tokens, want_output_tokens)
+        stats = self._core.stats()
+        self._metrics.report(stats["rate_factor"], stats["waiting_clients"])
+        return lease
 
     async def settle(self, client_id: str, settlement: Settlement) -> None:
         self._core.settle(client_id, settlement)
@@ -80,3 +86,8 @@ def get_limiter(account: str, limits: AccountLimits, *, detached: bool = False) 
         get_if_exists=True,
         lifetime="detached" if detached else None,
     ).remote(account, limits)
+
+
+def find_limiter(account: str) -> Any:
+    """The running limiter of `account`, by name (created by the driver with `get_limiter`)."""
+    return ray.get_actor(limiter_name(account), namespace=NAMESPACE)

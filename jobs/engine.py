@@ -10,7 +10,6 @@ bounded by the windows, not by the table. `results` joins the requests back to t
 from __future__ import annotations
 
 import asyncio
-import glob
 import itertools
 import logging
 import math
@@ -29,11 +28,12 @@ import pyarrow.parquet as pq
 import ray
 
 from actors.client import ClientActor, ClientSettings, RetryPolicy
-from actors.errors import BudgetExceeded, ConfigError
+from actors.errors import BudgetExceeded, ConfigError, Interrupted
 from actors.limiter import get_limiter
 from actors.store import CallStore, contains
 from actors.types import Endpoint, call_key, spec_from_json
 from jobs.config import RunConf, account_limits, endpoint, to_account_limits
+from jobs.drain import on_signals
 from jobs.journal import Journal, dangling, discard
 from jobs.progress import Progress
 from jobs.rundir import Manifest, RunDir
@@ -97,8 +97,11 @@ class Engine:
         self.store = store
         self._endpoints: dict[str, Endpoint] = {k: endpoint(conf, k) for k in conf.models}
         self._clients: list[Any] = []
+        self._limiters: dict[str, Any] = {}
         self._rr = itertools.count()
         self._journal: Journal | None = None
+        self._abandoned: list[str] = []
+        """Keys abandoned in flight by a drained stop; the journal keeps them for the resume's count."""
 
     # ---- requests ---------------------------------------------------------------------
 
@@ -148,7 +151,7 @@ class Engine:
     def results(self, requests_path: str, columns: list[str]) -> pl.LazyFrame:
         """The requests table joined to each key's stored answer (left join: nothing dropped)."""
         answers = self.store.latest(columns=["key", *[c for c in columns if c != "key"]])
-        return pl.scan_parquet(requests_path).join(answers, on="key", how="left")
+        return self.run_dir.root.scan_parquet(requests_path).join(answers, on="key", how="left")
 
     # ---- running ----------------------------------------------------------------------
 
@@ -181,7 +184,7 @@ class Engine:
         """Make every call the store lacks. Raises `BudgetExceeded` (resumable) at the budget."""
         t0 = time.monotonic()
         calls = StageCalls()
-        req = pl.scan_parquet(requests_path).filter(pl.col("dispatch")).select("key", "model")
+        req = self.run_dir.root.scan_parquet(requests_path).filter(pl.col("dispatch")).select("key", "model")
         totals = dict(req.group_by("model").len().collect().iter_rows())
         calls.requests = sum(totals.values())
         scratch = tempfile.mkdtemp(prefix=f"specstress-{stage}-")
@@ -194,7 +197,7 @@ class Engine:
         return calls
 
     def _write_pending(self, requests_path: str, scratch: str) -> dict[str, list[str]]:
-        """Split the requests the store lacks into one local Parquet file per model.
+        """Split the requests the store lacks into one local scratch Parquet file per model.
 
         One streaming pass, a row group at a time: memory is bounded by a row group plus the
         compact answered-key array, never by the stage's rows.
@@ -203,21 +206,19 @@ class Engine:
         writers: dict[str, pq.ParquetWriter] = {}
         paths: dict[str, list[str]] = {}
         try:
-            for path in sorted(glob.glob(requests_path)):
-                for batch in pq.ParquetFile(path).iter_batches(
-                    batch_size=8192, columns=["key", "model", "spec", "dispatch"]
-                ):
-                    keys = batch.column("key").to_numpy(zero_copy_only=False).astype("S32")
-                    known = contains(answered, keys)
-                    missing = pa.Table.from_batches([batch]).filter(
-                        pc.and_(batch.column("dispatch"), pa.array(~known))
-                    )
-                    for model in pc.unique(missing["model"]).to_pylist():
-                        rows = missing.filter(pc.equal(missing["model"], model)).select(["key", "spec"])
-                        if model not in writers:
-                            paths[model] = [os.path.join(scratch, f"pending-{len(paths):04d}.parquet")]
-                            writers[model] = pq.ParquetWriter(paths[model][0], rows.schema)
-                        writers[model].write_table(rows)
+            requests = self.run_dir.root.parquet_file(requests_path)
+            for batch in requests.iter_batches(batch_size=8192, columns=["key", "model", "spec", "dispatch"]):
+                keys = batch.column("key").to_numpy(zero_copy_only=False).astype("S32")
+                known = contains(answered, keys)
+                missing = pa.Table.from_batches([batch]).filter(
+                    pc.and_(batch.column("dispatch"), pa.array(~known))
+                )
+                for model in pc.unique(missing["model"]).to_pylist():
+                    rows = missing.filter(pc.equal(missing["model"], model)).select(["key", "spec"])
+                    if model not in writers:
+                        paths[model] = [os.path.join(scratch, f"pending-{len(paths):04d}.parquet")]
+                        writers[model] = pq.ParquetWriter(paths[model][0], rows.schema)
+                    writers[model].write_table(rows)
         finally:
             for w in writers.values():
                 w.close()
@@ -277,10 +278,11 @@ class Engine:
         acc_limits = {
             acc: to_account_limits(lim, self.conf.engine.lease_margin) for acc, lim in limits.items()
         }
-        limiters = {acc: get_limiter(acc, al) for acc, al in acc_limits.items()}
+        # Created here, so the driver owns them (and holds their handles: a non-detached actor
+        # dies with its last handle); clients find them by name.
+        self._limiters = {acc: get_limiter(acc, al) for acc, al in acc_limits.items()}
         settings = ClientSettings(
             endpoints=self._endpoints,
-            limiters=limiters,
             in_flight={acc: max(1, math.ceil(lim.max_in_flight / n)) for acc, lim in limits.items()},
             policy=RetryPolicy(
                 max_attempts=self.conf.engine.max_attempts,
@@ -289,17 +291,20 @@ class Engine:
             ),
             run_id=self.manifest.run_id,
         )
-        self._clients = [ClientActor.remote(settings, seed=self.conf.seed + i) for i in range(n)]
+        # SPREAD: on a cluster the clients land on different nodes, so losing one node loses
+        # only its share of the calls in flight.
+        spread = ClientActor.options(scheduling_strategy="SPREAD")
+        self._clients = [spread.remote(settings, seed=self.conf.seed + i) for i in range(n)]
 
     def close(self) -> None:
-        """Close client sessions; the journal of a clean session is deleted."""
+        """Close client sessions; the journal is deleted, save the keys a drain abandoned."""
         if self._clients:
             ray.get([c.close.remote() for c in self._clients])
             for c in self._clients:
                 ray.kill(c)
             self._clients = []
         if self._journal is not None:
-            self._journal.close(delete=True)
+            self._journal.close(keep=self._abandoned)
             self._journal = None
 
     def _batches(self, paths: list[str]) -> Iterator[list[tuple[str, str]]]:
@@ -307,6 +312,21 @@ class Engine:
         for path in paths:
             for batch in pq.ParquetFile(path).iter_batches(batch_size=self.conf.engine.batch_size):
                 yield list(zip(batch.column(0).to_pylist(), batch.column(1).to_pylist(), strict=True))
+
+    def _journaled(self, batches: Iterator[list[tuple[str, str]]]) -> Iterator[list[tuple[str, str]]]:
+        """Yield `batches`, each journaled before it is yielded (a window ahead on object stores)."""
+        journal = self._journal
+        assert journal is not None
+        ahead = 1 if journal.appends else self.conf.engine.window_per_model
+        group: list[list[tuple[str, str]]] = []
+        for items in batches:
+            group.append(items)
+            if sum(map(len, group)) >= ahead:
+                journal.record(k for part in group for k, _ in part)
+                yield from group
+                group = []
+        journal.record(k for part in group for k, _ in part)
+        yield from group
 
     async def _dispatch(
         self,
@@ -322,7 +342,10 @@ class Engine:
         stop = asyncio.Event()
         budget = self.conf.budget_usd
         spent_before = self.spent_usd() if budget is not None else 0.0
-        tasks: set[asyncio.Task[None]] = set()
+        in_flight: dict[asyncio.Task[None], list[str]] = {}
+        loop = asyncio.get_running_loop()
+        signalled: list[int] = []
+        abandon = asyncio.Event()
 
         def on_flush() -> None:
             self.manifest.set_calls(stage, calls.as_dict())
@@ -349,18 +372,16 @@ class Engine:
 
         async def feed(model: str) -> None:
             window = _Window(self.conf.engine.window_per_model)
-            for items in self._batches(pending[model]):
+            for items in self._journaled(self._batches(pending[model])):
                 if stop.is_set():
                     return
                 await window.reserve(len(items))
                 if stop.is_set():
                     await window.release(len(items))
                     return
-                assert self._journal is not None
-                self._journal.record(k for k, _ in items)
                 task = asyncio.create_task(handle(items, window))
-                tasks.add(task)
-                task.add_done_callback(tasks.discard)
+                in_flight[task] = [k for k, _ in items]
+                task.add_done_callback(lambda t: in_flight.pop(t, None))
 
         async def ticker() -> None:
             while True:
@@ -369,21 +390,71 @@ class Engine:
                 if writer.due() and writer.flush():
                     on_flush()
 
+        feeders = [asyncio.create_task(feed(m)) for m in to_make]
+
+        def interrupt(signum: int) -> None:
+            # Called from the signal handler: only hand over to the loop (thread-safe wake-up).
+            signalled.append(signum)
+            loop.call_soon_threadsafe(self._stop_feeding, stop, feeders, abandon, len(signalled))
+
         tick = asyncio.create_task(ticker())
         try:
-            await asyncio.gather(*(feed(m) for m in to_make))
-            while tasks:
-                await asyncio.gather(*list(tasks))
+            with on_signals(interrupt):
+                for result in await asyncio.gather(*feeders, return_exceptions=True):
+                    if isinstance(result, BaseException) and not isinstance(result, asyncio.CancelledError):
+                        raise result
+                if signalled:
+                    self._abandoned += await self._drain(in_flight, abandon)
+                while in_flight:
+                    await asyncio.gather(*list(in_flight))
         finally:
             tick.cancel()
             writer.flush()
             on_flush()
+        if signalled:
+            log.warning("stage '%s' drained after signal %d; results so far are stored", stage, signalled[0])
+            raise Interrupted(signalled[0], abandoned=len(self._abandoned))
         if stop.is_set():
             raise BudgetExceeded(
                 f"stage '{stage}' stopped at budget_usd=${budget:.2f} "
                 f"(spent ${spent_before + calls.cost_usd:.2f}); everything paid is stored. "
                 "Raise budget_usd and run the same command to resume."
             )
+
+    @staticmethod
+    def _stop_feeding(
+        stop: asyncio.Event, feeders: list[asyncio.Task[None]], abandon: asyncio.Event, n_signals: int
+    ) -> None:
+        """First signal: dispatch nothing more. Second: abandon what is in flight too."""
+        stop.set()
+        for f in feeders:
+            f.cancel()
+        if n_signals > 1:
+            abandon.set()
+
+    async def _drain(
+        self, in_flight: dict[asyncio.Task[None], list[str]], abandon: asyncio.Event
+    ) -> list[str]:
+        """Let in-flight calls finish within `engine.drain_timeout_s`; cancel the rest, return their keys."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.conf.engine.drain_timeout_s
+        waiter = asyncio.create_task(abandon.wait())
+        try:
+            while in_flight and not abandon.is_set() and (left := deadline - loop.time()) > 0:
+                await asyncio.wait([*in_flight, waiter], timeout=left, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            waiter.cancel()
+        dropped = [k for keys in in_flight.values() for k in keys]
+        tasks = list(in_flight)
+        for t in tasks:
+            t.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        if dropped:
+            log.warning(
+                "%d calls still in flight after the drain were abandoned; a resume sends them again",
+                len(dropped),
+            )
+        return dropped
 
     @staticmethod
     def _account(batch: pa.RecordBatch, calls: StageCalls, progress: Progress) -> None:

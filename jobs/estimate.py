@@ -135,7 +135,7 @@ def _from_earlier_requests(conf: RunConf, run: RunDir, stage: str, answered: np.
     ]
     if not files:
         return None
-    chunks = (pl.read_parquet(p, columns=["model", "spec"]) for p in files)
+    chunks = (run.requests.scan_parquet(p).select("model", "spec").collect() for p in files)
     return exact_lines(conf, stage, chunks, answered)
 
 
