@@ -29,6 +29,9 @@ from actors.providers import get_adapter
 from actors.store import STORE_SCHEMA
 from actors.types import CallSpec, Endpoint, ParsedResponse, spec_from_json
 
+UNSENT = "unsent"
+"""Status of a row a draining client never sent: not paid, not stored, sent again on resume."""
+
 
 @dataclass(frozen=True)
 class RetryPolicy:
@@ -95,6 +98,7 @@ class ClientCore:
         self._out_mean: dict[str, float] = {}
         self._keys: dict[str, str | None] = {}
         self._client_id = f"client-{uuid.uuid4().hex[:8]}"
+        self._draining = False
 
     def _lease(self, account: str) -> LeaseClient:
         if account not in self._leases:
@@ -115,8 +119,12 @@ class ClientCore:
         rows = await asyncio.gather(*(self._call(key, spec_from_json(js)) for key, js in items))
         return pa.RecordBatch.from_pylist(rows, schema=STORE_SCHEMA)
 
+    def drain(self) -> None:
+        """Send nothing new: requests not yet on the wire come back as `unsent` rows (never stored)."""
+        self._draining = True
+
     async def close(self) -> None:
-        for lease in self._leases.values():
+        for lease in list(self._leases.values()):  # calls still returning may add one meanwhile
             await lease.close()
         if self._session is not None:
             await self._session.close()
@@ -157,11 +165,16 @@ class ClientCore:
         start = time.monotonic()
         tags, sem, metrics = (spec.model, ep.account), self._sems[ep.account], self._metrics
         while True:
+            if self._draining:
+                return self._unsent(row)
             row["attempts"] += 1
             try:
                 with metrics.level("specstress_queue_depth", *tags):
                     await lease.acquire(in_est, out_est)
                     await sem.acquire()
+                if self._draining:
+                    sem.release()
+                    return self._unsent(row)
                 try:
                     with metrics.level("specstress_in_flight", *tags):
                         metrics.add("specstress_requests", *tags)
@@ -243,6 +256,11 @@ class ClientCore:
         return row
 
     @staticmethod
+    def _unsent(row: dict[str, Any]) -> dict[str, Any]:
+        row.update(status=UNSENT, finished_at=datetime.now(UTC))
+        return row
+
+    @staticmethod
     def _failed(row: dict[str, Any], err: ProviderError) -> dict[str, Any]:
         row.update(
             status="failed",
@@ -264,6 +282,9 @@ class ClientActor:
 
     async def call_batch(self, items: list[tuple[str, str]]) -> pa.RecordBatch:
         return await self.core.call_batch(items)
+
+    async def drain(self) -> None:
+        self.core.drain()
 
     async def close(self) -> None:
         await self.core.close()

@@ -27,7 +27,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 import ray
 
-from actors.client import ClientActor, ClientSettings, RetryPolicy
+from actors.client import UNSENT, ClientActor, ClientSettings, RetryPolicy
 from actors.errors import BudgetExceeded, ConfigError, Interrupted
 from actors.limiter import get_limiter
 from actors.store import CallStore, contains
@@ -363,9 +363,12 @@ class Engine:
                     attempt += 1
                     calls.redispatched += len(items)
                     await asyncio.sleep(min(2.0 * attempt, 10.0))
-            self._account(batch, calls, progress)
-            if writer.add(batch):
-                on_flush()
+            if signalled:
+                batch = batch.filter(pc.not_equal(batch.column("status"), UNSENT))
+            if batch.num_rows:
+                self._account(batch, calls, progress)
+                if writer.add(batch):
+                    on_flush()
             await window.release(len(items))
             if budget is not None and spent_before + calls.cost_usd >= budget:
                 stop.set()
@@ -421,11 +424,13 @@ class Engine:
                 "Raise budget_usd and run the same command to resume."
             )
 
-    @staticmethod
     def _stop_feeding(
-        stop: asyncio.Event, feeders: list[asyncio.Task[None]], abandon: asyncio.Event, n_signals: int
+        self, stop: asyncio.Event, feeders: list[asyncio.Task[None]], abandon: asyncio.Event, n_signals: int
     ) -> None:
-        """First signal: dispatch nothing more. Second: abandon what is in flight too."""
+        """First signal: dispatch nothing more, and clients send nothing new. Second: abandon all."""
+        if n_signals == 1:
+            for client in self._clients:
+                client.drain.remote()
         stop.set()
         for f in feeders:
             f.cancel()

@@ -1,0 +1,56 @@
+"""SIGINT to the driver: a graceful drain, a resumable manifest, exit 130, and an exactly-once resume."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import time
+from pathlib import Path
+
+from actors.emulator.config import LatencyModel
+from actors.emulator.server import EmulatorServer
+from actors.store import CallStore
+from jobs.cli import EXIT_INTERRUPTED
+from tests.conftest import emulator_config
+from tests.jobs.test_resume import N_PAIRS, small_config, start_run
+
+
+def test_sigint_drains_in_flight_calls_and_the_resume_pays_for_nothing_twice(
+    tmp_path: Path, api_key: str
+) -> None:
+    with EmulatorServer(emulator_config(latency=LatencyModel(0.06, 0.0005), seed=11)) as emu:
+        cfg = small_config(tmp_path, emu.url)
+        proc = start_run(cfg, "engine.drain_timeout_s=60")
+        calls = tmp_path / "cache" / "calls"
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline and len(list(calls.glob("part-*.parquet"))) < 3:
+            assert proc.poll() is None, proc.stdout.read().decode() if proc.stdout else ""
+            time.sleep(0.05)
+        # Ctrl-C on a terminal signals the whole foreground process group.
+        os.killpg(proc.pid, signal.SIGINT)
+        out, _ = proc.communicate(timeout=120)
+        log = out.decode()
+        assert proc.returncode == EXIT_INTERRUPTED == 130, log[-3000:]
+        answered_at_stop = emu.stats()["ok_by_hash"]
+        assert 0 < len(answered_at_stop) < N_PAIRS, "the signal must land mid-stage"
+
+        manifest = json.loads((tmp_path / "run" / "manifest.json").read_text())
+        assert manifest["state"] == "interrupted" and manifest["resumable"] is True
+        assert manifest["stages"]["scenarios"]["state"] == "interrupted"
+        # Drained, not dropped: every answer the provider gave before the stop is in the store.
+        stored = CallStore(str(tmp_path / "cache")).done_keys().collect().height
+        assert stored == len(answered_at_stop)
+        assert "run the same command to resume" in log
+        assert list((tmp_path / "run" / "journal").iterdir()) == []  # nothing abandoned in flight
+
+        resumed = start_run(cfg)
+        out, _ = resumed.communicate(timeout=240)
+        assert resumed.returncode == 0, out.decode()[-3000:]
+        answers = emu.stats()["ok_by_hash"]
+
+    assert len(answers) == N_PAIRS
+    assert all(n == 1 for n in answers.values()), "a drained stop repeats nothing"
+    manifest = json.loads((tmp_path / "run" / "manifest.json").read_text())
+    assert manifest["state"] == "done" and manifest["resumable"] is False
+    assert "interrupted" not in manifest  # no calls were cut off in flight
