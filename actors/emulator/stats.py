@@ -21,6 +21,8 @@ class Stats:
         self.ok_by_hash: Counter[str] = Counter()
         """Well-formed answers (HTTP 200, body intact) per request hash: what exactly-once is proved on."""
         self.status: Counter[str] = Counter()
+        self.admitted_at: list[float] = []
+        """Wall-clock times (Unix s) of requests admitted past the rate limit, for rate tests."""
         self.faults: Counter[str] = Counter()
 
     def record_request(self, fp: str, request_hash: str) -> int:
