@@ -27,6 +27,9 @@ def run_status(run_uri: str) -> dict[str, Any]:
 
 def format_status(status: dict[str, Any]) -> str:
     lines = [f"run {status['run_id']} (created {status['created_at']})"]
+    if "state" in status:
+        resumable = " (resumable: run the same command)" if status.get("resumable") else ""
+        lines.append(f"  state: {status['state']}{resumable}")
     for name, st in status.get("stages", {}).items():
         lines.append(f"  stage {name:<14} {st.get('state', '?')}")
         if st.get("error"):

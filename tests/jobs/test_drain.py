@@ -12,6 +12,7 @@ from actors.emulator.config import LatencyModel
 from actors.emulator.server import EmulatorServer
 from actors.store import CallStore
 from jobs.cli import EXIT_INTERRUPTED
+from jobs.status import format_status, run_status
 from tests.conftest import emulator_config
 from tests.jobs.test_resume import N_PAIRS, small_config, start_run
 
@@ -38,6 +39,7 @@ def test_sigint_drains_in_flight_calls_and_the_resume_pays_for_nothing_twice(
         manifest = json.loads((tmp_path / "run" / "manifest.json").read_text())
         assert manifest["state"] == "interrupted" and manifest["resumable"] is True
         assert manifest["stages"]["scenarios"]["state"] == "interrupted"
+        assert "state: interrupted (resumable" in format_status(run_status(str(tmp_path / "run")))
         # Drained, not dropped: every answer the provider gave before the stop is in the store.
         stored = CallStore(str(tmp_path / "cache")).done_keys().collect().height
         assert stored == len(answered_at_stop)
