@@ -31,6 +31,9 @@ from actors.types import CallSpec, Endpoint, ParsedResponse, spec_from_json
 
 UNSENT = "unsent"
 """Status of a row a draining client never sent: not paid, not stored, sent again on resume."""
+ABANDONED = "abandoned"
+"""Status of a row whose HTTP call a draining client cut off at its deadline: perhaps paid,
+not stored; the engine journals its key so the resume counts it."""
 
 
 @dataclass(frozen=True)
@@ -99,6 +102,7 @@ class ClientCore:
         self._keys: dict[str, str | None] = {}
         self._client_id = f"client-{uuid.uuid4().hex[:8]}"
         self._draining = False
+        self._sending: set[asyncio.Future[Any]] = set()
 
     def _lease(self, account: str) -> LeaseClient:
         if account not in self._leases:
@@ -119,9 +123,19 @@ class ClientCore:
         rows = await asyncio.gather(*(self._call(key, spec_from_json(js)) for key, js in items))
         return pa.RecordBatch.from_pylist(rows, schema=STORE_SCHEMA)
 
-    def drain(self) -> None:
-        """Send nothing new: requests not yet on the wire come back as `unsent` rows (never stored)."""
+    def drain(self, timeout_s: float) -> None:
+        """Send nothing new, and cut off calls still on the wire after `timeout_s`.
+
+        Requests not yet sent come back as `unsent` rows, calls cut off as `abandoned` rows;
+        neither is stored. Batches return with everything that did finish, so no paid answer
+        is held hostage by a hung call in the same batch.
+        """
         self._draining = True
+        asyncio.get_running_loop().call_later(timeout_s, self._cut_off)
+
+    def _cut_off(self) -> None:
+        for send in list(self._sending):
+            send.cancel()
 
     async def close(self) -> None:
         for lease in list(self._leases.values()):  # calls still returning may add one meanwhile
@@ -178,7 +192,19 @@ class ClientCore:
                 try:
                     with metrics.level("specstress_in_flight", *tags):
                         metrics.add("specstress_requests", *tags)
-                        parsed, raw = await self._send(adapter, ep, spec, http.url, http.json, headers, lease)
+                        send = asyncio.ensure_future(
+                            self._send(adapter, ep, spec, http.url, http.json, headers, lease)
+                        )
+                        self._sending.add(send)
+                        try:
+                            parsed, raw = await send
+                        except asyncio.CancelledError:
+                            current = asyncio.current_task()
+                            if send.cancelled() and current is not None and not current.cancelling():
+                                return self._unsent(row, ABANDONED)  # cut off by the drain
+                            raise
+                        finally:
+                            self._sending.discard(send)
                 finally:
                     sem.release()
             except ProviderError as err:
@@ -256,8 +282,8 @@ class ClientCore:
         return row
 
     @staticmethod
-    def _unsent(row: dict[str, Any]) -> dict[str, Any]:
-        row.update(status=UNSENT, finished_at=datetime.now(UTC))
+    def _unsent(row: dict[str, Any], status: str = UNSENT) -> dict[str, Any]:
+        row.update(status=status, finished_at=datetime.now(UTC))
         return row
 
     @staticmethod
@@ -283,8 +309,8 @@ class ClientActor:
     async def call_batch(self, items: list[tuple[str, str]]) -> pa.RecordBatch:
         return await self.core.call_batch(items)
 
-    async def drain(self) -> None:
-        self.core.drain()
+    async def drain(self, timeout_s: float) -> None:
+        self.core.drain(timeout_s)
 
     async def close(self) -> None:
         await self.core.close()

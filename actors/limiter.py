@@ -6,6 +6,7 @@ side in `lease_client`; this module wires them to Ray and re-exports the public 
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 import ray
@@ -24,6 +25,7 @@ __all__ = [
     "Settlement",
     "find_limiter",
     "get_limiter",
+    "kill_limiter",
     "lease_client_for",
     "limiter_name",
 ]
@@ -91,3 +93,20 @@ def get_limiter(account: str, limits: AccountLimits, *, detached: bool = False) 
 def find_limiter(account: str) -> Any:
     """The running limiter of `account`, by name (created by the driver with `get_limiter`)."""
     return ray.get_actor(limiter_name(account), namespace=NAMESPACE)
+
+
+def kill_limiter(account: str, handle: Any, *, timeout_s: float = 30.0) -> None:
+    """Kill the limiter of `account` and wait until its name is free.
+
+    A limiter dies with its last handle, asynchronously; a new run in the same process
+    could otherwise be handed the dying actor by `get_limiter` (and its old limits). Killing
+    it at the end of a run, and waiting, makes the next `get_limiter` start a fresh one.
+    """
+    ray.kill(handle, no_restart=True)
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        try:
+            ray.get_actor(limiter_name(account), namespace=NAMESPACE)
+        except ValueError:
+            return
+        time.sleep(0.05)

@@ -27,9 +27,9 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 import ray
 
-from actors.client import UNSENT, ClientActor, ClientSettings, RetryPolicy
+from actors.client import ABANDONED, UNSENT, ClientActor, ClientSettings, RetryPolicy
 from actors.errors import BudgetExceeded, ConfigError, Interrupted
-from actors.limiter import get_limiter
+from actors.limiter import get_limiter, kill_limiter
 from actors.store import CallStore, contains
 from actors.types import Endpoint, call_key, spec_from_json
 from jobs.config import RunConf, account_limits, endpoint, to_account_limits
@@ -39,6 +39,9 @@ from jobs.progress import Progress
 from jobs.rundir import Manifest, RunDir
 
 log = logging.getLogger("specstress.engine")
+
+DRAIN_GRACE_S = 10.0
+"""How long after the clients' drain deadline the driver still waits for their batches."""
 
 REQUEST_COLUMNS = ("key", "model", "spec")
 """Columns every requests table has; a stage adds its own id columns beside them."""
@@ -312,12 +315,15 @@ class Engine:
         ]
 
     def close(self) -> None:
-        """Close client sessions; the journal is deleted, save the keys a drain abandoned."""
+        """Close client sessions, end the limiters; the journal is deleted, save the keys a drain abandoned."""
         if self._clients:
             ray.get([c.close.remote() for c in self._clients])
             for c in self._clients:
                 ray.kill(c)
             self._clients = []
+        for account, handle in self._limiters.items():
+            kill_limiter(account, handle)
+        self._limiters = {}
         if self._journal is not None:
             self._journal.close(keep=self._abandoned)
             self._journal = None
@@ -360,7 +366,7 @@ class Engine:
         in_flight: dict[asyncio.Task[None], list[str]] = {}
         loop = asyncio.get_running_loop()
         signalled: list[int] = []
-        abandon = asyncio.Event()
+        interrupted, abandon = asyncio.Event(), asyncio.Event()
 
         def on_flush() -> None:
             self.manifest.set_calls(stage, calls.as_dict())
@@ -379,7 +385,12 @@ class Engine:
                     calls.redispatched += len(items)
                     await asyncio.sleep(min(2.0 * attempt, 10.0))
             if signalled:
-                batch = batch.filter(pc.not_equal(batch.column("status"), UNSENT))
+                # A draining client returns calls it never sent (unpaid) and calls it cut off
+                # (perhaps paid: kept in the journal for the resume to count); neither is stored.
+                status = batch.column("status")
+                cut = batch.filter(pc.equal(status, ABANDONED)).column("key").to_pylist()
+                self._abandoned += cut
+                batch = batch.filter(pc.invert(pc.is_in(status, pa.array([UNSENT, ABANDONED]))))
             if batch.num_rows:
                 self._account(batch, calls, progress)
                 if writer.add(batch):
@@ -413,7 +424,8 @@ class Engine:
         def interrupt(signum: int) -> None:
             # Called from the signal handler: only hand over to the loop (thread-safe wake-up).
             signalled.append(signum)
-            loop.call_soon_threadsafe(self._stop_feeding, stop, feeders, abandon, len(signalled))
+            events = (stop, interrupted, abandon)
+            loop.call_soon_threadsafe(self._stop_feeding, events, feeders, len(signalled))
 
         tick = asyncio.create_task(ticker())
         try:
@@ -421,10 +433,9 @@ class Engine:
                 for result in await asyncio.gather(*feeders, return_exceptions=True):
                     if isinstance(result, BaseException) and not isinstance(result, asyncio.CancelledError):
                         raise result
-                if signalled:
+                await self._wait_in_flight(in_flight, interrupted)
+                if interrupted.is_set():
                     self._abandoned += await self._drain(in_flight, abandon)
-                while in_flight:
-                    await asyncio.gather(*list(in_flight))
         finally:
             tick.cancel()
             writer.flush()
@@ -440,24 +451,48 @@ class Engine:
             )
 
     def _stop_feeding(
-        self, stop: asyncio.Event, feeders: list[asyncio.Task[None]], abandon: asyncio.Event, n_signals: int
+        self,
+        events: tuple[asyncio.Event, asyncio.Event, asyncio.Event],
+        feeders: list[asyncio.Task[None]],
+        n_signals: int,
     ) -> None:
         """First signal: dispatch nothing more, and clients send nothing new. Second: abandon all."""
+        stop, interrupted, abandon = events
         if n_signals == 1:
             for client in self._clients:
-                client.drain.remote()
+                client.drain.remote(self.conf.engine.drain_timeout_s)
         stop.set()
+        interrupted.set()
         for f in feeders:
             f.cancel()
         if n_signals > 1:
             abandon.set()
 
+    @staticmethod
+    async def _wait_in_flight(
+        in_flight: dict[asyncio.Task[None], list[str]], interrupted: asyncio.Event
+    ) -> None:
+        """Wait until nothing is in flight, or a signal asks for a drain; a task's error propagates."""
+        signal_waiter = asyncio.create_task(interrupted.wait())
+        try:
+            while in_flight and not interrupted.is_set():
+                done, _ = await asyncio.wait([*in_flight, signal_waiter], return_when=asyncio.FIRST_COMPLETED)
+                for task in done - {signal_waiter}:
+                    task.result()
+        finally:
+            signal_waiter.cancel()
+
     async def _drain(
         self, in_flight: dict[asyncio.Task[None], list[str]], abandon: asyncio.Event
     ) -> list[str]:
-        """Let in-flight calls finish within `engine.drain_timeout_s`; cancel the rest, return their keys."""
+        """Wait for batches in flight; after the clients' deadline and a grace, give up on the rest.
+
+        Clients cut their own calls off at `engine.drain_timeout_s` and return what finished;
+        a batch still missing `DRAIN_GRACE_S` later (its client hung or died) is abandoned
+        whole, and its keys returned.
+        """
         loop = asyncio.get_running_loop()
-        deadline = loop.time() + self.conf.engine.drain_timeout_s
+        deadline = loop.time() + self.conf.engine.drain_timeout_s + DRAIN_GRACE_S
         waiter = asyncio.create_task(abandon.wait())
         try:
             while in_flight and not abandon.is_set() and (left := deadline - loop.time()) > 0:

@@ -5,15 +5,22 @@ from __future__ import annotations
 import json
 import os
 import signal
+import threading
 import time
 from pathlib import Path
 
-from actors.emulator.config import LatencyModel
+import pytest
+
+from actors.emulator.config import FaultRates, LatencyModel
 from actors.emulator.server import EmulatorServer
+from actors.errors import Interrupted
 from actors.store import CallStore
+from jobs import cli
 from jobs.cli import EXIT_INTERRUPTED
+from jobs.drain import on_signals, raise_interrupted
 from jobs.status import format_status, run_status
 from tests.conftest import emulator_config
+from tests.jobs.test_engine import make_engine, requests
 from tests.jobs.test_resume import N_PAIRS, small_config, start_run
 
 
@@ -56,3 +63,52 @@ def test_sigint_drains_in_flight_calls_and_the_resume_pays_for_nothing_twice(
     manifest = json.loads((tmp_path / "run" / "manifest.json").read_text())
     assert manifest["state"] == "done" and manifest["resumable"] is False
     assert "interrupted" not in manifest  # no calls were cut off in flight
+
+
+@pytest.mark.usefixtures("ray_local")
+def test_drain_timeout_abandons_hung_calls_and_the_resume_counts_them(tmp_path: Path) -> None:
+    n = 60
+    faults = FaultRates(hang=0.3)
+    with EmulatorServer(emulator_config(faults=faults, hang_s=30.0, seed=4)) as emu:
+        engine = make_engine(
+            tmp_path,
+            emu.url,
+            "engine.drain_timeout_s=0.5",
+            "models.m_openai.timeout_s=8",
+            models=("m_openai",),
+        )
+        path = engine.write_requests("s", requests(["m_openai"], n))
+
+        def interrupt_when_half_answered() -> None:
+            while sum(emu.stats()["ok_by_hash"].values()) < n // 2:
+                time.sleep(0.05)
+            os.kill(os.getpid(), signal.SIGINT)
+
+        threading.Thread(target=interrupt_when_half_answered, daemon=True).start()
+        with pytest.raises(Interrupted) as stopped:
+            engine.run("s", path)
+        engine.close()
+        abandoned = stopped.value.abandoned
+        assert stopped.value.signum == signal.SIGINT and abandoned > 0  # the hung calls
+        kept = list((tmp_path / "run" / "journal").glob("*.abandoned.keys"))
+        assert len(kept) == 1 and len(kept[0].read_text().split()) == abandoned
+        answered = emu.stats()["ok_by_hash"]
+        assert engine.store.done_keys().collect().height == len(answered)  # what finished was stored
+
+        resumed = make_engine(tmp_path, emu.url, "models.m_openai.timeout_s=1", models=("m_openai",))
+        calls = resumed.run("s", path)
+        results = resumed.results(path, ["status"]).collect()
+        resumed.close()
+        answers = emu.stats()["ok_by_hash"]
+    assert calls.repaid_after_kill == abandoned  # counted as possibly paid twice
+    assert results.height == n and (results["status"] == "ok").all()
+    assert len(answers) == n and all(k == 1 for k in answers.values())
+
+
+def test_signals_outside_the_engine_stop_with_128_plus_the_signal(monkeypatch: pytest.MonkeyPatch) -> None:
+    with pytest.raises(Interrupted) as stopped, on_signals(raise_interrupted):
+        os.kill(os.getpid(), signal.SIGTERM)
+        time.sleep(5)  # the handler raises before this ends
+    assert stopped.value.signum == signal.SIGTERM
+    monkeypatch.setattr(cli, "_cmd_run", lambda args: (_ for _ in ()).throw(Interrupted(signal.SIGTERM)))
+    assert cli.main(["run", "conf/demo.yaml"]) == 143
