@@ -29,6 +29,9 @@ from tests.jobs.test_resume import N_PAIRS, small_config, start_run
 
 pytestmark = pytest.mark.slow
 
+WORKER_ONLY = "worker_only"
+"""A custom resource only worker nodes have, to place an actor off the head."""
+
 FAST_HEALTH_CHECKS = {
     # Notice a dead node within a few seconds, not Ray's default of about half a minute.
     "health_check_initial_delay_ms": 0,
@@ -48,9 +51,7 @@ def cluster() -> Iterator[Any]:
         initialize_head=True,
         head_node_args={"num_cpus": 2, "_system_config": FAST_HEALTH_CHECKS},
     )
-    for _ in range(2):
-        c.add_node(num_cpus=2)
-    c.wait_for_nodes()
+    _three_nodes(c)
     ray.init(address=c.address, log_to_driver=False)
     yield c
     ray.shutdown()
@@ -60,7 +61,7 @@ def cluster() -> Iterator[Any]:
 def _three_nodes(cluster: Any) -> None:
     """Bring the cluster back to a head and two workers (a spot replacement, as it were)."""
     while len(cluster.worker_nodes) < 2:
-        cluster.add_node(num_cpus=2)
+        cluster.add_node(num_cpus=2, resources={WORKER_ONLY: 1})
     cluster.wait_for_nodes()
 
 
@@ -150,15 +151,13 @@ def test_limiter_node_dies_it_is_recreated_and_the_rate_holds(cluster: Any, tmp_
         conf = engine.conf
         account = account_of(conf, "m_openai")
         limits = to_account_limits(account_limits(conf)[account], conf.engine.lease_margin)
-        # Put the limiter on a worker node first; the engine then finds it by name.
-        from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
-
-        worker = sorted(cluster.worker_nodes, key=lambda w: w.node_id)[0]
+        # Put the limiter on a worker node first (only workers have WORKER_ONLY); the engine
+        # then finds it by name.
         limiter = LimiterActor.options(
-            name=limiter_name(account),
-            namespace=NAMESPACE,
-            scheduling_strategy=NodeAffinitySchedulingStrategy(worker.node_id, soft=True),
+            name=limiter_name(account), namespace=NAMESPACE, resources={WORKER_ONLY: 0.01}
         ).remote(account, limits)
+        _wait(lambda: bool(_alive("LimiterActor")), "the limiter")
+        worker = _worker_node(cluster, _alive("LimiterActor")[0]["Address"]["NodeID"])
         path = engine.write_requests("s", requests(["m_openai"], n))
         with ThreadPoolExecutor(1) as pool:
             running = pool.submit(engine.run, "s", path)
@@ -166,8 +165,8 @@ def test_limiter_node_dies_it_is_recreated_and_the_rate_holds(cluster: Any, tmp_
             cluster.remove_node(worker, allow_graceful=False)
             calls = running.result(timeout=900)
         results = engine.results(path, ["status"]).collect()
-        engine.close()
         lim = [a for a in _alive("LimiterActor") if a["Name"] == limiter_name(account)]
+        engine.close()  # ends the limiter too
         stats = emu.stats()
         times = emu.admitted_times()
     del limiter
