@@ -25,7 +25,7 @@ from jobs.config import account_limits, account_of, to_account_limits
 from jobs.engine import Engine
 from tests.conftest import emulator_config
 from tests.jobs.test_engine import make_engine, requests
-from tests.jobs.test_resume import N_PAIRS, small_config, start_run
+from tests.jobs.test_resume import N_PAIRS, local_shards, small_config, start_mid_stage, start_run
 
 pytestmark = pytest.mark.slow
 
@@ -208,10 +208,7 @@ def test_sigkill_driver_on_the_cluster_then_resume_is_exactly_once(cluster: Any,
     with EmulatorServer(emulator_config(latency=LatencyModel(0.06, 0.0005), seed=24)) as emu:
         cfg = small_config(tmp_path, emu.url)
         on_cluster = f"ray.address={cluster.address}"
-        proc = start_run(cfg, on_cluster)
-        shards = tmp_path / "cache" / "calls"
-        _wait(lambda: proc.poll() is not None or len(list(shards.glob("part-*.parquet"))) >= 3, "3 shards")
-        assert proc.poll() is None, proc.stdout.read().decode() if proc.stdout else ""
+        proc = start_mid_stage(cfg, local_shards(tmp_path), on_cluster)
         os.killpg(proc.pid, signal.SIGKILL)  # the driver's group only: the cluster lives on
         proc.wait(30)
         answered_at_kill = _answered(emu)

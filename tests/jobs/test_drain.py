@@ -21,7 +21,7 @@ from jobs.drain import on_signals, raise_interrupted
 from jobs.status import format_status, run_status
 from tests.conftest import emulator_config
 from tests.jobs.test_engine import make_engine, requests
-from tests.jobs.test_resume import N_PAIRS, small_config, start_run
+from tests.jobs.test_resume import N_PAIRS, local_shards, small_config, start_mid_stage, start_run
 
 
 def test_sigint_drains_in_flight_calls_and_the_resume_pays_for_nothing_twice(
@@ -29,12 +29,7 @@ def test_sigint_drains_in_flight_calls_and_the_resume_pays_for_nothing_twice(
 ) -> None:
     with EmulatorServer(emulator_config(latency=LatencyModel(0.06, 0.0005), seed=11)) as emu:
         cfg = small_config(tmp_path, emu.url)
-        proc = start_run(cfg, "engine.drain_timeout_s=60")
-        calls = tmp_path / "cache" / "calls"
-        deadline = time.monotonic() + 120
-        while time.monotonic() < deadline and len(list(calls.glob("part-*.parquet"))) < 3:
-            assert proc.poll() is None, proc.stdout.read().decode() if proc.stdout else ""
-            time.sleep(0.05)
+        proc = start_mid_stage(cfg, local_shards(tmp_path), "engine.drain_timeout_s=60")
         # Ctrl-C on a terminal signals the whole foreground process group.
         os.killpg(proc.pid, signal.SIGINT)
         out, _ = proc.communicate(timeout=120)

@@ -10,7 +10,6 @@ from __future__ import annotations
 import json
 import os
 import signal
-import time
 from pathlib import Path
 
 import pyarrow.fs as pafs
@@ -21,7 +20,7 @@ from actors.emulator.server import EmulatorServer
 from actors.storage import Location
 from jobs.status import run_status
 from tests.conftest import emulator_config
-from tests.jobs.test_resume import N_PAIRS, small_config, start_run
+from tests.jobs.test_resume import N_PAIRS, small_config, start_mid_stage, start_run
 from tests.s3server import s3_bucket
 
 pytestmark = pytest.mark.slow
@@ -39,11 +38,7 @@ def test_run_on_s3_killed_and_resumed_answers_every_request_once(tmp_path: Path,
         run_uri, cache_uri = f"{bucket}/runs/r1", f"{bucket}/cache"
         cfg = small_config(tmp_path, emu.url)
         overrides = (f"run_dir={run_uri}", f"cache_dir={cache_uri}")
-        proc = start_run(cfg, *overrides)
-        deadline = time.monotonic() + 180
-        while time.monotonic() < deadline and len(_objects(f"{cache_uri}/calls", ".parquet")) < 3:
-            assert proc.poll() is None, proc.stdout.read().decode() if proc.stdout else ""
-            time.sleep(0.2)
+        proc = start_mid_stage(cfg, lambda: len(_objects(f"{cache_uri}/calls", ".parquet")), *overrides)
         os.killpg(proc.pid, signal.SIGKILL)
         proc.wait(30)
         answered_at_kill = sum(emu.stats()["ok_by_hash"].values())

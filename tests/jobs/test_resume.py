@@ -8,6 +8,7 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import polars as pl
@@ -48,16 +49,27 @@ def start_run(cfg: Path, *overrides: str) -> subprocess.Popen[bytes]:
     )
 
 
+def local_shards(tmp_path: Path) -> Callable[[], int]:
+    """Counts the call store's shards under `tmp_path/cache`."""
+    return lambda: len(list((tmp_path / "cache" / "calls").glob("part-*.parquet")))
+
+
+def start_mid_stage(cfg: Path, shards: Callable[[], int], *overrides: str) -> subprocess.Popen[bytes]:
+    """Start a run and return once three store shards exist, so a signal then lands mid-stage."""
+    proc = start_run(cfg, *overrides)
+    deadline = time.monotonic() + 180
+    while shards() < 3:
+        assert proc.poll() is None, proc.stdout.read().decode() if proc.stdout else ""
+        assert time.monotonic() < deadline, "no shard within 180 s"
+        time.sleep(0.05)
+    return proc
+
+
 def test_sigkill_mid_stage_then_resume_answers_every_request_once(tmp_path: Path, api_key: str) -> None:
     # ~60 ms a call and 64 in flight per account: the stage takes several seconds.
     with EmulatorServer(emulator_config(latency=LatencyModel(0.06, 0.0005), seed=5)) as emu:
         cfg = small_config(tmp_path, emu.url)
-        proc = start_run(cfg)
-        calls = tmp_path / "cache" / "calls"
-        deadline = time.monotonic() + 120
-        while time.monotonic() < deadline and len(list(calls.glob("part-*.parquet"))) < 3:
-            assert proc.poll() is None, proc.stdout.read().decode() if proc.stdout else ""
-            time.sleep(0.05)
+        proc = start_mid_stage(cfg, local_shards(tmp_path))
         os.killpg(proc.pid, signal.SIGKILL)
         proc.wait(30)
         answered_at_kill = sum(emu.stats()["ok_by_hash"].values())
