@@ -43,6 +43,9 @@ log = logging.getLogger("specstress.engine")
 DRAIN_GRACE_S = 10.0
 """How long after the clients' drain deadline the driver still waits for their batches."""
 
+CUT_OFF_WAIT_S = 2.0
+"""After a second signal, how long the driver waits for the batches the clients cut off."""
+
 REQUEST_COLUMNS = ("key", "model", "spec")
 """Columns every requests table has; a stage adds its own id columns beside them."""
 
@@ -456,11 +459,11 @@ class Engine:
         feeders: list[asyncio.Task[None]],
         n_signals: int,
     ) -> None:
-        """First signal: dispatch nothing more, and clients send nothing new. Second: abandon all."""
+        """First signal: dispatch nothing more, and clients send nothing new. Second: stop waiting."""
         stop, interrupted, abandon = events
-        if n_signals == 1:
-            for client in self._clients:
-                client.drain.remote(self.conf.engine.drain_timeout_s)
+        # The first signal gives calls on the wire the drain timeout; a second cuts them off now.
+        for client in self._clients:
+            client.drain.remote(self.conf.engine.drain_timeout_s if n_signals == 1 else 0.0)
         stop.set()
         interrupted.set()
         for f in feeders:
@@ -499,6 +502,9 @@ class Engine:
                 await asyncio.wait([*in_flight, waiter], timeout=left, return_when=asyncio.FIRST_COMPLETED)
         finally:
             waiter.cancel()
+        if in_flight and abandon.is_set():
+            # Clients were told to cut off now: their batches, with what finished, are on the way.
+            await asyncio.wait(list(in_flight), timeout=CUT_OFF_WAIT_S)
         dropped = [k for keys in in_flight.values() for k in keys]
         tasks = list(in_flight)
         for t in tasks:

@@ -61,15 +61,21 @@ def test_sigint_drains_in_flight_calls_and_the_resume_pays_for_nothing_twice(
 
 
 @pytest.mark.usefixtures("ray_local")
-def test_drain_timeout_abandons_hung_calls_and_the_resume_counts_them(tmp_path: Path) -> None:
+@pytest.mark.parametrize(
+    ("drain_timeout_s", "signals"),
+    [(0.5, 1), (60.0, 2)],  # the drain's deadline passes, or a second Ctrl-C cuts off at once
+)
+def test_drain_abandons_hung_calls_and_the_resume_counts_them(
+    tmp_path: Path, drain_timeout_s: float, signals: int
+) -> None:
     n = 60
     faults = FaultRates(hang=0.3)
     with EmulatorServer(emulator_config(faults=faults, hang_s=30.0, seed=4)) as emu:
         engine = make_engine(
             tmp_path,
             emu.url,
-            "engine.drain_timeout_s=0.5",
-            "models.m_openai.timeout_s=8",
+            f"engine.drain_timeout_s={drain_timeout_s}",
+            "models.m_openai.timeout_s=20",
             models=("m_openai",),
         )
         path = engine.write_requests("s", requests(["m_openai"], n))
@@ -77,11 +83,15 @@ def test_drain_timeout_abandons_hung_calls_and_the_resume_counts_them(tmp_path: 
         def interrupt_when_half_answered() -> None:
             while sum(emu.stats()["ok_by_hash"].values()) < n // 2:
                 time.sleep(0.05)
-            os.kill(os.getpid(), signal.SIGINT)
+            for _ in range(signals):
+                os.kill(os.getpid(), signal.SIGINT)
+                time.sleep(0.5)
 
         threading.Thread(target=interrupt_when_half_answered, daemon=True).start()
+        started = time.monotonic()
         with pytest.raises(Interrupted) as stopped:
             engine.run("s", path)
+        assert time.monotonic() - started < 20  # cut off, not waiting out the hung calls
         engine.close()
         abandoned = stopped.value.abandoned
         assert stopped.value.signum == signal.SIGINT and abandoned > 0  # the hung calls
