@@ -75,7 +75,7 @@ def _scrape(port: int) -> dict[str, float]:
 
 
 @pytest.mark.usefixtures("ray_local")
-def test_metrics_reach_the_prometheus_endpoint(tmp_path: Path) -> None:
+def test_metrics_reach_the_prometheus_endpoint(tmp_path: Path, capfd: pytest.CaptureFixture[str]) -> None:
     import ray
 
     port = ray._private.worker._global_node.metrics_export_port
@@ -102,3 +102,5 @@ def test_metrics_reach_the_prometheus_endpoint(tmp_path: Path) -> None:
     assert seen["ray_specstress_cost_usd_total[m_openai]"] > 0
     assert "ray_specstress_in_flight[m_openai]" in seen and "ray_specstress_queue_depth[m_gemini]" in seen
     assert "ray_specstress_limiter_rate_factor[]" in seen
+    # Restartable actors get plain, inlined constructor arguments (ray-project/ray#53727).
+    assert "constructor arguments in the object store" not in capfd.readouterr().err
