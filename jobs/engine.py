@@ -33,18 +33,12 @@ from actors.limiter import get_limiter, kill_limiter
 from actors.store import CallStore, contains
 from actors.types import Endpoint, call_key, spec_from_json
 from jobs.config import RunConf, account_limits, endpoint, to_account_limits
-from jobs.drain import on_signals
+from jobs.drain import InFlight, drain_in_flight, on_signals, wait_in_flight
 from jobs.journal import Journal, dangling, discard
 from jobs.progress import Progress
 from jobs.rundir import Manifest, RunDir
 
 log = logging.getLogger("specstress.engine")
-
-DRAIN_GRACE_S = 10.0
-"""How long after the clients' drain deadline the driver still waits for their batches."""
-
-CUT_OFF_WAIT_S = 2.0
-"""After a second signal, how long the driver waits for the batches the clients cut off."""
 
 REQUEST_COLUMNS = ("key", "model", "spec")
 """Columns every requests table has; a stage adds its own id columns beside them."""
@@ -366,7 +360,7 @@ class Engine:
         stop = asyncio.Event()
         budget = self.conf.budget_usd
         spent_before = self.spent_usd() if budget is not None else 0.0
-        in_flight: dict[asyncio.Task[None], list[str]] = {}
+        in_flight: InFlight = {}
         loop = asyncio.get_running_loop()
         signalled: list[int] = []
         interrupted, abandon = asyncio.Event(), asyncio.Event()
@@ -436,9 +430,11 @@ class Engine:
                 for result in await asyncio.gather(*feeders, return_exceptions=True):
                     if isinstance(result, BaseException) and not isinstance(result, asyncio.CancelledError):
                         raise result
-                await self._wait_in_flight(in_flight, interrupted)
+                await wait_in_flight(in_flight, interrupted)
                 if interrupted.is_set():
-                    self._abandoned += await self._drain(in_flight, abandon)
+                    self._abandoned += await drain_in_flight(
+                        in_flight, abandon, self.conf.engine.drain_timeout_s
+                    )
         finally:
             tick.cancel()
             writer.flush()
@@ -470,52 +466,6 @@ class Engine:
             f.cancel()
         if n_signals > 1:
             abandon.set()
-
-    @staticmethod
-    async def _wait_in_flight(
-        in_flight: dict[asyncio.Task[None], list[str]], interrupted: asyncio.Event
-    ) -> None:
-        """Wait until nothing is in flight, or a signal asks for a drain; a task's error propagates."""
-        signal_waiter = asyncio.create_task(interrupted.wait())
-        try:
-            while in_flight and not interrupted.is_set():
-                done, _ = await asyncio.wait([*in_flight, signal_waiter], return_when=asyncio.FIRST_COMPLETED)
-                for task in done - {signal_waiter}:
-                    task.result()
-        finally:
-            signal_waiter.cancel()
-
-    async def _drain(
-        self, in_flight: dict[asyncio.Task[None], list[str]], abandon: asyncio.Event
-    ) -> list[str]:
-        """Wait for batches in flight; after the clients' deadline and a grace, give up on the rest.
-
-        Clients cut their own calls off at `engine.drain_timeout_s` and return what finished;
-        a batch still missing `DRAIN_GRACE_S` later (its client hung or died) is abandoned
-        whole, and its keys returned.
-        """
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + self.conf.engine.drain_timeout_s + DRAIN_GRACE_S
-        waiter = asyncio.create_task(abandon.wait())
-        try:
-            while in_flight and not abandon.is_set() and (left := deadline - loop.time()) > 0:
-                await asyncio.wait([*in_flight, waiter], timeout=left, return_when=asyncio.FIRST_COMPLETED)
-        finally:
-            waiter.cancel()
-        if in_flight and abandon.is_set():
-            # Clients were told to cut off now: their batches, with what finished, are on the way.
-            await asyncio.wait(list(in_flight), timeout=CUT_OFF_WAIT_S)
-        dropped = [k for keys in in_flight.values() for k in keys]
-        tasks = list(in_flight)
-        for t in tasks:
-            t.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
-        if dropped:
-            log.warning(
-                "%d calls still in flight after the drain were abandoned; a resume sends them again",
-                len(dropped),
-            )
-        return dropped
 
     @staticmethod
     def _account(batch: pa.RecordBatch, calls: StageCalls, progress: Progress) -> None:
