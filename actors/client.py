@@ -180,7 +180,7 @@ class ClientCore:
         tags, sem, metrics = (spec.model, ep.account), self._sems[ep.account], self._metrics
         while True:
             if self._draining:
-                return self._unsent(row)
+                return self._unstored(row, UNSENT)
             row["attempts"] += 1
             try:
                 with metrics.level("specstress_queue_depth", *tags):
@@ -188,7 +188,7 @@ class ClientCore:
                     await sem.acquire()
                 if self._draining:
                     sem.release()
-                    return self._unsent(row)
+                    return self._unstored(row, UNSENT)
                 try:
                     with metrics.level("specstress_in_flight", *tags):
                         metrics.add("specstress_requests", *tags)
@@ -201,7 +201,7 @@ class ClientCore:
                         except asyncio.CancelledError:
                             current = asyncio.current_task()
                             if send.cancelled() and current is not None and not current.cancelling():
-                                return self._unsent(row, ABANDONED)  # cut off by the drain
+                                return self._unstored(row, ABANDONED)  # cut off by the drain
                             raise
                         finally:
                             self._sending.discard(send)
@@ -282,7 +282,8 @@ class ClientCore:
         return row
 
     @staticmethod
-    def _unsent(row: dict[str, Any], status: str = UNSENT) -> dict[str, Any]:
+    def _unstored(row: dict[str, Any], status: str) -> dict[str, Any]:
+        """A row the engine will not store: `unsent` or `abandoned` by a drain."""
         row.update(status=status, finished_at=datetime.now(UTC))
         return row
 
@@ -304,7 +305,7 @@ class ClientActor:
     """A Ray actor around `ClientCore`. Async, so one process keeps many requests in flight."""
 
     def __init__(self, settings: ClientSettings, seed: int | None = None) -> None:
-        self.core = ClientCore(settings, find_limiter, seed=seed, metrics=CallMetrics())
+        self.core = ClientCore(settings, find_limiter, seed=seed)
 
     async def call_batch(self, items: list[tuple[str, str]]) -> pa.RecordBatch:
         return await self.core.call_batch(items)
