@@ -76,3 +76,20 @@ def test_parquet_reads_through_the_location(bucket: str) -> None:
     path = loc.join("t.parquet")
     assert loc.scan_parquet(path).filter(pl.col("n") > 1).collect()["key"].to_list() == ["y", "z"]
     assert loc.parquet_file(path).metadata.num_rows == 3
+
+
+def test_embedding_cache_on_s3_keeps_vectors_by_text_hash(bucket: str) -> None:
+    import numpy as np
+    import pyarrow as pa
+
+    from jobs.analysis.embed import BackendSpec, EmbeddingCache, to_fixed_list
+
+    spec = BackendSpec(kind="hashing", model="hashing-4")
+    cache = EmbeddingCache(f"{bucket}/cache/embeddings", spec)
+    vectors = np.eye(3, 4, dtype=np.float32)
+    cache.write(pa.table({"text_hash": ["a", "b", "c"], "embedding": to_fixed_list(vectors)}))
+    cache.write(pa.table({"text_hash": ["c", "d"], "embedding": to_fixed_list(vectors[:2])}))
+    assert len(cache.shards()) == 2
+    assert sorted(cache.hashes()) == ["a", "b", "c", "d"]
+    again = EmbeddingCache(f"{bucket}/cache/embeddings", spec).read()  # another run, same prefix
+    assert again is not None and sorted(again["text_hash"].to_pylist()) == ["a", "b", "c", "d"]
