@@ -12,6 +12,7 @@ import os
 import random
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -22,9 +23,17 @@ import ray
 
 from actors.errors import ProviderError
 from actors.lease_client import LeaseClient, lease_client_for
+from actors.limiter import find_limiter
+from actors.metrics import CallMetrics
 from actors.providers import get_adapter
 from actors.store import STORE_SCHEMA
 from actors.types import CallSpec, Endpoint, ParsedResponse, spec_from_json
+
+UNSENT = "unsent"
+"""Status of a row a draining client never sent: not paid, not stored, sent again on resume."""
+ABANDONED = "abandoned"
+"""Status of a row whose HTTP call a draining client cut off at its deadline: perhaps paid,
+not stored; the engine journals its key so the resume counts it."""
 
 
 @dataclass(frozen=True)
@@ -44,11 +53,15 @@ class RetryPolicy:
 
 @dataclass(frozen=True)
 class ClientSettings:
-    """The slice of config one client actor needs."""
+    """The slice of config one client actor needs: plain, small data.
+
+    No actor handles or object refs: Ray inlines small plain arguments into the actor's
+    creation task, so a restart on another node always has them (an argument held in the
+    object store may be gone by then: ray-project/ray#53727). Clients find the limiters
+    by name instead.
+    """
 
     endpoints: dict[str, Endpoint]
-    limiters: dict[str, Any]
-    """Limiter actor handle per account (the driver creates them, so it owns them)."""
     in_flight: dict[str, int]
     """This client's share of each account's max_in_flight."""
     policy: RetryPolicy = field(default_factory=RetryPolicy)
@@ -117,8 +130,23 @@ def failed_row(row: dict[str, Any], err: ProviderError) -> dict[str, Any]:
 class ClientCore:
     """The Ray-free body of a client: used by `ClientActor` and directly by tests."""
 
-    def __init__(self, settings: ClientSettings, *, seed: int | None = None) -> None:
+    def __init__(
+        self,
+        settings: ClientSettings,
+        limiter_for: Callable[[str], Any],
+        *,
+        seed: int | None = None,
+        metrics: CallMetrics | None = None,
+    ) -> None:
+        """Args:
+        settings: this client's slice of config.
+        limiter_for: the limiter (actor handle) of an account, looked up on first use.
+        seed: seeds the backoff jitter.
+        metrics: where counters and gauges go (default: Ray's metrics API).
+        """
         self.settings = settings
+        self._limiter_for = limiter_for
+        self._metrics = metrics or CallMetrics()
         self._rng = random.Random(seed)
         self._session: aiohttp.ClientSession | None = None
         self._leases: dict[str, LeaseClient] = {}
@@ -126,10 +154,12 @@ class ClientCore:
         self._out_mean: dict[str, float] = {}
         self._keys: dict[str, str | None] = {}
         self._client_id = f"client-{uuid.uuid4().hex[:8]}"
+        self._draining = False
+        self._sending: set[asyncio.Future[Any]] = set()
 
     def _lease(self, account: str) -> LeaseClient:
         if account not in self._leases:
-            self._leases[account] = lease_client_for(self.settings.limiters[account], self._client_id)
+            self._leases[account] = lease_client_for(self._limiter_for(account), self._client_id)
         return self._leases[account]
 
     def _api_key(self, ep: Endpoint) -> str | None:
@@ -146,8 +176,22 @@ class ClientCore:
         rows = await asyncio.gather(*(self._call(key, spec_from_json(js)) for key, js in items))
         return pa.RecordBatch.from_pylist(rows, schema=STORE_SCHEMA)
 
+    def drain(self, timeout_s: float) -> None:
+        """Send nothing new, and cut off calls still on the wire after `timeout_s`.
+
+        Requests not yet sent come back as `unsent` rows, calls cut off as `abandoned` rows;
+        neither is stored. Batches return with everything that did finish, so no paid answer
+        is held hostage by a hung call in the same batch.
+        """
+        self._draining = True
+        asyncio.get_running_loop().call_later(timeout_s, self._cut_off)
+
+    def _cut_off(self) -> None:
+        for send in list(self._sending):
+            send.cancel()
+
     async def close(self) -> None:
-        for lease in self._leases.values():
+        for lease in list(self._leases.values()):  # calls still returning may add one meanwhile
             await lease.close()
         if self._session is not None:
             await self._session.close()
@@ -159,7 +203,12 @@ class ClientCore:
 
     async def _call(self, key: str, spec: CallSpec) -> dict[str, Any]:
         ep = self.settings.endpoints[spec.model]
-        row = base_row(key, ep, spec.kind, self.settings.run_id)
+        row = await self._attempts(base_row(key, ep, spec.kind, self.settings.run_id), ep, spec)
+        self._metrics.finished(row, ep.account)
+        return row
+
+    async def _attempts(self, row: dict[str, Any], ep: Endpoint, spec: CallSpec) -> dict[str, Any]:
+        """Try `spec` until it succeeds, fails for good, or runs out of attempts; fill in `row`."""
         api_key = self._api_key(ep)
         if api_key is None:
             return failed_row(row, ProviderError("auth", f"environment variable {ep.api_key_env} is not set"))
@@ -169,12 +218,36 @@ class ClientCore:
         lease = self._lease(ep.account)
         in_est, out_est = estimate_input_tokens(spec), self._estimate_output(spec)
         start = time.monotonic()
+        tags, sem, metrics = (spec.model, ep.account), self._sems[ep.account], self._metrics
         while True:
+            if self._draining:
+                return self._unstored(row, UNSENT)
             row["attempts"] += 1
-            await lease.acquire(in_est, out_est)
             try:
-                async with self._sems[ep.account]:
-                    parsed, raw = await self._send(adapter, ep, spec, http.url, http.json, headers, lease)
+                with metrics.level("specstress_queue_depth", *tags):
+                    await lease.acquire(in_est, out_est)
+                    await sem.acquire()
+                if self._draining:
+                    sem.release()
+                    return self._unstored(row, UNSENT)
+                try:
+                    with metrics.level("specstress_in_flight", *tags):
+                        metrics.add("specstress_requests", *tags)
+                        send = asyncio.ensure_future(
+                            self._send(adapter, ep, spec, http.url, http.json, headers, lease)
+                        )
+                        self._sending.add(send)
+                        try:
+                            parsed, raw = await send
+                        except asyncio.CancelledError:
+                            current = asyncio.current_task()
+                            if send.cancelled() and current is not None and not current.cancelling():
+                                return self._unstored(row, ABANDONED)  # cut off by the drain
+                            raise
+                        finally:
+                            self._sending.discard(send)
+                finally:
+                    sem.release()
             except ProviderError as err:
                 if err.kind in ("rate_limit", "overloaded"):
                     # The provider may have counted this attempt: keep its reservation.
@@ -227,16 +300,25 @@ class ClientCore:
         prev = self._out_mean.get(model)
         self._out_mean[model] = tokens if prev is None else 0.9 * prev + 0.1 * tokens
 
+    @staticmethod
+    def _unstored(row: dict[str, Any], status: str) -> dict[str, Any]:
+        """A row the engine will not store: `unsent` or `abandoned` by a drain."""
+        row.update(status=status, finished_at=datetime.now(UTC))
+        return row
+
 
 @ray.remote(max_restarts=-1, max_task_retries=0)
 class ClientActor:
     """A Ray actor around `ClientCore`. Async, so one process keeps many requests in flight."""
 
     def __init__(self, settings: ClientSettings, seed: int | None = None) -> None:
-        self.core = ClientCore(settings, seed=seed)
+        self.core = ClientCore(settings, find_limiter, seed=seed)
 
     async def call_batch(self, items: list[tuple[str, str]]) -> pa.RecordBatch:
         return await self.core.call_batch(items)
+
+    async def drain(self, timeout_s: float) -> None:
+        self.core.drain(timeout_s)
 
     async def close(self) -> None:
         await self.core.close()

@@ -35,6 +35,20 @@ class BudgetExceeded(SpecstressError):
     """The estimated or actual spend passes `budget_usd`."""
 
 
+class Interrupted(SpecstressError):
+    """The run was stopped by a signal (SIGINT, SIGTERM) and drained; the same command resumes it.
+
+    Attributes:
+        signum: the signal; `specstress run` exits with 128 + signum (130 for SIGINT).
+        abandoned: calls still in flight when the drain timed out (they may be paid twice).
+    """
+
+    def __init__(self, signum: int, abandoned: int = 0) -> None:
+        super().__init__(f"interrupted by signal {signum}; {abandoned} calls in flight were abandoned")
+        self.signum = signum
+        self.abandoned = abandoned
+
+
 class ProviderError(SpecstressError):
     """A provider call that did not give a usable answer.
 

@@ -6,12 +6,14 @@ side in `lease_client`; this module wires them to Ray and re-exports the public 
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 import ray
 
 from actors.lease_client import LeaseClient, lease_client_for
 from actors.limiter_core import AccountLimits, Lease, LimiterCore, Settlement
+from actors.metrics import LimiterMetrics
 
 __all__ = [
     "NAMESPACE",
@@ -21,7 +23,9 @@ __all__ = [
     "LimiterActor",
     "LimiterCore",
     "Settlement",
+    "find_limiter",
     "get_limiter",
+    "kill_limiter",
     "lease_client_for",
     "limiter_name",
 ]
@@ -40,6 +44,7 @@ class LimiterActor:
     def __init__(self, account: str, limits: AccountLimits) -> None:
         self._account = account
         self._core = LimiterCore(limits)
+        self._metrics = LimiterMetrics(account)
 
     async def lease(
         self,
@@ -52,7 +57,10 @@ class LimiterActor:
         """Apply a piggy-backed settlement, then grant a lease (see `LimiterCore.lease`)."""
         if settlement is not None and not settlement.empty:
             self._core.settle(client_id, settlement)
-        return self._core.lease(client_id, want_requests, want_input_tokens, want_output_tokens)
+        lease = self._core.lease(client_id, want_requests, want_input_tokens, want_output_tokens)
+        stats = self._core.stats()
+        self._metrics.report(stats["rate_factor"], stats["waiting_clients"])
+        return lease
 
     async def settle(self, client_id: str, settlement: Settlement) -> None:
         self._core.settle(client_id, settlement)
@@ -80,3 +88,25 @@ def get_limiter(account: str, limits: AccountLimits, *, detached: bool = False) 
         get_if_exists=True,
         lifetime="detached" if detached else None,
     ).remote(account, limits)
+
+
+def find_limiter(account: str) -> Any:
+    """The running limiter of `account`, by name (created by the driver with `get_limiter`)."""
+    return ray.get_actor(limiter_name(account), namespace=NAMESPACE)
+
+
+def kill_limiter(account: str, handle: Any, *, timeout_s: float = 30.0) -> None:
+    """Kill the limiter of `account` and wait until its name is free.
+
+    A limiter dies with its last handle, asynchronously; a new run in the same process
+    could otherwise be handed the dying actor by `get_limiter` (and its old limits). Killing
+    it at the end of a run, and waiting, makes the next `get_limiter` start a fresh one.
+    """
+    ray.kill(handle, no_restart=True)
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        try:
+            ray.get_actor(limiter_name(account), namespace=NAMESPACE)
+        except ValueError:
+            return
+        time.sleep(0.05)

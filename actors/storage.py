@@ -1,18 +1,27 @@
 """A directory on any pyarrow filesystem (local path, NFS, s3://, gs://) with atomic writes.
 
-Local filesystems get write-to-hidden-temp-then-rename. Object stores have no rename, but a
-single PUT is atomic: an object is either absent or whole, so writing a uniquely named
-object directly gives the same guarantee to readers.
+Local filesystems get write-to-hidden-temp-then-rename. Object stores have no rename, but an
+upload is atomic: an object appears only once its PUT (or multipart upload) completes, so
+a uniquely named object gives readers the same guarantee. The content is built in a local
+scratch file first and uploaded only when complete, so a writer that fails half way never
+starts an upload (a failed upload is deleted). Everything that reads run data goes through
+a `Location`, never through a bare path, so the same code serves both.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
+import tempfile
 import uuid
 from collections.abc import Callable
 from typing import Any
 
+import polars as pl
+import pyarrow as pa
+import pyarrow.dataset as pads
 import pyarrow.fs as pafs
+import pyarrow.parquet as pq
 
 
 class Location:
@@ -60,8 +69,16 @@ class Location:
         """Write `name` so readers see it whole or not at all. `write` gets an output stream."""
         final = self.join(name)
         if not self.is_local:
-            with self.fs.open_output_stream(final) as sink:
-                write(sink)
+            with tempfile.TemporaryDirectory(prefix="specstress-upload-") as scratch:
+                local = os.path.join(scratch, "object")
+                with pa.OSFile(local, "wb") as sink:
+                    write(sink)
+                try:
+                    pafs.copy_files(local, final, pafs.LocalFileSystem(), self.fs)
+                except BaseException:
+                    with contextlib.suppress(OSError):
+                        self.fs.delete_file(final)
+                    raise
             return
         tmp = self.join(f".{name}.{uuid.uuid4().hex[:8]}.tmp")
         with self.fs.open_output_stream(tmp) as sink:
@@ -80,3 +97,13 @@ class Location:
     def delete(self, name: str) -> None:
         if self.exists(name):
             self.fs.delete_file(self.join(name))
+
+    def parquet_file(self, path: str) -> pq.ParquetFile:
+        """A Parquet file at `path` (a full path on this filesystem), for streaming by row group."""
+        return pq.ParquetFile(self.fs.open_input_file(path))
+
+    def scan_parquet(self, path: str) -> pl.LazyFrame:
+        """A Parquet file at `path` as a lazy frame: polars' reader locally, pyarrow's on object stores."""
+        if self.is_local:
+            return pl.scan_parquet(path)
+        return pl.scan_pyarrow_dataset(pads.dataset(path, format="parquet", filesystem=self.fs))

@@ -200,19 +200,24 @@ def run_analysis_bench(quick: bool = False) -> dict[str, Any]:
 def _pipeline_bench(quick: bool, rounds: int = 3) -> dict[str, Any]:
     """Ray Data vs bare-model embeddings/s, alternated `rounds` times; the median ratio is reported.
 
-    Alternating the two measurements makes a burst of load on a shared machine hit one
-    round of each side instead of one side only.
+    Each round times the bare model with no Ray running (Ray's idle processes would slow
+    the baseline and flatter the ratio), then starts local Ray, times the pipeline and
+    stops Ray. Alternating makes a burst of load on a shared machine hit one round of each
+    side instead of one side only.
     """
     if local_model_path() is None or not _queries():
         return {"pipeline_efficiency": None, "pipeline_skipped": "embed extra or sample queries missing"}
     import ray
 
+    if ray.is_initialized():
+        return {"pipeline_efficiency": None, "pipeline_skipped": "Ray already running in this process"}
     base = _queries()
     n = 500 if quick else 2_000
     texts = [f"{base[i % len(base)]} ({i})" for i in range(n)]
-    started = not ray.is_initialized()
-    if started:
-        os.environ.setdefault("RAY_AUTH_MODE", "disabled")
+    os.environ.setdefault("RAY_AUTH_MODE", "disabled")
+    bare, steady, end_to_end, startup = [], [], [], []
+    for _ in range(rounds):
+        bare.append(bare_throughput(texts, threads=2))
         ray.init(
             address="local",
             num_cpus=2,
@@ -220,17 +225,13 @@ def _pipeline_bench(quick: bool, rounds: int = 3) -> dict[str, Any]:
             _node_ip_address="127.0.0.1",
             log_to_driver=False,
         )
-    bare, steady, end_to_end, startup = [], [], [], []
-    try:
-        for _ in range(rounds):
-            bare.append(bare_throughput(texts, threads=2))
+        try:
             st, e2e, su = pipeline_throughput(texts, num_actors=1, threads=2, batch_size=128)
-            steady.append(st)
-            end_to_end.append(e2e)
-            startup.append(su)
-    finally:
-        if started:
+        finally:
             ray.shutdown()
+        steady.append(st)
+        end_to_end.append(e2e)
+        startup.append(su)
     ratios = np.array(steady) / np.array(bare)
     return {
         "bare_embeddings_per_s": round(float(np.median(bare)), 1),

@@ -7,13 +7,14 @@ import json
 import logging
 import sys
 
-from actors.errors import BudgetExceeded, SpecstressError
+from actors.errors import BudgetExceeded, Interrupted, SpecstressError
 
 EXIT_ERROR = 1
 EXIT_BUDGET = 3
 """`run` stopped at budget_usd; everything paid is stored, and the same command resumes."""
 EXIT_INTERRUPTED = 130
-"""`run` was interrupted (SIGINT); buffered results were flushed, the same command resumes."""
+"""`run` was interrupted (SIGINT; 128 + signal number, so 143 for SIGTERM): in-flight calls were
+drained, results flushed, the manifest marked resumable; the same command resumes."""
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
@@ -157,6 +158,11 @@ def main(argv: list[str] | None = None) -> int:
     )
     try:
         return int(args.fn(args))
+    except Interrupted as exc:
+        print(
+            f"specstress: {exc}. Results so far are stored; run the same command to resume.", file=sys.stderr
+        )
+        return 128 + exc.signum
     except BudgetExceeded as exc:
         print(f"specstress: budget: {exc}", file=sys.stderr)
         return EXIT_BUDGET

@@ -118,6 +118,8 @@ class EngineConf:
     """Retry calls whose earlier run ended as failed; paid successes are never re-sent."""
     lease_margin: float = 0.97
     """Share of each rate limit the limiter aims for, leaving room for clock skew and estimates."""
+    drain_timeout_s: float = 30.0
+    """On SIGINT/SIGTERM, seconds in-flight calls get to finish before they are abandoned."""
 
 
 @dataclass
@@ -309,6 +311,7 @@ def validate(conf: RunConf) -> None:
     for name in ("num_clients", "batch_size", "window_per_model", "max_attempts", "flush_rows"):
         _check(getattr(e, name) >= 1, f"engine.{name}", f"must be >= 1, got {getattr(e, name)}")
     _check(0 < e.lease_margin <= 1, "engine.lease_margin", f"must be in (0, 1], got {e.lease_margin}")
+    _check(e.drain_timeout_s >= 0, "engine.drain_timeout_s", f"must be >= 0, got {e.drain_timeout_s}")
     _check(conf.budget_usd is None or conf.budget_usd >= 0, "budget_usd", "must be >= 0 or null")
     st = conf.stages
     refs = {

@@ -13,9 +13,10 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from actors.errors import ConfigError
+from actors.errors import BudgetExceeded, ConfigError, Interrupted
 from actors.store import CallStore
 from jobs.config import RunConf, missing_keys, resolved_yaml
+from jobs.drain import on_signals, raise_interrupted
 from jobs.emulation import emulator_for
 from jobs.engine import Engine
 from jobs.rundir import Manifest, RunDir, default_cache, now_iso
@@ -92,6 +93,19 @@ def start_ray(conf: RunConf) -> None:
         ray.init(address=conf.ray.address, logging_level=logging.WARNING)
 
 
+RESUMABLE = ("interrupted", "stopped")
+"""Run states after a clean stop: everything paid is stored and the same command resumes."""
+
+
+def stop_state(exc: BaseException) -> str:
+    """The manifest state a run ends in when a stage raises `exc`."""
+    if isinstance(exc, Interrupted | KeyboardInterrupt):
+        return "interrupted"
+    if isinstance(exc, BudgetExceeded):
+        return "stopped"
+    return "failed"
+
+
 def run_pipeline(conf: RunConf, *, stages: list[str] | None = None) -> dict[str, dict[str, Any]]:
     """Run `stages` (default: `conf.pipeline`) and return each stage's summary."""
     names = stages if stages is not None else list(conf.pipeline)
@@ -105,6 +119,7 @@ def run_pipeline(conf: RunConf, *, stages: list[str] | None = None) -> dict[str,
     # pid and host let `specstress status` tell a live run from a killed one.
     session = {"started_at": now_iso(), "stages": names, "pid": os.getpid(), "host": socket.gethostname()}
     manifest.data["sessions"].append(session)
+    manifest.data.update(state="running", resumable=False)
     manifest.save()
     store = CallStore(conf.cache_dir or default_cache(conf.run_dir))
     summaries: dict[str, dict[str, Any]] = {}
@@ -116,15 +131,19 @@ def run_pipeline(conf: RunConf, *, stages: list[str] | None = None) -> dict[str,
         engine = Engine(conf, run, manifest, store)
         ctx = StageContext(conf, run, manifest, engine)
         try:
-            for name in names:
-                manifest.set_stage(name, state="running", started_at=now_iso())
-                try:
-                    summary = registry[name](ctx)
-                except BaseException as exc:
-                    manifest.set_stage(name, state="stopped", error=f"{type(exc).__name__}: {exc}")
-                    raise
-                manifest.set_stage(name, state="done", finished_at=now_iso(), summary=summary, error=None)
-                summaries[name] = summary
+            with on_signals(raise_interrupted):
+                for name in names:
+                    manifest.set_stage(name, state="running", started_at=now_iso())
+                    try:
+                        summary = registry[name](ctx)
+                    except BaseException as exc:
+                        state = stop_state(exc)
+                        manifest.data.update(state=state, resumable=state in RESUMABLE)
+                        manifest.set_stage(name, state=state, error=f"{type(exc).__name__}: {exc}")
+                        raise
+                    manifest.set_stage(name, state="done", finished_at=now_iso(), summary=summary, error=None)
+                    summaries[name] = summary
+            manifest.data.update(state="done", resumable=False)
         finally:
             engine.close()
             session["ended_at"] = now_iso()

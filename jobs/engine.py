@@ -10,7 +10,6 @@ bounded by the windows, not by the table. `results` joins the requests back to t
 from __future__ import annotations
 
 import asyncio
-import glob
 import itertools
 import logging
 import math
@@ -28,13 +27,14 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 import ray
 
-from actors.client import ClientActor, ClientSettings, RetryPolicy
-from actors.errors import BudgetExceeded, ConfigError
-from actors.limiter import get_limiter
+from actors.client import ABANDONED, UNSENT, ClientActor, ClientSettings, RetryPolicy
+from actors.errors import BudgetExceeded, ConfigError, Interrupted
+from actors.limiter import get_limiter, kill_limiter
 from actors.store import CallStore, contains
 from actors.types import Endpoint, call_key, spec_from_json
 from jobs.batching.router import BatchFigures, BatchRouter
 from jobs.config import RunConf, account_limits, endpoint, to_account_limits
+from jobs.drain import InFlight, drain_in_flight, on_signals, wait_in_flight
 from jobs.journal import Journal, dangling, discard
 from jobs.progress import Progress
 from jobs.rundir import Manifest, RunDir
@@ -90,6 +90,21 @@ class _Window:
             self._cond.notify_all()
 
 
+def client_placements(n: int) -> list[Any]:
+    """Scheduling strategies that put `n` clients round-robin on the live nodes with CPUs.
+
+    Losing a node then loses only its share of the calls in flight. Soft affinity: a client
+    whose node dies restarts wherever Ray finds room. (Ray's "SPREAD" is best effort and
+    left two of three clients on one node in our three-node test.)
+    """
+    from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+
+    nodes = sorted(node["NodeID"] for node in ray.nodes() if node["Alive"] and node["Resources"].get("CPU"))
+    if len(nodes) < 2:
+        return [None] * n
+    return [NodeAffinitySchedulingStrategy(nodes[i % len(nodes)], soft=True) for i in range(n)]
+
+
 class Engine:
     """Owns the client actors and limiters of one run; one instance serves every stage."""
 
@@ -100,9 +115,12 @@ class Engine:
         self.store = store
         self._endpoints: dict[str, Endpoint] = {k: endpoint(conf, k) for k in conf.models}
         self._clients: list[Any] = []
+        self._limiters: dict[str, Any] = {}
         self._rr = itertools.count()
         self._journal: Journal | None = None
         self._router = BatchRouter(conf, run, store, self._endpoints, manifest.run_id)
+        self._abandoned: list[str] = []
+        """Keys abandoned in flight by a drained stop; the journal keeps them for the resume's count."""
 
     # ---- requests ---------------------------------------------------------------------
 
@@ -152,7 +170,7 @@ class Engine:
     def results(self, requests_path: str, columns: list[str]) -> pl.LazyFrame:
         """The requests table joined to each key's stored answer (left join: nothing dropped)."""
         answers = self.store.latest(columns=["key", *[c for c in columns if c != "key"]])
-        return pl.scan_parquet(requests_path).join(answers, on="key", how="left")
+        return self.run_dir.root.scan_parquet(requests_path).join(answers, on="key", how="left")
 
     # ---- running ----------------------------------------------------------------------
 
@@ -185,7 +203,7 @@ class Engine:
         """Make every call the store lacks. Raises `BudgetExceeded` (resumable) at the budget."""
         t0 = time.monotonic()
         calls = StageCalls()
-        req = pl.scan_parquet(requests_path).filter(pl.col("dispatch")).select("key", "model")
+        req = self.run_dir.root.scan_parquet(requests_path).filter(pl.col("dispatch")).select("key", "model")
         totals = dict(req.group_by("model").len().collect().iter_rows())
         calls.requests = sum(totals.values())
         scratch = tempfile.mkdtemp(prefix=f"specstress-{stage}-")
@@ -198,7 +216,7 @@ class Engine:
         return calls
 
     def _write_pending(self, requests_path: str, scratch: str) -> dict[str, list[str]]:
-        """Split the requests the store lacks into one local Parquet file per model.
+        """Split the requests the store lacks into one local scratch Parquet file per model.
 
         One streaming pass, a row group at a time: memory is bounded by a row group plus the
         compact answered-key array, never by the stage's rows.
@@ -207,21 +225,19 @@ class Engine:
         writers: dict[str, pq.ParquetWriter] = {}
         paths: dict[str, list[str]] = {}
         try:
-            for path in sorted(glob.glob(requests_path)):
-                for batch in pq.ParquetFile(path).iter_batches(
-                    batch_size=8192, columns=["key", "model", "spec", "dispatch"]
-                ):
-                    keys = batch.column("key").to_numpy(zero_copy_only=False).astype("S32")
-                    known = contains(answered, keys)
-                    missing = pa.Table.from_batches([batch]).filter(
-                        pc.and_(batch.column("dispatch"), pa.array(~known))
-                    )
-                    for model in pc.unique(missing["model"]).to_pylist():
-                        rows = missing.filter(pc.equal(missing["model"], model)).select(["key", "spec"])
-                        if model not in writers:
-                            paths[model] = [os.path.join(scratch, f"pending-{len(paths):04d}.parquet")]
-                            writers[model] = pq.ParquetWriter(paths[model][0], rows.schema)
-                        writers[model].write_table(rows)
+            requests = self.run_dir.root.parquet_file(requests_path)
+            for batch in requests.iter_batches(batch_size=8192, columns=["key", "model", "spec", "dispatch"]):
+                keys = batch.column("key").to_numpy(zero_copy_only=False).astype("S32")
+                known = contains(answered, keys)
+                missing = pa.Table.from_batches([batch]).filter(
+                    pc.and_(batch.column("dispatch"), pa.array(~known))
+                )
+                for model in pc.unique(missing["model"]).to_pylist():
+                    rows = missing.filter(pc.equal(missing["model"], model)).select(["key", "spec"])
+                    if model not in writers:
+                        paths[model] = [os.path.join(scratch, f"pending-{len(paths):04d}.parquet")]
+                        writers[model] = pq.ParquetWriter(paths[model][0], rows.schema)
+                    writers[model].write_table(rows)
         finally:
             for w in writers.values():
                 w.close()
@@ -290,10 +306,11 @@ class Engine:
         acc_limits = {
             acc: to_account_limits(lim, self.conf.engine.lease_margin) for acc, lim in limits.items()
         }
-        limiters = {acc: get_limiter(acc, al) for acc, al in acc_limits.items()}
+        # Created here, so the driver owns them (and holds their handles: a non-detached actor
+        # dies with its last handle); clients find them by name.
+        self._limiters = {acc: get_limiter(acc, al) for acc, al in acc_limits.items()}
         settings = ClientSettings(
             endpoints=self._endpoints,
-            limiters=limiters,
             in_flight={acc: max(1, math.ceil(lim.max_in_flight / n)) for acc, lim in limits.items()},
             policy=RetryPolicy(
                 max_attempts=self.conf.engine.max_attempts,
@@ -302,17 +319,23 @@ class Engine:
             ),
             run_id=self.manifest.run_id,
         )
-        self._clients = [ClientActor.remote(settings, seed=self.conf.seed + i) for i in range(n)]
+        self._clients = [
+            ClientActor.options(scheduling_strategy=where).remote(settings, seed=self.conf.seed + i)
+            for i, where in enumerate(client_placements(n))
+        ]
 
     def close(self) -> None:
-        """Close client sessions; the journal of a clean session is deleted."""
+        """Close client sessions, end the limiters; the journal is deleted, save the keys a drain abandoned."""
         if self._clients:
             ray.get([c.close.remote() for c in self._clients])
             for c in self._clients:
                 ray.kill(c)
             self._clients = []
+        for account, handle in self._limiters.items():
+            kill_limiter(account, handle)
+        self._limiters = {}
         if self._journal is not None:
-            self._journal.close(delete=True)
+            self._journal.close(keep=self._abandoned)
             self._journal = None
 
     def _batches(self, paths: list[str]) -> Iterator[list[tuple[str, str]]]:
@@ -320,6 +343,21 @@ class Engine:
         for path in paths:
             for batch in pq.ParquetFile(path).iter_batches(batch_size=self.conf.engine.batch_size):
                 yield list(zip(batch.column(0).to_pylist(), batch.column(1).to_pylist(), strict=True))
+
+    def _journaled(self, batches: Iterator[list[tuple[str, str]]]) -> Iterator[list[tuple[str, str]]]:
+        """Yield `batches`, each journaled before it is yielded (a window ahead on object stores)."""
+        journal = self._journal
+        assert journal is not None
+        ahead = 1 if journal.appends else self.conf.engine.window_per_model
+        group: list[list[tuple[str, str]]] = []
+        for items in batches:
+            group.append(items)
+            if sum(map(len, group)) >= ahead:
+                journal.record(k for part in group for k, _ in part)
+                yield from group
+                group = []
+        journal.record(k for part in group for k, _ in part)
+        yield from group
 
     async def _dispatch(
         self,
@@ -335,8 +373,11 @@ class Engine:
         stop = asyncio.Event()
         budget = self.conf.budget_usd
         spent_before = self.spent_usd() if budget is not None else 0.0
-        tasks: set[asyncio.Task[None]] = set()
         t0 = time.monotonic()
+        in_flight: InFlight = {}
+        loop = asyncio.get_running_loop()
+        signalled: list[int] = []
+        interrupted, abandon = asyncio.Event(), asyncio.Event()
 
         def on_flush() -> None:
             calls.elapsed_s = time.monotonic() - t0  # the rate so far, for `specstress status`'s ETA
@@ -355,27 +396,33 @@ class Engine:
                     attempt += 1
                     calls.redispatched += len(items)
                     await asyncio.sleep(min(2.0 * attempt, 10.0))
-            self._account(batch, calls, progress)
-            if writer.add(batch):
-                on_flush()
+            if signalled:
+                # A draining client returns calls it never sent (unpaid) and calls it cut off
+                # (perhaps paid: kept in the journal for the resume to count); neither is stored.
+                status = batch.column("status")
+                cut = batch.filter(pc.equal(status, ABANDONED)).column("key").to_pylist()
+                self._abandoned += cut
+                batch = batch.filter(pc.invert(pc.is_in(status, pa.array([UNSENT, ABANDONED]))))
+            if batch.num_rows:
+                self._account(batch, calls, progress)
+                if writer.add(batch):
+                    on_flush()
             await window.release(len(items))
             if budget is not None and spent_before + calls.cost_usd >= budget:
                 stop.set()
 
         async def feed(model: str) -> None:
             window = _Window(self.conf.engine.window_per_model)
-            for items in self._batches(pending[model]):
+            for items in self._journaled(self._batches(pending[model])):
                 if stop.is_set():
                     return
                 await window.reserve(len(items))
                 if stop.is_set():
                     await window.release(len(items))
                     return
-                assert self._journal is not None
-                self._journal.record(k for k, _ in items)
                 task = asyncio.create_task(handle(items, window))
-                tasks.add(task)
-                task.add_done_callback(tasks.discard)
+                in_flight[task] = [k for k, _ in items]
+                task.add_done_callback(lambda t: in_flight.pop(t, None))
 
         async def ticker() -> None:
             while True:
@@ -384,21 +431,56 @@ class Engine:
                 if writer.due() and writer.flush():
                     on_flush()
 
+        feeders = [asyncio.create_task(feed(m)) for m in to_make]
+
+        def interrupt(signum: int) -> None:
+            # Called from the signal handler: only hand over to the loop (thread-safe wake-up).
+            signalled.append(signum)
+            events = (stop, interrupted, abandon)
+            loop.call_soon_threadsafe(self._stop_feeding, events, feeders, len(signalled))
+
         tick = asyncio.create_task(ticker())
         try:
-            await asyncio.gather(*(feed(m) for m in to_make))
-            while tasks:
-                await asyncio.gather(*list(tasks))
+            with on_signals(interrupt):
+                for result in await asyncio.gather(*feeders, return_exceptions=True):
+                    if isinstance(result, BaseException) and not isinstance(result, asyncio.CancelledError):
+                        raise result
+                await wait_in_flight(in_flight, interrupted)
+                if interrupted.is_set():
+                    self._abandoned += await drain_in_flight(
+                        in_flight, abandon, self.conf.engine.drain_timeout_s
+                    )
         finally:
             tick.cancel()
             writer.flush()
             on_flush()
+        if signalled:
+            log.warning("stage '%s' drained after signal %d; results so far are stored", stage, signalled[0])
+            raise Interrupted(signalled[0], abandoned=len(self._abandoned))
         if stop.is_set():
             raise BudgetExceeded(
                 f"stage '{stage}' stopped at budget_usd=${budget:.2f} "
                 f"(spent ${spent_before + calls.cost_usd:.2f}); everything paid is stored. "
                 "Raise budget_usd and run the same command to resume."
             )
+
+    def _stop_feeding(
+        self,
+        events: tuple[asyncio.Event, asyncio.Event, asyncio.Event],
+        feeders: list[asyncio.Task[None]],
+        n_signals: int,
+    ) -> None:
+        """First signal: dispatch nothing more, and clients send nothing new. Second: stop waiting."""
+        stop, interrupted, abandon = events
+        # The first signal gives calls on the wire the drain timeout; a second cuts them off now.
+        for client in self._clients:
+            client.drain.remote(self.conf.engine.drain_timeout_s if n_signals == 1 else 0.0)
+        stop.set()
+        interrupted.set()
+        for f in feeders:
+            f.cancel()
+        if n_signals > 1:
+            abandon.set()
 
     @staticmethod
     def _account(batch: pa.RecordBatch, calls: StageCalls, progress: Progress | None) -> None:

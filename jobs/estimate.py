@@ -205,7 +205,7 @@ def from_earlier_requests(conf: RunConf, run: RunDir, stage: str, answered: np.n
     files = [p for p in run.requests.list_files(".parquet") if own.fullmatch(p.rsplit("/", 1)[-1])]
     if not files:
         return None
-    chunks = (pl.read_parquet(p, columns=["model", "spec"]) for p in files)
+    chunks = (run.requests.scan_parquet(p).select("model", "spec").collect() for p in files)
     return exact_lines(conf, stage, chunks, answered)
 
 

@@ -46,14 +46,15 @@ def run_status(run_uri: str) -> dict[str, Any]:
 
 
 def run_state(manifest: dict[str, Any]) -> str:
-    """running | finished | stopped (ended with an error or at the budget) | killed | unknown (another host)."""
+    """running | finished | stopped (at the budget) | interrupted (a signal) | failed (an error) |
+    killed (the driver died without a word) | unknown (a driver on another host)."""
     sessions = manifest.get("sessions") or []
     if not sessions:
         return "unknown"
     last = sessions[-1]
     if last.get("ended_at"):
-        states = [st.get("state") for st in manifest.get("stages", {}).values()]
-        return "finished" if states and all(s == "done" for s in states) else "stopped"
+        state = manifest.get("state", "done")
+        return "finished" if state == "done" else str(state)
     pid, host = last.get("pid"), last.get("host")
     if pid is None or host != socket.gethostname():
         return "unknown"
@@ -115,6 +116,8 @@ def _duration(seconds: float | None) -> str:
 
 def format_status(status: dict[str, Any]) -> str:
     lines = [f"run {status['run_id']} (created {status['created_at']}): {status['run_state']}"]
+    if status.get("resumable"):
+        lines.append("  resumable: run the same command again to continue from the store")
     sessions = status.get("sessions") or [{}]
     order = {name: i for i, name in enumerate(sessions[-1].get("stages") or [])}
     for name, st in sorted(

@@ -17,3 +17,14 @@ def test_cluster_yaml_is_a_valid_launcher_config() -> None:
     assert {"head", "cpu_worker", "gpu_worker"} <= set(types)
     assert types["gpu_worker"]["resources"]["GPU"] == 1
     assert "API_KEY" not in CLUSTER.read_text().upper().replace("API KEYS", "")
+
+
+def test_cluster_yaml_installs_the_working_tree_and_lets_the_driver_drain() -> None:
+    raw = yaml.safe_load(CLUSTER.read_text())
+    (target, source), *_ = raw["file_mounts"].items()
+    assert source == "."
+    assert any(f"pip install -e {target}" in cmd for cmd in raw["setup_commands"])
+    assert "**/.venv" in raw["rsync_exclude"]
+    head_start = " ".join(raw["head_start_ray_commands"])
+    assert "RAY_JOB_STOP_WAIT_TIME_S=" in head_start and "--metrics-export-port" in head_start
+    assert not any(k in CLUSTER.read_text() for k in ("sk-", "AKIA", "env_vars"))

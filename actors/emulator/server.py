@@ -115,6 +115,7 @@ class Emulator:
             payload, headers = dialect.rate_limited(refusal, account.views())
             self.stats.status["429"] += 1
             return _json_response(429, payload, headers)
+        self.stats.admitted_at.append(time.time())
         fault = choose_fault(self.config.faults, self.config.seed, rhash, attempt)
         if fault is not None:
             self.stats.faults[fault] += 1
@@ -315,6 +316,10 @@ class EmulatorServer:
     def stats(self) -> dict[str, Any]:
         """The /_stats JSON."""
         return self._on_loop(self.emulator.stats.snapshot)
+
+    def admitted_times(self) -> list[float]:
+        """Unix times of the requests admitted past the rate limit (not in /_stats: it grows)."""
+        return self._on_loop(lambda: list(self.emulator.stats.admitted_at))
 
     def reset_stats(self) -> None:
         self._on_loop(self.emulator.stats.reset)

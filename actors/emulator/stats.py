@@ -24,6 +24,8 @@ class Stats:
         self.batch_by_hash: Counter[str] = Counter()
         """Times each request (by its online request hash) was submitted inside a batch."""
         self.status: Counter[str] = Counter()
+        self.admitted_at: list[float] = []
+        """Wall-clock times (Unix s) of requests admitted past the rate limit, for rate tests."""
         self.faults: Counter[str] = Counter()
 
     def record_request(self, fp: str, request_hash: str) -> int:

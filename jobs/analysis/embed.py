@@ -34,6 +34,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from actors.errors import ConfigError
+from actors.storage import Location
 
 log = logging.getLogger("specstress.embed")
 
@@ -180,23 +181,31 @@ class EmbedBatches:
 
 
 class EmbeddingCache:
-    """Parquet shards (text_hash, embedding) under `<root>/<backend>__<model>/`."""
+    """Parquet shards (text_hash, embedding) under `<root>/<backend>__<model>/`, on any filesystem.
+
+    Shards are uniquely named and written whole (`Location.write_atomic`), so the cache may
+    live on a local path, NFS or an object store beside the call store.
+    """
 
     def __init__(self, root: str | Path, spec: BackendSpec) -> None:
         safe = "".join(ch if ch.isalnum() or ch in "-_." else "_" for ch in f"{spec.kind}__{spec.model}")
-        self.dir = Path(root) / safe
-        self.dir.mkdir(parents=True, exist_ok=True)
+        self.dir = Location(str(root)).child(safe)
+        self.dir.makedirs()
         self.spec = spec
 
-    def shards(self) -> list[Path]:
-        return sorted(self.dir.glob("shard-*.parquet"))
+    def shards(self) -> list[str]:
+        return [p for p in self.dir.list_files(".parquet") if p.rsplit("/", 1)[-1].startswith("shard-")]
+
+    def _read(self, path: str, columns: list[str]) -> pa.Table:
+        with self.dir.fs.open_input_file(path) as src:
+            return pq.read_table(src, columns=columns)
 
     def read(self) -> pa.Table | None:
         """Every cached vector, deduplicated by text hash; None when empty."""
         paths = self.shards()
         if not paths:
             return None
-        table = pa.concat_tables([pq.read_table(p, columns=list(CACHE_SCHEMA_FIELDS)) for p in paths])
+        table = pa.concat_tables([self._read(p, list(CACHE_SCHEMA_FIELDS)) for p in paths])
         df = pl.from_arrow(table.select(["text_hash"])).with_row_index("_i")
         keep = df.unique(subset="text_hash", keep="first", maintain_order=True)["_i"].to_numpy()
         return table.take(pa.array(keep))
@@ -206,21 +215,20 @@ class EmbeddingCache:
         paths = self.shards()
         if not paths:
             return pl.Series("text_hash", [], dtype=pl.String)
-        return pl.concat([pl.read_parquet(p, columns=["text_hash"])["text_hash"] for p in paths]).unique()
+        parts = [pl.Series("text_hash", self._read(p, ["text_hash"]).column(0)) for p in paths]
+        return pl.concat(parts).unique()
 
-    def write(self, table: pa.Table) -> Path:
-        """Write one shard atomically: a temporary name, then a rename."""
+    def write(self, table: pa.Table) -> str:
+        """Write one uniquely named shard, whole or not at all; returns its path."""
         meta = {
             META_BACKEND: self.spec.kind.encode(),
             META_MODEL: self.spec.model.encode(),
             META_DIM: str(table.schema.field("embedding").type.list_size).encode(),
         }
         table = table.select(list(CACHE_SCHEMA_FIELDS)).replace_schema_metadata(meta)
-        final = self.dir / f"shard-{time.time_ns():020d}-{uuid.uuid4().hex[:8]}.parquet"
-        tmp = self.dir / f".tmp-{final.name}"
-        pq.write_table(table, tmp, compression="zstd")
-        tmp.rename(final)
-        return final
+        name = f"shard-{time.time_ns():020d}-{uuid.uuid4().hex[:8]}.parquet"
+        self.dir.write_atomic(name, lambda sink: pq.write_table(table, sink, compression="zstd"))
+        return self.dir.join(name)
 
 
 def by_length(table: pa.Table) -> pa.Table:

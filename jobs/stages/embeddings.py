@@ -24,7 +24,6 @@ import hashlib
 import logging
 from collections.abc import Iterator
 from dataclasses import dataclass
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -91,7 +90,7 @@ class EmbeddingsConf:
     threads: int | None = None
     """Torch threads per actor (local); None leaves torch's default."""
     cache_dir: str | None = None
-    """Local folder of the text-hash cache; None means `<cache_dir or run cache>/embeddings`."""
+    """Folder (local path or s3:// / gs:// URI) of the text-hash cache; None means `<cache_dir or run cache>/embeddings`."""
 
 
 def _check(ec: EmbeddingsConf, ctx: StageContext) -> None:
@@ -113,14 +112,9 @@ def _check(ec: EmbeddingsConf, ctx: StageContext) -> None:
             )
 
 
-def cache_root(ctx: StageContext, ec: EmbeddingsConf) -> Path:
-    """Where the text-hash cache lives (a local folder)."""
-    root = ec.cache_dir or f"{(ctx.conf.cache_dir or default_cache(ctx.conf.run_dir)).rstrip('/')}/embeddings"
-    if "://" in root:
-        raise ConfigError(
-            f"config key 'stages.embeddings.cache_dir': the embedding cache needs a local path, got '{root}'"
-        )
-    return Path(root)
+def cache_root(ctx: StageContext, ec: EmbeddingsConf) -> str:
+    """Where the text-hash cache lives: a local path or a URI, like the call store."""
+    return ec.cache_dir or f"{(ctx.conf.cache_dir or default_cache(ctx.conf.run_dir)).rstrip('/')}/embeddings"
 
 
 def _api_spec(ctx: StageContext, model_key: str) -> BackendSpec:
@@ -147,7 +141,7 @@ def _embed_api(
     path = ctx.engine.write_requests(name, chunks())
     out: dict[str, Any] = {"embedded": 0, "failed": 0, "calls": ctx.engine.run(name, path).as_dict()}
     batch_rows = max(1, 8192 // ec.batch_size)
-    for part in iter_results(ctx.engine, ctx.run, name, path, ["status", "embeddings"], batch_rows):
+    for part in iter_results(ctx.engine, name, path, ["status", "embeddings"], batch_rows):
         good = (pl.col("status") == "ok") & (
             pl.col("embeddings").list.len().fill_null(-1) == pl.col("hashes").list.len()
         )
@@ -169,7 +163,7 @@ def _embed_api(
 
 
 def _api_vectors(
-    ctx: StageContext, ec: EmbeddingsConf, scen: pl.DataFrame, root: Path, name: str = "embeddings"
+    ctx: StageContext, ec: EmbeddingsConf, scen: pl.DataFrame, root: str, name: str = "embeddings"
 ) -> tuple[pl.Series, pa.Array, dict[str, Any]]:
     """Scenario ids, their vectors (texts whose calls failed left out) and the summary of the api backend."""
     assert ec.model is not None
@@ -201,7 +195,7 @@ def _api_vectors(
 
 
 def _ray_vectors(
-    ec: EmbeddingsConf, scen: pl.DataFrame, root: Path
+    ec: EmbeddingsConf, scen: pl.DataFrame, root: str
 ) -> tuple[pl.Series, pa.Array, dict[str, Any]]:
     """Scenario ids, vectors and summary of the local or hashing backend (a Ray Data actor pool)."""
     model = LOCAL_MODEL if ec.backend == "local" else "hashing-384"

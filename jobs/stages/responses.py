@@ -188,7 +188,7 @@ def run(ctx: StageContext) -> dict[str, Any]:
     by_model: dict[str, dict[str, int]] = {}
 
     def parts() -> Iterator[pl.DataFrame]:
-        for answered in iter_results(ctx.engine, ctx.run, "responses", path, _STORE_COLUMNS, rc.chunk_rows):
+        for answered in iter_results(ctx.engine, "responses", path, _STORE_COLUMNS, rc.chunk_rows):
             part = _rows(answered)
             counts = part.group_by("model").agg(
                 ok=(pl.col("status") == "ok").sum(),

@@ -6,6 +6,8 @@ results as one Python list, so tables are read lazily and written batch by batch
 
 from __future__ import annotations
 
+import os
+import tempfile
 from collections.abc import Iterable, Iterator
 from typing import TYPE_CHECKING, Any
 
@@ -48,18 +50,18 @@ def write_parts(run: RunDir, name: str, parts: Iterable[pl.DataFrame], schema: p
 
 
 def iter_results(
-    engine: Engine, run: RunDir, stage: str, requests_path: str, columns: list[str], batch_rows: int
+    engine: Engine, stage: str, requests_path: str, columns: list[str], batch_rows: int
 ) -> Iterator[pl.DataFrame]:
-    """The requests joined to their answers, in batches, via a temporary file (never all in memory)."""
-    tmp = run.requests.join(f".{stage}.results.parquet")
-    engine.results(requests_path, columns).sink_parquet(tmp)
-    try:
-        ds = pads.dataset(tmp, format="parquet", filesystem=run.root.fs)
-        for batch in ds.to_batches(batch_size=batch_rows):
+    """The requests joined to their answers, in batches, via a local scratch file (never all in memory).
+
+    The scratch file is local whatever the run directory is on: it is never a result.
+    """
+    with tempfile.TemporaryDirectory(prefix=f"specstress-{stage}-") as scratch:
+        tmp = os.path.join(scratch, "results.parquet")
+        engine.results(requests_path, columns).sink_parquet(tmp)
+        for batch in pq.ParquetFile(tmp).iter_batches(batch_size=batch_rows):
             if batch.num_rows:
                 yield pl.from_arrow(pa.Table.from_batches([batch]))  # type: ignore[misc]
-    finally:
-        run.root.fs.delete_file(tmp)
 
 
 def add_calls(total: dict[str, Any], calls: dict[str, Any]) -> dict[str, Any]:

@@ -8,6 +8,7 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import polars as pl
@@ -19,7 +20,8 @@ from tests.conftest import emulator_config, run_conf_yaml
 N_PAIRS = 240
 
 
-def _config(tmp_path: Path, url: str) -> Path:
+def small_config(tmp_path: Path, url: str) -> Path:
+    """pairs + scenarios over N_PAIRS pairs, three wire formats, shards landing steadily."""
     cfg = tmp_path / "conf.yaml"
     # Small batches and few requests in flight, so shards land steadily while the stage runs.
     text = run_conf_yaml(url, tmp_path / "run").replace("flush_rows: 50", "flush_rows: 4, batch_size: 4")
@@ -35,10 +37,11 @@ def _config(tmp_path: Path, url: str) -> Path:
     return cfg
 
 
-def _run(cfg: Path) -> subprocess.Popen[bytes]:
+def start_run(cfg: Path, *overrides: str) -> subprocess.Popen[bytes]:
+    """`specstress run cfg overrides...` in its own process group, output captured."""
     env = {**os.environ, "RAY_AUTH_MODE": "disabled"}
     return subprocess.Popen(
-        [sys.executable, "-m", "jobs.cli", "run", str(cfg)],
+        [sys.executable, "-m", "jobs.cli", "run", str(cfg), *overrides],
         env=env,
         start_new_session=True,  # its own process group: the kill takes Ray's processes too
         stdout=subprocess.PIPE,
@@ -46,22 +49,33 @@ def _run(cfg: Path) -> subprocess.Popen[bytes]:
     )
 
 
+def local_shards(tmp_path: Path) -> Callable[[], int]:
+    """Counts the call store's shards under `tmp_path/cache`."""
+    return lambda: len(list((tmp_path / "cache" / "calls").glob("part-*.parquet")))
+
+
+def start_mid_stage(cfg: Path, shards: Callable[[], int], *overrides: str) -> subprocess.Popen[bytes]:
+    """Start a run and return once three store shards exist, so a signal then lands mid-stage."""
+    proc = start_run(cfg, *overrides)
+    deadline = time.monotonic() + 180
+    while shards() < 3:
+        assert proc.poll() is None, proc.stdout.read().decode() if proc.stdout else ""
+        assert time.monotonic() < deadline, "no shard within 180 s"
+        time.sleep(0.05)
+    return proc
+
+
 def test_sigkill_mid_stage_then_resume_answers_every_request_once(tmp_path: Path, api_key: str) -> None:
     # ~60 ms a call and 64 in flight per account: the stage takes several seconds.
     with EmulatorServer(emulator_config(latency=LatencyModel(0.06, 0.0005), seed=5)) as emu:
-        cfg = _config(tmp_path, emu.url)
-        proc = _run(cfg)
-        calls = tmp_path / "cache" / "calls"
-        deadline = time.monotonic() + 120
-        while time.monotonic() < deadline and len(list(calls.glob("part-*.parquet"))) < 3:
-            assert proc.poll() is None, proc.stdout.read().decode() if proc.stdout else ""
-            time.sleep(0.05)
+        cfg = small_config(tmp_path, emu.url)
+        proc = start_mid_stage(cfg, local_shards(tmp_path))
         os.killpg(proc.pid, signal.SIGKILL)
         proc.wait(30)
         answered_at_kill = sum(emu.stats()["ok_by_hash"].values())
         assert 0 < answered_at_kill < N_PAIRS, "the kill must land mid-stage"
 
-        resumed = _run(cfg)
+        resumed = start_run(cfg)
         out, _ = resumed.communicate(timeout=240)
         assert resumed.returncode == 0, out.decode()[-3000:]
         stats = emu.stats()

@@ -17,7 +17,7 @@ from actors.emulator.config import LatencyModel
 from actors.emulator.server import EmulatorServer
 from actors.store import CallStore
 from tests.conftest import emulator_config
-from tests.jobs.test_resume import _config, _run
+from tests.jobs.test_resume import small_config, start_run
 
 
 def status_json(run: Path) -> dict[str, Any]:
@@ -42,7 +42,7 @@ def test_status_during_a_run_and_after_a_kill_matches_the_store(tmp_path: Path, 
     run, cache = tmp_path / "run", tmp_path / "cache"
     # 0.8 s a call, 4 in flight per model: the stage takes about 16 s, longer than the checks below.
     with EmulatorServer(emulator_config(latency=LatencyModel(0.8, 0.0), seed=6)) as emu:
-        proc = _run(_config(tmp_path, emu.url))
+        proc = start_run(small_config(tmp_path, emu.url))
         try:
             deadline = time.monotonic() + 120
             while time.monotonic() < deadline and len(list((cache / "calls").glob("part-*.parquet"))) < 3:
