@@ -130,6 +130,11 @@ class CallStore:
         lf = pl.scan_pyarrow_dataset(ds)
         return lf.select(columns) if columns else lf
 
+    def spent_usd(self, run_id: str) -> float:
+        """Dollars one run has paid so far (exact, survives kills)."""
+        lf = self.scan(["run_id", "cost_usd"]).filter(pl.col("run_id") == run_id)
+        return float(lf.select(pl.col("cost_usd").sum()).collect().item() or 0.0)
+
     def done_keys(self) -> pl.LazyFrame:
         """Keys that have a successful answer."""
         return self.scan(["key", "status"]).filter(pl.col("status") == "ok").select("key").unique()

@@ -19,6 +19,7 @@ from jobs.config import RunConf, missing_keys, resolved_yaml
 from jobs.drain import on_signals, raise_interrupted
 from jobs.emulation import emulator_for
 from jobs.engine import Engine
+from jobs.estimate import estimate
 from jobs.rundir import Manifest, RunDir, default_cache, now_iso
 
 log = logging.getLogger("specstress")
@@ -106,6 +107,22 @@ def stop_state(exc: BaseException) -> str:
     return "failed"
 
 
+def refuse_over_budget(conf: RunConf, store: CallStore, run_id: str) -> None:
+    """Refuse to start when this run's spend plus the estimate of the calls still to make passes
+    `budget_usd`. The estimate errs high (every generation is assumed kept); the engine's check
+    before each stage and its running spend remain the exact guards."""
+    if conf.budget_usd is None:
+        return
+    to_make = sum(estimate(conf).cost.values())
+    spent = store.spent_usd(run_id)
+    if spent + to_make > conf.budget_usd:
+        raise BudgetExceeded(
+            f"the run's calls still to make would cost about ${to_make:.2f}, with ${spent:.2f} already spent: "
+            f"over budget_usd=${conf.budget_usd:.2f}. Raise budget_usd or shrink the run; nothing was sent. "
+            "`specstress estimate CONFIG` shows the cost per stage and model."
+        )
+
+
 def run_pipeline(conf: RunConf, *, stages: list[str] | None = None) -> dict[str, dict[str, Any]]:
     """Run `stages` (default: `conf.pipeline`) and return each stage's summary."""
     names = stages if stages is not None else list(conf.pipeline)
@@ -116,12 +133,13 @@ def run_pipeline(conf: RunConf, *, stages: list[str] | None = None) -> dict[str,
     run = RunDir.open(conf.run_dir)
     run.root.write_text("config.yaml", resolved_yaml(conf))
     manifest = Manifest(run.root)
+    store = CallStore(conf.cache_dir or default_cache(conf.run_dir))
+    refuse_over_budget(conf, store, manifest.run_id)
     # pid and host let `specstress status` tell a live run from a killed one.
     session = {"started_at": now_iso(), "stages": names, "pid": os.getpid(), "host": socket.gethostname()}
     manifest.data["sessions"].append(session)
     manifest.data.update(state="running", resumable=False)
     manifest.save()
-    store = CallStore(conf.cache_dir or default_cache(conf.run_dir))
     summaries: dict[str, dict[str, Any]] = {}
     with emulator_for(conf):
         absent = missing_keys(conf, list(conf.models))

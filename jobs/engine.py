@@ -196,8 +196,7 @@ class Engine:
 
     def spent_usd(self) -> float:
         """Dollars this run has paid so far, from the store (exact, survives kills)."""
-        lf = self.store.scan(["run_id", "cost_usd"]).filter(pl.col("run_id") == self.manifest.run_id)
-        return float(lf.select(pl.col("cost_usd").sum()).collect().item() or 0.0)
+        return self.store.spent_usd(self.manifest.run_id)
 
     def run(self, stage: str, requests_path: str) -> StageCalls:
         """Make every call the store lacks. Raises `BudgetExceeded` (resumable) at the budget."""

@@ -13,6 +13,7 @@ from datetime import datetime
 import polars as pl
 import yaml
 
+from jobs.batching.records import batch_status
 from jobs.report.blocks import Section, Table, num
 from jobs.report.sources import RunSources
 
@@ -221,11 +222,36 @@ def facts_section(src: RunSources) -> Section:
             or [["none", "", "0"]],
         )
     )
+    sec.tables.append(batches_table(src))
     for item in m.get("interrupted", []):
         sec.notes.append(
             f"Resumed after a kill in {item['stage']}: {item['in_flight']} calls were in flight and sent again."
         )
     return sec
+
+
+def batches_table(src: RunSources) -> Table:
+    """Provider batches still in flight (age, items, the provider's counts), then the run's totals."""
+    b = batch_status(src.run.root)
+    rows = [
+        [
+            f["remote_id"] or "(being created)",
+            f["stage"],
+            f["model"],
+            f["state"] + (f" ({f['provider_status']})" if f["provider_status"] else ""),
+            num(f["items"]),
+            num(f["age_s"] / 60, 1),
+            ", ".join(f"{k} {v}" for k, v in sorted(f["counts"].items())),
+        ]
+        for f in b["in_flight"]
+    ]
+    t = b["totals"]
+    rows.append(["all batches", "", "", f"{num(t['batches'])} batches", num(t["items"]), "", ""])
+    return Table(
+        "Provider batches in flight",
+        ["batch", "stage", "model", "state", "items", "age (min)", "counts"],
+        rows,
+    )
 
 
 def config_text(src: RunSources) -> str:

@@ -100,14 +100,20 @@ def test_estimate_matches_the_demo_runs_calls_per_stage(tmp_path: Path) -> None:
 
 def test_run_over_budget_refuses_and_points_to_the_estimate(tmp_path: Path) -> None:
     overrides = [f"run_dir={tmp_path / 'run'}", f"emulator.port={free_port()}", "stages.pairs.n_pairs=8"]
+    # A budget the first calling stage fits in but the whole run does not: refused before it starts.
+    est = estimate(load_config(DEMO, overrides))
+    first = sum(c for (stage, _), c in est.cost.items() if stage.startswith("scenarios"))
+    budget = 2 * first
+    assert budget < sum(est.cost.values())
     env = {**os.environ, "RAY_AUTH_MODE": "disabled"}
     done = subprocess.run(
-        [sys.executable, "-m", "jobs.cli", "run", str(DEMO), *overrides, "budget_usd=0.01"],
+        [sys.executable, "-m", "jobs.cli", "run", str(DEMO), *overrides, f"budget_usd={budget}"],
         env=env,
         capture_output=True,
         timeout=300,
     )
     err = done.stderr.decode()
     assert done.returncode == 3, err[-3000:]
-    assert "over budget_usd=$0.01" in err and "nothing was sent" in err and "specstress estimate" in err
+    assert "the run's calls still to make" in err and f"over budget_usd=${budget:.2f}" in err
+    assert "nothing was sent" in err and "specstress estimate" in err
     assert not list((tmp_path / "run" / "cache" / "calls").glob("part-*.parquet"))

@@ -8,6 +8,8 @@ from pathlib import Path
 import pytest
 
 from actors.errors import ConfigError
+from actors.storage import Location
+from jobs.batching.records import BatchLedger, BatchRecord
 from jobs.cli import main
 from jobs.report.build import ReportOptions, build_report
 from jobs.report.facts import stage_of
@@ -181,3 +183,24 @@ def test_cli_writes_the_report_and_rejects_bad_options(
     assert main(["report", str(full_run / "nope")]) == 1
     assert "no manifest.json" in capsys.readouterr().err
     assert not (full_run / "nope").exists()
+
+
+def test_run_facts_list_the_batches_in_flight(tmp_path: Path) -> None:
+    analysis_run(tmp_path, 10)
+    ledger = BatchLedger(Location(str(tmp_path)).child("batches"))
+    live = BatchRecord.new("responses", "o3", "openai", 0, 12)
+    live.created_at -= 120
+    ledger.begin(live, [f"k{i}" for i in range(12)])
+    live.state, live.remote_id, live.counts = "submitted", "batch_live", {"completed": 5, "total": 12}
+    ledger.save(live)
+    done = BatchRecord.new("responses", "o3", "openai", 0, 8)
+    ledger.begin(done, [f"d{i}" for i in range(8)])
+    done.state, done.remote_id = "collected", "batch_done"
+    ledger.save(done)
+    page, _ = build(tmp_path)
+    rows = page.sections["facts"].cells
+    [live_row] = [r for r in rows if r and r[0] == "batch_live"]
+    assert live_row[1:5] == ["responses", "o3", "submitted", "12"] and float(live_row[5]) >= 2.0
+    assert "completed 5" in live_row[6]
+    assert not [r for r in rows if r and r[0] == "batch_done"]
+    assert ["all batches", "", "", "2 batches", "20", "", ""] in rows
