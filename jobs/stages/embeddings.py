@@ -47,6 +47,7 @@ from jobs.analysis.embed import (
     to_matrix,
 )
 from jobs.rundir import default_cache
+from jobs.stages.devices import require_gpu
 from jobs.stages.streaming import iter_results, scan_table
 
 if TYPE_CHECKING:
@@ -89,6 +90,8 @@ class EmbeddingsConf:
     """Ray Data actor-pool size (local, hashing)."""
     threads: int | None = None
     """Torch threads per actor (local); None leaves torch's default."""
+    device: str = "cpu"
+    """Torch device of the local model: cpu, or cuda (each actor then takes one GPU of the Ray cluster)."""
     cache_dir: str | None = None
     """Folder (local path or s3:// / gs:// URI) of the text-hash cache; None means `<cache_dir or run cache>/embeddings`."""
 
@@ -100,6 +103,12 @@ def _check(ec: EmbeddingsConf, ctx: StageContext) -> None:
         )
     if ec.batch_size < 1 or ec.num_actors < 1:
         raise ConfigError("config key 'stages.embeddings': batch_size and num_actors must be >= 1")
+    if ec.device != "cpu":
+        require_gpu("stages.embeddings.device", ec.device)
+        if ec.backend != "local":
+            raise ConfigError(
+                f"config key 'stages.embeddings.device': only the local backend runs on a device, not '{ec.backend}'"
+            )
     if ec.backend == "api":
         if not ec.model:
             raise ConfigError("config key 'stages.embeddings.model': the api backend needs a model key")
@@ -199,7 +208,7 @@ def _ray_vectors(
 ) -> tuple[pl.Series, pa.Array, dict[str, Any]]:
     """Scenario ids, vectors and summary of the local or hashing backend (a Ray Data actor pool)."""
     model = LOCAL_MODEL if ec.backend == "local" else "hashing-384"
-    spec = BackendSpec(kind=ec.backend, model=model, threads=ec.threads)  # type: ignore[arg-type]
+    spec = BackendSpec(kind=ec.backend, model=model, threads=ec.threads, device=ec.device)  # type: ignore[arg-type]
     table, stats = embed_column(
         scen,
         "query",

@@ -221,3 +221,27 @@ def test_api_backend_needs_an_embeddings_model(tmp_path: Path) -> None:
             make_conf("http://127.0.0.1:9", run_dir, *base, "stages.embeddings.model=claude_opus_4"),
             stages=["embeddings"],
         )
+
+
+@pytest.mark.parametrize(
+    ("override", "match"),
+    [
+        ("stages.diversity.device=cuda", r"'stages.diversity.device': 'cuda' needs a GPU in the Ray cluster"),
+        ("stages.diversity.device=tpu", r"'stages.diversity.device': must be 'cpu' or 'cuda', got 'tpu'"),
+        ("stages.embeddings.device=cuda:0", r"'stages.embeddings.device': 'cuda:0' needs a GPU"),
+    ],
+)
+def test_a_gpu_device_without_a_gpu_in_ray_is_refused_by_key(
+    tmp_path: Path, override: str, match: str
+) -> None:
+    run_dir = tmp_path / "run"
+    write_scenarios(run_dir)
+    conf = make_conf("http://127.0.0.1:9", run_dir, "stages.embeddings.backend=hashing", override)
+    stage = override.split(".")[1]
+    if stage == "diversity":
+        run_pipeline(
+            make_conf("http://127.0.0.1:9", run_dir, "stages.embeddings.backend=hashing"),
+            stages=["embeddings"],
+        )
+    with pytest.raises(ConfigError, match=match):
+        run_pipeline(conf, stages=[stage])

@@ -39,8 +39,8 @@ def cluster() -> Iterator[None]:
     if ray.is_initialized():
         ray.shutdown()
     c = Cluster(initialize_head=True, head_node_args={"num_cpus": 1})
-    for _ in range(2):
-        c.add_node(num_cpus=1)
+    c.add_node(num_cpus=1)
+    c.add_node(num_cpus=1, num_gpus=1)  # a logical GPU: Ray schedules on it; torch stays on CPU
     c.wait_for_nodes()
     ray.init(address=c.address, log_to_driver=False)
     ray.cloudpickle.register_pickle_by_value(__import__(__name__))
@@ -82,3 +82,22 @@ def test_embedding_and_selection_spread_across_nodes(cluster: None, tmp_path: Pa
     assert len(set(sel.nodes.values())) >= 2, sel.nodes
     local = select_by_subset(emb, pl.Series(ids), table)
     assert sel.table.equals(local.table)
+
+
+def test_gpu_selection_runs_as_a_task_on_the_node_with_a_gpu(cluster: None) -> None:
+    """`stages.diversity.device=cuda` sends the scan to a GPU node; here it computes on CPU torch."""
+    pytest.importorskip("torch", reason="the torch path needs the embed extra (CI installs it)")
+    import ray
+
+    from jobs.analysis.diversity_torch import delta_select_torch
+    from jobs.stages.devices import require_gpu
+    from jobs.stages.diversity import _select_on_gpu
+
+    require_gpu("stages.diversity.device", "cuda")  # the cluster has one GPU: accepted
+    gpu_nodes = [n for n in ray.nodes() if n["Alive"] and n["Resources"].get("GPU")]
+    assert len(gpu_nodes) == 1  # so the task, which holds a GPU, can only run there
+    x = hashing_embed([f"query {i % 40} about value {i % 7}" for i in range(300)])
+    sel = _select_on_gpu(x, 0.9, 3, "cpu")
+    local = delta_select_torch(x, delta=0.9, seed=3, device="cpu")
+    np.testing.assert_array_equal(sel.diverse, local.diverse)
+    np.testing.assert_array_equal(sel.center, local.center)
