@@ -11,11 +11,7 @@
 - `weighted_kcenter_seconds`: 70,000 of the points with disagreement weights in [1.5, 3].
 - `disagreement_outliers_seconds`: 410,000 scenarios x 12 models of long-format scores.
 - `pipeline_efficiency`: Ray Data embeddings/s / bare-model embeddings/s, same texts.
-- `gpu` (where torch sees a CUDA GPU; else the reason it was skipped): `delta_select_torch`
-  over 410,000 points at 384 and 3,072 dimensions (the same clustered data, lifted by a
-  random linear map), each against the plain farthest-first loop in bfloat16 on the same
-  GPU, timed per centre and scaled by our centre count; and the local model's
-  embeddings/s on the GPU against the bare CPU model on the same texts.
+- `gpu`: `jobs.bench_gpu` where torch sees a CUDA GPU, else the reason it was skipped.
 """
 
 from __future__ import annotations
@@ -26,7 +22,6 @@ import os
 import resource
 import tempfile
 import time
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -35,61 +30,14 @@ import polars as pl
 from jobs.analysis.disagreement import MODEL_KEYS, disagreement, position_matrix
 from jobs.analysis.diversity import check_selection, delta_select, farthest_first
 from jobs.analysis.embed import (
-    BackendSpec,
     bare_throughput,
     local_model_path,
-    make_embed_fn,
     pipeline_throughput,
 )
 from jobs.analysis.kcenter import weighted_kcenter
 from jobs.analysis.outliers import outliers
-
-QUERIES = (
-    Path(__file__).resolve().parents[1].parent
-    / "shared"
-    / "data"
-    / "stress-testing-model-spec"
-    / "sample_queries_500.jsonl"
-)
-D = 384
-
-
-def _queries() -> list[str]:
-    if not QUERIES.exists():
-        return []
-    with QUERIES.open() as f:
-        return [json.loads(line)["text"] for line in f]
-
-
-def _seeds(rng: np.random.Generator) -> tuple[np.ndarray, bool]:
-    """The 500 real queries embedded by the local model, or 500 random unit seeds."""
-    texts = _queries()
-    if texts and local_model_path() is not None:
-        return make_embed_fn(BackendSpec(kind="local"))(texts), True
-    s = rng.normal(size=(500, D))
-    return (s / np.linalg.norm(s, axis=1, keepdims=True)).astype(np.float32), False
-
-
-def synthetic_vectors(n: int, seeds: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-    """n unit vectors around the seeds: topic shifts in 8 seed-specific directions plus noise."""
-    k, d = seeds.shape
-    basis = rng.normal(size=(k, 8, d)).astype(np.float32) / np.sqrt(d)
-    out = np.empty((n, d), dtype=np.float32)
-    for s in range(0, n, 50_000):
-        m = min(50_000, n - s)
-        which = rng.integers(0, k, m)
-        topic = np.einsum("mk,mkd->md", rng.normal(size=(m, 8)).astype(np.float32), basis[which])
-        strength = rng.uniform(0.05, 0.35, (m, 1)).astype(np.float32)
-        noise = rng.normal(size=(m, d)).astype(np.float32) / np.sqrt(d)
-        v = seeds[which] + strength * (topic / np.sqrt(8) * 2.0) + 0.12 * noise
-        out[s : s + m] = v / np.linalg.norm(v, axis=1, keepdims=True)
-    return out
-
-
-def lift(seeds: np.ndarray, dim: int, rng: np.random.Generator) -> np.ndarray:
-    """Seeds mapped to `dim` dimensions by a random Gaussian map: their distances stay about the same."""
-    v = seeds @ (rng.normal(size=(seeds.shape[1], dim)).astype(np.float32) / np.sqrt(dim))
-    return (v / np.linalg.norm(v, axis=1, keepdims=True)).astype(np.float32)
+from jobs.bench_data import D, queries, seeds, synthetic_vectors
+from jobs.bench_gpu import gpu_bench
 
 
 def _delta_child(path: str, delta: float, conn: Any) -> None:
@@ -121,13 +69,8 @@ def _scores(n: int, rng: np.random.Generator) -> pl.DataFrame:
     )
 
 
-def run_analysis_bench(quick: bool = False, gpu_only: bool = False) -> dict[str, Any]:
-    """Run every analysis benchmark once and return one JSON-ready object.
-
-    `gpu_only` runs just the GPU part, to fit a short turn on a lent GPU machine.
-    """
-    if gpu_only:
-        return {"quick": quick, "gpu": gpu_bench(quick)}
+def run_analysis_bench(quick: bool = False) -> dict[str, Any]:
+    """Run every analysis benchmark once and return one JSON-ready object."""
     rng = np.random.default_rng(0)
     n = 40_000 if quick else 410_000
     n_naive = 4_000 if quick else 20_000
@@ -136,9 +79,8 @@ def run_analysis_bench(quick: bool = False, gpu_only: bool = False) -> dict[str,
     delta = 0.4
     out: dict[str, Any] = {"quick": quick, "n_points": n, "dim": D}
 
-    seeds, real = _seeds(rng)
-    out["real_seeds"] = real
-    x = synthetic_vectors(n, seeds, rng)
+    seed_vectors, out["real_seeds"] = seeds(rng)
+    x = synthetic_vectors(n, seed_vectors, rng)
 
     with tempfile.TemporaryDirectory() as tmp:
         path = os.path.join(tmp, "x.npy")
@@ -210,74 +152,7 @@ def run_analysis_bench(quick: bool = False, gpu_only: bool = False) -> dict[str,
     out["outlier_rows"] = outl.rows.height
 
     out.update(_pipeline_bench(quick))
-    out["gpu"] = gpu_bench(quick, seeds=seeds)
-    return out
-
-
-def gpu_bench(
-    quick: bool,
-    *,
-    seeds: np.ndarray | None = None,
-    device: str = "cuda",
-    n: int | None = None,
-    dims: tuple[int, ...] = (D, 3072),
-    naive_centers: int = 500,
-    n_texts: int | None = None,
-) -> dict[str, Any]:
-    """The GPU figures; `{"skipped": reason}` when torch or a CUDA GPU is missing.
-
-    `device` and the sizes exist so the tests can run the same code, small, on CPU torch.
-    """
-    try:
-        import torch  # type: ignore[import-not-found]
-    except ImportError:
-        return {"skipped": "torch is not installed (the embed extra)"}
-    if device.startswith("cuda") and not torch.cuda.is_available():
-        return {"skipped": "torch sees no CUDA GPU on this machine"}
-    from jobs.analysis.diversity_torch import delta_select_torch, farthest_first_torch
-
-    rng = np.random.default_rng(1)
-    n = n or (40_000 if quick else 410_000)
-    seeds = _seeds(rng)[0] if seeds is None else seeds
-    out: dict[str, Any] = {"device": device, "n_points": n}
-    if device.startswith("cuda"):
-        out["name"] = torch.cuda.get_device_name(device)
-    delta = 0.4
-    warm = synthetic_vectors(2_000, seeds, rng)
-    delta_select_torch(warm, delta=delta, device=device)  # pays CUDA context and kernel set-up
-    farthest_first_torch(warm, delta=delta, device=device, max_centers=10, dtype="bfloat16")
-    for dim in dims:
-        x = synthetic_vectors(n, lift(seeds, dim, rng) if dim != seeds.shape[1] else seeds, rng)
-        t0 = time.perf_counter()
-        sel = delta_select_torch(x, delta=delta, seed=0, device=device)
-        secs = time.perf_counter() - t0
-        k = int(sel.diverse.sum())
-        cov, sep = check_selection(x, sel, delta=delta, sample=5_000, seed=1)
-        t0 = time.perf_counter()
-        picks, _ = farthest_first_torch(
-            x, delta=delta, seed=0, device=device, max_centers=naive_centers, dtype="bfloat16"
-        )
-        per_center = (time.perf_counter() - t0) / len(picks)
-        naive = per_center * k
-        out[f"d{dim}"] = {
-            "delta_seconds": round(secs, 2),
-            "delta_centers": k,
-            "coverage_ok": cov,
-            "separation_ok": sep,
-            "naive_bf16_ms_per_center": round(per_center * 1e3, 3),
-            "naive_seconds_extrapolated": round(naive, 1),
-            "speedup": round(naive / max(secs, 1e-9), 1),
-        }
-        del x
-    texts = _queries()
-    if texts and local_model_path() is not None:
-        n_texts = n_texts or (2_000 if quick else 20_000)
-        many = [f"{texts[i % len(texts)]} ({i})" for i in range(n_texts)]
-        on_device = bare_throughput(many, batch_size=256, device=device)
-        on_cpu = bare_throughput(many[: min(n_texts, 1_000)], device="cpu")
-        out["embeddings_per_s"] = round(on_device, 1)
-        out["cpu_embeddings_per_s"] = round(on_cpu, 1)
-        out["embeddings_speedup_vs_cpu"] = round(on_device / on_cpu, 1)
+    out["gpu"] = gpu_bench(quick, seed_vectors=seed_vectors)
     return out
 
 
@@ -289,13 +164,13 @@ def _pipeline_bench(quick: bool, rounds: int = 3) -> dict[str, Any]:
     stops Ray. Alternating makes a burst of load on a shared machine hit one round of each
     side instead of one side only.
     """
-    if local_model_path() is None or not _queries():
+    if local_model_path() is None or not queries():
         return {"pipeline_efficiency": None, "pipeline_skipped": "embed extra or sample queries missing"}
     import ray
 
     if ray.is_initialized():
         return {"pipeline_efficiency": None, "pipeline_skipped": "Ray already running in this process"}
-    base = _queries()
+    base = queries()
     n = 500 if quick else 2_000
     texts = [f"{base[i % len(base)]} ({i})" for i in range(n)]
     os.environ.setdefault("RAY_AUTH_MODE", "disabled")
@@ -331,4 +206,4 @@ def _pipeline_bench(quick: bool, rounds: int = 3) -> dict[str, Any]:
 if __name__ == "__main__":
     import sys
 
-    print(json.dumps(run_analysis_bench(quick="--quick" in sys.argv, gpu_only="--gpu-only" in sys.argv)))
+    print(json.dumps(run_analysis_bench(quick="--quick" in sys.argv)))

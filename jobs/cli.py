@@ -88,7 +88,11 @@ def _cmd_bench(args: argparse.Namespace) -> int:
     if args.what == "analysis":
         from jobs.bench_analysis import run_analysis_bench
 
-        result = run_analysis_bench(quick=args.quick, gpu_only=args.gpu_only)
+        result = run_analysis_bench(quick=args.quick)
+    elif args.what == "gpu":
+        from jobs.bench_gpu import gpu_bench
+
+        result = gpu_bench(quick=args.quick)
     else:
         from jobs.bench import run_bench
 
@@ -142,10 +146,9 @@ def build_parser() -> argparse.ArgumentParser:
     rp.set_defaults(fn=_cmd_report)
 
     b = sub.add_parser("bench", help="benchmarks against the emulator; prints JSON")
-    b.add_argument("what", choices=["fanout", "analysis"])
+    b.add_argument("what", choices=["fanout", "analysis", "gpu"])
     b.add_argument("--json", action="store_true", help="one line of JSON")
     b.add_argument("--quick", action="store_true", help="short windows, for a smoke test")
-    b.add_argument("--gpu-only", action="store_true", help="analysis: only the GPU figures (needs CUDA)")
     b.set_defaults(fn=_cmd_bench)
     return p
 

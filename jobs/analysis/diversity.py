@@ -37,7 +37,6 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-import faiss
 import numpy as np
 
 from actors.errors import ConfigError
@@ -196,6 +195,8 @@ def _partition(x: np.ndarray, x_sq: np.ndarray, n_cells: int, seed: int, batch_s
     if n_cells <= 1:
         centroids = x.mean(axis=0, keepdims=True).astype(_F32)
     else:
+        import faiss  # here, so the GPU scan (which shares this module) runs where faiss is absent
+
         km = faiss.Kmeans(
             d,
             n_cells,
