@@ -3,12 +3,14 @@
 A labelling stage judges the scenarios of its scope: `high` (default) takes the
 high-disagreement scenarios of one subset of `tables/disagreement.parquet` (highest D
 first), `all` every scenario with a disagreement row (i.e. scored). `max_scenarios` caps
-either, for small runs and demos.
+either, for small runs and demos. Scenarios are judged `chunk_scenarios` at a time (requests
+tables `<stage>_c<i>_r<round>`), so the prompts, which carry whole responses, are never all
+in memory at once; the call keys do not depend on the chunking.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -35,6 +37,8 @@ class ScopeConf:
     """Disagreement subset whose high flag (and D order) `high` uses."""
     max_scenarios: int | None = None
     """Judge at most this many scenarios (highest D first); None: no cap."""
+    chunk_scenarios: int = 5_000
+    """Scenarios whose calls are built, sent and written at a time; bounds memory at scale."""
 
 
 @dataclass
@@ -59,6 +63,8 @@ def check_scope(stage: str, sc: ScopeConf) -> None:
         raise ConfigError(f"config key 'stages.{stage}.scope': must be one of {SCOPES}, got '{sc.scope}'")
     if sc.max_scenarios is not None and sc.max_scenarios < 1:
         raise ConfigError(f"config key 'stages.{stage}.max_scenarios': must be >= 1 or null")
+    if sc.chunk_scenarios < 1:
+        raise ConfigError(f"config key 'stages.{stage}.chunk_scenarios': must be >= 1")
 
 
 def check_judge_settings(stage: str, settings: Any) -> None:
@@ -90,6 +96,12 @@ def scoped_scenarios(ctx: StageContext, stage: str, sc: ScopeConf) -> pl.DataFra
         dis = dis.head(sc.max_scenarios)
     scen = scan_table(ctx.run, "scenarios").select("scenario_id", "query").collect()
     return dis.select("scenario_id").join(scen, on="scenario_id", how="inner", maintain_order="left")
+
+
+def chunked(stage: str, scen: pl.DataFrame, sc: ScopeConf) -> Iterator[tuple[str, pl.DataFrame]]:
+    """(requests-table name, scenarios) for each chunk of `chunk_scenarios` scenarios in scope."""
+    for i, part in enumerate(scen.iter_slices(sc.chunk_scenarios)):
+        yield f"{stage}_c{i}", part
 
 
 def answered(

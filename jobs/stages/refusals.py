@@ -12,6 +12,7 @@ Outputs:
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -25,13 +26,14 @@ from jobs.stages.judging import (
     ScopeConf,
     answered,
     check_call,
+    chunked,
     judged_models,
     outcome_fields,
     scoped_scenarios,
 )
 from jobs.stages.params import stage_params
 from jobs.stages.repair import ParseError, call_with_repair, extract_json, wrong_shape
-from jobs.stages.streaming import frame
+from jobs.stages.streaming import add_calls, frame, scan_table, write_parts
 from jobs.tables import read_table, write_table
 
 if TYPE_CHECKING:
@@ -181,6 +183,23 @@ def rates(table: pl.DataFrame, topics: pl.DataFrame | None) -> pl.DataFrame:
     return frame(rows, RATES_SCHEMA)
 
 
+def _row(key: tuple[str, str, int], out: Any, judge: str) -> dict[str, Any]:
+    """One `refusals` row from a response's (scenario_id, model, sample) and its judging outcome."""
+    cat = out.value if out is not None else None
+    idx = CATEGORIES.index(cat) if cat is not None else None
+    return {
+        "scenario_id": key[0],
+        "model": key[1],
+        "sample": key[2],
+        "judge": judge,
+        "category": cat,
+        "category_index": idx,
+        "refusal": idx >= REFUSAL_FROM if idx is not None else None,
+        "hard_refusal": idx == HARD if idx is not None else None,
+        **outcome_fields(out),
+    }
+
+
 def run(ctx: StageContext) -> dict[str, Any]:
     """Stage entry point: classify every response in scope, then the rates."""
     rc: RefusalsConf = ctx.conf.stages.refusals
@@ -188,46 +207,46 @@ def run(ctx: StageContext) -> dict[str, Any]:
     models = judged_models(ctx, "refusals", rc.models)
     ctx.engine.check_models([rc.model])
     scen = scoped_scenarios(ctx, "refusals", rc)
-    resp = answered(ctx, scen["scenario_id"].to_list(), models, rc.sample).join(
-        scen, on="scenario_id", how="left"
+    calls: dict[str, Any] = {}
+
+    def parts() -> Iterator[pl.DataFrame]:
+        for name, part in chunked("refusals", scen, rc):
+            resp = answered(ctx, part["scenario_id"].to_list(), models, rc.sample).join(
+                part, on="scenario_id", how="left"
+            )
+            items = resp.select(
+                item_id=pl.concat_str(
+                    "scenario_id", "model", pl.col("sample").cast(pl.String), separator="|"
+                ),
+                model=pl.lit(rc.model),
+                prompt=pl.struct("query", "text").map_elements(
+                    lambda r: refusal_prompt(r["query"], r["text"]), return_dtype=pl.String
+                ),
+            )
+            outcomes, chunk_calls = call_with_repair(
+                ctx,
+                name,
+                items,
+                parse=lambda _row, text: parse_refusal(text),
+                params=lambda m: stage_params(ctx.conf, m, rc),
+                max_repairs=rc.max_repairs,
+            )
+            add_calls(calls, chunk_calls)
+            keys = resp.select("scenario_id", "model", "sample").iter_rows()
+            yield frame(
+                [
+                    _row(k, outcomes.get(item), rc.model)
+                    for k, item in zip(keys, items["item_id"], strict=True)
+                ],
+                REFUSALS_SCHEMA,
+            )
+
+    write_parts(ctx.run, "refusals", parts(), REFUSALS_SCHEMA)
+    table = (
+        scan_table(ctx.run, "refusals")
+        .select("scenario_id", "model", "status", "refusal", "hard_refusal")
+        .collect()
     )
-    items = resp.select(
-        item_id=pl.concat_str("scenario_id", "model", pl.col("sample").cast(pl.String), separator="|"),
-        model=pl.lit(rc.model),
-        prompt=pl.struct("query", "text").map_elements(
-            lambda r: refusal_prompt(r["query"], r["text"]), return_dtype=pl.String
-        ),
-    )
-    outcomes, calls = call_with_repair(
-        ctx,
-        "refusals",
-        items,
-        parse=lambda _row, text: parse_refusal(text),
-        params=lambda m: stage_params(ctx.conf, m, rc),
-        max_repairs=rc.max_repairs,
-    )
-    rows = []
-    for (sid, model, sample), item in zip(
-        resp.select("scenario_id", "model", "sample").iter_rows(), items["item_id"], strict=True
-    ):
-        out = outcomes.get(item)
-        cat = out.value if out is not None else None
-        idx = CATEGORIES.index(cat) if cat is not None else None
-        rows.append(
-            {
-                "scenario_id": sid,
-                "model": model,
-                "sample": sample,
-                "judge": rc.model,
-                "category": cat,
-                "category_index": idx,
-                "refusal": idx >= REFUSAL_FROM if idx is not None else None,
-                "hard_refusal": idx == HARD if idx is not None else None,
-                **outcome_fields(out),
-            }
-        )
-    table = frame(rows, REFUSALS_SCHEMA)
-    write_table(ctx.run, "refusals", table, REFUSALS_SCHEMA)
     topics = None
     if ctx.run.tables.exists("topics.parquet"):
         topics = read_table(ctx.run, "topics").select("scenario_id", "topics")

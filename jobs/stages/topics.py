@@ -13,6 +13,7 @@ null unless ok).
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -20,11 +21,17 @@ import polars as pl
 import pyarrow as pa
 
 from actors.errors import ConfigError
-from jobs.stages.judging import JudgeCallConf, ScopeConf, check_call, outcome_fields, scoped_scenarios
+from jobs.stages.judging import (
+    JudgeCallConf,
+    ScopeConf,
+    check_call,
+    chunked,
+    outcome_fields,
+    scoped_scenarios,
+)
 from jobs.stages.params import stage_params
 from jobs.stages.repair import ParseError, call_with_repair, keyed_object
-from jobs.stages.streaming import frame
-from jobs.tables import write_table
+from jobs.stages.streaming import add_calls, frame, scan_table, write_parts
 
 if TYPE_CHECKING:
     from jobs.driver import StageContext
@@ -96,32 +103,41 @@ def run(ctx: StageContext) -> dict[str, Any]:
         raise ConfigError("config key 'stages.topics.topics': needs distinct, non-empty topic names")
     ctx.engine.check_models([tc.model])
     scen = scoped_scenarios(ctx, "topics", tc)
-    items = scen.select(
-        item_id="scenario_id",
-        model=pl.lit(tc.model),
-        prompt=pl.col("query").map_elements(lambda q: topic_prompt(q, topics), return_dtype=pl.String),
-    )
-    outcomes, calls = call_with_repair(
-        ctx,
-        "topics",
-        items,
-        parse=lambda _row, text: parse_topics(text, topics),
-        params=lambda m: stage_params(ctx.conf, m, tc),
-        max_repairs=tc.max_repairs,
-    )
-    rows = []
-    for sid in scen["scenario_id"]:
-        out = outcomes.get(sid)
-        rows.append(
-            {
-                "scenario_id": sid,
-                "model": tc.model,
-                **outcome_fields(out),
-                "topics": out.value if out else None,
-            }
-        )
-    table = frame(rows, TOPICS_SCHEMA)
-    write_table(ctx.run, "topics", table, TOPICS_SCHEMA)
+    calls: dict[str, Any] = {}
+
+    def parts() -> Iterator[pl.DataFrame]:
+        for name, part in chunked("topics", scen, tc):
+            items = part.select(
+                item_id="scenario_id",
+                model=pl.lit(tc.model),
+                prompt=pl.col("query").map_elements(
+                    lambda q: topic_prompt(q, topics), return_dtype=pl.String
+                ),
+            )
+            outcomes, chunk_calls = call_with_repair(
+                ctx,
+                name,
+                items,
+                parse=lambda _row, text: parse_topics(text, topics),
+                params=lambda m: stage_params(ctx.conf, m, tc),
+                max_repairs=tc.max_repairs,
+            )
+            add_calls(calls, chunk_calls)
+            rows = []
+            for sid in part["scenario_id"]:
+                out = outcomes.get(sid)
+                rows.append(
+                    {
+                        "scenario_id": sid,
+                        "model": tc.model,
+                        **outcome_fields(out),
+                        "topics": out.value if out else None,
+                    }
+                )
+            yield frame(rows, TOPICS_SCHEMA)
+
+    write_parts(ctx.run, "topics", parts(), TOPICS_SCHEMA)
+    table = scan_table(ctx.run, "topics").select("status", "topics").collect()
     ok = table.filter(pl.col("status") == "ok")
     counts = {t: int(ok["topics"].list.contains(t).sum()) for t in topics}
     return {

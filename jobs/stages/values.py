@@ -36,12 +36,14 @@ from jobs.stages.judging import (
     ScopeConf,
     answered,
     check_call,
+    chunked,
     judged_models,
     scoped_scenarios,
 )
 from jobs.stages.params import stage_params
 from jobs.stages.repair import ParseError, call_with_repair, keyed_object
 from jobs.stages.scores import assign_labels
+from jobs.stages.streaming import add_calls
 from jobs.tables import write_table
 from jobs.taxonomy import demo_taxonomy_paths, load_categories
 
@@ -121,17 +123,10 @@ def value_categories(conf: RunConf) -> pl.DataFrame:
     )
 
 
-def run(ctx: StageContext) -> dict[str, Any]:
-    """Stage entry point: list values per response, match them to categories, count."""
-    vc: ValuesConf = ctx.conf.stages.values
-    check_call("values", vc)
-    if vc.max_values < 1 or vc.top_categories < 1:
-        raise ConfigError("config key 'stages.values': max_values and top_categories must be >= 1")
-    ctx.engine.check_models([vc.model])
-    models = judged_models(ctx, "values", vc.models)
-    ec = vc.embedding or ctx.conf.stages.embeddings
-    cats = value_categories(ctx.conf)
-    scen = scoped_scenarios(ctx, "values", vc)
+def _items(
+    ctx: StageContext, vc: ValuesConf, scen: pl.DataFrame, models: list[str]
+) -> tuple[pl.DataFrame, dict[str, dict[str, str]]]:
+    """One call per scenario with two or more responses, and each scenario's label -> model map."""
     resp = answered(ctx, scen["scenario_id"].to_list(), models, vc.sample)
     by_sid = resp.partition_by("scenario_id", as_dict=True) if resp.height else {}
     items, label_maps = [], {}
@@ -148,27 +143,44 @@ def run(ctx: StageContext) -> dict[str, Any]:
         items.append(
             {"item_id": sid, "model": vc.model, "prompt": prompt, "labels": json.dumps(list(label_maps[sid]))}
         )
-    outcomes, calls = call_with_repair(
-        ctx,
-        "values",
-        pl.DataFrame(
-            items, schema={"item_id": pl.String, "model": pl.String, "prompt": pl.String, "labels": pl.String}
-        ),
-        parse=lambda row, text: parse_values(text, json.loads(row["labels"]), vc.max_values),
-        params=lambda m: stage_params(ctx.conf, m, vc),
-        max_repairs=vc.max_repairs,
-    )
-    listed = []
-    present = []
+    schema = {"item_id": pl.String, "model": pl.String, "prompt": pl.String, "labels": pl.String}
+    return pl.DataFrame(items, schema=schema), label_maps
+
+
+def run(ctx: StageContext) -> dict[str, Any]:
+    """Stage entry point: list values per response, match them to categories, count."""
+    vc: ValuesConf = ctx.conf.stages.values
+    check_call("values", vc)
+    if vc.max_values < 1 or vc.top_categories < 1:
+        raise ConfigError("config key 'stages.values': max_values and top_categories must be >= 1")
+    ctx.engine.check_models([vc.model])
+    models = judged_models(ctx, "values", vc.models)
+    ec = vc.embedding or ctx.conf.stages.embeddings
+    cats = value_categories(ctx.conf)
+    scen = scoped_scenarios(ctx, "values", vc)
+    calls: dict[str, Any] = {}
+    listed: list[dict[str, str]] = []
+    present: list[dict[str, str]] = []
     statuses = {"ok": 0, "invalid": 0, "call_failed": 0}
-    for sid, labels in label_maps.items():
-        out = outcomes.get(sid)
-        statuses[out.status if out else "call_failed"] += 1
-        if out is None or out.value is None:
-            continue
-        for lab, model in labels.items():
-            present.append({"scenario_id": sid, "model": model})
-            listed += [{"scenario_id": sid, "model": model, "phrase": p} for p in out.value[lab]]
+    for name, part in chunked("values", scen, vc):
+        items, label_maps = _items(ctx, vc, part, models)
+        outcomes, chunk_calls = call_with_repair(
+            ctx,
+            name,
+            items,
+            parse=lambda row, text: parse_values(text, json.loads(row["labels"]), vc.max_values),
+            params=lambda m: stage_params(ctx.conf, m, vc),
+            max_repairs=vc.max_repairs,
+        )
+        add_calls(calls, chunk_calls)
+        for sid, labels in label_maps.items():
+            out = outcomes.get(sid)
+            statuses[out.status if out else "call_failed"] += 1
+            if out is None or out.value is None:
+                continue
+            for lab, model in labels.items():
+                present.append({"scenario_id": sid, "model": model})
+                listed += [{"scenario_id": sid, "model": model, "phrase": p} for p in out.value[lab]]
     phrases = pl.DataFrame(listed, schema={"scenario_id": pl.String, "model": pl.String, "phrase": pl.String})
     unique = phrases["phrase"].unique(maintain_order=True).to_list()
     texts = cats["text"].to_list() + unique
@@ -194,7 +206,7 @@ def run(ctx: StageContext) -> dict[str, Any]:
     write_table(ctx.run, "value_cooccurrence", co, COOCCURRENCE_SCHEMA)
     top = counts.group_by("category").agg(pl.col("count").sum()).sort("count", descending=True).head(5)
     return {
-        "scenarios": len(label_maps),
+        "scenarios": sum(statuses.values()),
         **statuses,
         "phrases": phrases.height,
         "unmatched_phrases": phrases.height - expressions.height,

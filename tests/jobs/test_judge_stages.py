@@ -99,16 +99,26 @@ def conf(url: str, run_dir: Path, *extra: str) -> RunConf:
 
 @pytest.fixture(scope="module")
 def judged(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
-    """The chain once with malformed answers now and then, then the judges again on the same emulator."""
+    """The chain once with malformed answers now and then, then the judges again on the same emulator,
+    in smaller chunks: chunking must not change a call key or a row."""
     if not SPEC.is_file():
         pytest.skip(f"the OpenAI Model Spec copy is missing: {SPEC}")
     run_dir = tmp_path_factory.mktemp("judges") / "run"
     with EmulatorServer(emulator_config(quirks=OutputQuirks(malformed_json=0.1))) as emu:
         first = run_pipeline(conf(emu.url, run_dir), stages=PIPELINE + JUDGING)
         before = dict(emu.stats()["ok_by_hash"])
-        second = run_pipeline(conf(emu.url, run_dir), stages=JUDGING)
+        tables = {name: read({"dir": run_dir}, name) for name in ("topics", "refusals", "value_expressions")}
+        rechunked = [f"stages.{s}.chunk_scenarios=3" for s in ("topics", "refusals", "values")]
+        second = run_pipeline(conf(emu.url, run_dir, *rechunked), stages=JUDGING)
         after = dict(emu.stats()["ok_by_hash"])
-    yield {"dir": run_dir, "first": first, "second": second, "before": before, "after": after}
+    yield {
+        "dir": run_dir,
+        "first": first,
+        "second": second,
+        "before": before,
+        "after": after,
+        "tables": tables,
+    }
 
 
 def read(info: dict[str, Any], name: str) -> pl.DataFrame:
@@ -233,6 +243,13 @@ def test_rerun_makes_no_calls(judged: dict[str, Any]) -> None:
         assert made == 0, stage
     assert judged["second"]["compliance"]["fleiss_kappa"] == judged["first"]["compliance"]["fleiss_kappa"]
     assert judged["second"]["values"]["top_categories"] == judged["first"]["values"]["top_categories"]
+
+
+def test_smaller_chunks_give_the_same_rows(judged: dict[str, Any]) -> None:
+    for name, first in judged["tables"].items():
+        assert read(judged, name).equals(first), name
+    requests = {p.name for p in (judged["dir"] / "requests").glob("topics_c*_r0.parquet")}
+    assert {"topics_c0_r0.parquet", "topics_c2_r0.parquet"} <= requests  # 8 scenarios in chunks of 3
 
 
 def test_estimate_shows_the_compliance_cache_saving(judged: dict[str, Any]) -> None:
