@@ -57,20 +57,6 @@ class LimitsConf(RateLimits):
 
 
 @dataclass
-class PricesConf:
-    """USD per million tokens."""
-
-    input: float = 0.0
-    output: float = 0.0
-    cached_input: float = 0.0
-    """Price of prompt tokens served from the provider's prompt cache."""
-    cache_write: float | None = None
-    """Price of prompt tokens written to the cache (Anthropic); None means the input price."""
-    batch_discount: float = 0.5
-    """Share (0..1) taken off every price for calls made through the provider's batch API."""
-
-
-@dataclass
 class ModelConf:
     """One model key of the registry: where it lives, how it is billed, how it is limited."""
 
@@ -86,7 +72,7 @@ class ModelConf:
     """Account whose limits this model draws on; None gives the model an account of its own."""
     limits: LimitsConf = field(default_factory=LimitsConf)
     """Limits of the model's own account (ignored when `account` is set)."""
-    prices: PricesConf = field(default_factory=PricesConf)
+    prices: Prices = field(default_factory=Prices)
     params: dict[str, Any] = field(default_factory=dict)
     """Default generation parameters (temperature, max_tokens, reasoning_effort, thinking_budget, ...)."""
     timeout_s: float = 120.0
@@ -301,9 +287,6 @@ def validate(conf: RunConf) -> None:
             f"{where}.account",
             f"names unknown account '{m.account}' (known: {sorted(conf.accounts)})",
         )
-        for price in ("input", "output", "cached_input"):
-            value = getattr(m.prices, price)
-            _check(value >= 0, f"{where}.prices.{price}", f"must be >= 0, got {value}")
         unknown = set(m.params) - NEUTRAL_PARAMS
         _check(
             not unknown,
@@ -398,7 +381,7 @@ def endpoint(conf: RunConf, model_key: str) -> Endpoint:
         base_url=m.base_url.rstrip("/"),
         api_key_env=m.api_key_env,
         account=account_of(conf, model_key),
-        prices=Prices(**vars(m.prices)),
+        prices=m.prices,
         timeout_s=m.timeout_s,
     )
 

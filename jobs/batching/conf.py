@@ -120,6 +120,3 @@ def check_batching(conf: Any) -> None:
                 f"stages.{name}.batch_deadline_s",
                 f"must be > 0, got {section.batch_deadline_s}",
             )
-    for key, m in conf.models.items():
-        d = m.prices.batch_discount
-        check(0 <= d <= 1, f"models.{key}.prices.batch_discount", f"must be in [0, 1], got {d}")

@@ -11,7 +11,8 @@ from actors.emulator.config import BatchBehaviour, FaultRates, LatencyModel, Out
 from actors.errors import ConfigError
 from actors.limiter import AccountLimits
 from actors.settings import RateLimits
-from jobs.config import EmulatorConf, account_limits, load_config, to_account_limits
+from actors.types import Prices
+from jobs.config import EmulatorConf, account_limits, endpoint, load_config, to_account_limits
 from jobs.emulation import to_emulator_config
 
 DEMO = Path(__file__).resolve().parents[2] / "conf" / "demo.yaml"
@@ -50,6 +51,12 @@ def test_limiter_gets_the_accounts_rates_at_the_lease_margin() -> None:
     assert account_limits(conf)["xai"].max_in_flight == 32
 
 
+def test_clients_get_the_configs_prices_record() -> None:
+    conf = load_config(DEMO, ["models.o3.prices.output=12.5"])
+    prices = endpoint(conf, "o3").prices
+    assert type(prices) is Prices and prices is conf.models["o3"].prices and prices.output == 12.5
+
+
 def test_interpolations_inside_records_resolve() -> None:
     overrides = ["vars.rate=0.3", "vars.rpm=77", "emulator.faults.hang=${vars.rate}"]
     conf = load_config(DEMO, [*overrides, "models.o3.limits.rpm=${vars.rpm}"])
@@ -81,6 +88,14 @@ def test_interpolations_inside_records_resolve() -> None:
             "config key 'emulator.batch_failure_rate': must be a probability in [0, 1], got 2.0",
         ),
         ("emulator.batch_expire_s=0", "config key 'emulator.batch_expire_s': must be > 0, got 0.0"),
+        (
+            "models.o3.prices.cached_input=-1",
+            "config key 'models.o3.prices.cached_input': must be >= 0, got -1.0",
+        ),
+        (
+            "models.o3.prices.batch_discount=1.5",
+            "config key 'models.o3.prices.batch_discount': must be in [0, 1], got 1.5",
+        ),
         (
             "emulator.faults.server_500=0.99",
             "config key 'emulator.faults': rates must sum to <= 1, got 1.010",
