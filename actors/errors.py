@@ -31,6 +31,21 @@ class ConfigError(SpecstressError):
     """A configuration key or value is invalid. Raised before anything is spent."""
 
 
+class SettingError(ConfigError, ValueError):
+    """A settings record was built with a bad value (see `actors/settings.py`).
+
+    Attributes:
+        field: the field at fault, or None when the record as a whole is (rates that sum past 1);
+            the config loader prefixes it with the record's key to name the config key.
+        problem: what is wrong, e.g. "must be > 0 or null, got -5.0".
+    """
+
+    def __init__(self, record: str, field: str | None, problem: str) -> None:
+        super().__init__(f"{record}{'.' + field if field else ''}: {problem}")
+        self.field = field
+        self.problem = problem
+
+
 class BudgetExceeded(SpecstressError):
     """The estimated or actual spend passes `budget_usd`."""
 

@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from actors.buckets import Clock, TokenBucket
+from actors.settings import RateLimits
 from actors.types import RateLimitInfo
 
 Dimension = Literal["requests", "input_tokens", "output_tokens"]
@@ -33,15 +34,13 @@ _WAITER_GRACE_S = 1.0
 
 
 @dataclass(frozen=True)
-class AccountLimits:
-    """Per-minute limits of one provider account and how close the limiter runs to them."""
+class AccountLimits(RateLimits):
+    """A provider account's limits and how close the limiter runs to them.
 
-    rpm: float | None = None
-    """Requests per minute; None means unlimited."""
-    input_tpm: float | None = None
-    """Input (prompt) tokens per minute; None means unlimited."""
-    output_tpm: float | None = None
-    """Output (completion) tokens per minute; None means unlimited."""
+    The emulator enforces a provider's `RateLimits` as they are; the limiter aims at `margin`
+    of each (config's `engine.lease_margin`) and adapts to 429s and rate-limit headers.
+    """
+
     margin: float = 0.98
     """Fraction of each limit the limiter targets, absorbing clock skew and estimation error."""
     lease_s: float = 0.2
@@ -62,10 +61,7 @@ class AccountLimits:
     """Pause when a 429/529 came without a retry-after."""
 
     def __post_init__(self) -> None:
-        for name in ("rpm", "input_tpm", "output_tpm"):
-            value = getattr(self, name)
-            if value is not None and value <= 0:
-                raise ValueError(f"AccountLimits.{name} must be > 0 or None, got {value}")
+        super().__post_init__()
         if not 0 < self.margin <= 1:
             raise ValueError(f"AccountLimits.margin must be in (0, 1], got {self.margin}")
         if not 0 < self.backoff_factor < 1 or not 0 < self.min_rate_factor <= 1:

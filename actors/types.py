@@ -11,6 +11,8 @@ import json
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from actors.settings import require
+
 Provider = Literal["openai", "anthropic", "gemini"]
 """Wire formats. `openai` also covers OpenAI-compatible servers (xAI, vLLM, llama.cpp)."""
 
@@ -21,15 +23,23 @@ FinishReason = Literal["stop", "length", "content_filter", "refusal", "other"]
 
 @dataclass(frozen=True)
 class Prices:
-    """USD per million tokens."""
+    """USD per million tokens (config's `models.<key>.prices`, see `actors/settings.py`)."""
 
     input: float = 0.0
     output: float = 0.0
     cached_input: float = 0.0
+    """Price of prompt tokens served from the provider's prompt cache."""
     cache_write: float | None = None
-    """Price of tokens written to a prompt cache (Anthropic); None means the input price."""
+    """Price of prompt tokens written to the cache (Anthropic); None means the input price."""
     batch_discount: float = 0.5
-    """Share taken off every price for calls made through the provider's batch API."""
+    """Share (0..1) taken off every price for calls made through the provider's batch API."""
+
+    def __post_init__(self) -> None:
+        for name in ("input", "output", "cached_input"):
+            value = getattr(self, name)
+            require(self, value >= 0, name, f"must be >= 0, got {value}")
+        d = self.batch_discount
+        require(self, 0 <= d <= 1, "batch_discount", f"must be in [0, 1], got {d}")
 
     def cost_usd(
         self,

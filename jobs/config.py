@@ -15,9 +15,11 @@ from typing import Any
 from omegaconf import MISSING, DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
-from actors.errors import ConfigError
+from actors.emulator.config import BatchBehaviour, FaultRates, LatencyModel, OutputQuirks
+from actors.errors import ConfigError, SettingError
 from actors.limiter import AccountLimits
 from actors.providers import NEUTRAL_PARAMS
+from actors.settings import RateLimits, field_values, require
 from actors.types import Endpoint, Prices
 from jobs.batching.conf import BatchConf, check_batching
 from jobs.stages.compliance import ComplianceConf, check_compliance
@@ -37,32 +39,21 @@ from jobs.stages.values import ValuesConf
 PROVIDERS = ("openai", "anthropic", "gemini")
 
 
-@dataclass
-class LimitsConf:
-    """An account's rate limits. None means the provider sets none we know of."""
+@dataclass(frozen=True)
+class LimitsConf(RateLimits):
+    """An account's rate limits (None: the provider sets none we know of) and our in-flight bound.
 
-    rpm: float | None = None
-    """Requests per minute."""
-    input_tpm: float | None = None
-    """Input (prompt) tokens per minute."""
-    output_tpm: float | None = None
-    """Output (completion) tokens per minute."""
+    `max_in_flight` bounds our own clients, which no provider enforces, so the limiter and the
+    emulator take only the `RateLimits` part (see `to_account_limits`, `jobs/emulation.py`).
+    """
+
     max_in_flight: int = 64
     """Most requests open at once against this account, over all clients."""
 
-
-@dataclass
-class PricesConf:
-    """USD per million tokens."""
-
-    input: float = 0.0
-    output: float = 0.0
-    cached_input: float = 0.0
-    """Price of prompt tokens served from the provider's prompt cache."""
-    cache_write: float | None = None
-    """Price of prompt tokens written to the cache (Anthropic); None means the input price."""
-    batch_discount: float = 0.5
-    """Share (0..1) taken off every price for calls made through the provider's batch API."""
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        n = self.max_in_flight
+        require(self, n >= 1, "max_in_flight", f"must be >= 1, got {n}")
 
 
 @dataclass
@@ -81,7 +72,7 @@ class ModelConf:
     """Account whose limits this model draws on; None gives the model an account of its own."""
     limits: LimitsConf = field(default_factory=LimitsConf)
     """Limits of the model's own account (ignored when `account` is set)."""
-    prices: PricesConf = field(default_factory=PricesConf)
+    prices: Prices = field(default_factory=Prices)
     params: dict[str, Any] = field(default_factory=dict)
     """Default generation parameters (temperature, max_tokens, reasoning_effort, thinking_budget, ...)."""
     timeout_s: float = 120.0
@@ -123,48 +114,34 @@ class EngineConf:
 
 
 @dataclass
-class FaultsConf:
-    """Emulator fault probabilities, each 0..1 per request."""
-
-    server_500: float = 0.0
-    overloaded_529: float = 0.0
-    hang: float = 0.0
-    reset: float = 0.0
-    malformed_json: float = 0.0
-    truncated_body: float = 0.0
-
-
-@dataclass
-class QuirksConf:
-    """Rates (0..1) at which emulated task personas refuse, drop the tag, truncate or break JSON."""
-
-    refusal: float = 0.0
-    drop_tag: float = 0.0
-    truncate: float = 0.0
-    malformed_json: float = 0.0
-
-
-@dataclass
 class EmulatorConf:
-    """The in-process provider emulator (a stand-in for real providers; see README)."""
+    """The in-process provider emulator (a stand-in for real providers; see README).
+
+    `faults` and `quirks` are the emulator's own records. Latency and batch behaviour keep
+    flat keys: `latency_<field>` is `LatencyModel.<field>` and `batch_<field>` is
+    `BatchBehaviour.<field>`, where they are documented and checked.
+    """
 
     enabled: bool = False
     port: int = 8765
     """Fixed, because the base URL is part of every call key."""
     seed: int = 0
-    latency_fixed_s: float = 0.05
-    latency_per_output_token_s: float = 0.0005
+    latency_fixed_s: float = LatencyModel.fixed_s
+    latency_per_output_token_s: float = LatencyModel.per_output_token_s
     hang_s: float = 30.0
-    faults: FaultsConf = field(default_factory=FaultsConf)
-    quirks: QuirksConf = field(default_factory=QuirksConf)
+    faults: FaultRates = field(default_factory=FaultRates)
+    quirks: OutputQuirks = field(default_factory=OutputQuirks)
     limits: dict[str, LimitsConf] = field(default_factory=dict)
-    """Limits the emulator enforces, by API-key environment variable name."""
-    batch_delay_s: float = 2.0
-    """Batch APIs: seconds until a batch's last item is done (items finish evenly over it)."""
-    batch_failure_rate: float = 0.0
-    """Batch APIs: probability (0..1) that an item fails with a 500."""
-    batch_expire_s: float = 86_400.0
-    """Batch APIs: items unfinished this many seconds after creation expire."""
+    """Limits the emulator enforces, by API-key environment variable name (`max_in_flight` aside)."""
+    batch_delay_s: float = BatchBehaviour.delay_s
+    batch_failure_rate: float = BatchBehaviour.failure_rate
+    batch_expire_s: float = BatchBehaviour.expire_s
+
+    def latency_model(self) -> LatencyModel:
+        return LatencyModel(**field_values(LatencyModel, self, prefix="latency_"))
+
+    def batch_behaviour(self) -> BatchBehaviour:
+        return BatchBehaviour(**field_values(BatchBehaviour, self, prefix="batch_"))
 
 
 @dataclass
@@ -249,8 +226,7 @@ def load_config(path: str | Path | None, overrides: list[str] | tuple[str, ...] 
                 raise ConfigError(f"overrides must look like key=value, got: {', '.join(bad)}")
             layers.append(OmegaConf.from_dotlist(list(overrides)))
         merged = OmegaConf.merge(*layers)
-        OmegaConf.resolve(merged)
-        conf: RunConf = OmegaConf.to_object(merged)  # type: ignore[assignment]
+        conf: RunConf = _to_object(merged)
     except OmegaConfBaseException as exc:
         key = getattr(exc, "full_key", None)
         msg = str(exc).splitlines()[0]
@@ -259,22 +235,37 @@ def load_config(path: str | Path | None, overrides: list[str] | tuple[str, ...] 
     return conf
 
 
+def _to_object(node: DictConfig, key: str = "") -> Any:
+    """`OmegaConf.to_object` (interpolations resolved), naming the key of a record's own check.
+
+    A settings record checks itself when built (`actors/settings.py`), and OmegaConf passes
+    its `SettingError` on without the key; so on one, the children are built in turn to find
+    the record that raised it. (Nodes of frozen records are read-only, which rules out
+    `OmegaConf.resolve` in place; `to_object` resolves as it builds.)
+    """
+    try:
+        return OmegaConf.to_object(node)
+    except SettingError as exc:
+        for name in node:
+            child = node[name]
+            if isinstance(child, DictConfig):
+                _to_object(child, f"{key}{name}.")
+        raise _keyed(exc, key) from exc
+
+
+def _keyed(exc: SettingError, prefix: str) -> ConfigError:
+    """`exc` as a `ConfigError` naming the config key: `prefix` (the record's key) and the field."""
+    key = prefix + exc.field if exc.field else prefix.rstrip("._")
+    return ConfigError(f"config key '{key}': {exc.problem}")
+
+
 def _check(cond: bool, key: str, problem: str) -> None:
     if not cond:
         raise ConfigError(f"config key '{key}': {problem}")
 
 
-def _check_limits(lim: LimitsConf, key: str) -> None:
-    for name in ("rpm", "input_tpm", "output_tpm"):
-        value = getattr(lim, name)
-        _check(value is None or value > 0, f"{key}.{name}", f"must be > 0 or null, got {value}")
-    _check(lim.max_in_flight >= 1, f"{key}.max_in_flight", f"must be >= 1, got {lim.max_in_flight}")
-
-
 def validate(conf: RunConf) -> None:
     """Semantic checks OmegaConf's types cannot express."""
-    for name, acc in conf.accounts.items():
-        _check_limits(acc.limits, f"accounts.{name}.limits")
     for key, m in conf.models.items():
         where = f"models.{key}"
         _check(
@@ -296,10 +287,6 @@ def validate(conf: RunConf) -> None:
             f"{where}.account",
             f"names unknown account '{m.account}' (known: {sorted(conf.accounts)})",
         )
-        _check_limits(m.limits, f"{where}.limits")
-        for price in ("input", "output", "cached_input"):
-            value = getattr(m.prices, price)
-            _check(value >= 0, f"{where}.prices.{price}", f"must be >= 0, got {value}")
         unknown = set(m.params) - NEUTRAL_PARAMS
         _check(
             not unknown,
@@ -338,13 +325,10 @@ def validate(conf: RunConf) -> None:
             check_judge_settings(name, getattr(st, name))
     if "compliance" in stages_used:
         check_compliance(st.compliance)
-    for section in ("faults", "quirks"):
-        for name, rate in vars(getattr(conf.emulator, section)).items():
-            _check(
-                0 <= rate <= 1, f"emulator.{section}.{name}", f"must be a probability in [0, 1], got {rate}"
-            )
-    for env_name, lim in conf.emulator.limits.items():
-        _check_limits(lim, f"emulator.limits.{env_name}")
+    try:
+        conf.emulator.batch_behaviour()
+    except SettingError as exc:
+        raise _keyed(exc, "emulator.batch_") from exc
     check_batching(conf)
 
 
@@ -381,7 +365,8 @@ def account_limits(conf: RunConf) -> dict[str, LimitsConf]:
 
 
 def to_account_limits(lim: LimitsConf, margin: float) -> AccountLimits:
-    return AccountLimits(rpm=lim.rpm, input_tpm=lim.input_tpm, output_tpm=lim.output_tpm, margin=margin)
+    """The limiter's record of an account: its `RateLimits`, aimed at `margin` of each."""
+    return AccountLimits(**field_values(RateLimits, lim), margin=margin)
 
 
 def endpoint(conf: RunConf, model_key: str) -> Endpoint:
@@ -396,7 +381,7 @@ def endpoint(conf: RunConf, model_key: str) -> Endpoint:
         base_url=m.base_url.rstrip("/"),
         api_key_env=m.api_key_env,
         account=account_of(conf, model_key),
-        prices=Prices(**vars(m.prices)),
+        prices=m.prices,
         timeout_s=m.timeout_s,
     )
 

@@ -1,4 +1,4 @@
-"""Running the provider emulator for a run: config translation and throwaway keys.
+"""Running the provider emulator for a run: its record from config, and throwaway keys.
 
 The emulator is a stand-in for real providers (see README). A run whose config enables it
 starts it in-process on the configured port; its models' key variables get throwaway
@@ -12,34 +12,22 @@ import os
 import secrets
 from collections.abc import Iterator
 
-from actors.emulator.config import (
-    AccountLimits,
-    BatchBehaviour,
-    EmulatorConfig,
-    FaultRates,
-    LatencyModel,
-    OutputQuirks,
-)
+from actors.emulator.config import EmulatorConfig
 from actors.emulator.server import EmulatorServer, main_emulate
+from actors.settings import RateLimits, field_values
 from jobs.config import EmulatorConf, RunConf
 
 
 def to_emulator_config(conf: EmulatorConf) -> EmulatorConfig:
+    """The emulator's record of `emulator:`: config's own records, less `max_in_flight` per key."""
     return EmulatorConfig(
         seed=conf.seed,
-        latency=LatencyModel(
-            fixed_s=conf.latency_fixed_s, per_output_token_s=conf.latency_per_output_token_s
-        ),
-        accounts={
-            env: AccountLimits(rpm=lim.rpm, input_tpm=lim.input_tpm, output_tpm=lim.output_tpm)
-            for env, lim in conf.limits.items()
-        },
-        faults=FaultRates(**vars(conf.faults)),
-        quirks=OutputQuirks(**vars(conf.quirks)),
+        latency=conf.latency_model(),
+        accounts={env: RateLimits(**field_values(RateLimits, lim)) for env, lim in conf.limits.items()},
+        faults=conf.faults,
+        quirks=conf.quirks,
         hang_s=conf.hang_s,
-        batch=BatchBehaviour(
-            delay_s=conf.batch_delay_s, failure_rate=conf.batch_failure_rate, expire_s=conf.batch_expire_s
-        ),
+        batch=conf.batch_behaviour(),
     )
 
 

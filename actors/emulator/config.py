@@ -1,5 +1,9 @@
 """Emulator settings: latency, per-key limits and fault rates, as frozen dataclasses.
 
+`FaultRates` and `OutputQuirks` are also config's `emulator.faults` and `emulator.quirks`
+nodes, and `LatencyModel` and `BatchBehaviour` define `emulator.latency_*` and
+`emulator.batch_*` (see `actors/settings.py`), so their docstrings document those keys.
+
 API keys never live here. `EmulatorConfig` turns each `accounts` entry into a sha256
 fingerprint as soon as it is built, so a config can be printed, logged or pickled to a
 thread without showing a key. An entry may name an environment variable (the same name
@@ -12,8 +16,10 @@ import hashlib
 import os
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from types import MappingProxyType
+
+from actors.settings import RateLimits, require, require_probabilities
 
 FINGERPRINT_PREFIX = "sha256:"
 _ENV_NAME = re.compile(r"^[A-Z_][A-Z0-9_]*$")
@@ -54,16 +60,8 @@ class LatencyModel:
         return self.fixed_s + self.per_output_token_s * output_tokens
 
 
-@dataclass(frozen=True)
-class AccountLimits:
-    """Per-minute limits of one API key; None means unlimited."""
-
-    rpm: float | None = None
-    """Requests per minute."""
-    input_tpm: float | None = None
-    """Input tokens per minute, charged when a request arrives."""
-    output_tpm: float | None = None
-    """Output tokens per minute, charged on the tokens actually generated."""
+AccountLimits = RateLimits
+"""The limits the emulator enforces on one key: a provider's, as they are (no margin)."""
 
 
 @dataclass(frozen=True)
@@ -84,22 +82,12 @@ class FaultRates:
     """HTTP 200 whose JSON body is cut in half."""
 
     def __post_init__(self) -> None:
-        rates = self.as_dict()
-        bad = {name: p for name, p in rates.items() if not 0.0 <= p <= 1.0}
-        if bad:
-            raise ValueError(f"fault rates must be in [0, 1]: {bad}")
-        if sum(rates.values()) > 1.0 + 1e-9:
-            raise ValueError(f"fault rates sum to {sum(rates.values()):.3f} > 1")
+        require_probabilities(self)
+        total = sum(self.as_dict().values())
+        require(self, total <= 1.0 + 1e-9, None, f"rates must sum to <= 1, got {total:.3f}")
 
     def as_dict(self) -> dict[str, float]:
-        return {
-            "server_500": self.server_500,
-            "overloaded_529": self.overloaded_529,
-            "hang": self.hang,
-            "reset": self.reset,
-            "malformed_json": self.malformed_json,
-            "truncated_body": self.truncated_body,
-        }
+        return asdict(self)
 
 
 @dataclass(frozen=True)
@@ -116,9 +104,7 @@ class OutputQuirks:
     """Answer with broken JSON where JSON was asked for."""
 
     def __post_init__(self) -> None:
-        bad = {k: v for k, v in vars(self).items() if not 0.0 <= v <= 1.0}
-        if bad:
-            raise ValueError(f"output quirk rates must be in [0, 1]: {bad}")
+        require_probabilities(self)
 
 
 @dataclass(frozen=True)
@@ -133,10 +119,10 @@ class BatchBehaviour:
     """Items not finished this many seconds after creation expire (real providers: 24 h)."""
 
     def __post_init__(self) -> None:
-        if not 0.0 <= self.failure_rate <= 1.0:
-            raise ValueError(f"batch failure_rate must be in [0, 1], got {self.failure_rate}")
-        if self.delay_s < 0 or self.expire_s <= 0:
-            raise ValueError("batch delay_s must be >= 0 and expire_s > 0")
+        rate = self.failure_rate
+        require(self, 0.0 <= rate <= 1.0, "failure_rate", f"must be a probability in [0, 1], got {rate}")
+        require(self, self.delay_s >= 0, "delay_s", f"must be >= 0, got {self.delay_s}")
+        require(self, self.expire_s > 0, "expire_s", f"must be > 0, got {self.expire_s}")
 
 
 @dataclass(frozen=True)

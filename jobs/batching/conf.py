@@ -120,14 +120,3 @@ def check_batching(conf: Any) -> None:
                 f"stages.{name}.batch_deadline_s",
                 f"must be > 0, got {section.batch_deadline_s}",
             )
-    emu = conf.emulator
-    check(
-        0 <= emu.batch_failure_rate <= 1,
-        "emulator.batch_failure_rate",
-        f"must be a probability in [0, 1], got {emu.batch_failure_rate}",
-    )
-    check(emu.batch_delay_s >= 0, "emulator.batch_delay_s", f"must be >= 0, got {emu.batch_delay_s}")
-    check(emu.batch_expire_s > 0, "emulator.batch_expire_s", f"must be > 0, got {emu.batch_expire_s}")
-    for key, m in conf.models.items():
-        d = m.prices.batch_discount
-        check(0 <= d <= 1, f"models.{key}.prices.batch_discount", f"must be in [0, 1], got {d}")
