@@ -70,7 +70,10 @@ def write(tables: Path, name: str, rows: list[dict] | pl.DataFrame, schema: pa.S
         if isinstance(rows, pl.DataFrame)
         else pl.DataFrame(rows, schema=pl.from_arrow(schema.empty_table()).schema)
     )
-    pq.write_table(df.select(schema.names).to_arrow().cast(schema), tables / f"{name}.parquet")
+    # In slices, as the stages write: a paper-scale text column is past a 2 GB string array.
+    with pq.ParquetWriter(tables / f"{name}.parquet", schema) as writer:
+        for part in df.select(schema.names).iter_slices(100_000):
+            writer.write_table(part.to_arrow().cast(schema))
 
 
 def analysis_run(
