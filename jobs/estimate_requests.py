@@ -13,7 +13,7 @@ the config-counted lines use them through `expected_output_tokens`.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -77,79 +77,79 @@ def prefix_tokens(system_chars: pl.Expr) -> pl.Expr:
     return pl.when(tokens >= MIN_CACHED_TOKENS).then(tokens).otherwise(0.0)
 
 
-def system_chars(specs: pl.DataFrame) -> pl.Series:
-    """Characters of the system messages of each spec (column `spec`).
+def request_tokens(requests: pl.LazyFrame, visible: int) -> pl.DataFrame:
+    """Per request (key, model, spec): its input and expected output tokens, whether it asks
+    for its prefix to be cached, and how many characters its system messages hold.
 
     Stages put one system message first: its text is read by a JSON path. Specs with other
-    layouts (several system messages, or one later on) have their messages decoded whole.
+    layouts (several system messages, or one later on) have their messages decoded whole;
+    every other spec hands that decoder an empty list, so the slow path costs it nothing.
+    The specs are read in one streaming select that keeps only small columns.
     """
-    spec = pl.col("spec")
+    spec, message = pl.col("spec"), pl.element()
     first = spec.str.contains(FIRST_SYSTEM, literal=True)
-    quick = specs.select(
-        chars=pl.when(first).then(spec.str.json_path_match("$.messages[0][1]").str.len_chars()).otherwise(0),
-        other=spec.str.count_matches(SYSTEM_OPEN, literal=True) > first.cast(pl.UInt32),
-    )
-    chars = quick["chars"].cast(pl.Int64)
-    if quick["other"].any():
-        message = pl.element()
-        decoded = (
-            specs.filter(quick["other"])
-            .select(
-                spec.str.json_path_match("$.messages")
-                .str.json_decode(pl.List(pl.List(pl.String)))
-                .list.eval(
-                    pl.when(message.list.get(0) == "system")
-                    .then(message.list.get(1).str.len_chars())
-                    .otherwise(0)
-                )
-                .list.sum()
-            )
-            .to_series()
+    other = spec.str.count_matches(SYSTEM_OPEN, literal=True) > first.cast(pl.UInt32)
+    decoded = (
+        pl.when(other)
+        .then(spec)
+        .otherwise(pl.lit('{"messages":[]}'))
+        .str.json_path_match("$.messages")
+        .str.json_decode(pl.List(pl.List(pl.String)))
+        .list.eval(
+            pl.when(message.list.get(0) == "system").then(message.list.get(1).str.len_chars()).otherwise(0)
         )
-        chars = chars.scatter(quick["other"].arg_true(), decoded.cast(pl.Int64))
-    return chars
-
-
-def token_rows(batch: pl.DataFrame, visible: int, answered: np.ndarray) -> pl.DataFrame:
-    """Per request (columns key, model, spec): answered or not, and its input, output and
-    cacheable-prefix tokens (a prefix counts only on calls still to make)."""
-    spec = pl.col("spec")
-    rows = batch.select(
+        .list.sum()
+    )
+    leading = spec.str.json_path_match("$.messages[0][1]").str.len_chars()
+    small = requests.select(
         "key",
         "model",
-        answered=pl.Series(contains(answered, batch["key"].to_numpy().astype("S32"))),
         input_tokens=spec.str.len_chars() / CHARS_PER_TOKEN,
-        params=spec.str.extract(PARAMS_JSON, 1).str.json_decode(pl.Struct(PARAMS)),
-    ).unnest("params")
-    rows = rows.with_columns(output_tokens=output_tokens(visible))
-    cached = rows["cache_prefix"].fill_null(False) & ~rows["answered"]
-    prefix = pl.zeros(rows.height, pl.Float64, eager=True)
-    if cached.any():
-        chars = system_chars(batch.filter(cached))
-        prefix = prefix.scatter(cached.arg_true(), pl.select(prefix_tokens(pl.lit(chars))).to_series())
-    return rows.select("key", "model", "answered", "input_tokens", "output_tokens", prefix_tokens=prefix)
+        params=spec.str.extract(PARAMS_JSON, 1),
+        system_chars=pl.when(other).then(decoded).when(first).then(leading).otherwise(0).cast(pl.Int64),
+    )
+    # Common-subexpression elimination would add a step that carries the specs along: several GB at scale.
+    rows = small.collect(engine="streaming", optimizations=pl.QueryOptFlags(comm_subexpr_elim=False))
+    return (
+        rows.with_columns(pl.col("params").str.json_decode(pl.Struct(PARAMS)))
+        .unnest("params")
+        .select(
+            "key",
+            "model",
+            "input_tokens",
+            "system_chars",
+            output_tokens=output_tokens(visible),
+            cache_prefix=pl.col("cache_prefix").fill_null(False),
+        )
+    )
 
 
-def lines_of(conf: RunConf, stage: str, parts: Iterable[pl.DataFrame]) -> list[Line]:
-    """One line per model from `token_rows` parts, counting each key once (its first row).
+def lines_of(conf: RunConf, stage: str, parts: Iterable[pl.DataFrame], answered: np.ndarray) -> list[Line]:
+    """One line per model from `request_tokens` parts, counting each key once (its first row).
 
     Per model, the first call to make with a cacheable prefix writes the provider's cache
-    (billed apart on Anthropic) and every later one reads it.
+    (billed apart on Anthropic) and every later one reads it; calls already answered cost nothing.
     """
     frames = [p for p in parts if p.height]
     if not frames:
         return []
     rows = pl.concat(frames).unique("key", keep="first", maintain_order=True)
-    make, prefix = ~pl.col("answered"), pl.col("prefix_tokens")
-    per_model = rows.group_by("model", maintain_order=True).agg(
-        calls=pl.len(),
-        cached=pl.col("answered").sum(),
-        input_tokens=pl.col("input_tokens").filter(make).sum(),
-        output_tokens=pl.col("output_tokens").filter(make).sum(),
-        stored_input_tokens=pl.col("input_tokens").filter(~make).sum(),
-        stored_output_tokens=pl.col("output_tokens").filter(~make).sum(),
-        prefix_total=prefix.filter(make).sum(),
-        first_prefix=prefix.filter(make & (prefix > 0)).first().fill_null(0.0),
+    rows = rows.with_columns(answered=pl.Series(contains(answered, rows["key"].to_numpy().astype("S32"))))
+    make = ~pl.col("answered")
+    prefix = pl.when(pl.col("cache_prefix") & make).then(prefix_tokens(pl.col("system_chars"))).otherwise(0.0)
+    per_model = (
+        rows.with_columns(prefix=prefix)
+        .group_by("model", maintain_order=True)
+        .agg(
+            calls=pl.len(),
+            cached=pl.col("answered").sum(),
+            input_tokens=pl.col("input_tokens").filter(make).sum(),
+            output_tokens=pl.col("output_tokens").filter(make).sum(),
+            stored_input_tokens=pl.col("input_tokens").filter(~make).sum(),
+            stored_output_tokens=pl.col("output_tokens").filter(~make).sum(),
+            prefix_total=pl.col("prefix").sum(),
+            first_prefix=pl.col("prefix").filter(pl.col("prefix") > 0).first().fill_null(0.0),
+        )
     )
     lines = []
     for r in per_model.iter_rows(named=True):
@@ -189,11 +189,8 @@ def exact_lines(
     """Lines from requests built in memory (columns model, spec), e.g. from the config: keys hashed here."""
     eps = {m: endpoint(conf, m) for m in conf.models}
     visible = visible_output(conf, stage)
-    return lines_of(
-        conf,
-        stage,
-        (token_rows(c.with_columns(keys_of(eps, c)), visible, answered) for c in chunks if c.height),
-    )
+    parts = (request_tokens(c.with_columns(keys_of(eps, c)).lazy(), visible) for c in chunks if c.height)
+    return lines_of(conf, stage, parts, answered)
 
 
 FIRST_ROUND_SUFFIX = r"(_neutral|_biased)?(_c\d+)?(_r0)?"
@@ -209,37 +206,52 @@ def from_earlier_requests(conf: RunConf, run: RunDir, stage: str, answered: np.n
         return None
     eps = {m: endpoint(conf, m) for m in conf.models}
     visible = visible_output(conf, stage)
-    parts = (
-        token_rows(batch, visible, answered) for path in files for batch in stored_requests(run, path, eps)
-    )
-    return lines_of(conf, stage, parts)
+    return lines_of(conf, stage, (stored_tokens(run, path, eps, visible) for path in files), answered)
 
 
-def stored_requests(run: RunDir, path: str, endpoints: dict[str, Endpoint]) -> Iterator[pl.DataFrame]:
-    """A requests table's rows (key, model, spec) in batches, each key's first row only.
+def stored_tokens(run: RunDir, path: str, endpoints: dict[str, Endpoint], visible: int) -> pl.DataFrame:
+    """`request_tokens` of a requests table, each key's first row, in one streaming pass.
 
     The stored keys hold where the endpoints are as the table was written, which is checked
-    on each model's first row; a model whose endpoint changed since gets its rows' keys
-    hashed again. Rows of models no longer configured are left out: this config cannot call them.
+    on each model's first row. A model whose endpoint changed since gets its rows' keys
+    hashed again (row by row: the one slow path). Rows of models no longer configured are
+    left out: this config cannot call them.
     """
-    valid: dict[str, bool] = {}
-    with run.root.fs.open_input_file(path) as source:
-        table = pq.ParquetFile(source)
-        for batch in table.iter_batches(batch_size=BATCH_ROWS, columns=["key", "model", "spec", "dispatch"]):
-            rows = pl.from_arrow(batch)
-            assert isinstance(rows, pl.DataFrame)
-            rows = rows.filter(pl.col("model").is_in(list(endpoints)))
-            new = rows.filter(~pl.col("model").is_in(list(valid))).unique(
-                "model", keep="first", maintain_order=True
-            )
-            for model, key, spec in new.select("model", "key", "spec").iter_rows():
-                valid[model] = call_key(endpoints[model], spec_from_json(spec)) == key
-            stale = [m for m, ok in valid.items() if not ok]
-            if stale:
-                # Rows that share a stored key may not share a new one: every row stays in.
-                moved = rows["model"].is_in(stale)
-                rekeyed = keys_of(endpoints, rows.filter(moved))
-                rows = rows.with_columns(rows["key"].scatter(moved.arg_true(), rekeyed))
-            else:
-                rows = rows.filter(pl.col("dispatch"))
-            yield rows.select("key", "model", "spec")
+    configured = pl.col("model").is_in(list(endpoints))
+    source = run.requests.scan_parquet(path)
+    firsts = (
+        source.select("model")
+        .with_row_index("row")
+        .filter(configured)
+        .unique("model", keep="first", maintain_order=True)
+    )
+    with run.root.fs.open_input_file(path) as f:
+        table = pq.ParquetFile(f)
+        stale = [
+            r["model"]
+            for r in _rows(table, firsts.collect()["row"].to_list())
+            if call_key(endpoints[r["model"]], spec_from_json(r["spec"])) != r["key"]
+        ]
+        if not stale:
+            return request_tokens(source.filter(configured & pl.col("dispatch")), visible)
+        # Rows that shared a stored key may not share a new one: every row stays in.
+        tokens = request_tokens(source.filter(configured), visible)
+        batches = (
+            pl.DataFrame(pl.from_arrow(b)) for b in table.iter_batches(BATCH_ROWS, columns=["model", "spec"])
+        )
+        rekeyed = pl.concat([keys_of(endpoints, b.filter(pl.col("model").is_in(stale))) for b in batches])
+    moved = tokens["model"].is_in(stale).arg_true()
+    return tokens.with_columns(tokens["key"].scatter(moved, rekeyed))
+
+
+def _rows(table: pq.ParquetFile, rows: list[int]) -> list[dict[str, Any]]:
+    """Rows of a requests table by index, reading only the row groups that hold them."""
+    out, start = [], 0
+    for group in range(table.metadata.num_row_groups):
+        n = table.metadata.row_group(group).num_rows
+        wanted = [r - start for r in rows if start <= r < start + n]
+        if wanted:
+            part = table.read_row_group(group, columns=["model", "key", "spec"])
+            out += part.take(wanted).to_pylist()
+        start += n
+    return out
