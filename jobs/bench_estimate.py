@@ -36,7 +36,7 @@ from jobs.engine import Engine
 from jobs.estimate import estimate
 from jobs.estimate_requests import BATCH_ROWS, exact_lines, from_earlier_requests
 from jobs.rundir import Manifest, RunDir
-from jobs.stages.compliance import JUDGE_PROMPT, SPEC_SYSTEM, load_spec
+from jobs.stages.compliance import JUDGE_PROMPT, SPEC_CHUNK_CHARS, SPEC_SYSTEM, load_spec
 from jobs.stages.params import stage_params
 
 DEMO = Path(__file__).resolve().parents[1] / "conf" / "demo.yaml"
@@ -48,11 +48,13 @@ def _conf(tmp: str) -> RunConf:
     return load_config(DEMO, [f"run_dir={tmp}/run", f"cache_dir={tmp}/cache", "pipeline=[compliance]"])
 
 
-def _requests(conf: RunConf, rows: int, chunk: int = 5_000) -> Iterator[pl.DataFrame]:
-    """Compliance-like requests: one judge per row in turn, each a distinct scenario and response."""
+def _requests(conf: RunConf, rows: int) -> Iterator[pl.DataFrame]:
+    """Compliance-like requests: one judge per row in turn, each a distinct scenario and response,
+    in chunks of the stage's size (so the table's row groups are the stage's too)."""
     cc = conf.stages.compliance
     text, _ = load_spec(cc.spec)
     system = SPEC_SYSTEM.format(spec=(text * (SPEC_CHARS // len(text) + 1))[:SPEC_CHARS])
+    chunk = max(1, SPEC_CHUNK_CHARS // len(system))
     params = {j: {**stage_params(conf, j, cc), "cache_prefix": True} for j in cc.judges}
     for start in range(0, rows, chunk):
         judges = [cc.judges[i % len(cc.judges)] for i in range(start, min(start + chunk, rows))]
@@ -124,10 +126,8 @@ def run_estimate_bench(quick: bool = False, rows: int | None = None) -> dict[str
             in_fresh_process(_child, tmp, what) for what in ("rehash", "columns", "estimate")
         )
         table_mb = os.path.getsize(requests) / 1e6
-        spec_mb = (
-            float(pl.scan_parquet(requests).select(pl.col("spec").str.len_bytes().sum()).collect().item())
-            / 1e6
-        )
+        spec_bytes = pl.scan_parquet(requests).select(pl.col("spec").str.len_bytes().cast(pl.UInt64).sum())
+        spec_mb = spec_bytes.collect().item() / 1e6
     lines = columns["result"]
     return {
         "quick": quick,

@@ -53,7 +53,7 @@ SYSTEM_OPEN = '["system","'
 FIRST_SYSTEM = '"messages":[' + SYSTEM_OPEN
 
 BATCH_ROWS = 2048
-"""Requests read at a time from a stored table (a compliance row carries tens of KB)."""
+"""Requests hashed again at a time, for a model whose endpoint changed (a compliance row carries tens of KB)."""
 
 
 def output_tokens(visible: int) -> pl.Expr:
