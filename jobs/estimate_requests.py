@@ -53,7 +53,8 @@ SYSTEM_OPEN = '["system","'
 FIRST_SYSTEM = '"messages":[' + SYSTEM_OPEN
 
 BATCH_ROWS = 2048
-"""Requests hashed again at a time, for a model whose endpoint changed (a compliance row carries tens of KB)."""
+"""Requests read at a time where they are read in batches: from an object store, or to hash them
+again for a model whose endpoint changed (a compliance row carries tens of KB)."""
 
 
 def output_tokens(visible: int) -> pl.Expr:
@@ -210,7 +211,7 @@ def from_earlier_requests(conf: RunConf, run: RunDir, stage: str, answered: np.n
 
 
 def stored_tokens(run: RunDir, path: str, endpoints: dict[str, Endpoint], visible: int) -> pl.DataFrame:
-    """`request_tokens` of a requests table, each key's first row, in one streaming pass.
+    """`request_tokens` of a requests table, each key's first row.
 
     The stored keys hold where the endpoints are as the table was written, which is checked
     on each model's first row. A model whose endpoint changed since gets its rows' keys
@@ -218,9 +219,9 @@ def stored_tokens(run: RunDir, path: str, endpoints: dict[str, Endpoint], visibl
     left out: this config cannot call them.
     """
     configured = pl.col("model").is_in(list(endpoints))
-    source = run.requests.scan_parquet(path)
     firsts = (
-        source.select("model")
+        run.requests.scan_parquet(path)
+        .select("model")
         .with_row_index("row")
         .filter(configured)
         .unique("model", keep="first", maintain_order=True)
@@ -233,15 +234,28 @@ def stored_tokens(run: RunDir, path: str, endpoints: dict[str, Endpoint], visibl
             if call_key(endpoints[r["model"]], spec_from_json(r["spec"])) != r["key"]
         ]
         if not stale:
-            return request_tokens(source.filter(configured & pl.col("dispatch")), visible)
+            return _tokens(run, table, path, configured & pl.col("dispatch"), visible)
         # Rows that shared a stored key may not share a new one: every row stays in.
-        tokens = request_tokens(source.filter(configured), visible)
+        tokens = _tokens(run, table, path, configured, visible)
         batches = (
             pl.DataFrame(pl.from_arrow(b)) for b in table.iter_batches(BATCH_ROWS, columns=["model", "spec"])
         )
         rekeyed = pl.concat([keys_of(endpoints, b.filter(pl.col("model").is_in(stale))) for b in batches])
     moved = tokens["model"].is_in(stale).arg_true()
     return tokens.with_columns(tokens["key"].scatter(moved, rekeyed))
+
+
+def _tokens(run: RunDir, table: pq.ParquetFile, path: str, keep: pl.Expr, visible: int) -> pl.DataFrame:
+    """`request_tokens` of the rows `keep` selects: one streaming pass of polars' reader on a local
+    disk; on an object store, which polars would read whole through pyarrow, batch by batch."""
+    if run.root.is_local:
+        return request_tokens(pl.scan_parquet(path).filter(keep), visible)
+    columns = ["key", "model", "spec", "dispatch"]
+    parts = [
+        request_tokens(pl.DataFrame(pl.from_arrow(b)).lazy().filter(keep), visible)
+        for b in table.iter_batches(BATCH_ROWS, columns=columns)
+    ]
+    return pl.concat(parts) if parts else pl.DataFrame()  # an empty table has no batches
 
 
 def _rows(table: pq.ParquetFile, rows: list[int]) -> list[dict[str, Any]]:

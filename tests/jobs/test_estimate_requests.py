@@ -25,6 +25,7 @@ from jobs.estimate_requests import (
     from_earlier_requests,
 )
 from jobs.rundir import Manifest, RunDir
+from tests.s3server import s3_bucket
 
 DEMO = Path(__file__).resolve().parents[2] / "conf" / "demo.yaml"
 
@@ -76,7 +77,7 @@ def table_chunks(run: RunDir, stage: str) -> list[pl.DataFrame]:
     """A stage's first-round requests tables as (model, spec) frames, for the row-by-row readings."""
     own = re.compile(rf"{stage}{FIRST_ROUND_SUFFIX}\.parquet")
     return [
-        pl.read_parquet(p, columns=["model", "spec"])
+        run.requests.scan_parquet(p).select("model", "spec").collect()
         for p in run.requests.list_files(".parquet")
         if own.fullmatch(Path(p).name)
     ]
@@ -132,6 +133,14 @@ def compliance_chunks(models: list[str], n: int) -> list[pl.DataFrame]:
     ]
 
 
+def stage_keys(run: RunDir) -> pl.Series:
+    """Every key in the run's requests tables."""
+    tables = [
+        run.requests.scan_parquet(p).select("key").collect() for p in run.requests.list_files(".parquet")
+    ]
+    return pl.concat(tables)["key"]
+
+
 @pytest.fixture
 def written(tmp_path: Path) -> tuple[RunConf, RunDir, Engine]:
     conf = load_config(DEMO, [f"run_dir={tmp_path / 'run'}"])
@@ -149,9 +158,8 @@ def test_compliance_tables_with_some_keys_answered(written: tuple[RunConf, RunDi
     engine.write_requests(
         "compliance_r1", [pl.DataFrame({"model": ["o3"], "spec": [spec_to_json(chat("o3", "x"))]})]
     )
-    keys = pl.concat([pl.read_parquet(p, columns=["key"]) for p in run.requests.list_files(".parquet")])[
-        "key"
-    ]
+    engine.write_requests("compliance_c2", [])  # a table with no rows
+    keys = stage_keys(run)
     for answered in (np.empty(0, dtype="S32"), some_answered(keys), np.unique(keys.to_numpy().astype("S32"))):
         lines = assert_same_lines(conf, run, "compliance", answered)
         assert [ln.model for ln in lines] == judges
@@ -163,13 +171,27 @@ def test_compliance_tables_with_some_keys_answered(written: tuple[RunConf, RunDi
     assert lines["o3"].cache_write_tokens == 0 < lines["o3"].cached_input_tokens
 
 
+def test_tables_on_an_object_store(tmp_path: Path) -> None:
+    """On S3 the tables are read in batches through pyarrow: the same lines."""
+    with s3_bucket() as bucket:
+        conf = load_config(DEMO, [f"run_dir={bucket}/run"])
+        run = RunDir.open(conf.run_dir)
+        engine = Engine(conf, run, Manifest(run.root), CallStore(str(tmp_path / "cache")))
+        first, second = compliance_chunks(["claude_sonnet_4", "o3"], 30)
+        engine.write_requests("compliance_c0", [first])
+        engine.write_requests("compliance_c1", [second, first.head(4)])
+        engine.write_requests("compliance_c2", [])
+        lines = assert_same_lines(conf, run, "compliance", some_answered(stage_keys(run)))
+    assert [ln.model for ln in lines] == ["claude_sonnet_4", "o3"]
+    assert all(0 < ln.cached < ln.calls for ln in lines)
+
+
 def test_a_model_whose_endpoint_changed_has_its_keys_hashed_again(
     written: tuple[RunConf, RunDir, Engine], tmp_path: Path
 ) -> None:
     _, run, engine = written
     engine.write_requests("compliance", compliance_chunks(["claude_sonnet_4", "o3"], 20))
-    keys = pl.read_parquet(run.requests.join("compliance.parquet"), columns=["key"])["key"]
-    answered = np.unique(keys.to_numpy().astype("S32"))
+    answered = np.unique(stage_keys(run).to_numpy().astype("S32"))
     moved = load_config(DEMO, [f"run_dir={tmp_path / 'run'}", "vars.openai_base_url=http://elsewhere/v1"])
     lines = {ln.model: ln for ln in assert_same_lines(moved, run, "compliance", answered)}
     # Calls to the moved endpoint are new calls; the other judge's are still in the store.
