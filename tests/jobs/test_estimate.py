@@ -103,7 +103,14 @@ def test_estimate_matches_the_demo_runs_calls_per_stage(tmp_path: Path) -> None:
     # On the run's own requests tables, with half its calls in the store, reading the stored keys
     # column-wise gives the lines that hashing every request again, row by row, gives.
     run, half = RunDir.open(conf.run_dir), CallStore(str(tmp_path / "cache")).answered_keys()[::2]
-    for stage in ("scenarios_biased", "rubrics", "scores", "embeddings", *pipeline[len(UPSTREAM) :]):
+    for stage in (
+        "scenarios_biased",
+        "rubrics",
+        "scores",
+        "embeddings",
+        *pipeline[len(UPSTREAM) :],
+        "values_embeddings",
+    ):
         assert_same_lines(conf, run, stage, half)
     compliance = assert_same_lines(conf, run, "compliance", half)
     assert 0 < sum(ln.cached for ln in compliance) < sum(ln.calls for ln in compliance)
