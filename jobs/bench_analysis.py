@@ -17,9 +17,7 @@
 from __future__ import annotations
 
 import json
-import multiprocessing as mp
 import os
-import resource
 import tempfile
 import time
 from typing import Any
@@ -38,6 +36,7 @@ from jobs.analysis.kcenter import weighted_kcenter
 from jobs.analysis.outliers import outliers
 from jobs.bench_data import D, queries, seeds, synthetic_vectors
 from jobs.bench_gpu import gpu_bench
+from jobs.bench_process import in_fresh_process, peak_rss_mb
 
 
 def _delta_child(path: str, delta: float, conn: Any) -> None:
@@ -45,7 +44,7 @@ def _delta_child(path: str, delta: float, conn: Any) -> None:
     t0 = time.perf_counter()
     sel = delta_select(x, delta=delta, seed=0)
     secs = time.perf_counter() - t0
-    rss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    rss_mb = peak_rss_mb()
     np.savez(
         path + ".sel.npz", diverse=sel.diverse, center=sel.center, dist=sel.center_distance, order=sel.order
     )
@@ -85,12 +84,7 @@ def run_analysis_bench(quick: bool = False) -> dict[str, Any]:
     with tempfile.TemporaryDirectory() as tmp:
         path = os.path.join(tmp, "x.npy")
         np.save(path, x)
-        ctx = mp.get_context("spawn")
-        parent, child = ctx.Pipe()
-        proc = ctx.Process(target=_delta_child, args=(path, delta, child))
-        proc.start()
-        res = parent.recv()
-        proc.join()
+        res = in_fresh_process(_delta_child, path, delta)
         sel_np = np.load(path + ".sel.npz")
     out["delta_seconds"] = round(res["seconds"], 2)
     out["delta_peak_rss_mb"] = round(res["peak_rss_mb"], 1)

@@ -93,6 +93,10 @@ def _cmd_bench(args: argparse.Namespace) -> int:
         from jobs.bench_gpu import gpu_bench
 
         result = gpu_bench(quick=args.quick)
+    elif args.what == "estimate":
+        from jobs.bench_estimate import run_estimate_bench
+
+        result = run_estimate_bench(quick=args.quick)
     else:
         from jobs.bench import run_bench
 
@@ -146,7 +150,7 @@ def build_parser() -> argparse.ArgumentParser:
     rp.set_defaults(fn=_cmd_report)
 
     b = sub.add_parser("bench", help="benchmarks against the emulator; prints JSON")
-    b.add_argument("what", choices=["fanout", "analysis", "gpu"])
+    b.add_argument("what", choices=["fanout", "analysis", "estimate", "gpu"])
     b.add_argument("--json", action="store_true", help="one line of JSON")
     b.add_argument("--quick", action="store_true", help="short windows, for a smoke test")
     b.set_defaults(fn=_cmd_bench)

@@ -10,17 +10,13 @@ such as a model added to a sweep, would cost. Other stages are counted from the 
 from __future__ import annotations
 
 import math
-import re
-from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
-import polars as pl
 import pyarrow.parquet as pq
 
-from actors.store import CallStore, contains
-from actors.types import CallSpec, call_key, spec_from_json
+from actors.store import CallStore
 from jobs.batching.conf import batch_capable, routing_for
 from jobs.config import LimitsConf, RunConf, account_limits, account_of, endpoint
 from jobs.rundir import RunDir, default_cache
@@ -40,18 +36,6 @@ TYPICAL: dict[str, tuple[int, int]] = {
 }
 """(input, output) tokens assumed per call: whole calls where exact requests cannot be built
 yet, and the visible answer size where they can."""
-
-REASONING_TOKENS = {"low": 500, "medium": 1500, "high": 4000}
-"""Hidden reasoning tokens (billed as output) assumed per OpenAI reasoning effort."""
-
-
-def expected_output_tokens(params: dict[str, Any], visible: int) -> float:
-    """Visible answer plus assumed thinking (half the budget) or reasoning, capped at max_tokens."""
-    thinking = (params.get("thinking_budget") or 0) / 2 + REASONING_TOKENS.get(
-        params.get("reasoning_effort") or "", 0
-    )
-    cap = params.get("max_tokens") or visible + thinking
-    return float(min(cap, visible + thinking))
 
 
 @dataclass
@@ -129,7 +113,7 @@ class Estimate:
         }
 
 
-def _visible_output(conf: RunConf, stage: str) -> int:
+def visible_output(conf: RunConf, stage: str) -> int:
     """Visible answer tokens assumed for one exact request of `stage` (a joint score covers every model)."""
     if stage == "scores":
         sc = conf.stages.scores
@@ -138,75 +122,11 @@ def _visible_output(conf: RunConf, stage: str) -> int:
     return TYPICAL[stage][1]
 
 
-def exact_lines(
-    conf: RunConf, stage: str, chunks: Iterable[pl.DataFrame], answered: np.ndarray
-) -> list[Line]:
-    """Lines from a stage's real requests: unique keys per model, those already answered, prompt sizes."""
-    eps = {m: endpoint(conf, m) for m in conf.models}
-    visible = _visible_output(conf, stage)
-    seen: set[str] = set()
-    written: set[str] = set()
-    lines: dict[str, Line] = {}
-    for chunk in chunks:
-        for model, spec_json in zip(chunk["model"], chunk["spec"], strict=True):
-            spec = spec_from_json(spec_json)
-            key = call_key(eps[model], spec)
-            if key in seen:
-                continue
-            seen.add(key)
-            line = lines.setdefault(model, Line(stage, model, 0, exact=True))
-            line.calls += 1
-            tokens_in = len(spec_json) / 4
-            tokens_out = expected_output_tokens(spec.param_dict, visible)
-            if contains(answered, np.array([key], dtype="S32"))[0]:
-                line.cached += 1
-                line.stored_input_tokens += tokens_in
-                line.stored_output_tokens += tokens_out
-                continue
-            line.input_tokens += tokens_in
-            line.output_tokens += tokens_out
-            prefix = cacheable_prefix_tokens(spec)
-            if prefix and model in written:
-                line.cached_input_tokens += prefix
-            elif prefix:  # the model's first call to make writes the provider's cache
-                written.add(model)
-                if eps[model].provider == "anthropic":
-                    line.cache_write_tokens += prefix
-    return list(lines.values())
-
-
-MIN_CACHED_TOKENS = 1024
-"""Providers cache a prompt prefix only from about this many tokens on."""
-
-
-def cacheable_prefix_tokens(spec: CallSpec) -> float:
-    """Tokens of a request's system prompt when the request asks for it to be cached (and it is long enough)."""
-    if not spec.param_dict.get("cache_prefix"):
-        return 0.0
-    tokens = sum(len(m.content) for m in spec.messages if m.role == "system") / 4
-    return tokens if tokens >= MIN_CACHED_TOKENS else 0.0
-
-
 def _typical(stage: str, model: str, calls: int, kind: str, max_tokens: int | None) -> Line:
     tin, tout = TYPICAL[kind]
     return Line(
         stage, model, calls, input_tokens=calls * tin, output_tokens=calls * min(tout, max_tokens or tout)
     )
-
-
-FIRST_ROUND_SUFFIX = r"(_neutral|_biased)?(_c\d+)?(_r0)?"
-"""What follows a stage's name in its first-round requests tables (`scenarios_neutral`,
-`scores_c3_r0`); repairs (`_r1`...) and other stages' tables (`values_embeddings`) do not match."""
-
-
-def from_earlier_requests(conf: RunConf, run: RunDir, stage: str, answered: np.ndarray) -> list[Line] | None:
-    """Exact lines from the requests an earlier run of this stage wrote (first rounds, not repairs)."""
-    own = re.compile(rf"{re.escape(stage)}{FIRST_ROUND_SUFFIX}\.parquet")
-    files = [p for p in run.requests.list_files(".parquet") if own.fullmatch(p.rsplit("/", 1)[-1])]
-    if not files:
-        return None
-    chunks = (run.requests.scan_parquet(p).select("model", "spec").collect() for p in files)
-    return exact_lines(conf, stage, chunks, answered)
 
 
 def _split(n: int, weights: dict[str, float]) -> dict[str, int]:
@@ -218,6 +138,8 @@ def _score_lines(
     conf: RunConf, run: RunDir, answered: np.ndarray, lines: list[Line], n_scen: int
 ) -> list[Line]:
     """Scoring follows the responses: a rerun repeats earlier requests; new responses need new scores."""
+    from jobs.estimate_requests import from_earlier_requests
+
     sc, n_models = conf.stages.scores, len(conf.stages.scores.models or conf.stages.responses.models)
     responses = [ln for ln in lines if ln.stage == "responses"]
     new_responses = sum(ln.to_make for ln in responses)
@@ -244,6 +166,7 @@ def plan(conf: RunConf) -> list[Line]:
     """Every calling stage of `conf.pipeline`, exact where its inputs exist, else from config."""
     from jobs.driver import StageContext
     from jobs.estimate_judges import judge_lines
+    from jobs.estimate_requests import exact_lines, from_earlier_requests
     from jobs.stages import responses as responses_stage
     from jobs.stages.pairs import load_values, sample_pairs
     from jobs.stages.scenarios import neutral_requests

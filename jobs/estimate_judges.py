@@ -16,7 +16,13 @@ import numpy as np
 import polars as pl
 
 from actors.errors import SpecstressError
-from jobs.estimate import MIN_CACHED_TOKENS, TYPICAL, Line, expected_output_tokens, from_earlier_requests
+from jobs.estimate import TYPICAL, Line
+from jobs.estimate_requests import (
+    CHARS_PER_TOKEN,
+    MIN_CACHED_TOKENS,
+    expected_output_tokens,
+    from_earlier_requests,
+)
 from jobs.rundir import RunDir
 from jobs.stages.compliance import SPEC_SYSTEM, families_of, load_spec, sample_groups
 from jobs.stages.params import stage_params
@@ -25,8 +31,6 @@ from jobs.stages.values import value_categories
 
 if TYPE_CHECKING:
     from jobs.config import RunConf
-
-CHARS_PER_TOKEN = 4
 
 
 def _in_scope(run: RunDir, subset: str, high_only: bool, n_scen: int, cap: int | None) -> tuple[int, bool]:

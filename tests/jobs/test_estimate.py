@@ -9,9 +9,12 @@ import subprocess
 import sys
 from pathlib import Path
 
+from actors.store import CallStore
 from jobs.config import load_config
 from jobs.estimate import estimate, format_estimate
 from jobs.report.facts import stage_of
+from jobs.rundir import RunDir
+from tests.jobs.test_estimate_requests import assert_same_lines
 
 DEMO = Path(__file__).resolve().parents[2] / "conf" / "demo.yaml"
 CLEAN = [f"emulator.quirks.{q}=0" for q in ("refusal", "drop_tag", "truncate", "malformed_json")]
@@ -96,6 +99,23 @@ def test_estimate_matches_the_demo_runs_calls_per_stage(tmp_path: Path) -> None:
     assert after["total_to_make"] == 0 and after["total_cost_usd"] == 0
     assert after["total_stored_usd"] > 0
     assert all(ln["cached"] == ln["calls"] for ln in after["lines"])
+
+    # On the run's own requests tables, with half its calls in the store, reading the stored keys
+    # column-wise gives the lines that hashing every request again, row by row, gives.
+    run, half = RunDir.open(conf.run_dir), CallStore(str(tmp_path / "cache")).answered_keys()[::2]
+    for stage in (
+        "scenarios_biased",
+        "rubrics",
+        "scores",
+        "embeddings",
+        *pipeline[len(UPSTREAM) :],
+        "values_embeddings",
+    ):
+        assert_same_lines(conf, run, stage, half)
+    compliance = assert_same_lines(conf, run, "compliance", half)
+    assert 0 < sum(ln.cached for ln in compliance) < sum(ln.calls for ln in compliance)
+    assert all(ln.cached_input_tokens > 0 for ln in compliance)
+    assert any(ln.cache_write_tokens > 0 for ln in compliance)
 
 
 def test_run_over_budget_refuses_and_points_to_the_estimate(tmp_path: Path) -> None:

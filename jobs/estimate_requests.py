@@ -1,0 +1,271 @@
+"""Exact estimate lines from a stage's requests, computed column by column.
+
+Every `specstress run` with a budget estimates what it still has to pay before it starts
+(`jobs/driver.py` `refuse_over_budget`). At the paper's scale a stage's requests tables
+hold millions of rows, and each compliance row carries the whole model spec, so nothing
+here parses or hashes a row in Python: the tables' stored `key` column is trusted (checked
+once per model and table against the current endpoints), token counts are polars
+expressions over the spec JSON, and store membership is one vectorised `contains`.
+The token rules (`output_tokens`, `prefix_tokens`) are defined here once, as expressions;
+the config-counted lines use them through `expected_output_tokens`.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import polars as pl
+import pyarrow.parquet as pq
+
+from actors.store import contains
+from actors.types import Endpoint, call_key, spec_from_json
+from jobs.config import endpoint
+from jobs.estimate import Line, visible_output
+
+if TYPE_CHECKING:
+    from jobs.config import RunConf
+    from jobs.rundir import RunDir
+
+CHARS_PER_TOKEN = 4
+
+REASONING_TOKENS = {"low": 500, "medium": 1500, "high": 4000}
+"""Hidden reasoning tokens (billed as output) assumed per OpenAI reasoning effort."""
+
+MIN_CACHED_TOKENS = 1024
+"""Providers cache a prompt prefix only from about this many tokens on."""
+
+PARAMS = {
+    "max_tokens": pl.Float64,
+    "thinking_budget": pl.Float64,
+    "reasoning_effort": pl.String,
+    "cache_prefix": pl.Boolean,
+}
+"""The generation parameters the token rules read, with the types they are read as."""
+
+PARAMS_JSON = r',"params":(\{[^{}]*\})'
+"""A spec's params object (flat: `NEUTRAL_PARAMS` are scalars). In canonical JSON every quote
+inside a string is escaped, so `,"` and `["` can only be structure, never message text;
+that also holds for `SYSTEM_OPEN` and `FIRST_SYSTEM`."""
+SYSTEM_OPEN = '["system","'
+FIRST_SYSTEM = '"messages":[' + SYSTEM_OPEN
+
+BATCH_ROWS = 2048
+"""Requests read at a time where they are read in batches: from an object store, or to hash them
+again for a model whose endpoint changed (a compliance row carries tens of KB)."""
+
+
+def output_tokens(visible: int) -> pl.Expr:
+    """Visible answer plus assumed thinking (half the budget) or reasoning, capped at max_tokens
+    (absent or 0: no cap); over columns named as in `PARAMS`."""
+    effort = pl.col("reasoning_effort").replace_strict(REASONING_TOKENS, default=0, return_dtype=pl.Float64)
+    uncapped = pl.col("thinking_budget").fill_null(0) / 2 + effort.fill_null(0) + visible
+    cap = pl.col("max_tokens")
+    return pl.when(cap.is_null() | (cap == 0)).then(uncapped).otherwise(pl.min_horizontal(cap, uncapped))
+
+
+def expected_output_tokens(params: dict[str, Any], visible: int) -> float:
+    """`output_tokens` of one call's params (the config-counted lines)."""
+    row = pl.DataFrame([{name: params.get(name) for name in PARAMS}], schema=PARAMS)
+    return float(row.select(output_tokens(visible)).item())
+
+
+def prefix_tokens(system_chars: pl.Expr) -> pl.Expr:
+    """Tokens of a system prompt marked for caching, or 0 when it is too short to be cached."""
+    tokens = system_chars / CHARS_PER_TOKEN
+    return pl.when(tokens >= MIN_CACHED_TOKENS).then(tokens).otherwise(0.0)
+
+
+def request_tokens(requests: pl.LazyFrame, visible: int) -> pl.DataFrame:
+    """Per request (key, model, spec): its input and expected output tokens, whether it asks
+    for its prefix to be cached, and how many characters its system messages hold.
+
+    Stages put one system message first: its text is read by a JSON path. Specs with other
+    layouts (several system messages, or one later on) have their messages decoded whole;
+    every other spec hands that decoder an empty list, so the slow path costs it nothing.
+    The specs are read in one streaming select that keeps only small columns.
+    """
+    spec, message = pl.col("spec"), pl.element()
+    first = spec.str.contains(FIRST_SYSTEM, literal=True)
+    other = spec.str.count_matches(SYSTEM_OPEN, literal=True) > first.cast(pl.UInt32)
+    decoded = (
+        pl.when(other)
+        .then(spec)
+        .otherwise(pl.lit('{"messages":[]}'))
+        .str.json_path_match("$.messages")
+        .str.json_decode(pl.List(pl.List(pl.String)))
+        .list.eval(
+            pl.when(message.list.get(0) == "system").then(message.list.get(1).str.len_chars()).otherwise(0)
+        )
+        .list.sum()
+    )
+    leading = spec.str.json_path_match("$.messages[0][1]").str.len_chars()
+    small = requests.select(
+        "key",
+        "model",
+        input_tokens=spec.str.len_chars() / CHARS_PER_TOKEN,
+        params=spec.str.extract(PARAMS_JSON, 1),
+        system_chars=pl.when(other).then(decoded).when(first).then(leading).otherwise(0).cast(pl.Int64),
+    )
+    # Common-subexpression elimination would add a step that carries the specs along: several GB at scale.
+    rows = small.collect(engine="streaming", optimizations=pl.QueryOptFlags(comm_subexpr_elim=False))
+    return (
+        rows.with_columns(pl.col("params").str.json_decode(pl.Struct(PARAMS)))
+        .unnest("params")
+        .select(
+            "key",
+            "model",
+            "input_tokens",
+            "system_chars",
+            output_tokens=output_tokens(visible),
+            cache_prefix=pl.col("cache_prefix").fill_null(False),
+        )
+    )
+
+
+def lines_of(conf: RunConf, stage: str, parts: Iterable[pl.DataFrame], answered: np.ndarray) -> list[Line]:
+    """One line per model from `request_tokens` parts, counting each key once (its first row).
+
+    Per model, the first call to make with a cacheable prefix writes the provider's cache
+    (billed apart on Anthropic) and every later one reads it; calls already answered cost nothing.
+    """
+    frames = [p for p in parts if p.height]
+    if not frames:
+        return []
+    rows = pl.concat(frames).unique("key", keep="first", maintain_order=True)
+    rows = rows.with_columns(answered=pl.Series(contains(answered, rows["key"].to_numpy().astype("S32"))))
+    make = ~pl.col("answered")
+    prefix = pl.when(pl.col("cache_prefix") & make).then(prefix_tokens(pl.col("system_chars"))).otherwise(0.0)
+    per_model = (
+        rows.with_columns(prefix=prefix)
+        .group_by("model", maintain_order=True)
+        .agg(
+            calls=pl.len(),
+            cached=pl.col("answered").sum(),
+            input_tokens=pl.col("input_tokens").filter(make).sum(),
+            output_tokens=pl.col("output_tokens").filter(make).sum(),
+            stored_input_tokens=pl.col("input_tokens").filter(~make).sum(),
+            stored_output_tokens=pl.col("output_tokens").filter(~make).sum(),
+            prefix_total=pl.col("prefix").sum(),
+            first_prefix=pl.col("prefix").filter(pl.col("prefix") > 0).first().fill_null(0.0),
+        )
+    )
+    lines = []
+    for r in per_model.iter_rows(named=True):
+        write = r["first_prefix"]
+        lines.append(
+            Line(
+                stage,
+                r["model"],
+                int(r["calls"]),
+                cached=int(r["cached"]),
+                input_tokens=float(r["input_tokens"]),
+                output_tokens=float(r["output_tokens"]),
+                exact=True,
+                cached_input_tokens=float(r["prefix_total"] - write),
+                cache_write_tokens=float(
+                    write if endpoint(conf, r["model"]).provider == "anthropic" else 0.0
+                ),
+                stored_input_tokens=float(r["stored_input_tokens"]),
+                stored_output_tokens=float(r["stored_output_tokens"]),
+            )
+        )
+    return lines
+
+
+def keys_of(endpoints: dict[str, Endpoint], chunk: pl.DataFrame) -> pl.Series:
+    """Each request's call key, hashed from its spec (for requests no table has keyed yet)."""
+    keys = [
+        call_key(endpoints[m], spec_from_json(js))
+        for m, js in zip(chunk["model"], chunk["spec"], strict=True)
+    ]
+    return pl.Series("key", keys, dtype=pl.String)
+
+
+def exact_lines(
+    conf: RunConf, stage: str, chunks: Iterable[pl.DataFrame], answered: np.ndarray
+) -> list[Line]:
+    """Lines from requests built in memory (columns model, spec), e.g. from the config: keys hashed here."""
+    eps = {m: endpoint(conf, m) for m in conf.models}
+    visible = visible_output(conf, stage)
+    parts = (request_tokens(c.with_columns(keys_of(eps, c)).lazy(), visible) for c in chunks if c.height)
+    return lines_of(conf, stage, parts, answered)
+
+
+FIRST_ROUND_SUFFIX = r"(_neutral|_biased)?(_c\d+)?(_r0)?"
+"""What follows a stage's name in its first-round requests tables (`scenarios_neutral`,
+`scores_c3_r0`); repairs (`_r1`...) and other stages' tables (`values_embeddings`) do not match."""
+
+
+def from_earlier_requests(conf: RunConf, run: RunDir, stage: str, answered: np.ndarray) -> list[Line] | None:
+    """Exact lines from the requests tables an earlier run of this stage wrote (first rounds, not repairs)."""
+    own = re.compile(rf"{re.escape(stage)}{FIRST_ROUND_SUFFIX}\.parquet")
+    files = [p for p in run.requests.list_files(".parquet") if own.fullmatch(p.rsplit("/", 1)[-1])]
+    if not files:
+        return None
+    eps = {m: endpoint(conf, m) for m in conf.models}
+    visible = visible_output(conf, stage)
+    return lines_of(conf, stage, (stored_tokens(run, path, eps, visible) for path in files), answered)
+
+
+def stored_tokens(run: RunDir, path: str, endpoints: dict[str, Endpoint], visible: int) -> pl.DataFrame:
+    """`request_tokens` of a requests table, each key's first row.
+
+    The stored keys hold where the endpoints are as the table was written, which is checked
+    on each model's first row. A model whose endpoint changed since gets its rows' keys
+    hashed again (row by row: the one slow path). Rows of models no longer configured are
+    left out: this config cannot call them.
+    """
+    configured = pl.col("model").is_in(list(endpoints))
+    firsts = (
+        run.requests.scan_parquet(path)
+        .select("model")
+        .with_row_index("row")
+        .filter(configured)
+        .unique("model", keep="first", maintain_order=True)
+    )
+    with run.root.fs.open_input_file(path) as f:
+        table = pq.ParquetFile(f)
+        stale = [
+            r["model"]
+            for r in _rows(table, firsts.collect()["row"].to_list())
+            if call_key(endpoints[r["model"]], spec_from_json(r["spec"])) != r["key"]
+        ]
+        if not stale:
+            return _tokens(run, table, path, configured & pl.col("dispatch"), visible)
+        # Rows that shared a stored key may not share a new one: every row stays in.
+        tokens = _tokens(run, table, path, configured, visible)
+        batches = (
+            pl.DataFrame(pl.from_arrow(b)) for b in table.iter_batches(BATCH_ROWS, columns=["model", "spec"])
+        )
+        rekeyed = pl.concat([keys_of(endpoints, b.filter(pl.col("model").is_in(stale))) for b in batches])
+    moved = tokens["model"].is_in(stale).arg_true()
+    return tokens.with_columns(tokens["key"].scatter(moved, rekeyed))
+
+
+def _tokens(run: RunDir, table: pq.ParquetFile, path: str, keep: pl.Expr, visible: int) -> pl.DataFrame:
+    """`request_tokens` of the rows `keep` selects: one streaming pass of polars' reader on a local
+    disk; on an object store, which polars would read whole through pyarrow, batch by batch."""
+    if run.root.is_local:
+        return request_tokens(pl.scan_parquet(path).filter(keep), visible)
+    columns = ["key", "model", "spec", "dispatch"]
+    parts = [
+        request_tokens(pl.DataFrame(pl.from_arrow(b)).lazy().filter(keep), visible)
+        for b in table.iter_batches(BATCH_ROWS, columns=columns)
+    ]
+    return pl.concat(parts) if parts else pl.DataFrame()  # an empty table has no batches
+
+
+def _rows(table: pq.ParquetFile, rows: list[int]) -> list[dict[str, Any]]:
+    """Rows of a requests table by index, reading only the row groups that hold them."""
+    out, start = [], 0
+    for group in range(table.metadata.num_row_groups):
+        n = table.metadata.row_group(group).num_rows
+        wanted = [r - start for r in rows if start <= r < start + n]
+        if wanted:
+            part = table.read_row_group(group, columns=["model", "key", "spec"])
+            out += part.take(wanted).to_pylist()
+        start += n
+    return out
