@@ -69,3 +69,13 @@ def lift(seeds: np.ndarray, dim: int, rng: np.random.Generator) -> np.ndarray:
     """Seeds mapped to `dim` dimensions by a random Gaussian map: their distances stay about the same."""
     v = seeds @ (rng.normal(size=(seeds.shape[1], dim)).astype(np.float32) / np.sqrt(dim))
     return (v / np.linalg.norm(v, axis=1, keepdims=True)).astype(np.float32)
+
+
+if __name__ == "__main__":
+    import sys
+
+    vectors, real = seeds(np.random.default_rng(0))
+    if not real:
+        sys.exit("the local model or the sample queries are missing: no real seeds to save")
+    np.save(sys.argv[1], vectors)
+    print(f"saved {len(vectors)} seed embeddings to {sys.argv[1]}")

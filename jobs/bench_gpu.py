@@ -101,7 +101,22 @@ def gpu_bench(
     return out
 
 
+def main(argv: list[str]) -> None:
+    """`python -m jobs.bench_gpu [--quick] [--seeds SEEDS.npy]`.
+
+    `--seeds` takes the real queries' embeddings saved by `python -m jobs.bench_data PATH` on
+    a machine with the local model, so a GPU box without it still runs on real seeds.
+    """
+    seed_vectors = None
+    if "--seeds" in argv:
+        seed_vectors = np.load(argv[argv.index("--seeds") + 1]).astype(np.float32)
+    out = gpu_bench(quick="--quick" in argv, seed_vectors=seed_vectors)
+    if seed_vectors is not None and "skipped" not in out:
+        out["real_seeds"] = "from --seeds"
+    print(json.dumps(out))
+
+
 if __name__ == "__main__":
     import sys
 
-    print(json.dumps(gpu_bench(quick="--quick" in sys.argv)))
+    main(sys.argv[1:])

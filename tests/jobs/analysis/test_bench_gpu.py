@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -40,6 +41,7 @@ def test_gpu_bench_says_why_it_skipped() -> None:
 
 BLOCK_STACK = """
 import sys
+from pathlib import Path
 class Block:
     def find_spec(self, name, path=None, target=None):
         if name.split(".")[0] in {"polars", "faiss", "pyarrow", "ray", "omegaconf", "sentence_transformers"}:
@@ -48,6 +50,7 @@ sys.meta_path.insert(0, Block())
 import json
 import subprocess
 import sys
+from pathlib import Path
 from jobs.bench_gpu import gpu_bench
 print(json.dumps(gpu_bench(True, device="cpu", n=1_500, dims=(64,), naive_centers=5, n_texts=8)))
 """
@@ -62,3 +65,17 @@ def test_gpu_bench_needs_only_numpy_and_torch() -> None:
     assert out["real_seeds"] is False
     assert out["d64"]["coverage_ok"] and out["d64"]["separation_ok"]
     assert out["embeddings_skipped"].startswith("analysis stack missing")
+
+
+def test_real_seeds_can_be_saved_for_a_gpu_box(tmp_path: Path) -> None:
+    if local_model_path() is None:
+        pytest.skip("the embed extra is not installed")
+    from jobs.bench_data import queries
+
+    if not queries():
+        pytest.skip("../shared sample queries are missing")
+    path = tmp_path / "seeds.npy"
+    subprocess.run([sys.executable, "-m", "jobs.bench_data", str(path)], check=True, timeout=300)
+    seeds = np.load(path)
+    assert seeds.shape == (500, 384) and seeds.dtype == np.float32
+    np.testing.assert_allclose(np.linalg.norm(seeds, axis=1), 1.0, atol=1e-5)
