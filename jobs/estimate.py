@@ -19,7 +19,7 @@ import pyarrow.parquet as pq
 from actors.store import CallStore
 from jobs.batching.conf import batch_capable, routing_for
 from jobs.config import LimitsConf, RunConf, account_limits, account_of, endpoint
-from jobs.rundir import RunDir, default_cache
+from jobs.rundir import Manifest, RunDir, default_cache
 
 TYPICAL: dict[str, tuple[int, int]] = {
     "scenarios_neutral": (250, 700),
@@ -129,6 +129,32 @@ def _typical(stage: str, model: str, calls: int, kind: str, max_tokens: int | No
     )
 
 
+def stage_done(run: RunDir, stage: str) -> bool:
+    """Whether the run's manifest records `stage` as finished."""
+    return Manifest(run.root).data["stages"].get(stage, {}).get("state") == "done"
+
+
+def with_unwritten(run: RunDir, stage: str, earlier: list[Line], whole: Line) -> list[Line]:
+    """`earlier` (exact lines from the requests a stage wrote) plus, when the stage stopped part-way,
+    the calls of the chunks it never wrote: `whole` (the stage counted from config) less those seen.
+
+    Chunked stages (rubrics, scores, the labelling stages) write each chunk's requests just
+    before sending them, so a stopped stage's tables cover its first chunks only. The rest
+    joins the line of the same model, which is then no longer exact.
+    """
+    seen = sum(ln.calls for ln in earlier)
+    if stage_done(run, stage) or whole.calls <= seen:
+        return earlier
+    rest, share = whole.calls - seen, (whole.calls - seen) / whole.calls
+    same = next((ln for ln in earlier if ln.model == whole.model), None)
+    line = same or Line(whole.stage, whole.model, 0)
+    line.calls += rest
+    line.input_tokens += whole.input_tokens * share
+    line.output_tokens += whole.output_tokens * share
+    line.exact = False
+    return earlier if same else [*earlier, line]
+
+
 def _split(n: int, weights: dict[str, float]) -> dict[str, int]:
     total = sum(weights.values()) or 1.0
     return {m: round(n * w / total) for m, w in weights.items()}
@@ -143,22 +169,21 @@ def _score_lines(
     sc, n_models = conf.stages.scores, len(conf.stages.scores.models or conf.stages.responses.models)
     responses = [ln for ln in lines if ln.stage == "responses"]
     new_responses = sum(ln.to_make for ln in responses)
-    if responses and all(ln.exact for ln in responses):
-        earlier = from_earlier_requests(conf, run, "scores", answered)
-        if earlier and new_responses == 0:
-            return earlier
+    exact = bool(responses) and all(ln.exact for ln in responses)
+    earlier = from_earlier_requests(conf, run, "scores", answered) if exact else None
+    if exact:
         n_scen = max(ln.calls for ln in responses)
     if sc.mode == "joint":
         line = _typical("scores", sc.model, n_scen, "scores_per_model", None)
         line.input_tokens *= n_models
         line.output_tokens *= n_models
-        if responses and all(ln.exact for ln in responses):
-            # Joint scoring re-asks every scenario whose set of responses changed.
-            line.cached = 0 if new_responses else n_scen
     else:
         line = _typical("scores", sc.model, n_scen * n_models, "scores_per_model", None)
-        if responses and all(ln.exact for ln in responses):
-            line.cached = line.calls - new_responses
+    if earlier and new_responses == 0:
+        return with_unwritten(run, "scores", earlier, line)
+    if exact:
+        # Joint scoring re-asks every scenario whose set of responses changed.
+        line.cached = (0 if new_responses else n_scen) if sc.mode == "joint" else line.calls - new_responses
     return [line]
 
 
@@ -206,7 +231,8 @@ def plan(conf: RunConf) -> list[Line]:
                 lines.append(_typical("responses", m, n_scen * samples, "responses", None))
     if "rubrics" in conf.pipeline:
         earlier = from_earlier_requests(conf, run, "rubrics", answered)
-        lines += earlier or [_typical("rubrics", st.rubrics.model, n_pairs, "rubrics", st.rubrics.max_tokens)]
+        whole = _typical("rubrics", st.rubrics.model, n_pairs, "rubrics", st.rubrics.max_tokens)
+        lines += with_unwritten(run, "rubrics", earlier, whole) if earlier else [whole]
     if "scores" in conf.pipeline:
         lines += _score_lines(conf, run, answered, lines, n_scen)
     if "embeddings" in conf.pipeline and st.embeddings.backend == "api" and st.embeddings.model:

@@ -16,7 +16,7 @@ import numpy as np
 import polars as pl
 
 from actors.errors import SpecstressError
-from jobs.estimate import TYPICAL, Line
+from jobs.estimate import TYPICAL, Line, with_unwritten
 from jobs.estimate_requests import (
     CHARS_PER_TOKEN,
     MIN_CACHED_TOKENS,
@@ -90,12 +90,17 @@ def judge_lines(conf: RunConf, run: RunDir, n_scen: int, answered: np.ndarray) -
             lines += earlier
     done = {ln.stage for ln in lines}
     for name in ("topics", "refusals", "values"):
-        if name not in conf.pipeline or name in done:
+        if name not in conf.pipeline:
             continue
         sc = getattr(st, name)
         n, _ = _in_scope(run, sc.subset, sc.scope == "high", n_scen, sc.max_scenarios)
         per_scenario = n_resp if name == "refusals" else 1
-        lines.append(_line(conf, name, sc.model, n * per_scenario, sc))
+        whole = _line(conf, name, sc.model, n * per_scenario, sc)
+        if name in done:
+            earlier = [ln for ln in lines if ln.stage == name]
+            lines += with_unwritten(run, name, earlier, whole)[len(earlier) :]
+            continue
+        lines.append(whole)
         if name == "values" and "values_embeddings" not in done:
             lines += _phrase_embedding_lines(conf, n * n_resp)
     if "compliance" in conf.pipeline and "compliance" not in done:

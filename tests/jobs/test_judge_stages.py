@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+import shutil
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -113,6 +114,7 @@ def judged(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]
         after = dict(emu.stats()["ok_by_hash"])
     yield {
         "dir": run_dir,
+        "url": emu.url,
         "first": first,
         "second": second,
         "before": before,
@@ -261,3 +263,26 @@ def test_estimate_shows_the_compliance_cache_saving(judged: dict[str, Any]) -> N
     assert est["total_cache_saving_usd"] == pytest.approx(
         sum(ln["cache_saving_usd"] for ln in lines), abs=1e-3
     )
+
+
+def test_estimate_of_a_stage_stopped_part_way_counts_its_unwritten_chunks(
+    judged: dict[str, Any], tmp_path: Path
+) -> None:
+    """The rerun judged topics in chunks of 3 (8 scenarios: 3 + 3 + 2). A stop after the second
+    chunk leaves two tables; the estimate must still count all 8 calls, the 2 unwritten from config."""
+    run_dir = tmp_path / "run"
+    shutil.copytree(judged["dir"], run_dir)
+
+    def topics_lines() -> list[dict[str, Any]]:
+        est = estimate(conf(judged["url"], run_dir, "pipeline=[topics]"))  # the run's keys
+        return [ln for ln in est.as_dict()["lines"] if ln["stage"] == "topics"]
+
+    done = topics_lines()
+    assert [(ln["calls"], ln["to_make"], ln["exact"]) for ln in done] == [(8, 0, True)]
+    (run_dir / "requests" / "topics_c2_r0.parquet").unlink()
+    manifest = json.loads((run_dir / "manifest.json").read_text())
+    manifest["stages"]["topics"]["state"] = "stopped"
+    (run_dir / "manifest.json").write_text(json.dumps(manifest))
+    stopped = topics_lines()
+    assert [(ln["calls"], ln["to_make"], ln["exact"]) for ln in stopped] == [(8, 2, False)]
+    assert stopped[0]["cost_usd"] > done[0]["cost_usd"]
