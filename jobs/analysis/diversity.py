@@ -282,6 +282,20 @@ def _nearest_centers(
     return center, dist
 
 
+def check_scan(n: int, delta: float, batch_size: int, order: np.ndarray | None) -> np.ndarray | None:
+    """Check a δ-scan's arguments, naming the bad one; returns `order` as int64 (or None)."""
+    if not delta > 0:
+        raise ConfigError(f"delta: must be > 0, got {delta}")
+    if batch_size < 1:
+        raise ConfigError(f"batch_size: must be >= 1, got {batch_size}")
+    if order is None:
+        return None
+    order = np.asarray(order, dtype=np.int64)
+    if order.shape != (n,) or not np.array_equal(np.sort(order), np.arange(n)):
+        raise ConfigError("order: must be a permutation of range(n)")
+    return order
+
+
 def delta_select(
     x: np.ndarray,
     *,
@@ -308,10 +322,7 @@ def delta_select(
     """
     x = as_matrix_f32(x)
     n = len(x)
-    if not delta > 0:
-        raise ConfigError(f"delta: must be > 0, got {delta}")
-    if batch_size < 1:
-        raise ConfigError(f"batch_size: must be >= 1, got {batch_size}")
+    order = check_scan(n, delta, batch_size, order)
     d2 = float(delta) ** 2
     x_sq = np.einsum("ij,ij->i", x, x)
     rng = np.random.default_rng(seed)
@@ -321,9 +332,6 @@ def delta_select(
         return DiverseSelection(np.zeros(0, bool), z, np.empty(0, _F32), z, 0)
 
     if order is not None:
-        order = np.asarray(order, dtype=np.int64)
-        if order.shape != (n,) or not np.array_equal(np.sort(order), np.arange(n)):
-            raise ConfigError("order: must be a permutation of range(n)")
         accepted = _greedy_scan(x, x_sq, order, empty, empty[:, 0], d2, batch_size)
         part = _partition(x, x_sq, 1, seed, batch_size)
         used_order = order

@@ -24,7 +24,7 @@ from typing import Any
 import numpy as np
 
 from actors.errors import ConfigError
-from jobs.analysis.diversity import DiverseSelection, as_matrix_f32, sequential_mis
+from jobs.analysis.diversity import DiverseSelection, as_matrix_f32, check_scan, sequential_mis
 
 _COL_CHUNK = 65_536
 """Centres per distance block: a 4,096-row batch block is 1 GiB of float32."""
@@ -109,15 +109,9 @@ def delta_select_torch(
     torch = _torch()
     x = as_matrix_f32(x)
     n, d = x.shape
-    if not delta > 0:
-        raise ConfigError(f"delta: must be > 0, got {delta}")
-    if batch_size < 1:
-        raise ConfigError(f"batch_size: must be >= 1, got {batch_size}")
+    order = check_scan(n, delta, batch_size, order)
     if order is None:
         order = np.random.default_rng(seed).permutation(n)
-    order = np.asarray(order, dtype=np.int64)
-    if order.shape != (n,) or not np.array_equal(np.sort(order), np.arange(n)):
-        raise ConfigError("order: must be a permutation of range(n)")
     check_device(device)
     dist = _Distances(delta, d)
     with _exact_matmul(), torch.no_grad():
