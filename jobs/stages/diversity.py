@@ -63,7 +63,7 @@ def run(ctx: StageContext) -> dict[str, Any]:
     if dc.check_sample < 0:
         raise ConfigError(f"config key 'stages.diversity.check_sample': must be >= 0, got {dc.check_sample}")
     if dc.device != "cpu":
-        require_gpu("stages.diversity.device", dc.device)
+        require_gpu("stages.diversity.device", dc.device, autoscaled=ctx.conf.ray.address is not None)
     ids, x, meta = read_embeddings(ctx)
     t0 = time.perf_counter()
     if dc.device == "cpu":

@@ -104,7 +104,7 @@ def _check(ec: EmbeddingsConf, ctx: StageContext) -> None:
     if ec.batch_size < 1 or ec.num_actors < 1:
         raise ConfigError("config key 'stages.embeddings': batch_size and num_actors must be >= 1")
     if ec.device != "cpu":
-        require_gpu("stages.embeddings.device", ec.device)
+        require_gpu("stages.embeddings.device", ec.device, autoscaled=ctx.conf.ray.address is not None)
         if ec.backend != "local":
             raise ConfigError(
                 f"config key 'stages.embeddings.device': only the local backend runs on a device, not '{ec.backend}'"

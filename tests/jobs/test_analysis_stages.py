@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import shutil
 from collections.abc import Iterator
 from pathlib import Path
@@ -21,6 +22,7 @@ from jobs.analysis.outliers import OUTLIER_COUNTS_SCHEMA, OUTLIER_SCHEMA
 from jobs.analysis.selection import DIVERSE_SCHEMA, SELECTION_SCHEMA
 from jobs.config import RunConf
 from jobs.driver import run_pipeline
+from jobs.stages.devices import require_gpu
 from jobs.stages.disagreement import resolve_subsets, summary_lines
 from tests.conftest import emulator_config
 from tests.jobs.test_model_sweep import make_conf, write_scenarios
@@ -245,3 +247,11 @@ def test_a_gpu_device_without_a_gpu_in_ray_is_refused_by_key(
         )
     with pytest.raises(ConfigError, match=match):
         run_pipeline(conf, stages=[stage])
+
+
+def test_a_cluster_waits_for_its_autoscaler_to_start_a_gpu_node(caplog: pytest.LogCaptureFixture) -> None:
+    with caplog.at_level(logging.WARNING, logger="jobs.stages.devices"):
+        require_gpu("stages.diversity.device", "cuda", autoscaled=True)
+    assert "no GPU in the cluster yet; waiting for the autoscaler" in caplog.text
+    with pytest.raises(ConfigError, match="must be 'cpu' or 'cuda', got 'gpu'"):
+        require_gpu("stages.diversity.device", "gpu", autoscaled=True)

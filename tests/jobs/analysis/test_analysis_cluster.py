@@ -93,7 +93,7 @@ def test_gpu_selection_runs_as_a_task_on_the_node_with_a_gpu(cluster: None) -> N
     from jobs.stages.devices import require_gpu
     from jobs.stages.diversity import _select_on_gpu
 
-    require_gpu("stages.diversity.device", "cuda")  # the cluster has one GPU: accepted
+    require_gpu("stages.diversity.device", "cuda", autoscaled=False)  # the cluster has one GPU: accepted
     gpu_nodes = [n for n in ray.nodes() if n["Alive"] and n["Resources"].get("GPU")]
     assert len(gpu_nodes) == 1  # so the task, which holds a GPU, can only run there
     x = hashing_embed([f"query {i % 40} about value {i % 7}" for i in range(300)])
