@@ -23,33 +23,17 @@ from typing import Any
 
 import numpy as np
 
-from actors.errors import ConfigError
 from jobs.analysis.diversity import DiverseSelection, as_matrix_f32, check_scan, sequential_mis
+from jobs.analysis.torch_device import check_device, torch_module
 
 _COL_CHUNK = 65_536
 """Centres per distance block: a 4,096-row batch block is 1 GiB of float32."""
 
 
-def _torch() -> Any:
-    try:
-        import torch  # type: ignore[import-not-found]
-    except ImportError as e:
-        raise ConfigError("device selection needs torch: pip install 'specstress[embed]'") from e
-    return torch
-
-
-def check_device(device: str) -> None:
-    """Fail early, naming the device, when torch cannot use it."""
-    torch = _torch()
-    if device.startswith("cuda") and not torch.cuda.is_available():
-        raise ConfigError(f"device '{device}': torch sees no CUDA GPU on this machine")
-    torch.empty(1, device=device)
-
-
 @contextlib.contextmanager
 def _exact_matmul() -> Iterator[None]:
     """Full float32 GEMMs (no TF32), restored afterwards: the border recheck assumes fp32 error."""
-    torch = _torch()
+    torch = torch_module()
     before = torch.get_float32_matmul_precision()
     torch.set_float32_matmul_precision("highest")
     try:
@@ -74,7 +58,7 @@ class _Distances:
         return (a_sq[:, None] + b_sq[None, :] - 2.0 * (a @ b.T)).clamp_min_(0.0)
 
     def within(self, a: Any, b: Any, a_sq: Any, b_sq: Any) -> Any:
-        torch = _torch()
+        torch = torch_module()
         sq = self.sq(a, b, a_sq, b_sq)
         inside = sq <= self.d2
         ii, jj = torch.nonzero((sq - self.d2).abs_() <= self.tol, as_tuple=True)
@@ -84,7 +68,7 @@ class _Distances:
         return inside
 
     def any_within(self, a: Any, b: Any, a_sq: Any, b_sq: Any) -> Any:
-        hit = _torch().zeros(len(a), dtype=_torch().bool, device=a.device)
+        hit = torch_module().zeros(len(a), dtype=torch_module().bool, device=a.device)
         for s in range(0, len(b), _COL_CHUNK):
             hit |= self.within(a, b[s : s + _COL_CHUNK], a_sq, b_sq[s : s + _COL_CHUNK]).any(1)
         return hit
@@ -106,7 +90,7 @@ def delta_select_torch(
         device: a torch device string ("cuda", "cuda:1", "cpu").
         batch_size: points checked per step.
     """
-    torch = _torch()
+    torch = torch_module()
     x = as_matrix_f32(x)
     n, d = x.shape
     order = check_scan(n, delta, batch_size, order)
@@ -163,7 +147,7 @@ def _grow(buf: Any, need: int) -> Any:
 
 def _nearest(xt: Any, x_sq: Any, accepted: np.ndarray, dist: _Distances, batch_size: int) -> np.ndarray:
     """Each point's nearest accepted point (index into x), by blocked argmin on the device."""
-    torch = _torch()
+    torch = torch_module()
     n = len(xt)
     if not len(accepted):
         return np.full(n, -1, dtype=np.int64)
@@ -201,7 +185,7 @@ def farthest_first_torch(
     Same rule and seeding as `jobs.analysis.diversity.farthest_first`: one distance pass and
     one argmax per pick. `dtype` "bfloat16" matches the issue's H100 reference loop.
     """
-    torch = _torch()
+    torch = torch_module()
     x = as_matrix_f32(x)
     n = len(x)
     if n == 0:

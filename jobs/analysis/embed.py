@@ -35,6 +35,7 @@ import pyarrow.parquet as pq
 
 from actors.errors import ConfigError
 from actors.storage import Location
+from jobs.analysis.torch_device import check_device
 
 log = logging.getLogger("specstress.embed")
 
@@ -114,8 +115,7 @@ def load_local_model(threads: int | None = None, device: str = "cpu") -> Any:
 
     if threads:
         torch.set_num_threads(threads)
-    if device.startswith("cuda") and not torch.cuda.is_available():
-        raise ConfigError(f"embedding device '{device}': torch sees no CUDA GPU on this machine")
+    check_device(device)
     return SentenceTransformer(str(path), device=device)
 
 

@@ -12,11 +12,8 @@ from jobs.analysis.diversity import delta_select, farthest_first
 
 torch = pytest.importorskip("torch", reason="the torch path needs the embed extra (CI installs it)")
 
-from jobs.analysis.diversity_torch import (  # noqa: E402
-    check_device,
-    delta_select_torch,
-    farthest_first_torch,
-)
+from jobs.analysis.diversity_torch import delta_select_torch, farthest_first_torch  # noqa: E402
+from jobs.analysis.torch_device import check_device  # noqa: E402
 from tests.jobs.analysis.test_analysis_diversity import brute_force_ok, unit  # noqa: E402
 
 
