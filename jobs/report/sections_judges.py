@@ -12,17 +12,8 @@ import polars as pl
 from jobs.report import figures
 from jobs.report.blocks import Figure, Section, Table, num, pct
 from jobs.report.sources import RunSources
+from jobs.stages.refusals import CATEGORIES
 
-REFUSAL_CATEGORIES: tuple[str, ...] = (
-    "full compliance",
-    "compliance with minor additions",
-    "conditional compliance",
-    "partial compliance with redirection",
-    "soft rejection with alternatives",
-    "firm rejection with explanation",
-    "complete rejection",
-)
-"""The seven ordered refusal-degree categories (METHOD.md §6), by category_index 0..6."""
 MAX_TOPIC_PANELS = 12
 """Per-topic refusal panels shown (largest topics first); the rates table has every topic."""
 
@@ -50,16 +41,16 @@ def scenario_topics(src: RunSources) -> pl.DataFrame | None:
 
 
 def _category_labels(counts: pl.DataFrame) -> list[str]:
-    """The table's own category names where present, else METHOD.md's."""
+    """The table's own category names where present, else the stage's."""
     named = dict(counts.select("category_index", "category").unique("category_index").iter_rows())
-    return [f"{i} {named.get(i) or REFUSAL_CATEGORIES[i]}" for i in range(len(REFUSAL_CATEGORIES))]
+    return [f"{i} {named.get(i) or CATEGORIES[i]}" for i in range(len(CATEGORIES))]
 
 
 def _shares(counts: pl.DataFrame, key: str) -> tuple[list[str], np.ndarray]:
     labels = sorted(counts[key].unique().to_list())
-    m = np.zeros((len(labels), len(REFUSAL_CATEGORIES)))
+    m = np.zeros((len(labels), len(CATEGORIES)))
     for k, i, n in counts.select(key, "category_index", "n").iter_rows():
-        if 0 <= i < len(REFUSAL_CATEGORIES):
+        if 0 <= i < len(CATEGORIES):
             m[labels.index(k), i] += n
     totals = m.sum(axis=1, keepdims=True)
     return labels, np.divide(m, totals, out=np.zeros_like(m), where=totals > 0)
