@@ -46,6 +46,7 @@ from jobs.analysis.agreement import (
 )
 from jobs.stages.judging import (
     JudgeCallConf,
+    JudgedResponsesConf,
     answered,
     check_call,
     disagreement_of,
@@ -133,17 +134,13 @@ class SamplesConf:
 
 
 @dataclass
-class ComplianceConf(JudgeCallConf):
+class ComplianceConf(JudgeCallConf, JudgedResponsesConf):
     """Settings of the `compliance` stage (config section `stages.compliance`)."""
 
     judges: list[str] = field(default_factory=lambda: ["claude_sonnet_4", "o3", "gemini_2_5_pro"])
     """Judge model keys (the paper: Claude 4 Sonnet, o3, Gemini 2.5 Pro)."""
     spec: str | None = None
     """Path of the spec (markdown); None uses the short demo spec shipped with specstress."""
-    models: list[str] | None = None
-    """Answering models whose responses are judged; None means `stages.responses.models`."""
-    sample: int = 0
-    """Which response sample is judged."""
     families: dict[str, list[str]] | None = None
     """Family name -> models sharing one spec; None: the OpenAI models judged (if two or more)."""
     scope: str = "samples"

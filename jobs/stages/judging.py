@@ -53,6 +53,16 @@ class JudgeCallConf:
     thinking_budget: int | None = None
 
 
+@dataclass
+class JudgedResponsesConf:
+    """Which responses a stage judges (shared by refusals, compliance and values)."""
+
+    models: list[str] | None = None
+    """Answering models whose responses are judged; None means `stages.responses.models`."""
+    sample: int = 0
+    """Which response sample is judged."""
+
+
 def check_call(stage: str, jc: JudgeCallConf) -> None:
     if jc.max_repairs < 0 or jc.max_tokens < 1:
         raise ConfigError(f"config key 'stages.{stage}': max_repairs must be >= 0 and max_tokens >= 1")

@@ -23,6 +23,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from jobs.analysis.agreement import wilson
 from jobs.stages.judging import (
     JudgeCallConf,
+    JudgedResponsesConf,
     ScopeConf,
     answered,
     check_call,
@@ -133,15 +134,11 @@ def parse_refusal(text: str) -> str:
 
 
 @dataclass
-class RefusalsConf(ScopeConf, JudgeCallConf):
+class RefusalsConf(ScopeConf, JudgeCallConf, JudgedResponsesConf):
     """Settings of the `refusals` stage (config section `stages.refusals`)."""
 
     model: str = "claude_sonnet_4"
     """Model key that judges the refusal degree."""
-    models: list[str] | None = None
-    """Answering models whose responses are judged; None means `stages.responses.models`."""
-    sample: int = 0
-    """Which response sample is judged."""
 
 
 def rates(table: pl.DataFrame, topics: pl.DataFrame | None) -> pl.DataFrame:

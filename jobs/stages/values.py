@@ -33,6 +33,7 @@ from jobs.analysis.value_match import (
 from jobs.stages.embeddings import EmbeddingsConf, embed_texts
 from jobs.stages.judging import (
     JudgeCallConf,
+    JudgedResponsesConf,
     ScopeConf,
     answered,
     check_call,
@@ -91,15 +92,11 @@ def parse_values(text: str, labels: list[str], max_values: int) -> dict[str, lis
 
 
 @dataclass
-class ValuesConf(ScopeConf, JudgeCallConf):
+class ValuesConf(ScopeConf, JudgeCallConf, JudgedResponsesConf):
     """Settings of the `values` stage (config section `stages.values`)."""
 
     model: str = "claude_opus_4"
     """Model key that lists the values (a strong model)."""
-    models: list[str] | None = None
-    """Answering models compared; None means `stages.responses.models`."""
-    sample: int = 0
-    """Which response sample is compared."""
     max_values: int = 5
     """Most value phrases per response."""
     taxonomy_tree: str | None = None
