@@ -34,7 +34,7 @@ from jobs.analysis.embed import (
 )
 from jobs.analysis.kcenter import weighted_kcenter
 from jobs.analysis.outliers import outliers
-from jobs.bench_data import D, queries, seeds, synthetic_vectors
+from jobs.bench_data import D, numbered_texts, queries, seeds, synthetic_vectors
 from jobs.bench_gpu import gpu_bench
 from jobs.bench_process import in_fresh_process, peak_rss_mb
 
@@ -164,9 +164,8 @@ def _pipeline_bench(quick: bool, rounds: int = 3) -> dict[str, Any]:
 
     if ray.is_initialized():
         return {"pipeline_efficiency": None, "pipeline_skipped": "Ray already running in this process"}
-    base = queries()
     n = 500 if quick else 2_000
-    texts = [f"{base[i % len(base)]} ({i})" for i in range(n)]
+    texts = numbered_texts(n)
     os.environ.setdefault("RAY_AUTH_MODE", "disabled")
     bare, steady, end_to_end, startup = [], [], [], []
     for _ in range(rounds):

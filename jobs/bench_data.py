@@ -30,6 +30,12 @@ def queries() -> list[str]:
         return [json.loads(line)["text"] for line in f]
 
 
+def numbered_texts(n: int) -> list[str]:
+    """n distinct texts cycling through the sample queries (a number appended), for throughput runs."""
+    base = queries()
+    return [f"{base[i % len(base)]} ({i})" for i in range(n)] if base else []
+
+
 def local_embedder() -> Callable[[list[str]], np.ndarray] | None:
     """The packaged local model's embed function, or None without the analysis stack or the extra."""
     try:

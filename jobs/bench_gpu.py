@@ -20,18 +20,17 @@ from typing import Any
 import numpy as np
 
 from jobs.analysis.diversity import check_selection
-from jobs.bench_data import D, lift, queries, seeds, synthetic_vectors
+from jobs.bench_data import D, lift, numbered_texts, seeds, synthetic_vectors
 
 
 def _embedding_figures(device: str, n_texts: int) -> dict[str, Any]:
-    texts = queries()
     try:
         from jobs.analysis.embed import bare_throughput, local_model_path
     except ImportError as e:
         return {"embeddings_skipped": f"analysis stack missing ({e.name})"}
-    if not texts or local_model_path() is None:
+    many = numbered_texts(n_texts)
+    if not many or local_model_path() is None:
         return {"embeddings_skipped": "embed extra or sample queries missing"}
-    many = [f"{texts[i % len(texts)]} ({i})" for i in range(n_texts)]
     on_device = bare_throughput(many, batch_size=256, device=device)
     on_cpu = bare_throughput(many[: min(n_texts, 1_000)], device="cpu")
     return {
