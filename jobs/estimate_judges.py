@@ -83,12 +83,6 @@ def judge_lines(conf: RunConf, run: RunDir, n_scen: int, answered: np.ndarray) -
     st = conf.stages
     lines: list[Line] = []
     n_resp = len(st.responses.models)
-    for name in ("topics", "refusals", "values", "values_embeddings", "compliance"):
-        stage = name.removesuffix("_embeddings")
-        earlier = from_earlier_requests(conf, run, name, answered) if stage in conf.pipeline else None
-        if earlier:
-            lines += earlier
-    done = {ln.stage for ln in lines}
     for name in ("topics", "refusals", "values"):
         if name not in conf.pipeline:
             continue
@@ -96,25 +90,32 @@ def judge_lines(conf: RunConf, run: RunDir, n_scen: int, answered: np.ndarray) -
         n, _ = _in_scope(run, sc.subset, sc.scope == "high", n_scen, sc.max_scenarios)
         per_scenario = n_resp if name == "refusals" else 1
         whole = _line(conf, name, sc.model, n * per_scenario, sc)
-        if name in done:
-            earlier = [ln for ln in lines if ln.stage == name]
-            lines += with_unwritten(run, name, earlier, whole)[len(earlier) :]
-            continue
-        lines.append(whole)
-        if name == "values" and "values_embeddings" not in done:
-            lines += _phrase_embedding_lines(conf, n * n_resp)
-    if "compliance" in conf.pipeline and "compliance" not in done:
-        cc = st.compliance
-        n = _compliance_scenarios(conf, run, n_scen)
-        spec, _ = load_spec(cc.spec)
-        spec_tokens = len(SPEC_SYSTEM.format(spec=spec)) / CHARS_PER_TOKEN
-        calls = n * len(cc.models or st.responses.models)
-        for judge in cc.judges:
-            line = _line(conf, "compliance", judge, calls, cc)
-            line.input_tokens += calls * spec_tokens
-            if calls and spec_tokens >= MIN_CACHED_TOKENS:
-                line.cached_input_tokens = (calls - 1) * spec_tokens
-                if conf.models[judge].provider == "anthropic":
-                    line.cache_write_tokens = spec_tokens
-            lines.append(line)
+        earlier = from_earlier_requests(conf, run, name, answered)
+        lines += with_unwritten(run, name, earlier, whole) if earlier else [whole]
+        if name == "values":
+            phrases = from_earlier_requests(conf, run, "values_embeddings", answered)
+            lines += phrases or ([] if earlier else _phrase_embedding_lines(conf, n * n_resp))
+    if "compliance" in conf.pipeline:
+        lines += from_earlier_requests(conf, run, "compliance", answered) or _compliance_lines(
+            conf, run, n_scen
+        )
+    return lines
+
+
+def _compliance_lines(conf: RunConf, run: RunDir, n_scen: int) -> list[Line]:
+    """Compliance counted from config: one line per judge, the spec a cached prefix after the first call."""
+    cc = conf.stages.compliance
+    n = _compliance_scenarios(conf, run, n_scen)
+    spec, _ = load_spec(cc.spec)
+    spec_tokens = len(SPEC_SYSTEM.format(spec=spec)) / CHARS_PER_TOKEN
+    calls = n * len(cc.models or conf.stages.responses.models)
+    lines = []
+    for judge in cc.judges:
+        line = _line(conf, "compliance", judge, calls, cc)
+        line.input_tokens += calls * spec_tokens
+        if calls and spec_tokens >= MIN_CACHED_TOKENS:
+            line.cached_input_tokens = (calls - 1) * spec_tokens
+            if conf.models[judge].provider == "anthropic":
+                line.cache_write_tokens = spec_tokens
+        lines.append(line)
     return lines
