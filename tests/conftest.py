@@ -12,9 +12,6 @@ import pytest
 
 os.environ.setdefault("RAY_AUTH_MODE", "disabled")  # local test Ray only; see DESIGN.md
 
-SHARED = Path(__file__).resolve().parents[1].parent / "shared"
-
-
 TEST_KEY = "sk-test-" + secrets.token_hex(16)
 """A throwaway key, unique enough to grep for on disk. It is in the environment before Ray
 starts, because Ray's worker processes inherit the environment of that moment."""

@@ -23,8 +23,9 @@ from jobs.stages.refusals import CATEGORIES
 from jobs.stages.topics import DEFAULT_TOPICS
 from jobs.status import run_status
 from jobs.taxonomy import demo_taxonomy_paths, load_categories
-from tests.conftest import SHARED, emulator_config
+from tests.conftest import emulator_config
 from tests.jobs.test_model_sweep import make_conf
+from tests.shared_data import SHARED, shared_file
 
 pytestmark = pytest.mark.usefixtures("ray_local")
 
@@ -102,8 +103,7 @@ def conf(url: str, run_dir: Path, *extra: str) -> RunConf:
 def judged(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
     """The chain once with malformed answers now and then, then the judges again on the same emulator,
     in smaller chunks: chunking must not change a call key or a row."""
-    if not SPEC.is_file():
-        pytest.skip(f"the OpenAI Model Spec copy is missing: {SPEC}")
+    shared_file("data", "openai-model-spec", "model_spec_2025-04-11.md")  # skips on a plain clone
     run_dir = tmp_path_factory.mktemp("judges") / "run"
     with EmulatorServer(emulator_config(quirks=OutputQuirks(malformed_json=0.1))) as emu:
         first = run_pipeline(conf(emu.url, run_dir), stages=PIPELINE + JUDGING)

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import itertools
 import time
-from pathlib import Path
 
 import numpy as np
 import polars as pl
@@ -21,8 +20,7 @@ from jobs.stages.pairs import (
     sample_pairs,
 )
 from jobs.taxonomy import demo_taxonomy_paths, load_taxonomy
-
-REAL_DIR = Path(__file__).resolve().parents[2].parent / "shared" / "data" / "values-in-the-wild"
+from tests.shared_data import shared_file
 
 # Upper 0.1% point of the chi-square distribution with 3 degrees of freedom.
 CHI2_3DF_P001 = 16.266
@@ -214,13 +212,10 @@ def test_pair_id_is_order_free_and_distinct() -> None:
     assert pair_id("a b", "c") != pair_id("a", "b c")
 
 
-@pytest.mark.skipif(
-    not (REAL_DIR / "values_tree.csv").is_file(),
-    reason=f"the real Values in the Wild taxonomy is not at {REAL_DIR} (shared data checkout absent)",
-)
 @pytest.mark.parametrize("weighting", ["uniform", "frequency"])
 def test_paper_scale_on_the_real_taxonomy(weighting: str) -> None:
-    values = load_taxonomy(REAL_DIR / "values_tree.csv", REAL_DIR / "values_frequencies.csv")
+    real_dir = shared_file("data", "values-in-the-wild", "values_tree.csv").parent
+    values = load_taxonomy(real_dir / "values_tree.csv", real_dir / "values_frequencies.csv")
     start = time.perf_counter()
     pairs = sample_pairs(values, 150_000, seed=0, weighting=weighting)
     elapsed_s = time.perf_counter() - start

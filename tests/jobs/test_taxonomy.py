@@ -16,19 +16,19 @@ from jobs.taxonomy import (
     load_categories,
     load_taxonomy,
 )
+from tests.shared_data import shared_file
 
-REAL_DIR = Path(__file__).resolve().parents[2].parent / "shared" / "data" / "values-in-the-wild"
 LEAF_COLUMNS = ["value", "freq", "l1_id", "l1_name", "l2_id", "l2_name", "l3_id", "l3_name"]
 
-needs_real = pytest.mark.skipif(
-    not (REAL_DIR / "values_tree.csv").is_file(),
-    reason=f"the real Values in the Wild taxonomy is not at {REAL_DIR} (shared data checkout absent)",
-)
+
+@pytest.fixture
+def real_dir() -> Path:
+    """The real Values-in-the-Wild copy in ../shared (skips on a plain clone)."""
+    return shared_file("data", "values-in-the-wild", "values_tree.csv").parent
 
 
-@needs_real
-def test_real_taxonomy_has_the_published_shape() -> None:
-    values = load_taxonomy(REAL_DIR / "values_tree.csv", REAL_DIR / "values_frequencies.csv")
+def test_real_taxonomy_has_the_published_shape(real_dir: Path) -> None:
+    values = load_taxonomy(real_dir / "values_tree.csv", real_dir / "values_frequencies.csv")
     assert values.columns == LEAF_COLUMNS
     assert values.height == 3307
     assert values["value"].n_unique() == 3307
@@ -38,14 +38,13 @@ def test_real_taxonomy_has_the_published_shape() -> None:
     assert set(values["l3_name"]) >= {"Practical values", "Personal values"}
 
 
-@needs_real
-def test_real_categories_have_descriptions() -> None:
-    categories = load_categories(str(REAL_DIR / "values_tree.csv"))
+def test_real_categories_have_descriptions(real_dir: Path) -> None:
+    categories = load_categories(str(real_dir / "values_tree.csv"))
     assert categories.columns == ["id", "name", "description"]
     assert categories.height == 26
     assert categories["id"].str.starts_with("ai_values:l2:").all()
     assert (categories["description"].str.len_chars() > 20).all()
-    assert load_categories(REAL_DIR / "values_tree.csv", level=3).height == 5
+    assert load_categories(real_dir / "values_tree.csv", level=3).height == 5
 
 
 def test_demo_taxonomy_ships_inside_the_package() -> None:

@@ -21,15 +21,11 @@ from jobs.analysis.embed import (
     make_embed_fn,
     to_matrix,
 )
-
-SHARED = Path(__file__).resolve().parents[4] / "shared"
-QUERIES = SHARED / "data" / "stress-testing-model-spec" / "sample_queries_500.jsonl"
+from tests.shared_data import shared_file
 
 
 def real_queries(n: int) -> list[str]:
-    if not QUERIES.exists():
-        pytest.skip(f"sample queries not found at {QUERIES}")
-    with QUERIES.open() as f:
+    with shared_file("data", "stress-testing-model-spec", "sample_queries_500.jsonl").open() as f:
         return [json.loads(line)["text"] for line in f][:n]
 
 

@@ -11,9 +11,7 @@ import pytest
 from jobs.analysis.embed import BackendSpec, local_model_path, make_embed_fn
 from jobs.analysis.value_match import category_counts, cooccurrence, nearest
 from jobs.taxonomy import load_categories, load_taxonomy
-from tests.conftest import SHARED
-
-VITW = SHARED / "data" / "values-in-the-wild"
+from tests.shared_data import shared_file
 
 
 def unit(*rows: list[float]) -> np.ndarray:
@@ -74,9 +72,8 @@ OBVIOUS = [
 def test_obvious_values_land_on_their_level2_category_with_minilm() -> None:
     if local_model_path() is None:
         pytest.skip("sentence_transformers or the packaged MiniLM is missing (install the embed extra)")
-    if not (VITW / "values_tree.csv").is_file():
-        pytest.skip(f"the Values-in-the-Wild copy is missing: {VITW}")
-    tree, freqs = VITW / "values_tree.csv", VITW / "values_frequencies.csv"
+    vitw = shared_file("data", "values-in-the-wild", "values_tree.csv").parent
+    tree, freqs = vitw / "values_tree.csv", vitw / "values_frequencies.csv"
     cats = load_categories(tree, level=2)
     truth = load_taxonomy(tree, freqs).filter(pl.col("value").is_in(OBVIOUS)).select("value", "l2_name")
     assert truth.height == len(OBVIOUS), "every chosen value is a real leaf of the taxonomy"
