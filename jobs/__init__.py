@@ -1,1 +1,1 @@
-"""Pipeline stages and drivers: taxonomy, pairs, scenarios, responses, scoring and analysis."""
+"""specstress: the run (config, engine, stages, analysis) and the commands on top of it."""

@@ -18,7 +18,7 @@ drained, results flushed, the manifest marked resumable; the same command resume
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
-    from jobs.config import load_config
+    from jobs.conf.loader import load_config
     from jobs.driver import run_pipeline
 
     conf = load_config(args.config, args.overrides)
@@ -38,8 +38,8 @@ def _cmd_run(args: argparse.Namespace) -> int:
 
 
 def _cmd_emulate(args: argparse.Namespace) -> int:
-    from jobs.config import load_config
-    from jobs.emulation import serve_forever
+    from jobs.conf.loader import load_config
+    from jobs.engine.emulation import serve_forever
 
     conf = load_config(args.config, args.overrides)
     serve_forever(conf, host=args.host, port=args.port)
@@ -47,21 +47,21 @@ def _cmd_emulate(args: argparse.Namespace) -> int:
 
 
 def _cmd_status(args: argparse.Namespace) -> int:
-    from jobs.status import run_status
+    from jobs.outputs.status import run_status
 
     status = run_status(args.run)
     if args.json:
         print(json.dumps(status, indent=1, sort_keys=True))
     else:
-        from jobs.status import format_status
+        from jobs.outputs.status import format_status
 
         print(format_status(status))
     return 0
 
 
 def _cmd_estimate(args: argparse.Namespace) -> int:
-    from jobs.config import load_config
-    from jobs.estimate import estimate, format_estimate
+    from jobs.conf.loader import load_config
+    from jobs.estimate.estimate import estimate, format_estimate
 
     est = estimate(load_config(args.config, args.overrides))
     print(json.dumps(est.as_dict(), indent=1) if args.json else format_estimate(est))
@@ -69,7 +69,7 @@ def _cmd_estimate(args: argparse.Namespace) -> int:
 
 
 def _cmd_export(args: argparse.Namespace) -> int:
-    from jobs.export import export_hf
+    from jobs.outputs.export import export_hf
 
     path = export_hf(args.run, args.out, split=args.split, chunk_size=args.chunk_size)
     print(f"wrote {path}")
@@ -77,7 +77,7 @@ def _cmd_export(args: argparse.Namespace) -> int:
 
 
 def _cmd_report(args: argparse.Namespace) -> int:
-    from jobs.report.build import ReportOptions, build_report
+    from jobs.outputs.report.build import ReportOptions, build_report
 
     path = build_report(args.run, ReportOptions(max_scenarios=args.max_scenarios, max_chars=args.max_chars))
     print(f"wrote {path}")
@@ -86,19 +86,19 @@ def _cmd_report(args: argparse.Namespace) -> int:
 
 def _cmd_bench(args: argparse.Namespace) -> int:
     if args.what == "analysis":
-        from jobs.bench_analysis import run_analysis_bench
+        from jobs.bench.analysis import run_analysis_bench
 
         result = run_analysis_bench(quick=args.quick)
     elif args.what == "gpu":
-        from jobs.bench_gpu import gpu_bench
+        from jobs.bench.gpu import gpu_bench
 
         result = gpu_bench(quick=args.quick)
     elif args.what == "estimate":
-        from jobs.bench_estimate import run_estimate_bench
+        from jobs.bench.estimate import run_estimate_bench
 
         result = run_estimate_bench(quick=args.quick)
     else:
-        from jobs.bench import run_bench
+        from jobs.bench.fanout import run_bench
 
         result = run_bench(args.what, quick=args.quick)
     print(json.dumps(result, sort_keys=True) if args.json else json.dumps(result, indent=1, sort_keys=True))

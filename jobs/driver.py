@@ -15,12 +15,12 @@ from typing import Any
 
 from actors.errors import BudgetExceeded, ConfigError, Interrupted
 from actors.store import CallStore
-from jobs.config import RunConf, missing_keys, resolved_yaml
-from jobs.drain import on_signals, raise_interrupted
-from jobs.emulation import emulator_for
-from jobs.engine import Engine
-from jobs.estimate import estimate
-from jobs.rundir import Manifest, RunDir, default_cache, now_iso
+from jobs.conf.loader import RunConf, missing_keys, resolved_yaml
+from jobs.engine.drain import on_signals, raise_interrupted
+from jobs.engine.emulation import emulator_for
+from jobs.engine.engine import Engine
+from jobs.engine.rundir import Manifest, RunDir, default_cache, now_iso
+from jobs.estimate.estimate import estimate
 
 log = logging.getLogger("specstress")
 

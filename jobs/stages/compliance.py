@@ -56,12 +56,12 @@ from jobs.stages.judging import (
 from jobs.stages.params import stage_params
 from jobs.stages.repair import ParseError, call_with_repair, extract_json, wrong_shape
 from jobs.stages.streaming import frame, scan_table
-from jobs.tables import write_table
+from jobs.stages.tables import write_table
 
 if TYPE_CHECKING:
-    from jobs.config import RunConf
+    from jobs.conf.loader import RunConf
     from jobs.driver import StageContext
-    from jobs.rundir import RunDir
+    from jobs.engine.rundir import RunDir
 
 DEMO_SPEC = Path(__file__).resolve().parents[1] / "data" / "demo_spec.md"
 """The short spec shipped for the demo (our own text, not any provider's)."""
@@ -246,7 +246,7 @@ def sample_groups(
 
 def cache_savings(conf: RunConf, store: CallStore, keys: set[str]) -> dict[str, Any]:
     """Prompt-cache figures of the given calls: cached and written tokens, cost, and cost without caching."""
-    from jobs.config import endpoint  # jobs.config imports this module for its schema
+    from jobs.conf.loader import endpoint  # jobs.conf.loader imports this module for its schema
 
     cols = ["model", "status", "input_tokens", "output_tokens", "cached_input_tokens", "cache_write_tokens"]
     rows = (

@@ -41,7 +41,7 @@ from jobs.analysis.outliers import OUTLIER_COUNTS_SCHEMA, OUTLIER_SCHEMA, Outlie
 from jobs.analysis.selection import SELECTION_SCHEMA, select_by_subset
 from jobs.stages.embeddings import read_embeddings
 from jobs.stages.streaming import scan_table
-from jobs.tables import write_table
+from jobs.stages.tables import write_table
 
 if TYPE_CHECKING:
     from jobs.driver import StageContext

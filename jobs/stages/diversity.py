@@ -22,7 +22,7 @@ from jobs.analysis.diversity import DiverseSelection, check_selection, delta_sel
 from jobs.analysis.selection import DIVERSE_SCHEMA, diverse_table
 from jobs.stages.devices import require_gpu
 from jobs.stages.embeddings import read_embeddings
-from jobs.tables import write_table
+from jobs.stages.tables import write_table
 
 if TYPE_CHECKING:
     from jobs.driver import StageContext

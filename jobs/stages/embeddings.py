@@ -46,7 +46,7 @@ from jobs.analysis.embed import (
     to_fixed_list,
     to_matrix,
 )
-from jobs.rundir import default_cache
+from jobs.engine.rundir import default_cache
 from jobs.stages.devices import require_gpu
 from jobs.stages.streaming import iter_results, scan_table
 

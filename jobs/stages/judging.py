@@ -21,7 +21,7 @@ from jobs.stages.streaming import scan_table
 
 if TYPE_CHECKING:
     from jobs.driver import StageContext
-    from jobs.rundir import RunDir
+    from jobs.engine.rundir import RunDir
 
 SCOPES = ("high", "all")
 STATUSES = ("ok", "invalid", "call_failed")

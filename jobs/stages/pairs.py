@@ -23,8 +23,8 @@ import polars as pl
 import pyarrow as pa
 
 from actors.errors import ConfigError
-from jobs.tables import write_table
-from jobs.taxonomy import LEAF_COLUMNS, demo_taxonomy_paths, load_taxonomy
+from jobs.stages.tables import write_table
+from jobs.stages.taxonomy import LEAF_COLUMNS, demo_taxonomy_paths, load_taxonomy
 
 if TYPE_CHECKING:
     from jobs.driver import StageContext
@@ -97,8 +97,8 @@ def sample_pairs(
     sorted by name first), and its first ``k`` rows do not depend on ``n`` for ``k <= n``.
 
     Args:
-        values: leaf values as returned by `jobs.taxonomy.load_taxonomy`; needs
-            `jobs.taxonomy.LEAF_COLUMNS` and unique ``value`` names.
+        values: leaf values as returned by `jobs.stages.taxonomy.load_taxonomy`; needs
+            `jobs.stages.taxonomy.LEAF_COLUMNS` and unique ``value`` names.
         n: number of pairs to return.
         seed: seed of the single random stream.
         weighting: ``"uniform"`` gives each value equal probability per draw;

@@ -21,7 +21,7 @@ import pyarrow.dataset as pads
 
 from actors.errors import ConfigError
 from actors.types import chat, spec_to_json
-from jobs.batching.conf import RoutingConf
+from jobs.engine.batching.conf import RoutingConf
 from jobs.paper import PAPER_MODELS
 from jobs.stages.params import layer
 from jobs.stages.streaming import iter_results, write_parts

@@ -23,12 +23,12 @@ import pyarrow as pa
 
 from actors.errors import ConfigError
 from actors.types import chat, spec_to_json
-from jobs.batching.conf import RoutingConf
+from jobs.engine.batching.conf import RoutingConf
 from jobs.stages.params import stage_params
-from jobs.tables import read_table, write_table
+from jobs.stages.tables import read_table, write_table
 
 if TYPE_CHECKING:
-    from jobs.config import RunConf
+    from jobs.conf.loader import RunConf
     from jobs.driver import StageContext
 
 QUERY_TAG = "FINAL QUERY:"

@@ -36,7 +36,7 @@ import pyarrow.dataset as pads
 from pydantic import BaseModel, ConfigDict, Field, StrictInt, TypeAdapter, ValidationError, field_validator
 
 from actors.errors import ConfigError
-from jobs.batching.conf import RoutingConf
+from jobs.engine.batching.conf import RoutingConf
 from jobs.stages.params import stage_params
 from jobs.stages.repair import call_with_repair, keyed_object, wrong_shape
 from jobs.stages.rubrics import POSITIONS

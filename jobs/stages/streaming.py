@@ -17,10 +17,10 @@ import pyarrow.dataset as pads
 import pyarrow.parquet as pq
 
 from actors.errors import SpecstressError
-from jobs.rundir import RunDir
+from jobs.engine.rundir import RunDir
 
 if TYPE_CHECKING:
-    from jobs.engine import Engine
+    from jobs.engine.engine import Engine
 
 
 def scan_table(run: RunDir, name: str) -> pl.LazyFrame:

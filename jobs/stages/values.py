@@ -45,11 +45,11 @@ from jobs.stages.params import stage_params
 from jobs.stages.repair import ParseError, call_with_repair, keyed_object
 from jobs.stages.scores import assign_labels
 from jobs.stages.streaming import add_calls
-from jobs.tables import write_table
-from jobs.taxonomy import demo_taxonomy_paths, load_categories
+from jobs.stages.tables import write_table
+from jobs.stages.taxonomy import demo_taxonomy_paths, load_categories
 
 if TYPE_CHECKING:
-    from jobs.config import RunConf
+    from jobs.conf.loader import RunConf
     from jobs.driver import StageContext
 
 VALUES_PROMPT = """You are comparing how several AI assistants answered the same user query, to find the values each answer expresses.

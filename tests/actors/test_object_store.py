@@ -11,7 +11,7 @@ import pytest
 
 from actors.storage import Location
 from actors.store import CallStore
-from jobs.journal import Journal, dangling
+from jobs.engine.journal import Journal, dangling
 from tests.s3server import s3_bucket
 
 

@@ -12,7 +12,7 @@ from pathlib import Path
 
 from actors.emulator.config import BatchBehaviour
 from actors.emulator.server import EmulatorServer
-from jobs.status import run_status
+from jobs.outputs.status import run_status
 from tests.conftest import emulator_config, run_conf_yaml
 
 N_PAIRS = 30

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from jobs.bench_estimate import run_estimate_bench
+from jobs.bench.estimate import run_estimate_bench
 
 
 def test_bench_estimate_reports_equal_lines_and_half_answered() -> None:

@@ -12,8 +12,8 @@ from actors.errors import ConfigError
 from actors.limiter import AccountLimits
 from actors.settings import RateLimits
 from actors.types import Prices
-from jobs.config import EmulatorConf, account_limits, endpoint, load_config, to_account_limits
-from jobs.emulation import to_emulator_config
+from jobs.conf.loader import EmulatorConf, account_limits, endpoint, load_config, to_account_limits
+from jobs.engine.emulation import to_emulator_config
 
 DEMO = Path(__file__).resolve().parents[2] / "conf" / "demo.yaml"
 

@@ -10,10 +10,10 @@ import sys
 from pathlib import Path
 
 from actors.store import CallStore
-from jobs.config import load_config
-from jobs.estimate import estimate, format_estimate
-from jobs.report.facts import stage_of
-from jobs.rundir import RunDir
+from jobs.conf.loader import load_config
+from jobs.engine.rundir import RunDir
+from jobs.estimate.estimate import estimate, format_estimate
+from jobs.outputs.report.facts import stage_of
 from tests.jobs.test_estimate_requests import assert_same_lines
 
 DEMO = Path(__file__).resolve().parents[2] / "conf" / "demo.yaml"

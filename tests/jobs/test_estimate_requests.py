@@ -12,10 +12,11 @@ import pytest
 
 from actors.store import CallStore, contains
 from actors.types import CallSpec, Message, call_key, chat, spec_from_json, spec_to_json
-from jobs.config import RunConf, endpoint, load_config
-from jobs.engine import Engine
-from jobs.estimate import Line, visible_output
-from jobs.estimate_requests import (
+from jobs.conf.loader import RunConf, endpoint, load_config
+from jobs.engine.engine import Engine
+from jobs.engine.rundir import Manifest, RunDir
+from jobs.estimate.estimate import Line, visible_output
+from jobs.estimate.requests import (
     CHARS_PER_TOKEN,
     FIRST_ROUND_SUFFIX,
     MIN_CACHED_TOKENS,
@@ -24,7 +25,6 @@ from jobs.estimate_requests import (
     expected_output_tokens,
     from_earlier_requests,
 )
-from jobs.rundir import Manifest, RunDir
 from tests.s3server import s3_bucket
 
 DEMO = Path(__file__).resolve().parents[2] / "conf" / "demo.yaml"

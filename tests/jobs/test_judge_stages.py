@@ -15,14 +15,14 @@ import pytest
 from actors.emulator.config import OutputQuirks
 from actors.emulator.server import EmulatorServer
 from jobs.analysis.agreement import majority
-from jobs.config import RunConf
+from jobs.conf.loader import RunConf
 from jobs.driver import run_pipeline
-from jobs.estimate import estimate
+from jobs.estimate.estimate import estimate
+from jobs.outputs.status import run_status
 from jobs.stages.judging import summary_lines
 from jobs.stages.refusals import CATEGORIES
+from jobs.stages.taxonomy import demo_taxonomy_paths, load_categories
 from jobs.stages.topics import DEFAULT_TOPICS
-from jobs.status import run_status
-from jobs.taxonomy import demo_taxonomy_paths, load_categories
 from tests.conftest import emulator_config
 from tests.jobs.test_model_sweep import make_conf
 from tests.shared_data import SHARED, shared_file

@@ -13,14 +13,14 @@ import pytest
 from actors.emulator.config import OutputQuirks
 from actors.emulator.server import EmulatorServer
 from actors.store import CallStore
-from jobs.config import RunConf, load_config
+from jobs.conf.loader import RunConf, load_config
 from jobs.driver import StageContext, run_pipeline, stage_registry
-from jobs.engine import Engine
-from jobs.export import export_hf
+from jobs.engine.engine import Engine
+from jobs.engine.rundir import Manifest, RunDir, default_cache
+from jobs.outputs.export import export_hf
 from jobs.paper import PAPER_MODELS
-from jobs.rundir import Manifest, RunDir, default_cache
 from jobs.stages.scenarios import SCENARIO_SCHEMA
-from jobs.tables import read_table, write_table
+from jobs.stages.tables import read_table, write_table
 from tests.conftest import emulator_config
 
 pytestmark = pytest.mark.usefixtures("ray_local")

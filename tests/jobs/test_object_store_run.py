@@ -18,7 +18,7 @@ import pytest
 from actors.emulator.config import LatencyModel
 from actors.emulator.server import EmulatorServer
 from actors.storage import Location
-from jobs.status import run_status
+from jobs.outputs.status import run_status
 from tests.conftest import emulator_config
 from tests.jobs.test_resume import N_PAIRS, small_config, start_mid_stage, start_run
 from tests.s3server import s3_bucket

@@ -19,7 +19,7 @@ from jobs.stages.pairs import (
     pair_id,
     sample_pairs,
 )
-from jobs.taxonomy import demo_taxonomy_paths, load_taxonomy
+from jobs.stages.taxonomy import demo_taxonomy_paths, load_taxonomy
 from tests.shared_data import shared_file
 
 # Upper 0.1% point of the chi-square distribution with 3 degrees of freedom.

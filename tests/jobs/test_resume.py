@@ -96,7 +96,7 @@ def test_sigkill_mid_stage_then_resume_answers_every_request_once(tmp_path: Path
     ids = pl.concat([kept["pair_id"], rejected["pair_id"]])
     assert ids.len() == N_PAIRS and ids.n_unique() == N_PAIRS
     # `specstress status` reads the same picture from the manifest.
-    from jobs.status import format_status, run_status
+    from jobs.outputs.status import format_status, run_status
 
     status = run_status(str(tmp_path / "run"))
     assert status["totals"]["made"] >= N_PAIRS - answered_at_kill

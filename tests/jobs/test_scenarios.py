@@ -16,9 +16,9 @@ from actors.emulator.tasks.generator import QueryGeneratorPersona, QueryRewriter
 from actors.errors import BudgetExceeded
 from actors.store import CallStore
 from jobs import driver
-from jobs.config import RunConf, load_config
+from jobs.conf.loader import RunConf, load_config
 from jobs.driver import run_pipeline
-from jobs.engine import Engine
+from jobs.engine.engine import Engine
 from jobs.stages.scenarios import QUERY_TAG, assign_generators, extract_query, scenario_id
 from tests.conftest import emulator_config, run_conf_yaml
 
@@ -190,7 +190,7 @@ def test_interrupted_stage_resumes_without_repeating_calls(
 
 
 def test_estimate_matches_the_calls_a_run_makes(tmp_path: Path, api_key: str) -> None:
-    from jobs.estimate import estimate
+    from jobs.estimate.estimate import estimate
 
     with EmulatorServer(emulator_config(seed=4)) as emu:
         conf = make_conf(tmp_path, emu.url, 30)

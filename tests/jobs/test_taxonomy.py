@@ -1,4 +1,4 @@
-"""Tests for jobs.taxonomy: the real and demo taxonomies load, and malformed files fail clearly."""
+"""Tests for jobs.stages.taxonomy: the real and demo taxonomies load, and malformed files fail clearly."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import polars as pl
 import pytest
 
 from actors.errors import SpecstressError
-from jobs.taxonomy import (
+from jobs.stages.taxonomy import (
     TaxonomyError,
     demo_taxonomy_paths,
     load_categories,

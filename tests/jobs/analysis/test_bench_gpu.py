@@ -11,8 +11,8 @@ import numpy as np
 import pytest
 
 from jobs.analysis.embed import local_model_path
-from jobs.bench_data import queries
-from jobs.bench_gpu import gpu_bench
+from jobs.bench.data import queries
+from jobs.bench.gpu import gpu_bench
 from tests.shared_data import shared_file
 
 torch = pytest.importorskip("torch", reason="the GPU bench needs the embed extra (CI installs it)")
@@ -55,7 +55,7 @@ import json
 import subprocess
 import sys
 from pathlib import Path
-from jobs.bench_gpu import gpu_bench
+from jobs.bench.gpu import gpu_bench
 print(json.dumps(gpu_bench(True, device="cpu", n=1_500, dims=(64,), naive_centers=5, n_texts=8)))
 """
 
@@ -76,7 +76,7 @@ def test_real_seeds_can_be_saved_for_a_gpu_box(tmp_path: Path) -> None:
         pytest.skip("the embed extra is not installed")
     shared_file("data", "stress-testing-model-spec", "sample_queries_500.jsonl")
     path = tmp_path / "seeds.npy"
-    subprocess.run([sys.executable, "-m", "jobs.bench_data", str(path)], check=True, timeout=300)
+    subprocess.run([sys.executable, "-m", "jobs.bench.data", str(path)], check=True, timeout=300)
     seeds = np.load(path)
     assert seeds.shape == (500, 384) and seeds.dtype == np.float32
     np.testing.assert_allclose(np.linalg.norm(seeds, axis=1), 1.0, atol=1e-5)

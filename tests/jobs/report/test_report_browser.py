@@ -15,7 +15,7 @@ import pytest
 
 from actors.emulator.server import EmulatorServer
 from jobs.driver import run_pipeline
-from jobs.report.build import build_report
+from jobs.outputs.report.build import build_report
 from tests.conftest import emulator_config
 from tests.jobs.report.browser import browser_page
 from tests.jobs.report.page_parse import parse_page

@@ -9,11 +9,11 @@ import pytest
 
 from actors.errors import ConfigError
 from actors.storage import Location
-from jobs.batching.records import BatchLedger, BatchRecord
 from jobs.cli import main
-from jobs.report.build import ReportOptions, build_report
-from jobs.report.facts import stage_of
-from jobs.report.page import script_json
+from jobs.engine.batching.records import BatchLedger, BatchRecord
+from jobs.outputs.report.build import ReportOptions, build_report
+from jobs.outputs.report.facts import stage_of
+from jobs.outputs.report.page import script_json
 from tests.jobs.report.page_parse import ParsedPage, parse_page
 from tests.jobs.report.synthetic_run import (
     COMPLIANCE_SAMPLES,

@@ -12,7 +12,7 @@ import yaml
 from actors.errors import SpecstressError
 from actors.storage import Location
 from actors.store import CallStore
-from jobs.rundir import MANIFEST, RunDir, default_cache
+from jobs.engine.rundir import MANIFEST, RunDir, default_cache
 from jobs.stages.streaming import scan_table
 
 

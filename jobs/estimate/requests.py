@@ -22,12 +22,12 @@ import pyarrow.parquet as pq
 
 from actors.store import contains
 from actors.types import Endpoint, call_key, spec_from_json
-from jobs.config import endpoint
-from jobs.estimate import Line, visible_output
+from jobs.conf.loader import endpoint
+from jobs.estimate.estimate import Line, visible_output
 
 if TYPE_CHECKING:
-    from jobs.config import RunConf
-    from jobs.rundir import RunDir
+    from jobs.conf.loader import RunConf
+    from jobs.engine.rundir import RunDir
 
 CHARS_PER_TOKEN = 4
 

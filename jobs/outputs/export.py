@@ -23,9 +23,9 @@ import polars as pl
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from jobs.engine.rundir import RunDir
 from jobs.paper import PAPER_MODELS
-from jobs.rundir import RunDir
-from jobs.tables import read_table
+from jobs.stages.tables import read_table
 
 HEAD = ("rank", "query_generator", "value1", "value2", "nudge_direction", "query")
 TAIL = ("chunk_index", "entry_idx")

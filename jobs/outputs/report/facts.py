@@ -13,9 +13,9 @@ from datetime import datetime
 import polars as pl
 import yaml
 
-from jobs.batching.records import batch_status
-from jobs.report.blocks import Section, Table, num
-from jobs.report.sources import RunSources
+from jobs.engine.batching.records import batch_status
+from jobs.outputs.report.blocks import Section, Table, num
+from jobs.outputs.report.sources import RunSources
 
 _ROUND = re.compile(r"(_c\d+)?(_r\d+)?$")
 

@@ -15,7 +15,7 @@ from collections.abc import Sequence
 import numpy as np
 from matplotlib.figure import Figure as MplFigure
 
-from jobs.report.blocks import Figure
+from jobs.outputs.report.blocks import Figure
 
 DPI = 80
 

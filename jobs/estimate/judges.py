@@ -16,21 +16,21 @@ import numpy as np
 import polars as pl
 
 from actors.errors import SpecstressError
-from jobs.estimate import TYPICAL, Line, with_unwritten
-from jobs.estimate_requests import (
+from jobs.engine.rundir import RunDir
+from jobs.estimate.estimate import TYPICAL, Line, with_unwritten
+from jobs.estimate.requests import (
     CHARS_PER_TOKEN,
     MIN_CACHED_TOKENS,
     expected_output_tokens,
     from_earlier_requests,
 )
-from jobs.rundir import RunDir
 from jobs.stages.compliance import SPEC_SYSTEM, families_of, load_spec, sample_groups
 from jobs.stages.params import stage_params
 from jobs.stages.streaming import scan_table
 from jobs.stages.values import value_categories
 
 if TYPE_CHECKING:
-    from jobs.config import RunConf
+    from jobs.conf.loader import RunConf
 
 
 def _in_scope(run: RunDir, subset: str, high_only: bool, n_scen: int, cap: int | None) -> tuple[int, bool]:

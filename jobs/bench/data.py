@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 
 QUERIES = (
-    Path(__file__).resolve().parents[1].parent
+    Path(__file__).resolve().parents[2].parent
     / "shared"
     / "data"
     / "stress-testing-model-spec"

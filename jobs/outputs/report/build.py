@@ -5,11 +5,16 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from actors.errors import ConfigError
-from jobs.report import facts, page
-from jobs.report.explorer import explorer_data
-from jobs.report.sections_analysis import disagreement_section, outliers_section, positions_section
-from jobs.report.sections_judges import compliance_section, judges_section, refusals_section, values_section
-from jobs.report.sources import RunSources
+from jobs.outputs.report import facts, page
+from jobs.outputs.report.explorer import explorer_data
+from jobs.outputs.report.sections_analysis import disagreement_section, outliers_section, positions_section
+from jobs.outputs.report.sections_judges import (
+    compliance_section,
+    judges_section,
+    refusals_section,
+    values_section,
+)
+from jobs.outputs.report.sources import RunSources
 
 REPORT_FILE = "index.html"
 

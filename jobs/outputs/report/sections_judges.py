@@ -9,9 +9,9 @@ from __future__ import annotations
 import numpy as np
 import polars as pl
 
-from jobs.report import figures
-from jobs.report.blocks import Figure, Section, Table, num, pct
-from jobs.report.sources import RunSources
+from jobs.outputs.report import figures
+from jobs.outputs.report.blocks import Figure, Section, Table, num, pct
+from jobs.outputs.report.sources import RunSources
 from jobs.stages.refusals import CATEGORIES
 
 MAX_TOPIC_PANELS = 12

@@ -11,7 +11,7 @@
 - `weighted_kcenter_seconds`: 70,000 of the points with disagreement weights in [1.5, 3].
 - `disagreement_outliers_seconds`: 410,000 scenarios x 12 models of long-format scores.
 - `pipeline_efficiency`: Ray Data embeddings/s / bare-model embeddings/s, same texts.
-- `gpu`: `jobs.bench_gpu` where torch sees a CUDA GPU, else the reason it was skipped.
+- `gpu`: `jobs.bench.gpu` where torch sees a CUDA GPU, else the reason it was skipped.
 """
 
 from __future__ import annotations
@@ -34,9 +34,9 @@ from jobs.analysis.embed import (
 )
 from jobs.analysis.kcenter import weighted_kcenter
 from jobs.analysis.outliers import outliers
-from jobs.bench_data import D, numbered_texts, queries, seeds, synthetic_vectors
-from jobs.bench_gpu import gpu_bench
-from jobs.bench_process import in_fresh_process, peak_rss_mb
+from jobs.bench.data import D, numbered_texts, queries, seeds, synthetic_vectors
+from jobs.bench.gpu import gpu_bench
+from jobs.bench.process import in_fresh_process, peak_rss_mb
 
 
 def _delta_child(path: str, delta: float, conn: Any) -> None:

@@ -20,8 +20,8 @@ import yaml
 from actors.errors import SpecstressError
 from actors.storage import Location
 from actors.store import CallStore
-from jobs.batching.records import batch_status
-from jobs.rundir import MANIFEST, default_cache
+from jobs.engine.batching.records import batch_status
+from jobs.engine.rundir import MANIFEST, default_cache
 
 
 def run_status(run_uri: str) -> dict[str, Any]:

@@ -6,7 +6,7 @@
 <run>/tables/          one Parquet table per stage
 <run>/requests/        the requests each calling stage handed to the engine
 <run>/journal/         keys dispatched by each session, to count calls a kill cut off
-<run>/batches/         provider batches: keys and state of each (jobs/batching/records.py)
+<run>/batches/         provider batches: keys and state of each (jobs/engine/batching/records.py)
 ```
 The manifest is rewritten whole (atomically) at every store flush, so `specstress status`
 reads a consistent picture while a run goes on and after it stops.

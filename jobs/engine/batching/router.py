@@ -38,12 +38,12 @@ from actors.providers.batch import BatchItem, ItemResult, RemoteBatch, get_batch
 from actors.providers.batch.base import BatchHttp
 from actors.store import STORE_SCHEMA, CallStore, contains
 from actors.types import CallSpec, Endpoint, spec_from_json
-from jobs.batching.conf import RoutingConf, batch_capable, limits_for, routing_for
-from jobs.batching.records import BATCHES_DIR, BatchLedger, BatchRecord
-from jobs.rundir import RunDir
+from jobs.engine.batching.conf import RoutingConf, batch_capable, limits_for, routing_for
+from jobs.engine.batching.records import BATCHES_DIR, BatchLedger, BatchRecord
+from jobs.engine.rundir import RunDir
 
 if TYPE_CHECKING:
-    from jobs.config import RunConf
+    from jobs.conf.loader import RunConf
 
 log = logging.getLogger("specstress.batch")
 
@@ -187,8 +187,8 @@ class BatchRouter:
 
     def online_seconds(self, items: dict[str, int], load: _Load) -> float:
         """Seconds the accounts' rate limits need to make `items` (per model) online."""
-        from jobs.config import account_limits, account_of
-        from jobs.estimate import limit_seconds
+        from jobs.conf.loader import account_limits, account_of
+        from jobs.estimate.estimate import limit_seconds
 
         limits = account_limits(self.conf)
         per_account: dict[str, list[float]] = defaultdict(lambda: [0.0, 0.0])

@@ -32,12 +32,12 @@ from actors.errors import BudgetExceeded, ConfigError, Interrupted
 from actors.limiter import get_limiter, kill_limiter
 from actors.store import CallStore, contains
 from actors.types import Endpoint, call_key, spec_from_json
-from jobs.batching.router import BatchFigures, BatchRouter
-from jobs.config import RunConf, account_limits, endpoint, to_account_limits
-from jobs.drain import InFlight, drain_in_flight, on_signals, wait_in_flight
-from jobs.journal import Journal, dangling, discard
-from jobs.progress import Progress
-from jobs.rundir import Manifest, RunDir
+from jobs.conf.loader import RunConf, account_limits, endpoint, to_account_limits
+from jobs.engine.batching.router import BatchFigures, BatchRouter
+from jobs.engine.drain import InFlight, drain_in_flight, on_signals, wait_in_flight
+from jobs.engine.journal import Journal, dangling, discard
+from jobs.engine.progress import Progress
+from jobs.engine.rundir import Manifest, RunDir
 
 log = logging.getLogger("specstress.engine")
 

@@ -7,7 +7,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from actors.errors import SpecstressError
-from jobs.rundir import RunDir
+from jobs.engine.rundir import RunDir
 
 
 def write_table(run: RunDir, name: str, df: pl.DataFrame, schema: pa.Schema) -> str:

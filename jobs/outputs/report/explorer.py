@@ -15,8 +15,8 @@ from typing import Any
 import polars as pl
 import polars.selectors as cs
 
-from jobs.report.sections_judges import scenario_topics
-from jobs.report.sources import RunSources
+from jobs.outputs.report.sections_judges import scenario_topics
+from jobs.outputs.report.sources import RunSources
 
 
 def _cut(text: str | None, max_chars: int) -> tuple[str | None, int | None]:

@@ -30,16 +30,16 @@ import pyarrow.parquet as pq
 
 from actors.store import STORE_SCHEMA, CallStore
 from actors.types import chat, spec_to_json
-from jobs.bench_process import in_fresh_process, peak_rss_mb
-from jobs.config import RunConf, load_config
-from jobs.engine import Engine
-from jobs.estimate import estimate
-from jobs.estimate_requests import BATCH_ROWS, exact_lines, from_earlier_requests
-from jobs.rundir import Manifest, RunDir
+from jobs.bench.process import in_fresh_process, peak_rss_mb
+from jobs.conf.loader import RunConf, load_config
+from jobs.engine.engine import Engine
+from jobs.engine.rundir import Manifest, RunDir
+from jobs.estimate.estimate import estimate
+from jobs.estimate.requests import BATCH_ROWS, exact_lines, from_earlier_requests
 from jobs.stages.compliance import JUDGE_PROMPT, SPEC_CHUNK_CHARS, SPEC_SYSTEM, load_spec
 from jobs.stages.params import stage_params
 
-DEMO = Path(__file__).resolve().parents[1] / "conf" / "demo.yaml"
+DEMO = Path(__file__).resolve().parents[2] / "conf" / "demo.yaml"
 SPEC_CHARS = 30_000
 """System prompt size of each request: a long model spec."""
 

@@ -117,10 +117,10 @@ def _engine_run(
 ) -> dict[str, Any]:
     """Run one stage of n requests through the engine; returns timings and counts."""
     from actors.store import CallStore
-    from jobs.config import load_config
+    from jobs.conf.loader import load_config
     from jobs.driver import start_ray
-    from jobs.engine import Engine
-    from jobs.rundir import Manifest, RunDir
+    from jobs.engine.engine import Engine
+    from jobs.engine.rundir import Manifest, RunDir
 
     with tempfile.TemporaryDirectory() as tmp:
         cfg = Path(tmp) / "bench.yaml"
@@ -196,7 +196,7 @@ def utilization(window_s: float, rpm: float = 3000, input_tpm: float = 400_000) 
 def _peak_rss_of_stage(n: int) -> float:
     """Run an n-request stage in a fresh process; returns its driver's peak RSS in MB."""
     out = subprocess.run(
-        [sys.executable, "-m", "jobs.bench", "_rss", str(n)],
+        [sys.executable, "-m", "jobs.bench.fanout", "_rss", str(n)],
         check=True,
         capture_output=True,
         text=True,

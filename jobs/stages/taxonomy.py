@@ -32,7 +32,7 @@ VALUE_LEVEL = 0
 TOP_LEVEL = 3
 
 _LINE = "_line"
-_DEMO_DIR = Path(__file__).with_name("data") / "demo_taxonomy"
+_DEMO_DIR = Path(__file__).resolve().parents[1] / "data" / "demo_taxonomy"
 
 
 class TaxonomyError(SpecstressError):

@@ -6,9 +6,9 @@ import numpy as np
 import polars as pl
 
 from jobs.analysis.disagreement import BIN_LABELS
-from jobs.report import figures
-from jobs.report.blocks import Section, Table, num, pct
-from jobs.report.sources import RunSources
+from jobs.outputs.report import figures
+from jobs.outputs.report.blocks import Section, Table, num, pct
+from jobs.outputs.report.sources import RunSources
 from jobs.stages.rubrics import POSITIONS
 
 D_MAX = 3.0

@@ -8,7 +8,7 @@
 - `embeddings_per_s`: the local model on the GPU against the bare CPU model, same texts.
 
 Imports only numpy and torch up front (the model and its stack lazily), so it also runs as
-`python -m jobs.bench_gpu` on a GPU machine that lacks the rest of the stack.
+`python -m jobs.bench.gpu` on a GPU machine that lacks the rest of the stack.
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 
 from jobs.analysis.diversity import check_selection
-from jobs.bench_data import D, lift, numbered_texts, seeds, synthetic_vectors
+from jobs.bench.data import D, lift, numbered_texts, seeds, synthetic_vectors
 
 
 def _embedding_figures(device: str, n_texts: int) -> dict[str, Any]:
@@ -101,9 +101,9 @@ def gpu_bench(
 
 
 def main(argv: list[str]) -> None:
-    """`python -m jobs.bench_gpu [--quick] [--seeds SEEDS.npy]`.
+    """`python -m jobs.bench.gpu [--quick] [--seeds SEEDS.npy]`.
 
-    `--seeds` takes the real queries' embeddings saved by `python -m jobs.bench_data PATH` on
+    `--seeds` takes the real queries' embeddings saved by `python -m jobs.bench.data PATH` on
     a machine with the local model, so a GPU box without it still runs on real seeds.
     """
     seed_vectors = None

@@ -17,9 +17,9 @@ import numpy as np
 import pyarrow.parquet as pq
 
 from actors.store import CallStore
-from jobs.batching.conf import batch_capable, routing_for
-from jobs.config import LimitsConf, RunConf, account_limits, account_of, endpoint
-from jobs.rundir import Manifest, RunDir, default_cache
+from jobs.conf.loader import LimitsConf, RunConf, account_limits, account_of, endpoint
+from jobs.engine.batching.conf import batch_capable, routing_for
+from jobs.engine.rundir import Manifest, RunDir, default_cache
 
 TYPICAL: dict[str, tuple[int, int]] = {
     "scenarios_neutral": (250, 700),
@@ -164,7 +164,7 @@ def _score_lines(
     conf: RunConf, run: RunDir, answered: np.ndarray, lines: list[Line], n_scen: int
 ) -> list[Line]:
     """Scoring follows the responses: a rerun repeats earlier requests; new responses need new scores."""
-    from jobs.estimate_requests import from_earlier_requests
+    from jobs.estimate.requests import from_earlier_requests
 
     sc, n_models = conf.stages.scores, len(conf.stages.scores.models or conf.stages.responses.models)
     responses = [ln for ln in lines if ln.stage == "responses"]
@@ -190,8 +190,8 @@ def _score_lines(
 def plan(conf: RunConf) -> list[Line]:
     """Every calling stage of `conf.pipeline`, exact where its inputs exist, else from config."""
     from jobs.driver import StageContext
-    from jobs.estimate_judges import judge_lines
-    from jobs.estimate_requests import exact_lines, from_earlier_requests
+    from jobs.estimate.judges import judge_lines
+    from jobs.estimate.requests import exact_lines, from_earlier_requests
     from jobs.stages import responses as responses_stage
     from jobs.stages.pairs import load_values, sample_pairs
     from jobs.stages.scenarios import neutral_requests

@@ -19,7 +19,7 @@ from typing import Any
 from jinja2 import Environment, StrictUndefined
 from markupsafe import Markup
 
-from jobs.report.blocks import Section
+from jobs.outputs.report.blocks import Section
 
 _JSON_ESCAPES = {ord("<"): "\\u003c", ord(">"): "\\u003e", ord("&"): "\\u0026"}
 
@@ -32,7 +32,7 @@ def script_json(data: Any) -> str:
 
 
 def _asset(name: str) -> str:
-    return resources.files("jobs.report").joinpath("assets", name).read_text(encoding="utf-8")
+    return resources.files("jobs.outputs.report").joinpath("assets", name).read_text(encoding="utf-8")
 
 
 def render(*, run_id: str, sections: list[Section], config_text: str, explorer: dict[str, Any]) -> str:

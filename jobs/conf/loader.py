@@ -21,7 +21,7 @@ from actors.limiter import AccountLimits
 from actors.providers import NEUTRAL_PARAMS
 from actors.settings import RateLimits, field_values, require
 from actors.types import Endpoint, Prices
-from jobs.batching.conf import BatchConf, check_batching
+from jobs.engine.batching.conf import BatchConf, check_batching
 from jobs.stages.compliance import ComplianceConf, check_compliance
 from jobs.stages.disagreement import DisagreementConf
 from jobs.stages.diversity import DiversityConf
@@ -44,7 +44,7 @@ class LimitsConf(RateLimits):
     """An account's rate limits (None: the provider sets none we know of) and our in-flight bound.
 
     `max_in_flight` bounds our own clients, which no provider enforces, so the limiter and the
-    emulator take only the `RateLimits` part (see `to_account_limits`, `jobs/emulation.py`).
+    emulator take only the `RateLimits` part (see `to_account_limits`, `jobs/engine/emulation.py`).
     """
 
     max_in_flight: int = 64

@@ -1,0 +1,1 @@
+"""`specstress bench`: speed and memory figures, each beside a baseline measured in the same run."""

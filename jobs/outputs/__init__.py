@@ -1,0 +1,1 @@
+"""What a run produces for people: `specstress status`, the dataset export and the HTML report."""
