@@ -1,6 +1,6 @@
 """Settings records: the checks they share, copying their fields, and an account's rate limits.
 
-A settings record is a frozen dataclass that an actor uses and that `jobs/config.py` takes
+A settings record is a frozen dataclass that an actor uses and that `jobs/conf/loader.py` takes
 as its schema node as it is (OmegaConf builds nested dataclasses, frozen ones included), so
 each config key is declared, documented and checked once, on the record. A record checks
 itself when built and raises `SettingError` naming the field; the config loader adds the
