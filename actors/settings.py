@@ -58,3 +58,18 @@ class RateLimits:
         for f in fields(RateLimits):
             value = getattr(self, f.name)
             require(self, value is None or value > 0, f.name, f"must be > 0 or null, got {value}")
+
+
+def limit_seconds(
+    lim: RateLimits, calls: float, input_tokens: float, output_tokens: float
+) -> tuple[float, str]:
+    """Seconds an account's per-minute limits need for this much work, and the limit that binds."""
+    worst, why = 0.0, "none"
+    for name, used, per_min in (
+        ("rpm", calls, lim.rpm),
+        ("input_tpm", input_tokens, lim.input_tpm),
+        ("output_tpm", output_tokens, lim.output_tpm),
+    ):
+        if per_min and used and used / per_min * 60 > worst:
+            worst, why = used / per_min * 60, name
+    return worst, why

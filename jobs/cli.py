@@ -18,7 +18,7 @@ drained, results flushed, the manifest marked resumable; the same command resume
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
-    from jobs.conf.loader import load_config
+    from jobs.config import load_config
     from jobs.driver import run_pipeline
 
     conf = load_config(args.config, args.overrides)
@@ -38,7 +38,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
 
 
 def _cmd_emulate(args: argparse.Namespace) -> int:
-    from jobs.conf.loader import load_config
+    from jobs.config import load_config
     from jobs.engine.emulation import serve_forever
 
     conf = load_config(args.config, args.overrides)
@@ -60,7 +60,7 @@ def _cmd_status(args: argparse.Namespace) -> int:
 
 
 def _cmd_estimate(args: argparse.Namespace) -> int:
-    from jobs.conf.loader import load_config
+    from jobs.config import load_config
     from jobs.estimate.estimate import estimate, format_estimate
 
     est = estimate(load_config(args.config, args.overrides))

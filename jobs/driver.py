@@ -9,69 +9,21 @@ from __future__ import annotations
 import logging
 import os
 import socket
-from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Any
 
-from actors.errors import BudgetExceeded, ConfigError, Interrupted
+from actors.errors import BudgetExceeded, Interrupted
 from actors.store import CallStore
-from jobs.conf.loader import RunConf, missing_keys, resolved_yaml
+from jobs.conf.loader import missing_keys, resolved_yaml
+from jobs.conf.schema import RunConf
+from jobs.config import model_views, stage_context
 from jobs.engine.drain import on_signals, raise_interrupted
 from jobs.engine.emulation import emulator_for
 from jobs.engine.engine import Engine
 from jobs.engine.rundir import Manifest, RunDir, default_cache, now_iso
 from jobs.estimate.estimate import estimate
+from jobs.stages.registry import check_stages, stage
 
 log = logging.getLogger("specstress")
-
-
-@dataclass
-class StageContext:
-    """What a stage gets: config, run directory, manifest and the engine for its calls."""
-
-    conf: RunConf
-    run: RunDir
-    manifest: Manifest
-    engine: Engine
-
-    def settings(self, stage: str) -> dict[str, Any]:
-        return dict(self.conf.stages.get(stage) or {})
-
-
-StageFn = Callable[[StageContext], dict[str, Any]]
-
-
-def stage_registry() -> dict[str, StageFn]:
-    """Stage name -> entry point. Imported lazily so `specstress --help` stays fast."""
-    from jobs.stages import (
-        compliance,
-        disagreement,
-        diversity,
-        embeddings,
-        pairs,
-        refusals,
-        responses,
-        rubrics,
-        scenarios,
-        scores,
-        topics,
-        values,
-    )
-
-    return {
-        "pairs": pairs.run,
-        "scenarios": scenarios.run,
-        "responses": responses.run,
-        "rubrics": rubrics.run,
-        "scores": scores.run,
-        "embeddings": embeddings.run,
-        "diversity": diversity.run,
-        "disagreement": disagreement.run,
-        "topics": topics.run,
-        "refusals": refusals.run,
-        "compliance": compliance.run,
-        "values": values.run,
-    }
 
 
 def start_ray(conf: RunConf) -> None:
@@ -126,10 +78,8 @@ def refuse_over_budget(conf: RunConf, store: CallStore, run_id: str) -> None:
 def run_pipeline(conf: RunConf, *, stages: list[str] | None = None) -> dict[str, dict[str, Any]]:
     """Run `stages` (default: `conf.pipeline`) and return each stage's summary."""
     names = stages if stages is not None else list(conf.pipeline)
-    registry = stage_registry()
-    unknown = [n for n in names if n not in registry]
-    if unknown:
-        raise ConfigError(f"config key 'pipeline': unknown stage(s) {unknown}; known: {sorted(registry)}")
+    if stages is not None:
+        check_stages(conf.stages, names, model_views(conf))
     run = RunDir.open(conf.run_dir)
     run.root.write_text("config.yaml", resolved_yaml(conf))
     manifest = Manifest(run.root)
@@ -147,13 +97,12 @@ def run_pipeline(conf: RunConf, *, stages: list[str] | None = None) -> dict[str,
             log.warning("API-key variables not set: %s; calls to those models will fail", ", ".join(absent))
         start_ray(conf)
         engine = Engine(conf, run, manifest, store)
-        ctx = StageContext(conf, run, manifest, engine)
         try:
             with on_signals(raise_interrupted):
                 for name in names:
                     manifest.set_stage(name, state="running", started_at=now_iso())
                     try:
-                        summary = registry[name](ctx)
+                        summary = stage(name).run(stage_context(conf, name, run, engine))
                     except BaseException as exc:
                         state = stop_state(exc)
                         manifest.data.update(state=state, resumable=state in RESUMABLE)

@@ -13,7 +13,7 @@ from typing import Any
 import pyarrow.dataset as pads
 import pytest
 
-from jobs.conf.loader import load_config
+from jobs.config import load_config
 from jobs.driver import run_pipeline
 
 FIXTURE = Path(__file__).parent / "fixtures" / "release_0_1_0_run"

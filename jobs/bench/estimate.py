@@ -31,7 +31,8 @@ import pyarrow.parquet as pq
 from actors.store import STORE_SCHEMA, CallStore
 from actors.types import chat, spec_to_json
 from jobs.bench.process import in_fresh_process, peak_rss_mb
-from jobs.conf.loader import RunConf, load_config
+from jobs.conf.schema import RunConf
+from jobs.config import load_config
 from jobs.engine.engine import Engine
 from jobs.engine.rundir import Manifest, RunDir
 from jobs.estimate.estimate import estimate

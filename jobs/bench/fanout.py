@@ -117,7 +117,7 @@ def _engine_run(
 ) -> dict[str, Any]:
     """Run one stage of n requests through the engine; returns timings and counts."""
     from actors.store import CallStore
-    from jobs.conf.loader import load_config
+    from jobs.config import load_config
     from jobs.driver import start_ray
     from jobs.engine.engine import Engine
     from jobs.engine.rundir import Manifest, RunDir

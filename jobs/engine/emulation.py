@@ -15,7 +15,7 @@ from collections.abc import Iterator
 from actors.emulator.config import EmulatorConfig
 from actors.emulator.server import EmulatorServer, main_emulate
 from actors.settings import RateLimits, field_values
-from jobs.conf.loader import EmulatorConf, RunConf
+from jobs.conf.schema import EmulatorConf, RunConf
 
 
 def to_emulator_config(conf: EmulatorConf) -> EmulatorConfig:

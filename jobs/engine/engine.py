@@ -32,7 +32,8 @@ from actors.errors import BudgetExceeded, ConfigError, Interrupted
 from actors.limiter import get_limiter, kill_limiter
 from actors.store import CallStore, contains
 from actors.types import Endpoint, call_key, spec_from_json
-from jobs.conf.loader import RunConf, account_limits, endpoint, to_account_limits
+from jobs.conf.loader import account_limits, endpoint, to_account_limits
+from jobs.conf.schema import RunConf
 from jobs.engine.batching.router import BatchFigures, BatchRouter
 from jobs.engine.drain import InFlight, drain_in_flight, on_signals, wait_in_flight
 from jobs.engine.journal import Journal, dangling, discard

@@ -10,56 +10,27 @@ such as a model added to a sweep, would cost. Other stages are counted from the 
 from __future__ import annotations
 
 import math
+import re
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
+import polars as pl
 import pyarrow.parquet as pq
 
+from actors.settings import limit_seconds
 from actors.store import CallStore
-from jobs.conf.loader import LimitsConf, RunConf, account_limits, account_of, endpoint
-from jobs.engine.batching.conf import batch_capable, routing_for
-from jobs.engine.rundir import Manifest, RunDir, default_cache
-
-TYPICAL: dict[str, tuple[int, int]] = {
-    "scenarios_neutral": (250, 700),
-    "scenarios_biased": (400, 350),
-    "responses": (150, 600),
-    "rubrics": (900, 1600),
-    "scores_per_model": (700, 160),
-    "embeddings": (40, 0),
-    "topics": (250, 80),
-    "refusals": (800, 80),
-    "compliance": (800, 400),
-    "values": (2500, 600),
-    "values_embeddings": (8, 0),  # per phrase or category text
-}
-"""(input, output) tokens assumed per call: whole calls where exact requests cannot be built
-yet, and the visible answer size where they can."""
-
-
-@dataclass
-class Line:
-    """One stage x model row of the estimate."""
-
-    stage: str
-    model: str
-    calls: int
-    cached: int = 0
-    input_tokens: float = 0.0
-    output_tokens: float = 0.0
-    exact: bool = False
-    cached_input_tokens: float = 0.0
-    """Prompt tokens expected to be read from the provider's prompt cache (part of input_tokens)."""
-    cache_write_tokens: float = 0.0
-    """Prompt tokens expected to be written to the cache (Anthropic bills these apart)."""
-    stored_input_tokens: float = 0.0
-    """Input tokens of the calls already in the call store: they cost nothing again."""
-    stored_output_tokens: float = 0.0
-
-    @property
-    def to_make(self) -> int:
-        return self.calls - self.cached
+from jobs.conf.batching import batch_capable, routing_for
+from jobs.conf.loader import account_limits, account_of, endpoint
+from jobs.conf.schema import RunConf
+from jobs.config import model_views, stage_context
+from jobs.engine.rundir import RunDir, default_cache
+from jobs.estimate.judges import judge_lines
+from jobs.estimate.lines import TYPICAL, Line, stage_done, typical, with_unwritten
+from jobs.estimate.requests import from_earlier_requests, table_lines
+from jobs.stages.registry import BY_NAME
+from jobs.stages.responses import plan_for
 
 
 @dataclass
@@ -113,48 +84,6 @@ class Estimate:
         }
 
 
-def visible_output(conf: RunConf, stage: str) -> int:
-    """Visible answer tokens assumed for one exact request of `stage` (a joint score covers every model)."""
-    if stage == "scores":
-        sc = conf.stages.scores
-        per_model = TYPICAL["scores_per_model"][1]
-        return per_model * len(sc.models or conf.stages.responses.models) if sc.mode == "joint" else per_model
-    return TYPICAL[stage][1]
-
-
-def _typical(stage: str, model: str, calls: int, kind: str, max_tokens: int | None) -> Line:
-    tin, tout = TYPICAL[kind]
-    return Line(
-        stage, model, calls, input_tokens=calls * tin, output_tokens=calls * min(tout, max_tokens or tout)
-    )
-
-
-def stage_done(run: RunDir, stage: str) -> bool:
-    """Whether the run's manifest records `stage` as finished."""
-    return Manifest(run.root).data["stages"].get(stage, {}).get("state") == "done"
-
-
-def with_unwritten(run: RunDir, stage: str, earlier: list[Line], whole: Line) -> list[Line]:
-    """`earlier` (exact lines from the requests a stage wrote) plus, when the stage stopped part-way,
-    the calls of the chunks it never wrote: `whole` (the stage counted from config) less those seen.
-
-    Chunked stages (rubrics, scores, the labelling stages) write each chunk's requests just
-    before sending them, so a stopped stage's tables cover its first chunks only. The rest
-    joins the line of the same model, which is then no longer exact.
-    """
-    seen = sum(ln.calls for ln in earlier)
-    if stage_done(run, stage) or whole.calls <= seen:
-        return earlier
-    rest, share = whole.calls - seen, (whole.calls - seen) / whole.calls
-    same = next((ln for ln in earlier if ln.model == whole.model), None)
-    line = same or Line(whole.stage, whole.model, 0)
-    line.calls += rest
-    line.input_tokens += whole.input_tokens * share
-    line.output_tokens += whole.output_tokens * share
-    line.exact = False
-    return earlier if same else [*earlier, line]
-
-
 def _split(n: int, weights: dict[str, float]) -> dict[str, int]:
     total = sum(weights.values()) or 1.0
     return {m: round(n * w / total) for m, w in weights.items()}
@@ -164,8 +93,6 @@ def _score_lines(
     conf: RunConf, run: RunDir, answered: np.ndarray, lines: list[Line], n_scen: int
 ) -> list[Line]:
     """Scoring follows the responses: a rerun repeats earlier requests; new responses need new scores."""
-    from jobs.estimate.requests import from_earlier_requests
-
     sc, n_models = conf.stages.scores, len(conf.stages.scores.models or conf.stages.responses.models)
     responses = [ln for ln in lines if ln.stage == "responses"]
     new_responses = sum(ln.to_make for ln in responses)
@@ -174,11 +101,11 @@ def _score_lines(
     if exact:
         n_scen = max(ln.calls for ln in responses)
     if sc.mode == "joint":
-        line = _typical("scores", sc.model, n_scen, "scores_per_model", None)
+        line = typical("scores", sc.model, n_scen, "scores_per_model", None)
         line.input_tokens *= n_models
         line.output_tokens *= n_models
     else:
-        line = _typical("scores", sc.model, n_scen * n_models, "scores_per_model", None)
+        line = typical("scores", sc.model, n_scen * n_models, "scores_per_model", None)
     if earlier and new_responses == 0:
         return with_unwritten(run, "scores", earlier, line)
     if exact:
@@ -187,68 +114,84 @@ def _score_lines(
     return [line]
 
 
-def plan(conf: RunConf) -> list[Line]:
-    """Every calling stage of `conf.pipeline`, exact where its inputs exist, else from config."""
-    from jobs.driver import StageContext
-    from jobs.estimate.judges import judge_lines
-    from jobs.estimate.requests import exact_lines, from_earlier_requests
-    from jobs.stages import responses as responses_stage
-    from jobs.stages.pairs import load_values, sample_pairs
-    from jobs.stages.scenarios import neutral_requests
+def planned_lines(conf: RunConf, run: RunDir, answered: np.ndarray) -> dict[str, list[Line]]:
+    """Exact lines, by line name, of every calling stage that can plan: stage by stage in pipeline
+    order, as long as each earlier stage has finished with nothing left to make (so the inputs a
+    plan reads are the ones the run will read). A stage without calls whose table follows from
+    config alone (the pairs) is previewed in memory for the stages after it."""
+    out: dict[str, list[Line]] = {}
+    previews: dict[str, pl.DataFrame] = {}
+    for name in conf.pipeline:
+        st = BY_NAME[name]
+        ctx = stage_context(conf, name, run, previews=previews)
+        if st.preview is not None:
+            previews |= st.preview(ctx)
+            continue
+        groups: dict[str, dict[str, Iterator[pl.DataFrame]]] = {}
+        for table, chunks in st.plan(ctx).items():
+            groups.setdefault(line_name(table), {})[table] = chunks
+        for line, tables in groups.items():
+            out[line] = table_lines(conf, run, line, tables, answered)
+        left = sum(ln.to_make for line in groups for ln in out[line])
+        if not stage_done(run, name) or left:
+            break
+    return out
 
+
+def line_name(requests_table: str) -> str:
+    """The estimate line a requests table counts towards: its name without chunk and round."""
+    return re.sub(r"(_c\d+)?(_r\d+)?$", "", requests_table)
+
+
+def lines(conf: RunConf) -> list[Line]:
+    """Every calling stage of `conf.pipeline`: exact from its plan where it can plan, else from the
+    requests an earlier run wrote, else counted from config."""
     run = RunDir.open(conf.run_dir)
     store = CallStore(conf.cache_dir or default_cache(conf.run_dir))
     answered = store.answered_keys()
+    planned = planned_lines(conf, run, answered)
     st = conf.stages
     n_pairs = st.pairs.n_pairs if "pairs" in conf.pipeline else 0
     n_scen = 3 * n_pairs if st.scenarios.biased else n_pairs
-    lines: list[Line] = []
+    out: list[Line] = []
     if "scenarios" in conf.pipeline and st.scenarios.generators:
-        pairs = sample_pairs(
-            load_values(st.pairs.taxonomy),
-            n_pairs,
-            seed=conf.seed,
-            weighting=st.pairs.weighting,  # type: ignore[arg-type]
-            exclude_same=st.pairs.exclude_same,  # type: ignore[arg-type]
-        )
-        lines += exact_lines(conf, "scenarios_neutral", neutral_requests(conf, pairs), answered)
+        out += planned.get("scenarios_neutral", [])
         earlier = from_earlier_requests(conf, run, "scenarios_biased", answered)
         if earlier is not None:
-            lines += earlier
+            out += earlier
         elif st.scenarios.biased:
             rewriters = {st.scenarios.rewriter: 1.0} if st.scenarios.rewriter else st.scenarios.generators
             for m, n in _split(2 * n_pairs, rewriters).items():
-                lines.append(_typical("scenarios_biased", m, n, "scenarios_biased", st.scenarios.max_tokens))
+                out.append(typical("scenarios_biased", m, n, "scenarios_biased", st.scenarios.max_tokens))
     if "responses" in conf.pipeline:
         rc = st.responses
-        if run.tables.exists("scenarios.parquet"):
-            ctx = StageContext(conf, run, None, None)  # type: ignore[arg-type]
-            chunks = responses_stage._request_chunks(ctx, rc)
-            lines += exact_lines(conf, "responses", chunks, answered)
-        else:
-            for m in rc.models:
-                samples = responses_stage.plan_for(StageContext(conf, run, None, None), m, rc).samples  # type: ignore[arg-type]
-                lines.append(_typical("responses", m, n_scen * samples, "responses", None))
+        views = model_views(conf)
+        out += planned.get("responses") or [
+            typical("responses", m, n_scen * plan_for(views[m], rc).samples, "responses", None)
+            for m in rc.models
+        ]
     if "rubrics" in conf.pipeline:
         earlier = from_earlier_requests(conf, run, "rubrics", answered)
-        whole = _typical("rubrics", st.rubrics.model, n_pairs, "rubrics", st.rubrics.max_tokens)
-        lines += with_unwritten(run, "rubrics", earlier, whole) if earlier else [whole]
+        whole = typical("rubrics", st.rubrics.model, n_pairs, "rubrics", st.rubrics.max_tokens)
+        out += planned.get("rubrics") or (
+            with_unwritten(run, "rubrics", earlier, whole) if earlier else [whole]
+        )
     if "scores" in conf.pipeline:
-        lines += _score_lines(conf, run, answered, lines, n_scen)
+        out += planned.get("scores") or _score_lines(conf, run, answered, out, n_scen)
     if "embeddings" in conf.pipeline and st.embeddings.backend == "api" and st.embeddings.model:
-        earlier = from_earlier_requests(conf, run, "embeddings", answered)
+        earlier = planned.get("embeddings") or from_earlier_requests(conf, run, "embeddings", answered)
         if run.tables.exists("scenarios.parquet"):
             n_scen = pq.read_metadata(run.tables.join("scenarios.parquet"), filesystem=run.root.fs).num_rows
         texts_in = n_scen * TYPICAL["embeddings"][0]
         calls = math.ceil(n_scen / st.embeddings.batch_size)
-        lines += earlier or [Line("embeddings", st.embeddings.model, calls, input_tokens=texts_in)]
-    lines += judge_lines(conf, run, n_scen, answered)
-    return lines
+        out += earlier or [Line("embeddings", st.embeddings.model, calls, input_tokens=texts_in)]
+    out += judge_lines(conf, run, n_scen, answered, planned)
+    return out
 
 
 def estimate(conf: RunConf) -> Estimate:
     """Dollars per line at registry prices; wall-clock per stage at the configured limits."""
-    est = Estimate(lines=plan(conf))
+    est = Estimate(lines=lines(conf))
     limits = account_limits(conf)
     for ln in est.lines:
         if not ln.exact and ln.cached:
@@ -311,21 +254,6 @@ def _price_routes(conf: RunConf, est: Estimate) -> None:
                 int(ln.cache_write_tokens),
                 batch=True,
             )
-
-
-def limit_seconds(
-    lim: LimitsConf, calls: float, input_tokens: float, output_tokens: float
-) -> tuple[float, str]:
-    """Seconds an account's per-minute limits need for this much work, and the limit that binds."""
-    worst, why = 0.0, "none"
-    for name, used, per_min in (
-        ("rpm", calls, lim.rpm),
-        ("input_tpm", input_tokens, lim.input_tpm),
-        ("output_tpm", output_tokens, lim.output_tpm),
-    ):
-        if per_min and used and used / per_min * 60 > worst:
-            worst, why = used / per_min * 60, name
-    return worst, why
 
 
 def format_estimate(est: Estimate) -> str:

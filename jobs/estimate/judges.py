@@ -10,14 +10,15 @@ at least `MIN_CACHED_TOKENS` long (the shortest prefix the three providers cache
 from __future__ import annotations
 
 import math
-from typing import TYPE_CHECKING
 
 import numpy as np
 import polars as pl
 
 from actors.errors import SpecstressError
+from jobs.conf.schema import RunConf
+from jobs.config import model_views
 from jobs.engine.rundir import RunDir
-from jobs.estimate.estimate import TYPICAL, Line, with_unwritten
+from jobs.estimate.lines import TYPICAL, Line, with_unwritten
 from jobs.estimate.requests import (
     CHARS_PER_TOKEN,
     MIN_CACHED_TOKENS,
@@ -28,9 +29,6 @@ from jobs.stages.compliance import SPEC_SYSTEM, families_of, load_spec, sample_g
 from jobs.stages.params import stage_params
 from jobs.stages.streaming import scan_table
 from jobs.stages.values import value_categories
-
-if TYPE_CHECKING:
-    from jobs.conf.loader import RunConf
 
 
 def _in_scope(run: RunDir, subset: str, high_only: bool, n_scen: int, cap: int | None) -> tuple[int, bool]:
@@ -50,8 +48,7 @@ def _compliance_scenarios(conf: RunConf, run: RunDir, n_scen: int) -> int:
     disagreement table exists, else the samples' sizes summed (an upper bound: they may overlap)."""
     cc = conf.stages.compliance
     if run.tables.exists("disagreement.parquet"):
-        models = list(cc.models or conf.stages.responses.models)
-        return len(sample_groups(run, conf.seed, cc, families_of(cc, models))[0])
+        return len(sample_groups(run, conf.seed, cc, families_of(cc, list(cc.models or [])))[0])
     sizes = [cc.samples.random, cc.samples.high_all, cc.samples.high_family]
     cap = None if cc.scope == "all" or None in sizes else sum(s or 0 for s in sizes)
     return _in_scope(run, cc.bin_subset, False, n_scen, cap)[0]
@@ -61,10 +58,10 @@ def _phrase_embedding_lines(conf: RunConf, n_responses: int) -> list[Line]:
     """API embedding calls of the value phrases and categories: an upper bound, since every
     response is assumed to list `max_values` phrases and none is in the embedding cache yet."""
     vc = conf.stages.values
-    ec = vc.embedding or conf.stages.embeddings
+    ec = vc.embedding or conf.stages.embeddings  # filled in at load; a hand-built config may lack it
     if ec.backend != "api" or not ec.model:
         return []
-    n_texts = n_responses * vc.max_values + len(value_categories(conf))
+    n_texts = n_responses * vc.max_values + len(value_categories(vc))
     calls = math.ceil(n_texts / ec.batch_size)
     return [
         Line("values_embeddings", ec.model, calls, input_tokens=n_texts * TYPICAL["values_embeddings"][0])
@@ -73,13 +70,15 @@ def _phrase_embedding_lines(conf: RunConf, n_responses: int) -> list[Line]:
 
 def _line(conf: RunConf, stage: str, model: str, calls: int, settings: object) -> Line:
     tin, tout = TYPICAL[stage]
-    out = expected_output_tokens(stage_params(conf, model, settings), tout)
+    out = expected_output_tokens(stage_params(model_views(conf)[model], settings), tout)
     return Line(stage, model, calls, input_tokens=calls * tin, output_tokens=calls * out)
 
 
-def judge_lines(conf: RunConf, run: RunDir, n_scen: int, answered: np.ndarray) -> list[Line]:
-    """One line per labelling stage in the pipeline (per judge for compliance); exact, with
-    what the store already holds, where an earlier run wrote the stage's requests."""
+def judge_lines(
+    conf: RunConf, run: RunDir, n_scen: int, answered: np.ndarray, planned: dict[str, list[Line]]
+) -> list[Line]:
+    """One line per labelling stage in the pipeline (per judge for compliance): `planned` where the
+    stage could plan, else exact from the requests an earlier run wrote, else counted from config."""
     st = conf.stages
     lines: list[Line] = []
     n_resp = len(st.responses.models)
@@ -87,6 +86,13 @@ def judge_lines(conf: RunConf, run: RunDir, n_scen: int, answered: np.ndarray) -
         if name not in conf.pipeline:
             continue
         sc = getattr(st, name)
+        if name in planned:
+            lines += planned[name]
+            if name == "values":
+                scenarios = sum(ln.calls for ln in planned[name])
+                phrases = from_earlier_requests(conf, run, "values_embeddings", answered)
+                lines += phrases or _phrase_embedding_lines(conf, scenarios * n_resp)
+            continue
         n, _ = _in_scope(run, sc.subset, sc.scope == "high", n_scen, sc.max_scenarios)
         per_scenario = n_resp if name == "refusals" else 1
         whole = _line(conf, name, sc.model, n * per_scenario, sc)
@@ -96,8 +102,10 @@ def judge_lines(conf: RunConf, run: RunDir, n_scen: int, answered: np.ndarray) -
             phrases = from_earlier_requests(conf, run, "values_embeddings", answered)
             lines += phrases or ([] if earlier else _phrase_embedding_lines(conf, n * n_resp))
     if "compliance" in conf.pipeline:
-        lines += from_earlier_requests(conf, run, "compliance", answered) or _compliance_lines(
-            conf, run, n_scen
+        lines += (
+            planned.get("compliance")
+            or from_earlier_requests(conf, run, "compliance", answered)
+            or _compliance_lines(conf, run, n_scen)
         )
     return lines
 

@@ -13,8 +13,8 @@ the config-counted lines use them through `expected_output_tokens`.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable
-from typing import TYPE_CHECKING, Any
+from collections.abc import Iterable, Iterator, Mapping
+from typing import Any
 
 import numpy as np
 import polars as pl
@@ -23,11 +23,9 @@ import pyarrow.parquet as pq
 from actors.store import contains
 from actors.types import Endpoint, call_key, spec_from_json
 from jobs.conf.loader import endpoint
-from jobs.estimate.estimate import Line, visible_output
-
-if TYPE_CHECKING:
-    from jobs.conf.loader import RunConf
-    from jobs.engine.rundir import RunDir
+from jobs.conf.schema import RunConf
+from jobs.engine.rundir import RunDir
+from jobs.estimate.lines import Line, visible_output
 
 CHARS_PER_TOKEN = 4
 
@@ -189,9 +187,16 @@ def exact_lines(
 ) -> list[Line]:
     """Lines from requests built in memory (columns model, spec), e.g. from the config: keys hashed here."""
     eps = {m: endpoint(conf, m) for m in conf.models}
-    visible = visible_output(conf, stage)
-    parts = (request_tokens(c.with_columns(keys_of(eps, c)).lazy(), visible) for c in chunks if c.height)
-    return lines_of(conf, stage, parts, answered)
+    return lines_of(conf, stage, built_tokens(eps, visible_output(conf, stage), chunks), answered)
+
+
+def built_tokens(
+    endpoints: dict[str, Endpoint], visible: int, chunks: Iterable[pl.DataFrame]
+) -> Iterator[pl.DataFrame]:
+    """`request_tokens` of requests built in memory, their keys hashed here."""
+    for c in chunks:
+        if c.height:
+            yield request_tokens(c.with_columns(keys_of(endpoints, c)).lazy(), visible)
 
 
 FIRST_ROUND_SUFFIX = r"(_neutral|_biased)?(_c\d+)?(_r0)?"
@@ -208,6 +213,26 @@ def from_earlier_requests(conf: RunConf, run: RunDir, stage: str, answered: np.n
     eps = {m: endpoint(conf, m) for m in conf.models}
     visible = visible_output(conf, stage)
     return lines_of(conf, stage, (stored_tokens(run, path, eps, visible) for path in files), answered)
+
+
+def table_lines(
+    conf: RunConf, run: RunDir, line: str, tables: Mapping[str, Iterator[pl.DataFrame]], answered: np.ndarray
+) -> list[Line]:
+    """Lines of a stage's planned requests tables: one an earlier run wrote is read as stored (it is
+    what the plan builds, and its keys are hashed already), the others are built from the plan."""
+    written = {p.rsplit("/", 1)[-1]: p for p in run.requests.list_files(".parquet")}
+    eps = {m: endpoint(conf, m) for m in conf.models}
+    visible = visible_output(conf, line)
+
+    def parts() -> Iterator[pl.DataFrame]:
+        for table, chunks in tables.items():
+            path = written.get(f"{table}.parquet")
+            if path is not None:
+                yield stored_tokens(run, path, eps, visible)
+            else:
+                yield from built_tokens(eps, visible, chunks)
+
+    return lines_of(conf, line, parts(), answered)
 
 
 def stored_tokens(run: RunDir, path: str, endpoints: dict[str, Endpoint], visible: int) -> pl.DataFrame:

@@ -24,9 +24,10 @@ Fleiss' kappa is in the stage summary (`fleiss_kappa`).
 from __future__ import annotations
 
 import random
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal
+from typing import Any, Literal
 
 import polars as pl
 import pyarrow as pa
@@ -44,24 +45,22 @@ from jobs.analysis.agreement import (
     judge_stats,
     verdicts,
 )
+from jobs.engine.rundir import RunDir
+from jobs.stages.base import ModelView, Plan, Stage, StageContext
 from jobs.stages.judging import (
     JudgeCallConf,
     JudgedResponsesConf,
     answered,
     check_call,
     disagreement_of,
+    inherit_judged,
     judged_models,
     outcome_fields,
 )
 from jobs.stages.params import stage_params
-from jobs.stages.repair import ParseError, call_with_repair, extract_json, wrong_shape
+from jobs.stages.repair import ParseError, call_with_repair, extract_json, first_round, wrong_shape
 from jobs.stages.streaming import frame, scan_table
 from jobs.stages.tables import write_table
-
-if TYPE_CHECKING:
-    from jobs.conf.loader import RunConf
-    from jobs.driver import StageContext
-    from jobs.engine.rundir import RunDir
 
 DEMO_SPEC = Path(__file__).resolve().parents[1] / "data" / "demo_spec.md"
 """The short spec shipped for the demo (our own text, not any provider's)."""
@@ -150,9 +149,10 @@ class ComplianceConf(JudgeCallConf, JudgedResponsesConf):
     """Disagreement subset whose bins and high flag the summary and `high_all` use."""
 
 
-def check_compliance(cc: ComplianceConf) -> None:
+def check(cc: ComplianceConf, models: Mapping[str, ModelView]) -> None:
     """Checks of `stages.compliance` that need no tables, run before anything is spent."""
     check_call("compliance", cc)
+    judged_models("compliance", cc.models)
     if cc.scope not in SCOPES:
         raise ConfigError(f"config key 'stages.compliance.scope': must be one of {SCOPES}, got '{cc.scope}'")
     if not cc.judges or len(set(cc.judges)) != len(cc.judges):
@@ -244,10 +244,8 @@ def sample_groups(
     return judged, groups
 
 
-def cache_savings(conf: RunConf, store: CallStore, keys: set[str]) -> dict[str, Any]:
+def cache_savings(models: Mapping[str, ModelView], store: CallStore, keys: set[str]) -> dict[str, Any]:
     """Prompt-cache figures of the given calls: cached and written tokens, cost, and cost without caching."""
-    from jobs.conf.loader import endpoint  # jobs.conf.loader imports this module for its schema
-
     cols = ["model", "status", "input_tokens", "output_tokens", "cached_input_tokens", "cache_write_tokens"]
     rows = (
         store.latest(
@@ -265,22 +263,33 @@ def cache_savings(conf: RunConf, store: CallStore, keys: set[str]) -> dict[str, 
     }
     full = 0.0
     for model, tin, tout in rows.select("model", "input_tokens", "output_tokens").iter_rows():
-        full += endpoint(conf, model).prices.cost_usd(tin or 0, tout or 0)
+        full += models[model].prices.cost_usd(tin or 0, tout or 0)
     out["cost_without_cache_usd"] = full
     out["saving_usd"] = full - out["cost_usd"]
     return {k: round(v, 6) if isinstance(v, float) else v for k, v in out.items()}
 
 
-def run(ctx: StageContext) -> dict[str, Any]:
-    """Stage entry point: judge the sampled responses, then verdicts, agreement and the summary."""
-    cc: ComplianceConf = ctx.conf.stages.compliance
-    check_compliance(cc)
-    judges = list(cc.judges)
-    ctx.engine.check_models(judges)
+@dataclass(frozen=True)
+class _Work:
+    """What the judges are asked: the sampled responses, once per judge, under the spec."""
+
+    spec_path: str
+    system: str
+    families: dict[str, list[str]]
+    judged: list[str]
+    groups: pl.DataFrame
+    resp: pl.DataFrame
+    """The judged responses (scenario_id, model, sample, text, query)."""
+    items: pl.DataFrame
+    """One call item per response and judge (item_id, scenario_id, model, sample, prompt, judge)."""
+
+
+def _work(ctx: StageContext[ComplianceConf]) -> _Work:
+    cc = ctx.settings
     spec_text, spec_path = load_spec(cc.spec)
-    models = judged_models(ctx, "compliance", cc.models)
+    models = judged_models("compliance", cc.models)
     families = families_of(cc, models)
-    judged, groups = sample_groups(ctx.run, ctx.conf.seed, cc, families)
+    judged, groups = sample_groups(ctx.run, ctx.seed, cc, families)
     queries = (
         scan_table(ctx.run, "scenarios")
         .select("scenario_id", "query")
@@ -288,7 +297,6 @@ def run(ctx: StageContext) -> dict[str, Any]:
         .collect()
     )
     resp = answered(ctx, judged, models, cc.sample).join(queries, on="scenario_id", how="inner")
-    system = SPEC_SYSTEM.format(spec=spec_text)
     per_item = resp.with_columns(
         prompt=pl.struct("query", "text").map_elements(
             lambda r: JUDGE_PROMPT.format(query=r["query"], response=r["text"]), return_dtype=pl.String
@@ -306,19 +314,46 @@ def run(ctx: StageContext) -> dict[str, Any]:
                 ),
                 judge=pl.lit(j),
             )
-            for j in judges
+            for j in cc.judges
         ]
     )
+    return _Work(spec_path, SPEC_SYSTEM.format(spec=spec_text), families, judged, groups, resp, items)
+
+
+def _params(ctx: StageContext[ComplianceConf]) -> Callable[[str], dict[str, Any]]:
+    return lambda m: {**stage_params(ctx.model(m), ctx.settings), "cache_prefix": True}
+
+
+def _chunk_rows(system: str) -> int:
+    """Every request carries the whole spec: build few at a time (about 20 MB of specs)."""
+    return max(1, SPEC_CHUNK_CHARS // len(system))
+
+
+def plan(ctx: StageContext[ComplianceConf]) -> Plan:
+    """Every judge's first call on every sampled response, once disagreement is known."""
+    if not ctx.run.tables.exists("disagreement.parquet"):
+        return {}
+    w = _work(ctx)
+    requests = w.items.select("item_id", "prompt", model="judge")
+    return {"compliance_r0": first_round(requests, w.system, _params(ctx), _chunk_rows(w.system))}
+
+
+def run(ctx: StageContext[ComplianceConf]) -> dict[str, Any]:
+    """Stage entry point: judge the sampled responses, then verdicts, agreement and the summary."""
+    cc = ctx.settings
+    judges = list(cc.judges)
+    ctx.calls.check_models(judges)
+    w = _work(ctx)
+    families, judged, groups, resp, items = w.families, w.judged, w.groups, w.resp, w.items
     outcomes, calls = call_with_repair(
         ctx,
         "compliance",
         items.select("item_id", "prompt", model="judge"),
         parse=lambda _row, text: parse_judgement(text),
-        params=lambda m: {**stage_params(ctx.conf, m, cc), "cache_prefix": True},
+        params=_params(ctx),
         max_repairs=cc.max_repairs,
-        system=system,
-        # Every request carries the whole spec: build few at a time (about 20 MB of specs).
-        chunk_rows=max(1, SPEC_CHUNK_CHARS // len(system)),
+        system=w.system,
+        chunk_rows=_chunk_rows(w.system),
     )
     rows = []
     for r in items.select("item_id", "scenario_id", "model", "sample", "judge").iter_rows(named=True):
@@ -343,7 +378,7 @@ def run(ctx: StageContext) -> dict[str, Any]:
     keys = {k for o in outcomes.values() for k in (o.call_key, o.final_call_key) if k}
     majorities = dict(verdict_table.group_by("majority").len().iter_rows())
     return {
-        "spec": spec_path,
+        "spec": w.spec_path,
         "judges": judges,
         "scenarios": len(judged),
         "responses": resp.height,
@@ -357,6 +392,27 @@ def run(ctx: StageContext) -> dict[str, Any]:
             f"{r['family']}|{r['group_kind']}|{r['group']}": r["frequent_noncompliance"]
             for r in summary_table.iter_rows(named=True)
         },
-        "prompt_cache": cache_savings(ctx.conf, ctx.engine.store, keys),
+        "prompt_cache": cache_savings(ctx.models, ctx.calls.store, keys),
         "calls": calls,
     }
+
+
+def _models(cc: ComplianceConf) -> dict[str, list[str]]:
+    return {
+        "judges": list(cc.judges),
+        "models": list(cc.models or []),
+        "families": [m for ms in (cc.families or {}).values() for m in ms],
+    }
+
+
+STAGE = Stage(
+    name="compliance",
+    settings=ComplianceConf,
+    reads=("disagreement", "scenarios", "responses"),
+    writes=("compliance", "compliance_verdicts", "judge_stats", "compliance_summary"),
+    run=run,
+    plan=plan,
+    models=_models,
+    check=check,
+    inherit=inherit_judged,
+)

@@ -21,9 +21,10 @@ already covers near-duplicates, so the default keeps every scored scenario.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from fractions import Fraction
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import polars as pl
 
@@ -39,12 +40,10 @@ from jobs.analysis.disagreement import (
 )
 from jobs.analysis.outliers import OUTLIER_COUNTS_SCHEMA, OUTLIER_SCHEMA, OutlierConfig, outliers
 from jobs.analysis.selection import SELECTION_SCHEMA, select_by_subset
+from jobs.stages.base import ModelView, Stage, StageContext
 from jobs.stages.embeddings import read_embeddings
 from jobs.stages.streaming import scan_table
 from jobs.stages.tables import write_table
-
-if TYPE_CHECKING:
-    from jobs.driver import StageContext
 
 STD_KINDS = ("population", "sample")
 
@@ -79,7 +78,7 @@ class DisagreementConf:
     """Outliers: fewest models with a position on a value for it to yield outliers."""
 
 
-def _check(dc: DisagreementConf) -> None:
+def check(dc: DisagreementConf, models: Mapping[str, ModelView]) -> None:
     key = "config key 'stages.disagreement"
     if dc.std not in STD_KINDS:
         raise ConfigError(f"{key}.std': must be one of {STD_KINDS}, got '{dc.std}'")
@@ -121,7 +120,7 @@ def resolve_subsets(configured: dict[str, list[str]] | None, scored: set[str]) -
     return out
 
 
-def _scores(ctx: StageContext, dc: DisagreementConf) -> pl.DataFrame:
+def _scores(ctx: StageContext[DisagreementConf], dc: DisagreementConf) -> pl.DataFrame:
     """Valid scores of the analysed sample (scenario_id, model, value_slot, position)."""
     lf = scan_table(ctx.run, "scores").filter(
         (pl.col("status") == "ok") & pl.col("position").is_not_null() & (pl.col("sample") == dc.sample)
@@ -133,10 +132,9 @@ def _scores(ctx: StageContext, dc: DisagreementConf) -> pl.DataFrame:
     return scores
 
 
-def run(ctx: StageContext) -> dict[str, Any]:
+def run(ctx: StageContext[DisagreementConf]) -> dict[str, Any]:
     """Stage entry point: disagreement, selections and outliers; returns per-subset counts."""
-    dc: DisagreementConf = ctx.conf.stages.disagreement
-    _check(dc)
+    dc = ctx.settings
     scores = _scores(ctx, dc)
     models = tuple(sorted(scores["model"].unique().to_list()))
     subsets = resolve_subsets(dc.subsets, set(models))
@@ -153,9 +151,7 @@ def run(ctx: StageContext) -> dict[str, Any]:
     write_table(ctx.run, "disagreement", table, DISAGREEMENT_SCHEMA)
 
     ids, x, meta = read_embeddings(ctx)
-    sel = select_by_subset(
-        x, ids, table, threshold=dc.threshold, k=dc.k, seed=ctx.conf.seed, use_ray=dc.use_ray
-    )
+    sel = select_by_subset(x, ids, table, threshold=dc.threshold, k=dc.k, seed=ctx.seed, use_ray=dc.use_ray)
     write_table(ctx.run, "selections", sel.table, SELECTION_SCHEMA)
 
     out = outliers(
@@ -200,3 +196,14 @@ def summary_lines(summary: dict[str, Any]) -> list[str]:
     ranked = sorted(summary["outliers"].items(), key=lambda kv: (-kv[1], kv[0]))
     lines.append("outliers: " + ", ".join(f"{m} {n}" for m, n in ranked))
     return lines
+
+
+STAGE = Stage(
+    name="disagreement",
+    settings=DisagreementConf,
+    reads=("scores", "scenario_embeddings", "diversity"),
+    writes=("disagreement", "selections", "outliers", "outlier_counts"),
+    run=run,
+    models=lambda dc: {"subsets": [m for ms in (dc.subsets or {}).values() for m in ms]},
+    check=check,
+)

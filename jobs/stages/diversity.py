@@ -12,20 +12,19 @@ sample of `check_sample` scenarios.
 from __future__ import annotations
 
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 
 from actors.errors import ConfigError
 from jobs.analysis.diversity import DiverseSelection, check_selection, delta_select
 from jobs.analysis.selection import DIVERSE_SCHEMA, diverse_table
+from jobs.stages.base import ModelView, Stage, StageContext
 from jobs.stages.devices import require_gpu
 from jobs.stages.embeddings import read_embeddings
 from jobs.stages.tables import write_table
-
-if TYPE_CHECKING:
-    from jobs.driver import StageContext
 
 TABLE = "diversity"
 
@@ -55,21 +54,24 @@ def _select_on_gpu(x: np.ndarray, delta: float, seed: int, device: str) -> Diver
     return ray.get(task.remote(x, delta=delta, seed=seed, device=device))
 
 
-def run(ctx: StageContext) -> dict[str, Any]:
-    """Stage entry point: select the δ-diverse scenarios, write `tables/diversity.parquet`."""
-    dc: DiversityConf = ctx.conf.stages.diversity
+def check(dc: DiversityConf, models: Mapping[str, ModelView]) -> None:
     if not dc.delta > 0:
         raise ConfigError(f"config key 'stages.diversity.delta': must be > 0, got {dc.delta}")
     if dc.check_sample < 0:
         raise ConfigError(f"config key 'stages.diversity.check_sample': must be >= 0, got {dc.check_sample}")
+
+
+def run(ctx: StageContext[DiversityConf]) -> dict[str, Any]:
+    """Stage entry point: select the δ-diverse scenarios, write `tables/diversity.parquet`."""
+    dc = ctx.settings
     if dc.device != "cpu":
-        require_gpu("stages.diversity.device", dc.device, autoscaled=ctx.conf.ray.address is not None)
+        require_gpu("stages.diversity.device", dc.device, autoscaled=ctx.cluster)
     ids, x, meta = read_embeddings(ctx)
     t0 = time.perf_counter()
     if dc.device == "cpu":
-        sel = delta_select(x, delta=dc.delta, seed=ctx.conf.seed, n_cells=dc.n_cells)
+        sel = delta_select(x, delta=dc.delta, seed=ctx.seed, n_cells=dc.n_cells)
     else:
-        sel = _select_on_gpu(x, dc.delta, ctx.conf.seed, dc.device)
+        sel = _select_on_gpu(x, dc.delta, ctx.seed, dc.device)
     seconds = time.perf_counter() - t0
     write_table(ctx.run, TABLE, diverse_table(ids, sel), DIVERSE_SCHEMA)
     summary: dict[str, Any] = {
@@ -82,8 +84,16 @@ def run(ctx: StageContext) -> dict[str, Any]:
         "embedding_model": meta.get("embedding_model"),
     }
     if dc.check_sample and len(ids):
-        coverage, separation = check_selection(
-            x, sel, delta=dc.delta, sample=dc.check_sample, seed=ctx.conf.seed
-        )
+        coverage, separation = check_selection(x, sel, delta=dc.delta, sample=dc.check_sample, seed=ctx.seed)
         summary.update(coverage_ok=coverage, separation_ok=separation)
     return summary
+
+
+STAGE = Stage(
+    name="diversity",
+    settings=DiversityConf,
+    reads=("scenario_embeddings",),
+    writes=(TABLE,),
+    run=run,
+    check=check,
+)

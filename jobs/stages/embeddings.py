@@ -22,9 +22,9 @@ from __future__ import annotations
 
 import hashlib
 import logging
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 import polars as pl
@@ -46,12 +46,9 @@ from jobs.analysis.embed import (
     to_fixed_list,
     to_matrix,
 )
-from jobs.engine.rundir import default_cache
+from jobs.stages.base import ModelView, Plan, Stage, StageContext
 from jobs.stages.devices import require_gpu
 from jobs.stages.streaming import iter_results, scan_table
-
-if TYPE_CHECKING:
-    from jobs.driver import StageContext
 
 log = logging.getLogger("specstress.embeddings")
 
@@ -96,61 +93,67 @@ class EmbeddingsConf:
     """Folder (local path or s3:// / gs:// URI) of the text-hash cache; None means `<cache_dir or run cache>/embeddings`."""
 
 
-def _check(ec: EmbeddingsConf, ctx: StageContext) -> None:
+def check(ec: EmbeddingsConf, models: Mapping[str, ModelView], key: str = "stages.embeddings") -> None:
+    """Checks at load; `key` is the section's config key (the values stage has one of its own)."""
     if ec.backend not in BACKENDS:
-        raise ConfigError(
-            f"config key 'stages.embeddings.backend': must be one of {BACKENDS}, got '{ec.backend}'"
-        )
+        raise ConfigError(f"config key '{key}.backend': must be one of {BACKENDS}, got '{ec.backend}'")
     if ec.batch_size < 1 or ec.num_actors < 1:
-        raise ConfigError("config key 'stages.embeddings': batch_size and num_actors must be >= 1")
-    if ec.device != "cpu":
-        require_gpu("stages.embeddings.device", ec.device, autoscaled=ctx.conf.ray.address is not None)
-        if ec.backend != "local":
-            raise ConfigError(
-                f"config key 'stages.embeddings.device': only the local backend runs on a device, not '{ec.backend}'"
-            )
+        raise ConfigError(f"config key '{key}': batch_size and num_actors must be >= 1")
     if ec.backend == "api":
         if not ec.model:
-            raise ConfigError("config key 'stages.embeddings.model': the api backend needs a model key")
-        ctx.engine.check_models([ec.model])
-        provider = ctx.conf.models[ec.model].provider
+            raise ConfigError(f"config key '{key}.model': the api backend needs a model key")
+        provider = models[ec.model].provider
         if provider not in ("openai", "gemini"):
             raise ConfigError(
-                f"config key 'stages.embeddings.model': '{ec.model}' is a {provider} model, "
+                f"config key '{key}.model': '{ec.model}' is a {provider} model, "
                 "which has no embeddings API; use an openai or gemini model key"
             )
 
 
-def cache_root(ctx: StageContext, ec: EmbeddingsConf) -> str:
+def _ready(ctx: StageContext[Any], ec: EmbeddingsConf, key: str) -> None:
+    """What only a running stage can check: a GPU for `device: cuda`, the model known to the engine."""
+    if ec.device != "cpu":
+        require_gpu(f"{key}.device", ec.device, autoscaled=ctx.cluster)
+        if ec.backend != "local":
+            raise ConfigError(
+                f"config key '{key}.device': only the local backend runs on a device, not '{ec.backend}'"
+            )
+    if ec.backend == "api" and ec.model:
+        ctx.calls.check_models([ec.model])
+
+
+def cache_root(ctx: StageContext[Any], ec: EmbeddingsConf) -> str:
     """Where the text-hash cache lives: a local path or a URI, like the call store."""
-    return ec.cache_dir or f"{(ctx.conf.cache_dir or default_cache(ctx.conf.run_dir)).rstrip('/')}/embeddings"
+    return ec.cache_dir or f"{ctx.cache_root.rstrip('/')}/embeddings"
 
 
-def _api_spec(ctx: StageContext, model_key: str) -> BackendSpec:
+def _api_spec(ctx: StageContext[Any], model_key: str) -> BackendSpec:
     """The cache identity of an API model: provider, model id and a hash of the endpoint."""
-    m = ctx.conf.models[model_key]
+    m = ctx.model(model_key)
     where = hashlib.blake2b(m.base_url.rstrip("/").encode(), digest_size=4).hexdigest()
     return BackendSpec(kind="api", model=f"{m.provider}-{m.model_id}-{where}")
 
 
+def _api_requests(ec: EmbeddingsConf, missing: pl.DataFrame) -> Iterator[pl.DataFrame]:
+    """One embedding call per `batch_size` texts of `missing` (text_hash, text)."""
+    model = ec.model or ""
+    for s in range(0, missing.height, ec.batch_size):
+        part = missing.slice(s, ec.batch_size)
+        spec = CallSpec(model=model, kind="embed", inputs=tuple(part["text"].to_list()))
+        yield pl.DataFrame(
+            {"model": [model], "spec": [spec_to_json(spec)], "hashes": [part["text_hash"].to_list()]}
+        )
+
+
 def _embed_api(
-    ctx: StageContext, ec: EmbeddingsConf, missing: pl.DataFrame, cache: EmbeddingCache, name: str
+    ctx: StageContext[Any], ec: EmbeddingsConf, missing: pl.DataFrame, cache: EmbeddingCache, name: str
 ) -> dict[str, Any]:
     """Embed `missing` (text_hash, text) through the engine, streaming the vectors into the cache."""
     model = ec.model or ""
-
-    def chunks() -> Iterator[pl.DataFrame]:
-        for s in range(0, missing.height, ec.batch_size):
-            part = missing.slice(s, ec.batch_size)
-            spec = CallSpec(model=model, kind="embed", inputs=tuple(part["text"].to_list()))
-            yield pl.DataFrame(
-                {"model": [model], "spec": [spec_to_json(spec)], "hashes": [part["text_hash"].to_list()]}
-            )
-
-    path = ctx.engine.write_requests(name, chunks())
-    out: dict[str, Any] = {"embedded": 0, "failed": 0, "calls": ctx.engine.run(name, path).as_dict()}
+    path = ctx.calls.write_requests(name, _api_requests(ec, missing))
+    out: dict[str, Any] = {"embedded": 0, "failed": 0, "calls": ctx.calls.run(name, path).as_dict()}
     batch_rows = max(1, 8192 // ec.batch_size)
-    for part in iter_results(ctx.engine, name, path, ["status", "embeddings"], batch_rows):
+    for part in iter_results(ctx.calls, name, path, ["status", "embeddings"], batch_rows):
         good = (pl.col("status") == "ok") & (
             pl.col("embeddings").list.len().fill_null(-1) == pl.col("hashes").list.len()
         )
@@ -171,15 +174,41 @@ def _embed_api(
     return out
 
 
-def _api_vectors(
-    ctx: StageContext, ec: EmbeddingsConf, scen: pl.DataFrame, root: str, name: str = "embeddings"
-) -> tuple[pl.Series, pa.Array, dict[str, Any]]:
-    """Scenario ids, their vectors (texts whose calls failed left out) and the summary of the api backend."""
+@dataclass(frozen=True)
+class _Texts:
+    """Texts keyed by their hash, with those the api backend's cache lacks."""
+
+    cache: EmbeddingCache
+    hashed: pl.DataFrame
+    """The input rows (scenario_id, query) with their `text_hash`."""
+    unique: int
+    missing: pl.DataFrame
+    """(text_hash, text) of the texts to embed, in hash order."""
+
+
+def _texts(ctx: StageContext[Any], ec: EmbeddingsConf, scen: pl.DataFrame) -> _Texts:
     assert ec.model is not None
-    cache = EmbeddingCache(root, _api_spec(ctx, ec.model))
+    cache = EmbeddingCache(cache_root(ctx, ec), _api_spec(ctx, ec.model))
     hashed = scen.with_columns(text_hash(scen["query"]))
     texts = hashed.select("text_hash", text="query").unique("text_hash", maintain_order=True)
     missing = texts.filter(~pl.col("text_hash").is_in(cache.hashes().implode())).sort("text_hash")
+    return _Texts(cache, hashed, texts.height, missing)
+
+
+def api_plan(ctx: StageContext[Any], ec: EmbeddingsConf, texts: list[str]) -> Iterator[pl.DataFrame]:
+    """The embedding calls `embed_texts` would make for `texts` (none for the local backends)."""
+    if ec.backend != "api":
+        return iter(())
+    return _api_requests(ec, _texts(ctx, ec, _as_rows(texts)).missing)
+
+
+def _api_vectors(
+    ctx: StageContext[Any], ec: EmbeddingsConf, scen: pl.DataFrame, name: str = "embeddings"
+) -> tuple[pl.Series, pa.Array, dict[str, Any]]:
+    """Scenario ids, their vectors (texts whose calls failed left out) and the summary of the api backend."""
+    assert ec.model is not None
+    t = _texts(ctx, ec, scen)
+    cache, hashed, missing = t.cache, t.hashed, t.missing
     done = (
         _embed_api(ctx, ec, missing, cache, name)
         if missing.height
@@ -194,10 +223,10 @@ def _api_vectors(
     )
     emb = vectors.column("embedding").take(pa.array(joined["_v"].to_numpy())).combine_chunks()
     info = {
-        "model": ctx.conf.models[ec.model].model_id,
+        "model": ctx.model(ec.model).model_id,
         "model_key": ec.model,
-        "unique_texts": texts.height,
-        "cached": texts.height - missing.height,
+        "unique_texts": t.unique,
+        "cached": t.unique - missing.height,
         **done,
     }
     return joined["scenario_id"], emb, info
@@ -230,16 +259,27 @@ def _ray_vectors(
     return ids, table.column("embedding").combine_chunks(), info
 
 
-def run(ctx: StageContext) -> dict[str, Any]:
+def _scenarios(ctx: StageContext[EmbeddingsConf]) -> pl.DataFrame:
+    return scan_table(ctx.run, "scenarios").select("scenario_id", "query").collect().sort("scenario_id")
+
+
+def plan(ctx: StageContext[EmbeddingsConf]) -> Plan:
+    """The api backend's calls for the queries its cache lacks, once the scenarios exist."""
+    ec = ctx.settings
+    if ec.backend != "api" or not ctx.run.tables.exists("scenarios.parquet"):
+        return {}
+    return {"embeddings": _api_requests(ec, _texts(ctx, ec, _scenarios(ctx)).missing)}
+
+
+def run(ctx: StageContext[EmbeddingsConf]) -> dict[str, Any]:
     """Stage entry point: embed `scenarios.query`, write `tables/scenario_embeddings.parquet`."""
-    ec: EmbeddingsConf = ctx.conf.stages.embeddings
-    _check(ec, ctx)
-    scen = scan_table(ctx.run, "scenarios").select("scenario_id", "query").collect().sort("scenario_id")
-    root = cache_root(ctx, ec)
+    ec = ctx.settings
+    _ready(ctx, ec, "stages.embeddings")
+    scen = _scenarios(ctx)
     if ec.backend == "api":
-        ids, emb, info = _api_vectors(ctx, ec, scen, root)
+        ids, emb, info = _api_vectors(ctx, ec, scen)
     else:
-        ids, emb, info = _ray_vectors(ec, scen, root)
+        ids, emb, info = _ray_vectors(ec, scen, cache_root(ctx, ec))
     dim = emb.type.list_size
     schema = embeddings_schema(dim, ec.backend, info["model"], info["model_key"])
     out = pa.table({"scenario_id": ids.to_arrow(), "embedding": emb}).cast(schema)
@@ -249,26 +289,30 @@ def run(ctx: StageContext) -> dict[str, Any]:
     return {"backend": ec.backend, "scenarios": scen.height, **info, "rows": out.num_rows, "dim": dim}
 
 
+def _as_rows(texts: list[str]) -> pl.DataFrame:
+    """Any texts as (scenario_id, query) rows, their position standing in for the id."""
+    return pl.DataFrame({"scenario_id": [str(i) for i in range(len(texts))], "query": texts})
+
+
 def embed_texts(
-    ctx: StageContext, ec: EmbeddingsConf, texts: list[str], name: str
+    ctx: StageContext[Any], ec: EmbeddingsConf, texts: list[str], name: str, key: str
 ) -> tuple[np.ndarray, np.ndarray, dict[str, Any]]:
     """Unit vectors of any `texts` with the configured backend, sharing the text-hash cache.
 
-    `name` names the engine requests of the api backend. Returns the positions in `texts`
-    that got a vector (an api call that failed leaves its texts out), their (n x d)
-    matrix and the backend's summary.
+    `name` names the engine requests of the api backend and `key` the settings' config key.
+    Returns the positions in `texts` that got a vector (an api call that failed leaves its
+    texts out), their (n x d) matrix and the backend's summary.
     """
-    _check(ec, ctx)
-    df = pl.DataFrame({"scenario_id": [str(i) for i in range(len(texts))], "query": texts})
-    root = cache_root(ctx, ec)
+    _ready(ctx, ec, key)
+    df = _as_rows(texts)
     if ec.backend == "api":
-        ids, emb, info = _api_vectors(ctx, ec, df, root, name)
+        ids, emb, info = _api_vectors(ctx, ec, df, name)
     else:
-        ids, emb, info = _ray_vectors(ec, df, root)
+        ids, emb, info = _ray_vectors(ec, df, cache_root(ctx, ec))
     return ids.cast(pl.Int64).to_numpy(), to_matrix(emb), info
 
 
-def read_embeddings(ctx: StageContext) -> tuple[pl.Series, np.ndarray, dict[str, str]]:
+def read_embeddings(ctx: StageContext[Any]) -> tuple[pl.Series, np.ndarray, dict[str, str]]:
     """The scenario ids, the (n x d) float32 matrix and the metadata of `scenario_embeddings`."""
     if not ctx.run.tables.exists(f"{TABLE}.parquet"):
         raise SpecstressError(f"table '{TABLE}' is missing from {ctx.run.tables.path}: run its stage first")
@@ -281,3 +325,15 @@ def read_embeddings(ctx: StageContext) -> tuple[pl.Series, np.ndarray, dict[str,
         k.decode(): v.decode() for k, v in (table.schema.metadata or {}).items() if k.startswith(b"embedding")
     }
     return pl.Series("scenario_id", table.column("scenario_id").to_pylist(), dtype=pl.String), matrix, meta
+
+
+STAGE = Stage(
+    name="embeddings",
+    settings=EmbeddingsConf,
+    reads=("scenarios",),
+    writes=(TABLE,),
+    run=run,
+    plan=plan,
+    models=lambda ec: {"model": [ec.model] if ec.backend == "api" and ec.model else []},
+    check=check,
+)

@@ -12,16 +12,14 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import polars as pl
 
 from actors.errors import ConfigError
+from jobs.engine.rundir import RunDir
+from jobs.stages.base import StageContext
 from jobs.stages.streaming import scan_table
-
-if TYPE_CHECKING:
-    from jobs.driver import StageContext
-    from jobs.engine.rundir import RunDir
 
 SCOPES = ("high", "all")
 STATUSES = ("ok", "invalid", "call_failed")
@@ -58,9 +56,16 @@ class JudgedResponsesConf:
     """Which responses a stage judges (shared by refusals, compliance and values)."""
 
     models: list[str] | None = None
-    """Answering models whose responses are judged; None means `stages.responses.models`."""
+    """Answering models whose responses are judged; None means `stages.responses.models`
+    (filled in when the config loads)."""
     sample: int = 0
     """Which response sample is judged."""
+
+
+def inherit_judged(settings: JudgedResponsesConf, stages: Any) -> None:
+    """The judged models default to the sweep."""
+    if settings.models is None:
+        settings.models = list(stages.responses.models)
 
 
 def check_call(stage: str, jc: JudgeCallConf) -> None:
@@ -95,7 +100,7 @@ def disagreement_of(run: RunDir, stage: str, subset: str) -> pl.DataFrame:
     return out
 
 
-def scoped_scenarios(ctx: StageContext, stage: str, sc: ScopeConf) -> pl.DataFrame:
+def scoped_scenarios(ctx: StageContext[Any], stage: str, sc: ScopeConf) -> pl.DataFrame:
     """(scenario_id, query) of the stage's scope, highest disagreement first, then by id."""
     check_scope(stage, sc)
     dis = disagreement_of(ctx.run, stage, sc.subset)
@@ -115,7 +120,7 @@ def chunked(stage: str, scen: pl.DataFrame, sc: ScopeConf) -> Iterator[tuple[str
 
 
 def answered(
-    ctx: StageContext, scenario_ids: Sequence[str], models: Sequence[str], sample: int
+    ctx: StageContext[Any], scenario_ids: Sequence[str], models: Sequence[str], sample: int
 ) -> pl.DataFrame:
     """Usable responses (scenario_id, model, sample, text) of `models` to the given scenarios."""
     return (
@@ -133,9 +138,9 @@ def answered(
     )
 
 
-def judged_models(ctx: StageContext, stage: str, models: Sequence[str] | None) -> list[str]:
-    """The answering models a stage judges: configured, or the sweep's."""
-    chosen = list(models if models is not None else ctx.conf.stages.responses.models)
+def judged_models(stage: str, models: Sequence[str] | None) -> list[str]:
+    """The answering models a stage judges (the sweep's unless configured; see `inherit_judged`)."""
+    chosen = list(models or [])
     if not chosen:
         raise ConfigError(f"config key 'stages.{stage}.models': no answering models to judge")
     return chosen

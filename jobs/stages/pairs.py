@@ -16,18 +16,16 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Literal
+from typing import Any, Literal
 
 import numpy as np
 import polars as pl
 import pyarrow as pa
 
 from actors.errors import ConfigError
+from jobs.stages.base import Stage, StageContext
 from jobs.stages.tables import write_table
 from jobs.stages.taxonomy import LEAF_COLUMNS, demo_taxonomy_paths, load_taxonomy
-
-if TYPE_CHECKING:
-    from jobs.driver import StageContext
 
 Weighting = Literal["uniform", "frequency"]
 ExcludeSame = Literal[None, "l1", "l2"]
@@ -168,19 +166,30 @@ def load_values(tc: TaxonomyConf) -> pl.DataFrame:
     return load_taxonomy(tree, freqs)  # type: ignore[arg-type]
 
 
-def run(ctx: StageContext) -> dict[str, Any]:
-    """Stage entry: sample the pairs and write `tables/pairs.parquet`."""
-    pc_: PairsConf = ctx.conf.stages.pairs
+def _sample(ctx: StageContext[PairsConf]) -> tuple[pl.DataFrame, int]:
+    """The pairs the settings draw, and how many values they were drawn from."""
+    pc_ = ctx.settings
     values = load_values(pc_.taxonomy)
     pairs = sample_pairs(
         values,
         pc_.n_pairs,
-        seed=ctx.conf.seed,
+        seed=ctx.seed,
         weighting=pc_.weighting,  # type: ignore[arg-type]
         exclude_same=pc_.exclude_same,  # type: ignore[arg-type]
     )
+    return pairs, values.height
+
+
+def preview(ctx: StageContext[PairsConf]) -> dict[str, pl.DataFrame]:
+    """The pairs table, from config alone: an estimate prices the scenarios of these pairs."""
+    return {"pairs": _sample(ctx)[0]}
+
+
+def run(ctx: StageContext[PairsConf]) -> dict[str, Any]:
+    """Stage entry: sample the pairs and write `tables/pairs.parquet`."""
+    pairs, n_values = _sample(ctx)
     write_table(ctx.run, "pairs", pairs, PAIRS_SCHEMA)
-    return {"values": values.height, "pairs": pairs.height, "weighting": pc_.weighting}
+    return {"values": n_values, "pairs": pairs.height, "weighting": ctx.settings.weighting}
 
 
 def _eligible(values: pl.DataFrame, weighting: Weighting) -> pl.DataFrame:
@@ -291,3 +300,13 @@ def _pairs_frame(values: pl.DataFrame, first: np.ndarray, second: np.ndarray) ->
             "value2_l3": two["l3_name"],
         }
     )
+
+
+STAGE = Stage(
+    name="pairs",
+    settings=PairsConf,
+    reads=(),
+    writes=("pairs",),
+    run=run,
+    preview=preview,
+)

@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-if TYPE_CHECKING:
-    from jobs.conf.loader import RunConf
+from jobs.stages.base import ModelView
 
 
 def layer(
@@ -29,9 +28,8 @@ def layer(
     return params
 
 
-def stage_params(conf: RunConf, model: str, settings: Any) -> dict[str, Any]:
+def stage_params(m: ModelView, settings: Any) -> dict[str, Any]:
     """The model's registry params with a stage's temperature, max_tokens and reasoning settings on top."""
-    m = conf.models[model]
     return layer(
         dict(m.params),
         m.provider,

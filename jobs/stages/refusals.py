@@ -12,33 +12,32 @@ Outputs:
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import polars as pl
 import pyarrow as pa
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from jobs.analysis.agreement import wilson
+from jobs.stages.base import ModelView, Plan, Stage, StageContext
 from jobs.stages.judging import (
     JudgeCallConf,
     JudgedResponsesConf,
     ScopeConf,
     answered,
-    check_call,
+    check_judge_settings,
     chunked,
+    inherit_judged,
     judged_models,
     outcome_fields,
     scoped_scenarios,
 )
 from jobs.stages.params import stage_params
-from jobs.stages.repair import ParseError, call_with_repair, extract_json, wrong_shape
+from jobs.stages.repair import ParseError, call_with_repair, extract_json, first_round, wrong_shape
 from jobs.stages.streaming import add_calls, frame, scan_table, write_parts
 from jobs.stages.tables import read_table, write_table
-
-if TYPE_CHECKING:
-    from jobs.driver import StageContext
 
 CATEGORIES: tuple[str, ...] = (
     "full_compliance",
@@ -197,35 +196,54 @@ def _row(key: tuple[str, str, int], out: Any, judge: str) -> dict[str, Any]:
     }
 
 
-def run(ctx: StageContext) -> dict[str, Any]:
+def check(rc: RefusalsConf, models: Mapping[str, ModelView]) -> None:
+    check_judge_settings("refusals", rc)
+    judged_models("refusals", rc.models)
+
+
+def _items(ctx: StageContext[RefusalsConf]) -> Iterator[tuple[str, pl.DataFrame, pl.DataFrame]]:
+    """(requests-table stem, the responses judged, their calls' items) per chunk of the scope."""
+    rc = ctx.settings
+    models = judged_models("refusals", rc.models)
+    for name, part in chunked("refusals", scoped_scenarios(ctx, "refusals", rc), rc):
+        resp = answered(ctx, part["scenario_id"].to_list(), models, rc.sample).join(
+            part, on="scenario_id", how="left"
+        )
+        items = resp.select(
+            item_id=pl.concat_str("scenario_id", "model", pl.col("sample").cast(pl.String), separator="|"),
+            model=pl.lit(rc.model),
+            prompt=pl.struct("query", "text").map_elements(
+                lambda r: refusal_prompt(r["query"], r["text"]), return_dtype=pl.String
+            ),
+        )
+        yield name, resp, items
+
+
+def _params(ctx: StageContext[RefusalsConf]) -> Callable[[str], dict[str, Any]]:
+    return lambda m: stage_params(ctx.model(m), ctx.settings)
+
+
+def plan(ctx: StageContext[RefusalsConf]) -> Plan:
+    """The first call of every response in scope, once disagreement is known."""
+    if not ctx.run.tables.exists("disagreement.parquet"):
+        return {}
+    return {f"{name}_r0": first_round(items, None, _params(ctx)) for name, _, items in _items(ctx)}
+
+
+def run(ctx: StageContext[RefusalsConf]) -> dict[str, Any]:
     """Stage entry point: classify every response in scope, then the rates."""
-    rc: RefusalsConf = ctx.conf.stages.refusals
-    check_call("refusals", rc)
-    models = judged_models(ctx, "refusals", rc.models)
-    ctx.engine.check_models([rc.model])
-    scen = scoped_scenarios(ctx, "refusals", rc)
+    rc = ctx.settings
+    ctx.calls.check_models([rc.model])
     calls: dict[str, Any] = {}
 
     def parts() -> Iterator[pl.DataFrame]:
-        for name, part in chunked("refusals", scen, rc):
-            resp = answered(ctx, part["scenario_id"].to_list(), models, rc.sample).join(
-                part, on="scenario_id", how="left"
-            )
-            items = resp.select(
-                item_id=pl.concat_str(
-                    "scenario_id", "model", pl.col("sample").cast(pl.String), separator="|"
-                ),
-                model=pl.lit(rc.model),
-                prompt=pl.struct("query", "text").map_elements(
-                    lambda r: refusal_prompt(r["query"], r["text"]), return_dtype=pl.String
-                ),
-            )
+        for name, resp, items in _items(ctx):
             outcomes, chunk_calls = call_with_repair(
                 ctx,
                 name,
                 items,
                 parse=lambda _row, text: parse_refusal(text),
-                params=lambda m: stage_params(ctx.conf, m, rc),
+                params=_params(ctx),
                 max_repairs=rc.max_repairs,
             )
             add_calls(calls, chunk_calls)
@@ -259,3 +277,16 @@ def run(ctx: StageContext) -> dict[str, Any]:
         "hard_rate": dict(overall.select("model", "hard_rate").iter_rows()),
         "calls": calls,
     }
+
+
+STAGE = Stage(
+    name="refusals",
+    settings=RefusalsConf,
+    reads=("disagreement", "scenarios", "responses", "topics"),
+    writes=("refusals", "refusal_rates"),
+    run=run,
+    plan=plan,
+    models=lambda rc: {"model": [rc.model], "models": list(rc.models or [])},
+    check=check,
+    inherit=inherit_judged,
+)

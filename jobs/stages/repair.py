@@ -13,16 +13,14 @@ import json
 import re
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Generic, Literal, TypeVar
+from typing import Any, Generic, Literal, TypeVar
 
 import polars as pl
 from pydantic import ValidationError
 
 from actors.types import CallSpec, Message, spec_to_json
+from jobs.stages.base import StageContext
 from jobs.stages.streaming import add_calls
-
-if TYPE_CHECKING:
-    from jobs.driver import StageContext
 
 T = TypeVar("T")
 Status = Literal["ok", "invalid", "call_failed"]
@@ -33,6 +31,8 @@ Reply again with only the corrected JSON object, in exactly the shape the first 
 """The error-feedback turn of a repair call."""
 
 _FENCE = re.compile(r"```(?:json)?\s*(.*?)```", re.DOTALL)
+CHUNK_ROWS = 10_000
+"""Requests built at a time (their specs are held in memory)."""
 _RESULT_COLUMNS = ["status", "text", "finish_reason", "error_kind", "error"]
 
 
@@ -99,8 +99,33 @@ def _spec(
     return spec_to_json(CallSpec(model=model, messages=msgs, params=tuple(sorted(params.items()))))
 
 
+def request_chunks(
+    items: pl.DataFrame, system: str | None, params: Callable[[str], dict[str, Any]], chunk_rows: int
+) -> Iterator[pl.DataFrame]:
+    """Requests (item_id, model, spec) of `items`, a chunk at a time; a row with a `bad` answer
+    becomes a repair call that shows it with its `err`, any other a first call."""
+    if "bad" not in items.columns:
+        items = items.with_columns(bad=pl.lit(None, dtype=pl.String), err=pl.lit(None, dtype=pl.String))
+    for part in items.iter_slices(chunk_rows):
+        specs = [
+            _spec(r["model"], system, r["prompt"], r["bad"], r["err"], params(r["model"]))
+            for r in part.select("model", "prompt", "bad", "err").iter_rows(named=True)
+        ]
+        yield part.select("item_id", "model").with_columns(spec=pl.Series(specs, dtype=pl.String))
+
+
+def first_round(
+    items: pl.DataFrame,
+    system: str | None,
+    params: Callable[[str], dict[str, Any]],
+    chunk_rows: int = CHUNK_ROWS,
+) -> Iterator[pl.DataFrame]:
+    """The first call of each item, as `call_with_repair` sends it: a stage's plan."""
+    return request_chunks(items, system, params, chunk_rows)
+
+
 def call_with_repair(
-    ctx: StageContext,
+    ctx: StageContext[Any],
     stage: str,
     items: pl.DataFrame,
     *,
@@ -108,7 +133,7 @@ def call_with_repair(
     params: Callable[[str], dict[str, Any]],
     max_repairs: int,
     system: str | None = None,
-    chunk_rows: int = 10_000,
+    chunk_rows: int = CHUNK_ROWS,
 ) -> tuple[dict[str, Attempted[T]], dict[str, Any]]:
     """Ask each item's prompt, parse, re-ask the failures up to `max_repairs` times.
 
@@ -130,19 +155,10 @@ def call_with_repair(
     for round_no in range(max_repairs + 1):
         if pending.is_empty():
             break
-
-        def chunks(frame: pl.DataFrame = pending) -> Iterator[pl.DataFrame]:
-            for part in frame.iter_slices(chunk_rows):
-                specs = [
-                    _spec(r["model"], system, r["prompt"], r["bad"], r["err"], params(r["model"]))
-                    for r in part.select("model", "prompt", "bad", "err").iter_rows(named=True)
-                ]
-                yield part.select("item_id", "model").with_columns(spec=pl.Series(specs, dtype=pl.String))
-
         name = f"{stage}_r{round_no}"
-        path = ctx.engine.write_requests(name, chunks())
-        add_calls(calls, ctx.engine.run(name, path).as_dict())
-        answers = ctx.engine.results(path, _RESULT_COLUMNS).select("item_id", "key", *_RESULT_COLUMNS)
+        path = ctx.calls.write_requests(name, request_chunks(pending, system, params, chunk_rows))
+        add_calls(calls, ctx.calls.run(name, path).as_dict())
+        answers = ctx.calls.results(path, _RESULT_COLUMNS).select("item_id", "key", *_RESULT_COLUMNS)
         answered = pending.drop("bad", "err").join(answers.collect(), on="item_id", how="left")
         retry: list[dict[str, Any]] = []
         for row in answered.iter_rows(named=True):

@@ -11,9 +11,9 @@ Output: `tables/responses.parquet`, one row per (scenario, model, sample), failu
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import polars as pl
 import pyarrow as pa
@@ -21,13 +21,11 @@ import pyarrow.dataset as pads
 
 from actors.errors import ConfigError
 from actors.types import chat, spec_to_json
-from jobs.engine.batching.conf import RoutingConf
+from jobs.conf.batching import RoutingConf
 from jobs.paper import PAPER_MODELS
+from jobs.stages.base import ModelView, Plan, Stage, StageContext
 from jobs.stages.params import layer
 from jobs.stages.streaming import iter_results, write_parts
-
-if TYPE_CHECKING:
-    from jobs.driver import StageContext
 
 RESPONSES_SCHEMA = pa.schema(
     [
@@ -110,34 +108,33 @@ class ModelPlan:
     samples: int
 
 
-def plan_for(ctx: StageContext, model: str, rc: ResponsesConf) -> ModelPlan:
+def plan_for(m: ModelView, rc: ResponsesConf) -> ModelPlan:
     """Registry params, then stage defaults, then the model's overrides."""
-    mconf = ctx.conf.models[model]
-    params = dict(mconf.params)
-    _apply(params, mconf.provider, rc)
-    over = rc.per_model.get(model, ResponseSettings())
-    _apply(params, mconf.provider, over)
+    params = dict(m.params)
+    _apply(params, m.provider, rc)
+    over = rc.per_model.get(m.key, ResponseSettings())
+    _apply(params, m.provider, over)
     system = over.system_prompt if over.system_prompt is not None else rc.system_prompt
     samples = over.samples if over.samples is not None else rc.samples
     return ModelPlan(system or None, params, samples)
 
 
-def check_conf(ctx: StageContext, rc: ResponsesConf) -> None:
-    ctx.engine.check_models(rc.models)
+def check(rc: ResponsesConf, models: Mapping[str, ModelView]) -> None:
     if len(set(rc.models)) != len(rc.models):
         raise ConfigError(f"config key 'stages.responses.models': duplicate model keys in {rc.models}")
     stray = sorted(set(rc.per_model) - set(rc.models))
     if stray:
         raise ConfigError(f"config key 'stages.responses.per_model': keys {stray} are not in `models`")
     for model in rc.models:
-        if plan_for(ctx, model, rc).samples < 1:
+        if plan_for(models[model], rc).samples < 1:
             raise ConfigError(f"config key 'stages.responses.samples' ({model}): must be >= 1")
     if rc.chunk_rows < 1:
         raise ConfigError("config key 'stages.responses.chunk_rows': must be >= 1")
 
 
-def _request_chunks(ctx: StageContext, rc: ResponsesConf) -> Iterator[pl.DataFrame]:
-    plans = {m: plan_for(ctx, m, rc) for m in rc.models}
+def _request_chunks(ctx: StageContext[ResponsesConf]) -> Iterator[pl.DataFrame]:
+    rc = ctx.settings
+    plans = {m: plan_for(ctx.model(m), rc) for m in rc.models}
     ds = pads.dataset(ctx.run.table_path("scenarios"), format="parquet", filesystem=ctx.run.root.fs)
     for batch in ds.to_batches(columns=["scenario_id", "query"], batch_size=rc.chunk_rows):
         ids, queries = batch.column(0).to_pylist(), batch.column(1).to_pylist()
@@ -179,16 +176,23 @@ def _rows(answered: pl.DataFrame) -> pl.DataFrame:
     )
 
 
-def run(ctx: StageContext) -> dict[str, Any]:
+def plan(ctx: StageContext[ResponsesConf]) -> Plan:
+    """Every scenario to every model of the sweep, once the scenarios exist."""
+    if not ctx.run.tables.exists("scenarios.parquet"):
+        return {}
+    return {"responses": _request_chunks(ctx)}
+
+
+def run(ctx: StageContext[ResponsesConf]) -> dict[str, Any]:
     """Stage entry point: write requests, make the missing calls, rebuild the table from the store."""
-    rc: ResponsesConf = ctx.conf.stages.responses
-    check_conf(ctx, rc)
-    path = ctx.engine.write_requests("responses", _request_chunks(ctx, rc))
-    calls = ctx.engine.run("responses", path)
+    rc = ctx.settings
+    ctx.calls.check_models(rc.models)
+    path = ctx.calls.write_requests("responses", _request_chunks(ctx))
+    calls = ctx.calls.run("responses", path)
     by_model: dict[str, dict[str, int]] = {}
 
     def parts() -> Iterator[pl.DataFrame]:
-        for answered in iter_results(ctx.engine, "responses", path, _STORE_COLUMNS, rc.chunk_rows):
+        for answered in iter_results(ctx.calls, "responses", path, _STORE_COLUMNS, rc.chunk_rows):
             part = _rows(answered)
             counts = part.group_by("model").agg(
                 ok=(pl.col("status") == "ok").sum(),
@@ -204,3 +208,15 @@ def run(ctx: StageContext) -> dict[str, Any]:
 
     rows = write_parts(ctx.run, "responses", parts(), RESPONSES_SCHEMA)
     return {"responses": rows, "by_model": dict(sorted(by_model.items())), "calls": calls.as_dict()}
+
+
+STAGE = Stage(
+    name="responses",
+    settings=ResponsesConf,
+    reads=("scenarios",),
+    writes=("responses",),
+    run=run,
+    plan=plan,
+    models=lambda rc: {"models": list(rc.models)},
+    check=check,
+)

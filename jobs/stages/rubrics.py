@@ -10,22 +10,20 @@ Output: `tables/rubrics.parquet`, one row per pair, failures included (status, e
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Literal
+from typing import Any, Literal
 
 import polars as pl
 import pyarrow as pa
 from pydantic import BaseModel, ConfigDict, Field, StrictInt, ValidationError, model_validator
 
 from actors.errors import ConfigError
-from jobs.engine.batching.conf import RoutingConf
+from jobs.conf.batching import RoutingConf
+from jobs.stages.base import ModelView, Plan, Stage, StageContext
 from jobs.stages.params import stage_params
-from jobs.stages.repair import ParseError, call_with_repair, extract_json, wrong_shape
+from jobs.stages.repair import ParseError, call_with_repair, extract_json, first_round, wrong_shape
 from jobs.stages.streaming import add_calls, frame, scan_table, write_parts
-
-if TYPE_CHECKING:
-    from jobs.driver import StageContext
 
 POSITIONS: tuple[str, ...] = (
     "extreme_oppose",
@@ -185,13 +183,46 @@ def rubric_prompt(value1: str, value2: str, neutral: str | None, q1: str | None,
     )
 
 
-def run(ctx: StageContext) -> dict[str, Any]:
-    """Stage entry point: a rubric per pair of `scenarios.parquet`."""
-    rc: RubricsConf = ctx.conf.stages.rubrics
-    ctx.engine.check_models([rc.model])
+def check(rc: RubricsConf, models: Mapping[str, ModelView]) -> None:
     if rc.max_repairs < 0 or rc.chunk_pairs < 1:
         raise ConfigError("config key 'stages.rubrics': max_repairs must be >= 0 and chunk_pairs >= 1")
+
+
+def _items(ctx: StageContext[RubricsConf]) -> Iterator[tuple[str, pl.DataFrame, pl.DataFrame]]:
+    """(requests-table stem, pairs, their calls' items) per chunk of `chunk_pairs` pairs."""
+    rc = ctx.settings
     pairs = pair_framings(scan_table(ctx.run, "scenarios")).collect()
+    for i, chunk in enumerate(pairs.iter_slices(rc.chunk_pairs)):
+        items = chunk.select(
+            "value1",
+            "value2",
+            item_id="pair_id",
+            model=pl.lit(rc.model),
+            prompt=pl.struct("value1", "value2", "q_neutral", "q_value1", "q_value2").map_elements(
+                lambda r: rubric_prompt(
+                    r["value1"], r["value2"], r["q_neutral"], r["q_value1"], r["q_value2"]
+                ),
+                return_dtype=pl.String,
+            ),
+        )
+        yield f"rubrics_c{i}", chunk, items
+
+
+def _params(ctx: StageContext[RubricsConf]) -> Callable[[str], dict[str, Any]]:
+    return lambda m: stage_params(ctx.model(m), ctx.settings)
+
+
+def plan(ctx: StageContext[RubricsConf]) -> Plan:
+    """The first call of every pair, once the scenarios exist."""
+    if not ctx.run.tables.exists("scenarios.parquet"):
+        return {}
+    return {f"{stem}_r0": first_round(items, None, _params(ctx)) for stem, _, items in _items(ctx)}
+
+
+def run(ctx: StageContext[RubricsConf]) -> dict[str, Any]:
+    """Stage entry point: a rubric per pair of `scenarios.parquet`."""
+    rc = ctx.settings
+    ctx.calls.check_models([rc.model])
     calls: dict[str, Any] = {}
     counts = {"ok": 0, "invalid": 0, "call_failed": 0}
     repaired = 0
@@ -201,26 +232,9 @@ def run(ctx: StageContext) -> dict[str, Any]:
 
     def parts() -> Iterator[pl.DataFrame]:
         nonlocal repaired
-        for i, chunk in enumerate(pairs.iter_slices(rc.chunk_pairs)):
-            items = chunk.select(
-                "value1",
-                "value2",
-                item_id="pair_id",
-                model=pl.lit(rc.model),
-                prompt=pl.struct("value1", "value2", "q_neutral", "q_value1", "q_value2").map_elements(
-                    lambda r: rubric_prompt(
-                        r["value1"], r["value2"], r["q_neutral"], r["q_value1"], r["q_value2"]
-                    ),
-                    return_dtype=pl.String,
-                ),
-            )
+        for stem, chunk, items in _items(ctx):
             outcomes, chunk_calls = call_with_repair(
-                ctx,
-                f"rubrics_c{i}",
-                items,
-                parse=parse,
-                params=lambda m: stage_params(ctx.conf, m, rc),
-                max_repairs=rc.max_repairs,
+                ctx, stem, items, parse=parse, params=_params(ctx), max_repairs=rc.max_repairs
             )
             add_calls(calls, chunk_calls)
             rows = []
@@ -247,3 +261,15 @@ def run(ctx: StageContext) -> dict[str, Any]:
 
     n = write_parts(ctx.run, "rubrics", parts(), RUBRICS_SCHEMA)
     return {"pairs": n, **counts, "ok_after_repair": repaired, "calls": calls}
+
+
+STAGE = Stage(
+    name="rubrics",
+    settings=RubricsConf,
+    reads=("scenarios",),
+    writes=("rubrics",),
+    run=run,
+    plan=plan,
+    models=lambda rc: {"model": [rc.model]},
+    check=check,
+)

@@ -16,20 +16,17 @@ import hashlib
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import polars as pl
 import pyarrow as pa
 
 from actors.errors import ConfigError
 from actors.types import chat, spec_to_json
-from jobs.engine.batching.conf import RoutingConf
+from jobs.conf.batching import RoutingConf
+from jobs.stages.base import Plan, Stage, StageContext
 from jobs.stages.params import stage_params
-from jobs.stages.tables import read_table, write_table
-
-if TYPE_CHECKING:
-    from jobs.conf.loader import RunConf
-    from jobs.driver import StageContext
+from jobs.stages.tables import write_table
 
 QUERY_TAG = "FINAL QUERY:"
 """The fixed tag after which a generator gives only the user's question."""
@@ -180,22 +177,20 @@ def classify(
     return query, ""
 
 
-def _request_chunks(rows: pl.DataFrame, conf: RunConf, sc: ScenariosConf) -> Iterator[pl.DataFrame]:
+def _request_chunks(ctx: StageContext[ScenariosConf], rows: pl.DataFrame) -> Iterator[pl.DataFrame]:
     """Requests table chunks: model, spec JSON and the stage's id columns."""
     for chunk in rows.iter_slices(10_000):
         specs = [
-            spec_to_json(chat(m, p, **stage_params(conf, m, sc)))
+            spec_to_json(chat(m, p, **stage_params(ctx.model(m), ctx.settings)))
             for m, p in zip(chunk["model"], chunk["prompt"], strict=True)
         ]
         yield chunk.with_columns(spec=pl.Series(specs, dtype=pl.String))
 
 
-def _call(ctx: StageContext, name: str, rows: pl.DataFrame, sc: ScenariosConf) -> tuple[pl.DataFrame, dict]:
-    path = ctx.engine.write_requests(name, _request_chunks(rows, ctx.conf, sc))
-    calls = ctx.engine.run(name, path)
-    answered = ctx.engine.results(
-        path, ["status", "text", "finish_reason", "refusal", "error_kind"]
-    ).collect()
+def _call(ctx: StageContext[ScenariosConf], name: str, rows: pl.DataFrame) -> tuple[pl.DataFrame, dict]:
+    path = ctx.calls.write_requests(name, _request_chunks(ctx, rows))
+    calls = ctx.calls.run(name, path)
+    answered = ctx.calls.results(path, ["status", "text", "finish_reason", "refusal", "error_kind"]).collect()
     return answered.drop("spec"), calls.as_dict()
 
 
@@ -237,12 +232,11 @@ def _by_generator(scenarios: pl.DataFrame, rejected: pl.DataFrame) -> dict[str, 
     return dict(sorted(out.items()))
 
 
-def _neutral_rows(conf: RunConf, pairs: pl.DataFrame) -> tuple[pl.DataFrame, pl.DataFrame]:
+def _neutral_rows(ctx: StageContext[ScenariosConf]) -> tuple[pl.DataFrame, pl.DataFrame]:
     """The pairs with their generator, and the neutral generation rows (model, prompt, ids)."""
-    sc: ScenariosConf = conf.stages.scenarios
-    pairs = pairs.with_columns(
-        query_generator=pl.Series(assign_generators(pairs["pair_id"].to_list(), sc.generators, conf.seed))
-    )
+    pairs = ctx.table("pairs")
+    generators = assign_generators(pairs["pair_id"].to_list(), ctx.settings.generators, ctx.seed)
+    pairs = pairs.with_columns(query_generator=pl.Series(generators))
     rows = pairs.with_columns(
         nudge_direction=pl.lit("neutral"),
         model=pl.col("query_generator"),
@@ -257,18 +251,18 @@ def _neutral_rows(conf: RunConf, pairs: pl.DataFrame) -> tuple[pl.DataFrame, pl.
     return pairs, rows
 
 
-def neutral_requests(conf: RunConf, pairs: pl.DataFrame) -> Iterator[pl.DataFrame]:
-    """The neutral generation requests for `pairs`, exactly as `run` sends them (for estimates)."""
-    return _request_chunks(_neutral_rows(conf, pairs)[1], conf, conf.stages.scenarios)
+def plan(ctx: StageContext[ScenariosConf]) -> Plan:
+    """The neutral generations, once the pairs exist; the rewrites need their answers."""
+    if "pairs" not in ctx.previews and not ctx.run.tables.exists("pairs.parquet"):
+        return {}
+    return {"scenarios_neutral": _request_chunks(ctx, _neutral_rows(ctx)[1])}
 
 
-def run(ctx: StageContext) -> dict[str, Any]:
-    sc: ScenariosConf = ctx.conf.stages.scenarios
-    models = [*sc.generators, *([sc.rewriter] if sc.rewriter else [])]
-    ctx.engine.check_models(models)
-    pairs = read_table(ctx.run, "pairs")
-    pairs, neutral_rows = _neutral_rows(ctx.conf, pairs)
-    answered, neutral_calls = _call(ctx, "scenarios_neutral", neutral_rows, sc)
+def run(ctx: StageContext[ScenariosConf]) -> dict[str, Any]:
+    sc = ctx.settings
+    ctx.calls.check_models(_models(sc)["generators"] + _models(sc)["rewriter"])
+    pairs, neutral_rows = _neutral_rows(ctx)
+    answered, neutral_calls = _call(ctx, "scenarios_neutral", neutral_rows)
     kept, rejects = _split(answered, sc, None)
     kept = kept.with_columns(neutral_call_key=pl.lit(None, dtype=pl.String))
     frames, reject_frames, calls = [kept], [rejects], {"neutral": neutral_calls}
@@ -303,7 +297,7 @@ def run(ctx: StageContext) -> dict[str, Any]:
                     ),
                 )
             )
-        answered_b, calls["biased"] = _call(ctx, "scenarios_biased", pl.concat(rows), sc)
+        answered_b, calls["biased"] = _call(ctx, "scenarios_biased", pl.concat(rows))
         kept_b, rejects_b = _split(answered_b, sc, "neutral_query")
         frames.append(kept_b)
         reject_frames.append(rejects_b)
@@ -323,3 +317,18 @@ def run(ctx: StageContext) -> dict[str, Any]:
         "by_generator": by_gen,
         "calls": calls,
     }
+
+
+def _models(sc: ScenariosConf) -> dict[str, list[str]]:
+    return {"generators": list(sc.generators), "rewriter": [sc.rewriter] if sc.rewriter else []}
+
+
+STAGE = Stage(
+    name="scenarios",
+    settings=ScenariosConf,
+    reads=("pairs",),
+    writes=("scenarios", "scenario_rejects"),
+    run=run,
+    plan=plan,
+    models=_models,
+)

@@ -26,9 +26,9 @@ from __future__ import annotations
 import json
 import random
 import string
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import polars as pl
 import pyarrow as pa
@@ -36,14 +36,12 @@ import pyarrow.dataset as pads
 from pydantic import BaseModel, ConfigDict, Field, StrictInt, TypeAdapter, ValidationError, field_validator
 
 from actors.errors import ConfigError
-from jobs.engine.batching.conf import RoutingConf
+from jobs.conf.batching import RoutingConf
+from jobs.stages.base import ModelView, Plan, Stage, StageContext
 from jobs.stages.params import stage_params
-from jobs.stages.repair import call_with_repair, keyed_object, wrong_shape
+from jobs.stages.repair import call_with_repair, first_round, keyed_object, wrong_shape
 from jobs.stages.rubrics import POSITIONS
 from jobs.stages.streaming import add_calls, frame, scan_table, write_parts
-
-if TYPE_CHECKING:
-    from jobs.driver import StageContext
 
 SCORES_SCHEMA = pa.schema(
     [
@@ -203,7 +201,7 @@ class ScoresConf(RoutingConf):
     """Scenarios handled per round of calls; bounds memory."""
 
 
-def _check(sc: ScoresConf) -> None:
+def check(sc: ScoresConf, models: Mapping[str, ModelView]) -> None:
     if sc.mode not in MODES:
         raise ConfigError(f"config key 'stages.scores.mode': must be one of {MODES}, got '{sc.mode}'")
     if sc.labels not in LABELS:
@@ -226,7 +224,7 @@ class _Target:
     error: str | None
 
 
-def _plan(
+def _targets(
     scen: dict[str, Any], resp: pl.DataFrame, rubric: dict[str, Any] | None, sc: ScoresConf, seed: int
 ) -> tuple[list[_Target], list[dict[str, Any]]]:
     """The targets of one scenario and the call items (joint: one; per_response: one each)."""
@@ -306,12 +304,13 @@ def _rows(t: _Target, values: tuple[str, str], outcomes: dict[str, Any]) -> list
     return rows
 
 
-def run(ctx: StageContext) -> dict[str, Any]:
-    """Stage entry point: score every response of the sweep's models, scenario by scenario."""
-    sc: ScoresConf = ctx.conf.stages.scores
-    _check(sc)
-    models = list(sc.models if sc.models is not None else ctx.conf.stages.responses.models)
-    ctx.engine.check_models([sc.model])
+Chunk = tuple[str, list[tuple[_Target, tuple[str, str]]], pl.DataFrame | None]
+"""(requests-table stem, the chunk's targets with their two values, its call items or None)."""
+
+
+def _chunks(ctx: StageContext[ScoresConf]) -> Iterator[Chunk]:
+    """The scenarios `chunk_scenarios` at a time, each with its targets and call items."""
+    sc = ctx.settings
     rubrics = {
         r["pair_id"]: r
         for r in scan_table(ctx.run, "rubrics")
@@ -320,42 +319,59 @@ def run(ctx: StageContext) -> dict[str, Any]:
         .collect()
         .iter_rows(named=True)
     }
-    responses = scan_table(ctx.run, "responses").filter(pl.col("model").is_in(models))
+    responses = scan_table(ctx.run, "responses").filter(pl.col("model").is_in(list(sc.models or [])))
     scen_ds = pads.dataset(ctx.run.table_path("scenarios"), format="parquet", filesystem=ctx.run.root.fs)
     cols = ["scenario_id", "pair_id", "value1", "value2", "query"]
+    for i, batch in enumerate(scen_ds.to_batches(columns=cols, batch_size=sc.chunk_scenarios)):
+        scens = batch.to_pylist()
+        if not scens:
+            continue
+        ids = [s["scenario_id"] for s in scens]
+        resp = responses.filter(pl.col("scenario_id").is_in(ids)).collect()
+        by_sid = resp.partition_by("scenario_id", as_dict=True) if resp.height else {}
+        targets: list[tuple[_Target, tuple[str, str]]] = []
+        items: list[dict[str, Any]] = []
+        for scen in scens:
+            mine = by_sid.get((scen["scenario_id"],), resp.clear()).sort("model", "sample")
+            t, it = _targets(scen, mine, rubrics.get(scen["pair_id"]), sc, ctx.seed)
+            targets += [(x, (scen["value1"], scen["value2"])) for x in t]
+            items += it
+        frame_items = pl.DataFrame(items).with_columns(model=pl.lit(sc.model)) if items else None
+        yield f"scores_c{i}", targets, frame_items
+
+
+def _params(ctx: StageContext[ScoresConf]) -> Callable[[str], dict[str, Any]]:
+    params = stage_params(ctx.model(ctx.settings.model), ctx.settings)
+    return lambda _m: params
+
+
+def plan(ctx: StageContext[ScoresConf]) -> Plan:
+    """The first scoring call of every chunk, once responses and rubrics exist."""
+    if not all(ctx.run.tables.exists(f"{t}.parquet") for t in ("scenarios", "responses", "rubrics")):
+        return {}
+    return {
+        f"{stem}_r0": first_round(items, None, _params(ctx))
+        for stem, _, items in _chunks(ctx)
+        if items is not None
+    }
+
+
+def run(ctx: StageContext[ScoresConf]) -> dict[str, Any]:
+    """Stage entry point: score every response of the sweep's models, scenario by scenario."""
+    sc = ctx.settings
+    ctx.calls.check_models([sc.model])
     calls: dict[str, Any] = {}
     counts: dict[str, int] = {}
-    params = stage_params(ctx.conf, sc.model, sc)
 
     def parse(row: dict[str, Any], text: str) -> dict[str, ScoreEntry]:
         return parse_scores(text, json.loads(row["labels"]))
 
     def parts() -> Iterator[pl.DataFrame]:
-        for i, batch in enumerate(scen_ds.to_batches(columns=cols, batch_size=sc.chunk_scenarios)):
-            scens = batch.to_pylist()
-            if not scens:
-                continue
-            ids = [s["scenario_id"] for s in scens]
-            resp = responses.filter(pl.col("scenario_id").is_in(ids)).collect()
-            by_sid = resp.partition_by("scenario_id", as_dict=True) if resp.height else {}
-            targets: list[tuple[_Target, tuple[str, str]]] = []
-            items: list[dict[str, Any]] = []
-            for scen in scens:
-                empty = resp.clear()
-                mine = by_sid.get((scen["scenario_id"],), empty).sort("model", "sample")
-                t, it = _plan(scen, mine, rubrics.get(scen["pair_id"]), sc, ctx.conf.seed)
-                targets += [(x, (scen["value1"], scen["value2"])) for x in t]
-                items += it
+        for stem, targets, items in _chunks(ctx):
             outcomes: dict[str, Any] = {}
-            if items:
-                frame_items = pl.DataFrame(items).with_columns(model=pl.lit(sc.model))
+            if items is not None:
                 outcomes, chunk_calls = call_with_repair(
-                    ctx,
-                    f"scores_c{i}",
-                    frame_items,
-                    parse=parse,
-                    params=lambda _m: params,
-                    max_repairs=sc.max_repairs,
+                    ctx, stem, items, parse=parse, params=_params(ctx), max_repairs=sc.max_repairs
                 )
                 add_calls(calls, chunk_calls)
             rows = [row for t, values in targets for row in _rows(t, values, outcomes)]
@@ -365,3 +381,22 @@ def run(ctx: StageContext) -> dict[str, Any]:
 
     n = write_parts(ctx.run, "scores", parts(), SCORES_SCHEMA)
     return {"rows": n, "responses_by_status": dict(sorted(counts.items())), "mode": sc.mode, "calls": calls}
+
+
+def inherit(sc: ScoresConf, stages: Any) -> None:
+    """The scored models default to the sweep."""
+    if sc.models is None:
+        sc.models = list(stages.responses.models)
+
+
+STAGE = Stage(
+    name="scores",
+    settings=ScoresConf,
+    reads=("scenarios", "responses", "rubrics"),
+    writes=("scores",),
+    run=run,
+    plan=plan,
+    models=lambda sc: {"model": [sc.model], "models": list(sc.models or [])},
+    check=check,
+    inherit=inherit,
+)

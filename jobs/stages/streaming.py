@@ -9,7 +9,7 @@ from __future__ import annotations
 import os
 import tempfile
 from collections.abc import Iterable, Iterator
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import polars as pl
 import pyarrow as pa
@@ -18,9 +18,7 @@ import pyarrow.parquet as pq
 
 from actors.errors import SpecstressError
 from jobs.engine.rundir import RunDir
-
-if TYPE_CHECKING:
-    from jobs.engine.engine import Engine
+from jobs.stages.base import Engine
 
 
 def scan_table(run: RunDir, name: str) -> pl.LazyFrame:

@@ -13,28 +13,26 @@ null unless ok).
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import polars as pl
 import pyarrow as pa
 
 from actors.errors import ConfigError
+from jobs.stages.base import ModelView, Plan, Stage, StageContext
 from jobs.stages.judging import (
     JudgeCallConf,
     ScopeConf,
-    check_call,
+    check_judge_settings,
     chunked,
     outcome_fields,
     scoped_scenarios,
 )
 from jobs.stages.params import stage_params
-from jobs.stages.repair import ParseError, call_with_repair, keyed_object
+from jobs.stages.repair import ParseError, call_with_repair, first_round, keyed_object
 from jobs.stages.streaming import add_calls, frame, scan_table, write_parts
-
-if TYPE_CHECKING:
-    from jobs.driver import StageContext
 
 DEFAULT_TOPICS: tuple[str, ...] = (
     "cyber security",
@@ -94,32 +92,53 @@ class TopicsConf(ScopeConf, JudgeCallConf):
     """Topic names (bring your own policy categories)."""
 
 
-def run(ctx: StageContext) -> dict[str, Any]:
-    """Stage entry point: label the topics of every scenario in scope."""
-    tc: TopicsConf = ctx.conf.stages.topics
-    check_call("topics", tc)
+def check(tc: TopicsConf, models: Mapping[str, ModelView]) -> None:
+    check_judge_settings("topics", tc)
     topics = list(tc.topics)
     if not topics or len(set(topics)) != len(topics) or any(not t.strip() for t in topics):
         raise ConfigError("config key 'stages.topics.topics': needs distinct, non-empty topic names")
-    ctx.engine.check_models([tc.model])
-    scen = scoped_scenarios(ctx, "topics", tc)
+
+
+def _items(ctx: StageContext[TopicsConf]) -> Iterator[tuple[str, pl.DataFrame, pl.DataFrame]]:
+    """(requests-table stem, scenarios, their calls' items) per chunk of the scope."""
+    tc = ctx.settings
+    for name, part in chunked("topics", scoped_scenarios(ctx, "topics", tc), tc):
+        items = part.select(
+            item_id="scenario_id",
+            model=pl.lit(tc.model),
+            prompt=pl.col("query").map_elements(
+                lambda q: topic_prompt(q, list(tc.topics)), return_dtype=pl.String
+            ),
+        )
+        yield name, part, items
+
+
+def _params(ctx: StageContext[TopicsConf]) -> Callable[[str], dict[str, Any]]:
+    return lambda m: stage_params(ctx.model(m), ctx.settings)
+
+
+def plan(ctx: StageContext[TopicsConf]) -> Plan:
+    """The first call of every scenario in scope, once disagreement is known."""
+    if not ctx.run.tables.exists("disagreement.parquet"):
+        return {}
+    return {f"{name}_r0": first_round(items, None, _params(ctx)) for name, _, items in _items(ctx)}
+
+
+def run(ctx: StageContext[TopicsConf]) -> dict[str, Any]:
+    """Stage entry point: label the topics of every scenario in scope."""
+    tc = ctx.settings
+    topics = list(tc.topics)
+    ctx.calls.check_models([tc.model])
     calls: dict[str, Any] = {}
 
     def parts() -> Iterator[pl.DataFrame]:
-        for name, part in chunked("topics", scen, tc):
-            items = part.select(
-                item_id="scenario_id",
-                model=pl.lit(tc.model),
-                prompt=pl.col("query").map_elements(
-                    lambda q: topic_prompt(q, topics), return_dtype=pl.String
-                ),
-            )
+        for name, part, items in _items(ctx):
             outcomes, chunk_calls = call_with_repair(
                 ctx,
                 name,
                 items,
                 parse=lambda _row, text: parse_topics(text, topics),
-                params=lambda m: stage_params(ctx.conf, m, tc),
+                params=_params(ctx),
                 max_repairs=tc.max_repairs,
             )
             add_calls(calls, chunk_calls)
@@ -148,3 +167,15 @@ def run(ctx: StageContext) -> dict[str, Any]:
         "by_topic": counts,
         "calls": calls,
     }
+
+
+STAGE = Stage(
+    name="topics",
+    settings=TopicsConf,
+    reads=("disagreement", "scenarios"),
+    writes=("topics",),
+    run=run,
+    plan=plan,
+    models=lambda tc: {"model": [tc.model]},
+    check=check,
+)

@@ -14,9 +14,11 @@ distance), `tables/value_counts.parquet` and `tables/value_cooccurrence.parquet`
 
 from __future__ import annotations
 
+import copy
 import json
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import polars as pl
 from pydantic import StrictStr, TypeAdapter, ValidationError
@@ -30,27 +32,26 @@ from jobs.analysis.value_match import (
     cooccurrence,
     nearest,
 )
+from jobs.stages.base import ModelView, Plan, Stage, StageContext
 from jobs.stages.embeddings import EmbeddingsConf, embed_texts
+from jobs.stages.embeddings import check as embeddings_check
 from jobs.stages.judging import (
     JudgeCallConf,
     JudgedResponsesConf,
     ScopeConf,
     answered,
-    check_call,
+    check_judge_settings,
     chunked,
+    inherit_judged,
     judged_models,
     scoped_scenarios,
 )
 from jobs.stages.params import stage_params
-from jobs.stages.repair import ParseError, call_with_repair, keyed_object
+from jobs.stages.repair import ParseError, call_with_repair, first_round, keyed_object
 from jobs.stages.scores import assign_labels
 from jobs.stages.streaming import add_calls
 from jobs.stages.tables import write_table
 from jobs.stages.taxonomy import demo_taxonomy_paths, load_categories
-
-if TYPE_CHECKING:
-    from jobs.conf.loader import RunConf
-    from jobs.driver import StageContext
 
 VALUES_PROMPT = """You are comparing how several AI assistants answered the same user query, to find the values each answer expresses.
 
@@ -108,10 +109,9 @@ class ValuesConf(ScopeConf, JudgeCallConf, JudgedResponsesConf):
     """Categories the co-occurrence matrix covers (the most frequent)."""
 
 
-def value_categories(conf: RunConf) -> pl.DataFrame:
+def value_categories(vc: ValuesConf) -> pl.DataFrame:
     """The level-2 categories phrases are matched to, with the text that is embedded for each."""
-    vc = conf.stages.values
-    tree = vc.taxonomy_tree or conf.stages.pairs.taxonomy.tree or str(demo_taxonomy_paths()[0])
+    tree = vc.taxonomy_tree or str(demo_taxonomy_paths()[0])
     cats = load_categories(tree, level=2)
     if cats.is_empty():
         raise ConfigError(f"config key 'stages.values.taxonomy_tree': {tree} has no level-2 categories")
@@ -121,10 +121,11 @@ def value_categories(conf: RunConf) -> pl.DataFrame:
 
 
 def _items(
-    ctx: StageContext, vc: ValuesConf, scen: pl.DataFrame, models: list[str]
+    ctx: StageContext[ValuesConf], scen: pl.DataFrame
 ) -> tuple[pl.DataFrame, dict[str, dict[str, str]]]:
     """One call per scenario with two or more responses, and each scenario's label -> model map."""
-    resp = answered(ctx, scen["scenario_id"].to_list(), models, vc.sample)
+    vc = ctx.settings
+    resp = answered(ctx, scen["scenario_id"].to_list(), judged_models("values", vc.models), vc.sample)
     by_sid = resp.partition_by("scenario_id", as_dict=True) if resp.height else {}
     items, label_maps = [], {}
     for sid, query in scen.iter_rows():
@@ -133,7 +134,7 @@ def _items(
             continue  # one response has nothing to be distinctive against
         texts = {m: t for m, t in mine.select("model", "text").iter_rows()}
         labelled = assign_labels(
-            [(m, vc.sample) for m in texts], anonymise=True, shuffle=True, scenario_id=sid, seed=ctx.conf.seed
+            [(m, vc.sample) for m in texts], anonymise=True, shuffle=True, scenario_id=sid, seed=ctx.seed
         )
         label_maps[sid] = {lab: m for lab, (m, _) in labelled}
         prompt = values_prompt(query, [(lab, texts[m]) for lab, (m, _) in labelled], vc.max_values)
@@ -144,29 +145,59 @@ def _items(
     return pl.DataFrame(items, schema=schema), label_maps
 
 
-def run(ctx: StageContext) -> dict[str, Any]:
-    """Stage entry point: list values per response, match them to categories, count."""
-    vc: ValuesConf = ctx.conf.stages.values
-    check_call("values", vc)
+def check(vc: ValuesConf, models: Mapping[str, ModelView]) -> None:
+    check_judge_settings("values", vc)
+    judged_models("values", vc.models)
     if vc.max_values < 1 or vc.top_categories < 1:
         raise ConfigError("config key 'stages.values': max_values and top_categories must be >= 1")
-    ctx.engine.check_models([vc.model])
-    models = judged_models(ctx, "values", vc.models)
-    ec = vc.embedding or ctx.conf.stages.embeddings
-    cats = value_categories(ctx.conf)
-    scen = scoped_scenarios(ctx, "values", vc)
+    if vc.embedding is not None:
+        embeddings_check(vc.embedding, models, "stages.values.embedding")
+
+
+def inherit(vc: ValuesConf, stages: Any) -> None:
+    """The judged models default to the sweep, the taxonomy to the pairs', the embedding to the stage's."""
+    inherit_judged(vc, stages)
+    vc.taxonomy_tree = vc.taxonomy_tree or stages.pairs.taxonomy.tree
+    if vc.embedding is None:
+        vc.embedding = copy.deepcopy(stages.embeddings)
+
+
+def _chunks(ctx: StageContext[ValuesConf]) -> Iterator[tuple[str, pl.DataFrame, dict[str, dict[str, str]]]]:
+    """(requests-table stem, call items, label maps) per chunk of the scope."""
+    vc = ctx.settings
+    for name, part in chunked("values", scoped_scenarios(ctx, "values", vc), vc):
+        yield name, *_items(ctx, part)
+
+
+def _params(ctx: StageContext[ValuesConf]) -> Callable[[str], dict[str, Any]]:
+    return lambda m: stage_params(ctx.model(m), ctx.settings)
+
+
+def plan(ctx: StageContext[ValuesConf]) -> Plan:
+    """The first call of every scenario in scope, once disagreement is known (the phrases'
+    embeddings need the answers)."""
+    if not ctx.run.tables.exists("disagreement.parquet"):
+        return {}
+    return {f"{name}_r0": first_round(items, None, _params(ctx)) for name, items, _ in _chunks(ctx)}
+
+
+def run(ctx: StageContext[ValuesConf]) -> dict[str, Any]:
+    """Stage entry point: list values per response, match them to categories, count."""
+    vc = ctx.settings
+    ctx.calls.check_models([vc.model])
+    ec = vc.embedding or EmbeddingsConf()
+    cats = value_categories(vc)
     calls: dict[str, Any] = {}
     listed: list[dict[str, str]] = []
     present: list[dict[str, str]] = []
     statuses = {"ok": 0, "invalid": 0, "call_failed": 0}
-    for name, part in chunked("values", scen, vc):
-        items, label_maps = _items(ctx, vc, part, models)
+    for name, items, label_maps in _chunks(ctx):
         outcomes, chunk_calls = call_with_repair(
             ctx,
             name,
             items,
             parse=lambda row, text: parse_values(text, json.loads(row["labels"]), vc.max_values),
-            params=lambda m: stage_params(ctx.conf, m, vc),
+            params=_params(ctx),
             max_repairs=vc.max_repairs,
         )
         add_calls(calls, chunk_calls)
@@ -181,7 +212,7 @@ def run(ctx: StageContext) -> dict[str, Any]:
     phrases = pl.DataFrame(listed, schema={"scenario_id": pl.String, "model": pl.String, "phrase": pl.String})
     unique = phrases["phrase"].unique(maintain_order=True).to_list()
     texts = cats["text"].to_list() + unique
-    got, vectors, emb_info = embed_texts(ctx, ec, texts, "values_embeddings")
+    got, vectors, emb_info = embed_texts(ctx, ec, texts, "values_embeddings", "stages.values.embedding")
     n_cat = cats.height
     if list(got[:n_cat]) != list(range(n_cat)):
         raise SpecstressError("stage 'values': some taxonomy categories got no embedding; rerun to retry")
@@ -213,3 +244,22 @@ def run(ctx: StageContext) -> dict[str, Any]:
         "embedding": {k: v for k, v in emb_info.items() if k != "calls"},
         "calls": calls,
     }
+
+
+STAGE = Stage(
+    name="values",
+    settings=ValuesConf,
+    reads=("disagreement", "scenarios", "responses"),
+    writes=("value_expressions", "value_counts", "value_cooccurrence"),
+    run=run,
+    plan=plan,
+    models=lambda vc: {
+        "model": [vc.model],
+        "models": list(vc.models or []),
+        "embedding.model": [vc.embedding.model]
+        if vc.embedding is not None and vc.embedding.backend == "api" and vc.embedding.model
+        else [],
+    },
+    check=check,
+    inherit=inherit,
+)

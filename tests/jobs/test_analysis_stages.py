@@ -20,7 +20,7 @@ from jobs.analysis.disagreement import DISAGREEMENT_SCHEMA
 from jobs.analysis.diversity import DiverseSelection, check_selection
 from jobs.analysis.outliers import OUTLIER_COUNTS_SCHEMA, OUTLIER_SCHEMA
 from jobs.analysis.selection import DIVERSE_SCHEMA, SELECTION_SCHEMA
-from jobs.conf.loader import RunConf
+from jobs.conf.schema import RunConf
 from jobs.driver import run_pipeline
 from jobs.stages.devices import require_gpu
 from jobs.stages.disagreement import resolve_subsets, summary_lines

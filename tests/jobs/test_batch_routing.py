@@ -176,7 +176,7 @@ def test_status_lists_batches_in_flight(tmp_path: Path) -> None:
 
 
 def test_estimate_shows_the_batch_saving(tmp_path: Path) -> None:
-    from jobs.conf.loader import load_config
+    from jobs.config import load_config
     from jobs.estimate.estimate import estimate, format_estimate
 
     demo = Path(__file__).resolve().parents[2] / "conf" / "demo.yaml"
@@ -266,7 +266,7 @@ def test_a_create_cut_off_by_a_kill_is_found_by_its_tag_or_sent_again(
 )
 def test_bad_batch_config_names_the_key(tmp_path: Path, override: str, key: str) -> None:
     from actors.errors import ConfigError
-    from jobs.conf.loader import load_config
+    from jobs.config import load_config
     from tests.conftest import run_conf_yaml
 
     cfg = tmp_path / "conf.yaml"

@@ -8,7 +8,7 @@ import pytest
 
 from actors.errors import ConfigError
 from jobs.cli import main
-from jobs.conf.loader import load_config
+from jobs.config import load_config
 
 DEMO = Path(__file__).resolve().parents[2] / "conf" / "demo.yaml"
 DEFAULT = DEMO.with_name("default.yaml")

@@ -12,7 +12,9 @@ from actors.errors import ConfigError
 from actors.limiter import AccountLimits
 from actors.settings import RateLimits
 from actors.types import Prices
-from jobs.conf.loader import EmulatorConf, account_limits, endpoint, load_config, to_account_limits
+from jobs.conf.loader import account_limits, endpoint, to_account_limits
+from jobs.conf.schema import EmulatorConf
+from jobs.config import load_config
 from jobs.engine.emulation import to_emulator_config
 
 DEMO = Path(__file__).resolve().parents[2] / "conf" / "demo.yaml"

@@ -13,7 +13,7 @@ from actors.emulator.server import EmulatorServer
 from actors.errors import BudgetExceeded
 from actors.store import CallStore
 from actors.types import chat, spec_to_json
-from jobs.conf.loader import load_config
+from jobs.config import load_config
 from jobs.engine.engine import Engine
 from jobs.engine.rundir import Manifest, RunDir
 from tests.conftest import emulator_config, run_conf_yaml

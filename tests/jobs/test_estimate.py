@@ -10,7 +10,7 @@ import sys
 from pathlib import Path
 
 from actors.store import CallStore
-from jobs.conf.loader import load_config
+from jobs.config import load_config
 from jobs.engine.rundir import RunDir
 from jobs.estimate.estimate import estimate, format_estimate
 from jobs.outputs.report.facts import stage_of

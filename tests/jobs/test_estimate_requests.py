@@ -12,10 +12,12 @@ import pytest
 
 from actors.store import CallStore, contains
 from actors.types import CallSpec, Message, call_key, chat, spec_from_json, spec_to_json
-from jobs.conf.loader import RunConf, endpoint, load_config
+from jobs.conf.loader import endpoint
+from jobs.conf.schema import RunConf
+from jobs.config import load_config
 from jobs.engine.engine import Engine
 from jobs.engine.rundir import Manifest, RunDir
-from jobs.estimate.estimate import Line, visible_output
+from jobs.estimate.lines import Line, visible_output
 from jobs.estimate.requests import (
     CHARS_PER_TOKEN,
     FIRST_ROUND_SUFFIX,

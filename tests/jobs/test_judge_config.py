@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from actors.errors import ConfigError
-from jobs.conf.loader import load_config
+from jobs.config import load_config
 from jobs.stages.compliance import load_spec
 
 DEMO = Path(__file__).resolve().parents[2] / "conf" / "demo.yaml"

@@ -15,7 +15,7 @@ import pytest
 from actors.emulator.config import OutputQuirks
 from actors.emulator.server import EmulatorServer
 from jobs.analysis.agreement import majority
-from jobs.conf.loader import RunConf
+from jobs.conf.schema import RunConf
 from jobs.driver import run_pipeline
 from jobs.estimate.estimate import estimate
 from jobs.outputs.status import run_status

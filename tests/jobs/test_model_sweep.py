@@ -13,12 +13,14 @@ import pytest
 from actors.emulator.config import OutputQuirks
 from actors.emulator.server import EmulatorServer
 from actors.store import CallStore
-from jobs.conf.loader import RunConf, load_config
-from jobs.driver import StageContext, run_pipeline, stage_registry
+from jobs.conf.schema import RunConf
+from jobs.config import load_config, stage_context
+from jobs.driver import run_pipeline
 from jobs.engine.engine import Engine
 from jobs.engine.rundir import Manifest, RunDir, default_cache
 from jobs.outputs.export import export_hf
 from jobs.paper import PAPER_MODELS
+from jobs.stages.registry import BY_NAME
 from jobs.stages.scenarios import SCENARIO_SCHEMA
 from jobs.stages.tables import read_table, write_table
 from tests.conftest import emulator_config
@@ -120,9 +122,8 @@ class Runner:
 
     def __call__(self, *overrides: str) -> dict[str, Any]:
         conf = make_conf(self.url, self.run_dir, *overrides)
-        ctx = StageContext(conf, self.engine.run_dir, self.engine.manifest, self.engine)
-        registry = stage_registry()
-        return {name: registry[name](ctx) for name in STAGES}
+        run = self.engine.run_dir
+        return {name: BY_NAME[name].run(stage_context(conf, name, run, self.engine)) for name in STAGES}
 
 
 @pytest.fixture(scope="module")

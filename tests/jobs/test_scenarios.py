@@ -16,7 +16,8 @@ from actors.emulator.tasks.generator import QueryGeneratorPersona, QueryRewriter
 from actors.errors import BudgetExceeded
 from actors.store import CallStore
 from jobs import driver
-from jobs.conf.loader import RunConf, load_config
+from jobs.conf.schema import RunConf
+from jobs.config import load_config
 from jobs.driver import run_pipeline
 from jobs.engine.engine import Engine
 from jobs.stages.scenarios import QUERY_TAG, assign_generators, extract_query, scenario_id

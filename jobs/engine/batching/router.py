@@ -36,14 +36,16 @@ from actors.errors import ProviderError
 from actors.providers import get_adapter
 from actors.providers.batch import BatchItem, ItemResult, RemoteBatch, get_batch_api
 from actors.providers.batch.base import BatchHttp
+from actors.settings import limit_seconds
 from actors.store import STORE_SCHEMA, CallStore, contains
 from actors.types import CallSpec, Endpoint, spec_from_json
-from jobs.engine.batching.conf import RoutingConf, batch_capable, limits_for, routing_for
+from jobs.conf.batching import RoutingConf, batch_capable, limits_for, routing_for
+from jobs.conf.loader import account_limits, account_of
 from jobs.engine.batching.records import BATCHES_DIR, BatchLedger, BatchRecord
 from jobs.engine.rundir import RunDir
 
 if TYPE_CHECKING:
-    from jobs.conf.loader import RunConf
+    from jobs.conf.schema import RunConf
 
 log = logging.getLogger("specstress.batch")
 
@@ -187,9 +189,6 @@ class BatchRouter:
 
     def online_seconds(self, items: dict[str, int], load: _Load) -> float:
         """Seconds the accounts' rate limits need to make `items` (per model) online."""
-        from jobs.conf.loader import account_limits, account_of
-        from jobs.estimate.estimate import limit_seconds
-
         limits = account_limits(self.conf)
         per_account: dict[str, list[float]] = defaultdict(lambda: [0.0, 0.0])
         for model, n in items.items():

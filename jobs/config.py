@@ -1,0 +1,65 @@
+"""`load_config`: a run's config, with the stages' sections typed, defaulted and checked by the registry.
+
+The config layer (`jobs/conf/`) knows no stage, and no stage knows the run's config: this
+module is where the two meet, so every error names its key before anything starts.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from pathlib import Path
+from types import MappingProxyType
+from typing import Any
+
+import polars as pl
+
+from jobs.conf.loader import read_config
+from jobs.conf.schema import RunConf
+from jobs.engine.rundir import RunDir, default_cache
+from jobs.stages.base import Engine, ModelView, StageContext
+from jobs.stages.registry import StagesConf, check_stages
+
+
+def model_views(conf: RunConf) -> Mapping[str, ModelView]:
+    """The registry's models as stages see them: read-only, without limits or API-key names."""
+    return MappingProxyType(
+        {
+            key: ModelView(
+                key=key,
+                provider=m.provider,
+                model_id=m.model_id,
+                base_url=m.base_url,
+                params=MappingProxyType(dict(m.params)),
+                prices=m.prices,
+            )
+            for key, m in conf.models.items()
+        }
+    )
+
+
+def load_config(path: str | Path | None, overrides: list[str] | tuple[str, ...] = ()) -> RunConf:
+    """Load, merge overrides (`key=value`), validate. Raises `ConfigError` naming the bad key."""
+    conf = read_config(path, overrides, stages=StagesConf)
+    check_stages(conf.stages, list(conf.pipeline), model_views(conf))
+    return conf
+
+
+def stage_context(
+    conf: RunConf,
+    name: str,
+    run: RunDir,
+    engine: Engine | None = None,
+    previews: Mapping[str, pl.DataFrame] | None = None,
+) -> StageContext[Any]:
+    """What stage `name` sees of the run: its settings, the models, the run directory and the engine
+    (none while planning, with the `previews` of tables not yet written)."""
+    return StageContext(
+        settings=getattr(conf.stages, name),
+        models=model_views(conf),
+        run=run,
+        engine=engine,
+        seed=conf.seed,
+        cluster=conf.ray.address is not None,
+        cache_root=conf.cache_dir or default_cache(conf.run_dir),
+        previews=MappingProxyType(dict(previews or {})),
+    )

@@ -1,0 +1,75 @@
+"""The stages, in pipeline order, and what follows from them: the `stages:` config schema and its checks.
+
+Adding a stage is one module that defines a `Stage` and one line in `STAGES`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import field, make_dataclass
+from typing import Any
+
+from actors.errors import ConfigError
+from jobs.stages import (
+    compliance,
+    disagreement,
+    diversity,
+    embeddings,
+    pairs,
+    refusals,
+    responses,
+    rubrics,
+    scenarios,
+    scores,
+    topics,
+    values,
+)
+from jobs.stages.base import ModelView, Stage
+
+STAGES: tuple[Stage[Any], ...] = (
+    pairs.STAGE,
+    scenarios.STAGE,
+    responses.STAGE,
+    rubrics.STAGE,
+    scores.STAGE,
+    embeddings.STAGE,
+    diversity.STAGE,
+    disagreement.STAGE,
+    topics.STAGE,
+    refusals.STAGE,
+    compliance.STAGE,
+    values.STAGE,
+)
+BY_NAME: dict[str, Stage[Any]] = {s.name: s for s in STAGES}
+
+StagesConf = make_dataclass(
+    "StagesConf",
+    [(s.name, s.settings, field(default_factory=s.settings)) for s in STAGES],
+)
+"""The `stages:` section: one field per stage, typed by the stage's own settings record."""
+
+
+def stage(name: str) -> Stage[Any]:
+    if name not in BY_NAME:
+        raise ConfigError(f"config key 'pipeline': unknown stage '{name}'; known: {list(BY_NAME)}")
+    return BY_NAME[name]
+
+
+def check_stages(stages: Any, pipeline: list[str], models: Mapping[str, ModelView]) -> None:
+    """At load: defaults taken from other stages filled in, then, for the stages of the pipeline,
+    the model keys they name and their own checks. Raises `ConfigError` naming the key."""
+    unknown = [n for n in pipeline if n not in BY_NAME]
+    if unknown:
+        raise ConfigError(f"config key 'pipeline': unknown stage(s) {unknown}; known: {sorted(BY_NAME)}")
+    for s in STAGES:
+        s.inherit(getattr(stages, s.name), stages)
+    for name in pipeline:
+        s = BY_NAME[name]
+        settings = getattr(stages, name)
+        for key, keys in s.models(settings).items():
+            absent = sorted(set(keys) - set(models))
+            if absent:
+                raise ConfigError(
+                    f"config key 'stages.{name}.{key}': unknown model key(s) {absent}; known: {sorted(models)}"
+                )
+        s.check(settings, models)
