@@ -21,6 +21,9 @@ from actors.providers.batch.base import BatchHttp
 from actors.types import Endpoint, chat
 from tests.conftest import TEST_KEY, emulator_config
 
+# The batch client and the emulator's batch routes must close what they open.
+pytestmark = pytest.mark.filterwarnings("error::ResourceWarning")
+
 MODELS = {"openai": "gpt-4o", "anthropic": "claude-sonnet-4-5", "gemini": "gemini-2.5-flash"}
 PATHS = {
     "openai": "/v1/chat/completions",
