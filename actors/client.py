@@ -26,6 +26,7 @@ from actors.lease_client import LeaseClient, lease_client_for
 from actors.limiter import find_limiter
 from actors.metrics import CallMetrics
 from actors.providers import get_adapter
+from actors.retry import RetryPolicy
 from actors.store import STORE_SCHEMA
 from actors.types import CallSpec, Endpoint, ParsedResponse, spec_from_json
 
@@ -34,21 +35,6 @@ UNSENT = "unsent"
 ABANDONED = "abandoned"
 """Status of a row whose HTTP call a draining client cut off at its deadline: perhaps paid,
 not stored; the engine journals its key so the resume counts it."""
-
-
-@dataclass(frozen=True)
-class RetryPolicy:
-    """Jittered exponential backoff, capped; a provider's retry-after is a floor."""
-
-    max_attempts: int = 6
-    base_s: float = 1.0
-    max_s: float = 60.0
-
-    def backoff_s(self, attempt: int, retry_after_s: float | None, rng: random.Random) -> float:
-        """Wait before try `attempt + 1`: full jitter over base·2^(attempt-1), at least retry-after."""
-        ceiling = min(self.max_s, self.base_s * 2 ** (attempt - 1))
-        wait = rng.uniform(0.5 * ceiling, ceiling)
-        return max(wait, retry_after_s or 0.0)
 
 
 @dataclass(frozen=True)
@@ -219,6 +205,7 @@ class ClientCore:
         in_est, out_est = estimate_input_tokens(spec), self._estimate_output(spec)
         start = time.monotonic()
         tags, sem, metrics = (spec.model, ep.account), self._sems[ep.account], self._metrics
+        policy = self.settings.policy
         while True:
             if self._draining:
                 return self._unstored(row, UNSENT)
@@ -255,12 +242,10 @@ class ClientCore:
                     lease.record_rate_limited(err.retry_after_s)
                 else:
                     lease.record_usage(in_est, out_est, 0, 0)
-                if not err.retryable or row["attempts"] >= self.settings.policy.max_attempts:
+                if policy.gives_up(err, row["attempts"]):
                     row["latency_s"] = time.monotonic() - start
                     return failed_row(row, err)
-                await asyncio.sleep(
-                    self.settings.policy.backoff_s(row["attempts"], err.retry_after_s, self._rng)
-                )
+                await asyncio.sleep(policy.backoff_s(row["attempts"], err.retry_after_s, self._rng))
                 continue
             lease.record_usage(in_est, out_est, parsed.input_tokens, parsed.output_tokens)
             self._learn_output(spec.model, parsed.output_tokens)

@@ -109,7 +109,7 @@ class OutputQuirks:
 
 @dataclass(frozen=True)
 class BatchBehaviour:
-    """How the emulated batch APIs behave (see actors/emulator/batches.py)."""
+    """How the emulated batch APIs behave (see actors/emulator/batches/)."""
 
     delay_s: float = 2.0
     """Seconds from a batch's creation until its last item is done; items finish evenly over it."""

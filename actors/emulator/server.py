@@ -9,7 +9,6 @@ foreground for `specstress emulate`.
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import json
 import random
 import threading
@@ -22,7 +21,7 @@ from aiohttp import web
 
 from actors.emulator import tasks  # noqa: F401  (importing it registers the task personas)
 from actors.emulator.accounts import AccountState
-from actors.emulator.batches import BatchDesk, BatchRoutes
+from actors.emulator.batches import BatchDesk, batch_routes
 from actors.emulator.config import EmulatorConfig, fingerprint
 from actors.emulator.dialects.anthropic import AnthropicDialect
 from actors.emulator.dialects.base import (
@@ -39,17 +38,11 @@ from actors.emulator.dialects.openai import OpenAIDialect
 from actors.emulator.faults import Fault, choose_fault, malform, truncate
 from actors.emulator.personas import persona_for
 from actors.emulator.prompt_cache import CacheUse, PromptCache
-from actors.emulator.stats import Stats
+from actors.emulator.stats import Stats, request_hash
 from actors.emulator.tokens import count_tokens, pieces, truncate_tokens
 from actors.emulator.vectors import embed_text, embedding_dim
-from actors.types import canonical_json
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
-
-
-def request_hash(path: str, body: Any) -> str:
-    """sha256 of the path and the canonical JSON body: equal requests hash equally."""
-    return hashlib.sha256(f"{path}\n{canonical_json(body)}".encode()).hexdigest()
 
 
 def _json_response(status: int, body: JSON, headers: dict[str, str] | None = None) -> web.Response:
@@ -65,8 +58,8 @@ class Emulator:
         self.config = config
         self.stats = Stats()
         self.cache = PromptCache(config.cache_ttl_s, time.monotonic)
-        self.batches = BatchDesk(self)
-        """The batch APIs' state (actors/emulator/batches.py)."""
+        self.batches = BatchDesk(config, self.stats, self.generate)
+        """The batch APIs' state (actors/emulator/batches/)."""
         self._accounts: dict[str, AccountState] = {}
 
     def account(self, fp: str) -> AccountState:
@@ -209,7 +202,6 @@ def create_app(config: EmulatorConfig | None = None) -> web.Application:
     openai, anthropic, gemini = OpenAIDialect(), AnthropicDialect(), GeminiDialect()
     app = web.Application(client_max_size=300 * 1024**2)  # batch uploads: OpenAI allows 200 MB
     app[EMULATOR] = emulator
-    batches = BatchRoutes(emulator.batches, openai, anthropic, gemini)
 
     async def get_stats(request: web.Request) -> web.Response:
         return _json_response(200, emulator.stats.snapshot())
@@ -218,7 +210,8 @@ def create_app(config: EmulatorConfig | None = None) -> web.Application:
         emulator.stats.reset()
         return _json_response(200, {"reset": True})
 
-    app.router.add_routes(batches.routes())  # before the catch-all Gemini model route
+    # Before the catch-all Gemini model route.
+    app.router.add_routes(batch_routes(emulator.batches, openai, anthropic, gemini))
     app.router.add_routes(
         [
             # OpenAI clients put /v1 in base_url; compatible servers may not.

@@ -2,10 +2,20 @@
 
 from __future__ import annotations
 
+import hashlib
 from collections import Counter
 from typing import Any
 
 from actors.emulator.config import fingerprint_label
+from actors.types import canonical_json
+
+
+def request_hash(path: str, body: Any) -> str:
+    """sha256 of the path and the canonical JSON body: equal requests hash equally.
+
+    The key the counters below are kept under, online and batch alike.
+    """
+    return hashlib.sha256(f"{path}\n{canonical_json(body)}".encode()).hexdigest()
 
 
 class Stats:

@@ -11,7 +11,7 @@ from __future__ import annotations
 import importlib
 import json
 from abc import ABC, abstractmethod
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from functools import cache
 from typing import Any, ClassVar, TypeVar
 
@@ -144,19 +144,8 @@ class Adapter(ABC):
 
     def error(self, spec: CallSpec, status: int, headers: Mapping[str, str], body: bytes) -> ProviderError:
         """The `ProviderError` for a non-2xx answer. Its message carries the body's message, never headers."""
-        error = _error_object(body)
-        error_type = error.get("type") or error.get("status")
-        kind = status_kind(status, error_type if isinstance(error_type, str) else None)
-        retry_after = parse_retry_after_s(lower_keys(headers))
-        if retry_after is None:
-            retry_after = self.retry_after_from_body(error)
-        message = str(error.get("message") or "no error message")[:300]
-        return ProviderError(
-            kind,
-            f"{self.provider} model {spec.model}: {message}",
-            status=status,
-            retry_after_s=retry_after,
-            raw=raw_text(body),
+        return response_error(
+            status, headers, body, f"{self.provider} model {spec.model}", self.retry_after_from_body
         )
 
     @staticmethod
@@ -179,6 +168,34 @@ def _error_object(body: bytes) -> dict[str, Any]:
     if not isinstance(data, dict) or not isinstance(data.get("error"), dict):
         return {}
     return data["error"]
+
+
+def response_error(
+    status: int,
+    headers: Mapping[str, str],
+    body: bytes,
+    where: str,
+    retry_after_from_body: Callable[[Mapping[str, Any]], float | None] | None = None,
+) -> ProviderError:
+    """The classified `ProviderError` of any non-2xx provider answer, online or batch control call.
+
+    One reading of error bodies for every caller, so a 429 or an overload is retried alike
+    whichever path met it. The message is `where` and the body's message, never headers.
+
+    Args:
+        where: names the call in the message (a model, or a method and path).
+        retry_after_from_body: reads a wait from the body's error object when no header gives one.
+    """
+    error = _error_object(body)
+    error_type = error.get("type") or error.get("status")
+    kind = status_kind(status, error_type if isinstance(error_type, str) else None)
+    retry_after = parse_retry_after_s(lower_keys(headers))
+    if retry_after is None and retry_after_from_body is not None:
+        retry_after = retry_after_from_body(error)
+    message = str(error.get("message") or "no error message")[:300]
+    return ProviderError(
+        kind, f"{where}: {message}", status=status, retry_after_s=retry_after, raw=raw_text(body)
+    )
 
 
 _ADAPTERS: dict[str, str] = {

@@ -27,9 +27,10 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 import ray
 
-from actors.client import ABANDONED, UNSENT, ClientActor, ClientSettings, RetryPolicy
+from actors.client import ABANDONED, UNSENT, ClientActor, ClientSettings
 from actors.errors import BudgetExceeded, ConfigError, Interrupted
 from actors.limiter import get_limiter, kill_limiter
+from actors.retry import RetryPolicy
 from actors.store import CallStore, contains
 from actors.types import Endpoint, call_key, spec_from_json
 from jobs.conf.loader import account_limits, endpoint, to_account_limits

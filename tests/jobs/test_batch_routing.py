@@ -16,7 +16,8 @@ import polars as pl
 import pytest
 
 from actors.emulator.config import BatchBehaviour
-from actors.emulator.server import EmulatorServer, request_hash
+from actors.emulator.server import EmulatorServer
+from actors.emulator.stats import request_hash
 from actors.providers import get_adapter
 from actors.storage import Location
 from actors.types import spec_from_json

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import random
 from abc import ABC, abstractmethod
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -18,7 +19,8 @@ from typing import Any, ClassVar, Literal
 import aiohttp
 
 from actors.errors import ProviderError
-from actors.providers.base import raw_text, status_kind
+from actors.providers.base import raw_text, response_error
+from actors.retry import RetryPolicy
 from actors.types import Endpoint
 
 BatchPhase = Literal["in_progress", "cancelling", "ended"]
@@ -70,19 +72,38 @@ class ItemResult:
     """The answer's body, or the error's body, as the online endpoint would have sent it."""
 
 
+BATCH_POLICY = RetryPolicy(max_attempts=5, base_s=2.0, max_s=30.0)
+"""Control calls' default: five tries, waits jittered up to 2, 4, 8 and 16 s (the engine's
+online policy is tuned for many calls at once; a control call is one of a few per batch)."""
+
+
 class BatchHttp:
     """An aiohttp session with one model's auth headers; control calls, retried when transient.
 
-    Creating a batch is not idempotent, so `retry=False` there: a timeout or a dropped
-    connection leaves it unknown whether the provider made the batch (see jobs/batching).
+    Retries follow a `RetryPolicy`, the client actor's own (jitter, cap, retry-after as a
+    floor, the same error classes). Creating a batch is not idempotent, so `retry=False`
+    there: a timeout or a dropped connection leaves it unknown whether the provider made
+    the batch (see jobs/batching).
     """
 
     def __init__(
-        self, session: aiohttp.ClientSession, headers: Mapping[str, str], *, attempts: int = 5
+        self,
+        session: aiohttp.ClientSession,
+        headers: Mapping[str, str],
+        *,
+        policy: RetryPolicy = BATCH_POLICY,
+        rng: random.Random | None = None,
     ) -> None:
+        """Args:
+        session: owned by the caller, who closes it.
+        headers: the model's request headers with its auth headers.
+        policy: how often and how long to retry a transient failure.
+        rng: draws the backoff jitter; pass a seeded one for a repeatable schedule.
+        """
         self._session = session
         self._headers = dict(headers)
-        self._attempts = attempts
+        self._policy = policy
+        self._rng = rng or random.Random()
 
     async def request(
         self,
@@ -101,9 +122,9 @@ class BatchHttp:
             try:
                 return await self._once(method, url, json_body, data, timeout_s)
             except ProviderError as err:
-                if not retry or not err.retryable or attempt >= self._attempts:
+                if not retry or self._policy.gives_up(err, attempt):
                     raise
-                await asyncio.sleep(max(err.retry_after_s or 0.0, min(2.0**attempt, 30.0)))
+                await asyncio.sleep(self._policy.backoff_s(attempt, err.retry_after_s, self._rng))
 
     async def _once(self, method: str, url: str, json_body: Any, data: Any, timeout_s: float) -> bytes:
         try:
@@ -116,18 +137,13 @@ class BatchHttp:
                 timeout=aiohttp.ClientTimeout(total=timeout_s),
             ) as resp:
                 body = await resp.read()
-                status = resp.status
+                status, resp_headers = resp.status, resp.headers
         except TimeoutError as exc:
             raise ProviderError("timeout", f"{method} {_path(url)}: no answer within {timeout_s}s") from exc
         except aiohttp.ClientError as exc:
             raise ProviderError("connection", f"{method} {_path(url)}: {type(exc).__name__}") from exc
         if not 200 <= status < 300:
-            raise ProviderError(
-                status_kind(status, _error_type(body)),
-                f"{method} {_path(url)}: {_error_message(body)}",
-                status=status,
-                raw=raw_text(body),
-            )
+            raise response_error(status, resp_headers, body, f"{method} {_path(url)}")
         return body
 
 
@@ -135,25 +151,6 @@ def _path(url: str) -> str:
     """The URL without scheme and host, for messages (hosts are config, not secrets, but noisy)."""
     rest = url.split("://", 1)[-1]
     return "/" + rest.split("/", 1)[-1] if "/" in rest else url
-
-
-def _error_object(body: bytes) -> dict[str, Any]:
-    try:
-        data = json.loads(body)
-    except ValueError:
-        return {}
-    err = data.get("error") if isinstance(data, dict) else None
-    return err if isinstance(err, dict) else {}
-
-
-def _error_type(body: bytes) -> str | None:
-    err = _error_object(body)
-    value = err.get("type") or err.get("status")
-    return value if isinstance(value, str) else None
-
-
-def _error_message(body: bytes) -> str:
-    return str(_error_object(body).get("message") or "no error message")[:300]
 
 
 def parse_json(body: bytes, what: str) -> dict[str, Any]:

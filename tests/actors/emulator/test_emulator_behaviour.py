@@ -14,7 +14,8 @@ import pytest
 from actors.emulator.config import FaultRates
 from actors.emulator.faults import choose_fault
 from actors.emulator.personas import EmulatedRequest, ModelStyle, persona_for
-from actors.emulator.server import EmulatorServer, request_hash
+from actors.emulator.server import EmulatorServer
+from actors.emulator.stats import request_hash
 from actors.emulator.tokens import count_tokens, truncate_tokens
 from actors.errors import ProviderError
 from actors.providers import get_adapter

@@ -13,12 +13,16 @@ import aiohttp
 import pytest
 
 from actors.emulator.config import BatchBehaviour
-from actors.emulator.server import EmulatorServer, request_hash
+from actors.emulator.server import EmulatorServer
+from actors.emulator.stats import request_hash
 from actors.providers import get_adapter
 from actors.providers.batch import BatchItem, get_batch_api
 from actors.providers.batch.base import BatchHttp
 from actors.types import Endpoint, chat
 from tests.conftest import TEST_KEY, emulator_config
+
+# The batch client and the emulator's batch routes must close what they open.
+pytestmark = pytest.mark.filterwarnings("error::ResourceWarning")
 
 MODELS = {"openai": "gpt-4o", "anthropic": "claude-sonnet-4-5", "gemini": "gemini-2.5-flash"}
 PATHS = {
