@@ -44,6 +44,7 @@ from jobs.analysis.agreement import (
     judge_stats,
     verdicts,
 )
+from jobs.analysis.frames import frame
 from jobs.stages.judging import (
     JudgeCallConf,
     JudgedResponsesConf,
@@ -55,7 +56,7 @@ from jobs.stages.judging import (
 )
 from jobs.stages.params import stage_params
 from jobs.stages.repair import ParseError, call_with_repair, extract_json, wrong_shape
-from jobs.stages.streaming import frame, scan_table
+from jobs.stages.streaming import scan_table
 from jobs.tables import write_table
 
 if TYPE_CHECKING:

@@ -19,10 +19,11 @@ import pyarrow as pa
 from pydantic import BaseModel, ConfigDict, Field, StrictInt, ValidationError, model_validator
 
 from actors.errors import ConfigError
+from jobs.analysis.frames import frame
 from jobs.batching.conf import RoutingConf
 from jobs.stages.params import stage_params
 from jobs.stages.repair import ParseError, call_with_repair, extract_json, wrong_shape
-from jobs.stages.streaming import add_calls, frame, scan_table, write_parts
+from jobs.stages.streaming import add_calls, scan_table, write_parts
 
 if TYPE_CHECKING:
     from jobs.driver import StageContext

@@ -21,6 +21,7 @@ import polars as pl
 import pyarrow as pa
 
 from actors.errors import ConfigError
+from jobs.analysis.frames import frame
 from jobs.stages.judging import (
     JudgeCallConf,
     ScopeConf,
@@ -31,7 +32,7 @@ from jobs.stages.judging import (
 )
 from jobs.stages.params import stage_params
 from jobs.stages.repair import ParseError, call_with_repair, keyed_object
-from jobs.stages.streaming import add_calls, frame, scan_table, write_parts
+from jobs.stages.streaming import add_calls, scan_table, write_parts
 
 if TYPE_CHECKING:
     from jobs.driver import StageContext
