@@ -28,7 +28,7 @@ import pyarrow as pa
 from statsmodels.stats.inter_rater import aggregate_raters, fleiss_kappa
 from statsmodels.stats.proportion import proportion_confint
 
-from jobs.stages.streaming import frame
+from jobs.analysis.frames import frame
 
 DECISIONS: tuple[str, ...] = ("compliant", "non-compliant", "ambiguous")
 PROBLEMATIC: frozenset[str] = frozenset({"non-compliant", "ambiguous"})

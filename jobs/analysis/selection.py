@@ -15,6 +15,7 @@ import pyarrow as pa
 
 from actors.errors import ConfigError
 from jobs.analysis.diversity import DiverseSelection
+from jobs.analysis.frames import frame
 from jobs.analysis.kcenter import weighted_kcenter
 
 SELECTION_SCHEMA = pa.schema(
@@ -125,11 +126,7 @@ def select_by_subset(
     else:
         results = [_select_rows(embeddings, rows, ids, d, n, threshold, k, seed) for n, rows, d, ids in jobs]
     frames = [t for t, _ in results]
-    table = (
-        pl.concat(frames)
-        if frames
-        else pl.DataFrame(schema=pl.from_arrow(SELECTION_SCHEMA.empty_table()).schema)
-    )
+    table = pl.concat(frames) if frames else frame([], SELECTION_SCHEMA)
     return SubsetSelection(
         table=table, nodes={n: node for (n, *_), (_, node) in zip(jobs, results, strict=True)}
     )

@@ -27,11 +27,8 @@ import polars as pl
 
 from jobs.analysis.disagreement import MODEL_KEYS, disagreement, position_matrix
 from jobs.analysis.diversity import check_selection, delta_select, farthest_first
-from jobs.analysis.embed import (
-    bare_throughput,
-    local_model_path,
-    pipeline_throughput,
-)
+from jobs.analysis.embed.backends import bare_throughput, local_model_path
+from jobs.analysis.embed.pipeline import pipeline_throughput
 from jobs.analysis.kcenter import weighted_kcenter
 from jobs.analysis.outliers import outliers
 from jobs.bench.data import D, numbered_texts, queries, seeds, synthetic_vectors

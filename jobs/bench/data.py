@@ -39,7 +39,7 @@ def numbered_texts(n: int) -> list[str]:
 def local_embedder() -> Callable[[list[str]], np.ndarray] | None:
     """The packaged local model's embed function, or None without the analysis stack or the extra."""
     try:
-        from jobs.analysis.embed import BackendSpec, local_model_path, make_embed_fn
+        from jobs.analysis.embed.backends import BackendSpec, local_model_path, make_embed_fn
     except ImportError:  # a machine with numpy and torch only (e.g. a bare GPU box)
         return None
     return make_embed_fn(BackendSpec(kind="local")) if local_model_path() is not None else None

@@ -25,7 +25,7 @@ from jobs.bench.data import D, lift, numbered_texts, seeds, synthetic_vectors
 
 def _embedding_figures(device: str, n_texts: int) -> dict[str, Any]:
     try:
-        from jobs.analysis.embed import bare_throughput, local_model_path
+        from jobs.analysis.embed.backends import bare_throughput, local_model_path
     except ImportError as e:
         return {"embeddings_skipped": f"analysis stack missing ({e.name})"}
     many = numbered_texts(n_texts)

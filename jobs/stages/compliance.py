@@ -45,6 +45,7 @@ from jobs.analysis.agreement import (
     judge_stats,
     verdicts,
 )
+from jobs.analysis.frames import frame
 from jobs.engine.rundir import RunDir
 from jobs.stages.base import ModelView, Plan, Stage, StageContext
 from jobs.stages.judging import (
@@ -59,7 +60,7 @@ from jobs.stages.judging import (
 )
 from jobs.stages.params import stage_params
 from jobs.stages.repair import ParseError, call_with_repair, extract_json, first_round, wrong_shape
-from jobs.stages.streaming import frame, scan_table
+from jobs.stages.streaming import scan_table
 from jobs.stages.tables import write_table
 
 DEMO_SPEC = Path(__file__).resolve().parents[1] / "data" / "demo_spec.md"

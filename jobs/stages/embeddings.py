@@ -7,7 +7,7 @@ Backends (`stages.embeddings.backend`):
   budget and resume apply as for any call;
 - `hashing`: the dependency-free bag-of-words embedder, for machines without torch.
 
-Every backend shares one text-hash cache (`jobs.analysis.embed.EmbeddingCache`) under
+Every backend shares one text-hash cache (`jobs.analysis.embed.cache.EmbeddingCache`) under
 `<cache_dir>/embeddings/`, one folder per backend and model: a rerun, or a run that adds
 scenarios, embeds only texts never embedded. For `api` the folder names the provider,
 model id and endpoint, so repointing a model key never reuses another model's vectors.
@@ -33,19 +33,17 @@ import pyarrow.parquet as pq
 
 from actors.errors import ConfigError, SpecstressError
 from actors.types import CallSpec, spec_to_json
-from jobs.analysis.embed import (
-    LOCAL_MODEL,
+from jobs.analysis.embed.backends import LOCAL_MODEL, BackendSpec, normalise
+from jobs.analysis.embed.cache import (
     META_BACKEND,
     META_DIM,
     META_MODEL,
-    BackendSpec,
     EmbeddingCache,
-    embed_column,
-    normalise,
     text_hash,
     to_fixed_list,
     to_matrix,
 )
+from jobs.analysis.embed.pipeline import embed_column
 from jobs.stages.base import ModelView, Plan, Stage, StageContext
 from jobs.stages.devices import require_gpu
 from jobs.stages.streaming import iter_results, scan_table

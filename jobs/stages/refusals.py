@@ -21,6 +21,7 @@ import pyarrow as pa
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from jobs.analysis.agreement import wilson
+from jobs.analysis.frames import frame
 from jobs.stages.base import ModelView, Plan, Stage, StageContext
 from jobs.stages.judging import (
     JudgeCallConf,
@@ -36,7 +37,7 @@ from jobs.stages.judging import (
 )
 from jobs.stages.params import stage_params
 from jobs.stages.repair import ParseError, call_with_repair, extract_json, first_round, wrong_shape
-from jobs.stages.streaming import add_calls, frame, scan_table, write_parts
+from jobs.stages.streaming import add_calls, scan_table, write_parts
 from jobs.stages.tables import read_table, write_table
 
 CATEGORIES: tuple[str, ...] = (

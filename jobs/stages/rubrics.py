@@ -19,11 +19,12 @@ import pyarrow as pa
 from pydantic import BaseModel, ConfigDict, Field, StrictInt, ValidationError, model_validator
 
 from actors.errors import ConfigError
+from jobs.analysis.frames import frame
 from jobs.conf.batching import RoutingConf
 from jobs.stages.base import ModelView, Plan, Stage, StageContext
 from jobs.stages.params import stage_params
 from jobs.stages.repair import ParseError, call_with_repair, extract_json, first_round, wrong_shape
-from jobs.stages.streaming import add_calls, frame, scan_table, write_parts
+from jobs.stages.streaming import add_calls, scan_table, write_parts
 
 POSITIONS: tuple[str, ...] = (
     "extreme_oppose",

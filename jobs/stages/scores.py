@@ -36,12 +36,13 @@ import pyarrow.dataset as pads
 from pydantic import BaseModel, ConfigDict, Field, StrictInt, TypeAdapter, ValidationError, field_validator
 
 from actors.errors import ConfigError
+from jobs.analysis.frames import frame
 from jobs.conf.batching import RoutingConf
 from jobs.stages.base import ModelView, Plan, Stage, StageContext
 from jobs.stages.params import stage_params
 from jobs.stages.repair import call_with_repair, first_round, keyed_object, wrong_shape
 from jobs.stages.rubrics import POSITIONS
-from jobs.stages.streaming import add_calls, frame, scan_table, write_parts
+from jobs.stages.streaming import add_calls, scan_table, write_parts
 
 SCORES_SCHEMA = pa.schema(
     [

@@ -72,10 +72,3 @@ def add_calls(total: dict[str, Any], calls: dict[str, Any]) -> dict[str, Any]:
         elif isinstance(value, int | float):
             total[key] = total.get(key, 0) + value
     return total
-
-
-def frame(rows: list[dict[str, Any]], schema: pa.Schema) -> pl.DataFrame:
-    """Rows as a frame with the polars types of `schema`, so an empty part keeps its columns."""
-    empty = pl.from_arrow(schema.empty_table())
-    assert isinstance(empty, pl.DataFrame)
-    return pl.DataFrame(rows, schema=empty.schema)

@@ -21,6 +21,7 @@ import polars as pl
 import pyarrow as pa
 
 from actors.errors import ConfigError
+from jobs.analysis.frames import frame
 from jobs.stages.base import ModelView, Plan, Stage, StageContext
 from jobs.stages.judging import (
     JudgeCallConf,
@@ -32,7 +33,7 @@ from jobs.stages.judging import (
 )
 from jobs.stages.params import stage_params
 from jobs.stages.repair import ParseError, call_with_repair, first_round, keyed_object
-from jobs.stages.streaming import add_calls, frame, scan_table, write_parts
+from jobs.stages.streaming import add_calls, scan_table, write_parts
 
 DEFAULT_TOPICS: tuple[str, ...] = (
     "cyber security",

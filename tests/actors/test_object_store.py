@@ -82,7 +82,8 @@ def test_embedding_cache_on_s3_keeps_vectors_by_text_hash(bucket: str) -> None:
     import numpy as np
     import pyarrow as pa
 
-    from jobs.analysis.embed import BackendSpec, EmbeddingCache, to_fixed_list
+    from jobs.analysis.embed.backends import BackendSpec
+    from jobs.analysis.embed.cache import EmbeddingCache, to_fixed_list
 
     spec = BackendSpec(kind="hashing", model="hashing-4")
     cache = EmbeddingCache(f"{bucket}/cache/embeddings", spec)

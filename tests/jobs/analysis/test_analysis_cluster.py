@@ -11,7 +11,9 @@ import polars as pl
 import pytest
 
 from jobs.analysis.disagreement import DisagreementConfig, disagreement
-from jobs.analysis.embed import BackendSpec, embed_column, hashing_embed, to_matrix
+from jobs.analysis.embed.backends import BackendSpec, hashing_embed
+from jobs.analysis.embed.cache import to_matrix
+from jobs.analysis.embed.pipeline import embed_column
 from jobs.analysis.selection import select_by_subset
 
 pytestmark = pytest.mark.slow

@@ -11,16 +11,9 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from jobs.analysis.embed import (
-    META_BACKEND,
-    META_MODEL,
-    BackendSpec,
-    by_length,
-    embed_column,
-    local_model_path,
-    make_embed_fn,
-    to_matrix,
-)
+from jobs.analysis.embed.backends import BackendSpec, local_model_path, make_embed_fn
+from jobs.analysis.embed.cache import META_BACKEND, META_MODEL, to_matrix
+from jobs.analysis.embed.pipeline import by_length, embed_column
 from tests.shared_data import shared_file
 
 

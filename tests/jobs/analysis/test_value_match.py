@@ -8,7 +8,7 @@ import numpy as np
 import polars as pl
 import pytest
 
-from jobs.analysis.embed import BackendSpec, local_model_path, make_embed_fn
+from jobs.analysis.embed.backends import BackendSpec, local_model_path, make_embed_fn
 from jobs.analysis.value_match import category_counts, cooccurrence, nearest
 from jobs.stages.taxonomy import load_categories, load_taxonomy
 from tests.shared_data import shared_file
