@@ -80,3 +80,11 @@ def run_conf_yaml(
             "params: {max_tokens: 64}}"
         )
     return "\n".join(lines) + "\n"
+
+
+@pytest.fixture(scope="session")
+def release_run(ray_local: None, tmp_path_factory: pytest.TempPathFactory) -> Any:
+    """The run directory of release 0.1.0, resumed once under the current code (`tests/release_run.py`)."""
+    from tests.release_run import resume_release_run
+
+    return resume_release_run(tmp_path_factory.mktemp("release"))

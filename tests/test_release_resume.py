@@ -6,30 +6,9 @@ releases: a user who upgrades mid-run would pay again for every call whose key c
 
 from __future__ import annotations
 
-import shutil
-from pathlib import Path
 from typing import Any
 
-import pyarrow.dataset as pads
-import pytest
-
-from jobs.config import load_config
-from jobs.driver import run_pipeline
-
-FIXTURE = Path(__file__).parent / "fixtures" / "release_0_1_0_run"
-DEMO = Path(__file__).resolve().parents[1] / "conf" / "demo.yaml"
-OVERRIDES = [
-    "emulator.port=8797",
-    "stages.pairs.n_pairs=4",
-    "stages.topics.max_scenarios=4",
-    "stages.refusals.max_scenarios=3",
-    "stages.compliance.samples={random: 2, high_all: 2, high_family: 2}",
-    "stages.values.max_scenarios=3",
-]
-
-
-def stored_calls(run_dir: Path) -> int:
-    return pads.dataset(run_dir / "cache" / "calls", format="parquet").count_rows()
+from tests.release_run import ResumedRun, stored_calls
 
 
 def calls_made(summary: Any, where: str = "") -> dict[str, int]:
@@ -42,18 +21,13 @@ def calls_made(summary: Any, where: str = "") -> dict[str, int]:
     return found
 
 
-@pytest.mark.usefixtures("ray_local")
-def test_a_release_0_1_0_run_resumes_with_zero_calls(tmp_path: Path) -> None:
-    run_dir = tmp_path / "run"
-    shutil.copytree(FIXTURE, run_dir)
-    before = stored_calls(run_dir)
-    conf = load_config(DEMO, [f"run_dir={run_dir}", *OVERRIDES])
-    summaries = run_pipeline(conf)
-    assert list(summaries) == list(conf.pipeline)  # every stage ran, none was skipped
+def test_a_release_0_1_0_run_resumes_with_zero_calls(release_run: ResumedRun) -> None:
+    summaries = release_run.summaries
+    assert list(summaries) == list(release_run.conf.pipeline)  # every stage ran, none was skipped
     figures = {name: calls_made(summary) for name, summary in summaries.items()}
     assert all(figures[s] for s in ("scenarios", "responses", "scores", "compliance"))  # the engine ran
     paid_again = {f"{name}{where}": n for name, found in figures.items() for where, n in found.items() if n}
     assert paid_again == {}, f"calls paid again under the current code: {paid_again}"
-    assert stored_calls(run_dir) == before == 320
+    assert stored_calls(release_run.run_dir) == release_run.stored_before == 320
     assert summaries["responses"]["responses"] == 132
     assert summaries["compliance"]["judgements"] > 0
