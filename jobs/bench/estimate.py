@@ -32,7 +32,7 @@ from actors.store import STORE_SCHEMA, CallStore
 from actors.types import chat, spec_to_json
 from jobs.bench.process import in_fresh_process, peak_rss_mb
 from jobs.conf.schema import RunConf
-from jobs.config import load_config
+from jobs.config import load_config, model_views
 from jobs.engine.engine import Engine
 from jobs.engine.rundir import Manifest, RunDir
 from jobs.estimate.estimate import estimate
@@ -56,7 +56,8 @@ def _requests(conf: RunConf, rows: int) -> Iterator[pl.DataFrame]:
     text, _ = load_spec(cc.spec)
     system = SPEC_SYSTEM.format(spec=(text * (SPEC_CHARS // len(text) + 1))[:SPEC_CHARS])
     chunk = max(1, SPEC_CHUNK_CHARS // len(system))
-    params = {j: {**stage_params(conf, j, cc), "cache_prefix": True} for j in cc.judges}
+    views = model_views(conf)
+    params = {j: {**stage_params(views[j], cc), "cache_prefix": True} for j in cc.judges}
     for start in range(0, rows, chunk):
         judges = [cc.judges[i % len(cc.judges)] for i in range(start, min(start + chunk, rows))]
         specs = [
