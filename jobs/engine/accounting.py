@@ -16,7 +16,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from actors.store import CallStore
-from jobs.engine.batching.router import BatchFigures
+from jobs.engine.batching.runner import BatchFigures
 from jobs.engine.journal import dangling, discard
 from jobs.engine.rundir import Manifest, RunDir
 
