@@ -28,6 +28,7 @@ from actors.metrics import CallMetrics
 from actors.providers import get_adapter
 from actors.retry import RetryPolicy
 from actors.store import STORE_SCHEMA
+from actors.tokens import DEFAULT_OUTPUT_TOKENS, estimate_input_tokens, output_cap
 from actors.types import CallSpec, Endpoint, ParsedResponse, spec_from_json
 
 UNSENT = "unsent"
@@ -52,12 +53,6 @@ class ClientSettings:
     """This client's share of each account's max_in_flight."""
     policy: RetryPolicy = field(default_factory=RetryPolicy)
     run_id: str = ""
-
-
-def estimate_input_tokens(spec: CallSpec) -> int:
-    """A cheap prompt-size estimate (about 4 characters a token); settled later on actual usage."""
-    chars = sum(len(m.content) for m in spec.messages) + sum(len(t) for t in spec.inputs)
-    return chars // 4 + 4 * len(spec.messages) + 1
 
 
 def base_row(key: str, ep: Endpoint, kind: str, run_id: str) -> dict[str, Any]:
@@ -184,8 +179,8 @@ class ClientCore:
             self._session = None
 
     def _estimate_output(self, spec: CallSpec) -> int:
-        cap = int(spec.param_dict.get("max_tokens") or 4096)
-        return int(min(cap, self._out_mean.get(spec.model, min(cap, 512.0))))
+        cap = output_cap(spec)
+        return int(min(cap, self._out_mean.get(spec.model, min(cap, DEFAULT_OUTPUT_TOKENS))))
 
     async def _call(self, key: str, spec: CallSpec) -> dict[str, Any]:
         ep = self.settings.endpoints[spec.model]

@@ -16,6 +16,7 @@ from actors.store import CallStore
 from jobs.conf.loader import missing_keys, resolved_yaml
 from jobs.conf.schema import RunConf
 from jobs.config import model_views, stage_context
+from jobs.engine.budget import Budget
 from jobs.engine.drain import on_signals, raise_interrupted
 from jobs.engine.emulation import emulator_for
 from jobs.engine.engine import Engine
@@ -65,14 +66,9 @@ def refuse_over_budget(conf: RunConf, store: CallStore, run_id: str) -> None:
     before each stage and its running spend remain the exact guards."""
     if conf.budget_usd is None:
         return
-    to_make = sum(estimate(conf).cost.values())
-    spent = store.spent_usd(run_id)
-    if spent + to_make > conf.budget_usd:
-        raise BudgetExceeded(
-            f"the run's calls still to make would cost about ${to_make:.2f}, with ${spent:.2f} already spent: "
-            f"over budget_usd=${conf.budget_usd:.2f}. Raise budget_usd or shrink the run; nothing was sent. "
-            "`specstress estimate CONFIG` shows the cost per stage and model."
-        )
+    Budget(conf.budget_usd).refuse_over(
+        spent_usd=store.spent_usd(run_id), to_make_usd=sum(estimate(conf).cost.values())
+    )
 
 
 def run_pipeline(conf: RunConf, *, stages: list[str] | None = None) -> dict[str, dict[str, Any]]:

@@ -15,12 +15,12 @@ import numpy as np
 import polars as pl
 
 from actors.errors import SpecstressError
+from actors.tokens import CHARS_PER_TOKEN
 from jobs.conf.schema import RunConf
 from jobs.config import model_views
 from jobs.engine.rundir import RunDir
 from jobs.estimate.lines import TYPICAL, Line, with_unwritten
 from jobs.estimate.requests import (
-    CHARS_PER_TOKEN,
     MIN_CACHED_TOKENS,
     expected_output_tokens,
     from_earlier_requests,

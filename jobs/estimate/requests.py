@@ -21,13 +21,12 @@ import polars as pl
 import pyarrow.parquet as pq
 
 from actors.store import contains
+from actors.tokens import CHARS_PER_TOKEN
 from actors.types import Endpoint, call_key, spec_from_json
 from jobs.conf.loader import endpoint
 from jobs.conf.schema import RunConf
 from jobs.engine.rundir import RunDir
 from jobs.estimate.lines import Line, visible_output
-
-CHARS_PER_TOKEN = 4
 
 REASONING_TOKENS = {"low": 500, "medium": 1500, "high": 4000}
 """Hidden reasoning tokens (billed as output) assumed per OpenAI reasoning effort."""

@@ -1,0 +1,108 @@
+"""Accounting of a stage's calls: the `StageCalls` figures, kept current in the manifest.
+
+`specstress status` reads the manifest while a stage runs, so every stored batch of answers
+(online or from a provider batch) is counted here and the figures are saved as the store
+flushes. Calls an earlier, killed session may have paid for are counted here too.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from typing import Any
+
+import polars as pl
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from actors.store import CallStore
+from jobs.engine.batching.runner import BatchFigures
+from jobs.engine.journal import dangling, discard
+from jobs.engine.rundir import Manifest, RunDir
+
+log = logging.getLogger("specstress.engine")
+
+
+@dataclass
+class StageCalls:
+    """What one `run` did, for the manifest and the caller."""
+
+    requests: int = 0
+    cached: int = 0
+    made: int = 0
+    ok: int = 0
+    failed: int = 0
+    rate_limited: int = 0
+    retries: int = 0
+    redispatched: int = 0
+    repaid_after_kill: int = 0
+    cost_usd: float = 0.0
+    input_tokens: int = 0
+    output_tokens: int = 0
+    cached_input_tokens: int = 0
+    failures: dict[str, int] = field(default_factory=dict)
+    elapsed_s: float = 0.0
+    batch: BatchFigures = field(default_factory=BatchFigures)
+    """What the providers' batch APIs did for this table (stages in `batch`/`auto` mode)."""
+
+    def as_dict(self) -> dict[str, Any]:
+        return {**vars(self), "batch": self.batch.as_dict()}
+
+    def add(self, rows: pa.Table) -> None:
+        """Count stored rows (store schema): outcomes, retries, tokens, dollars, failure kinds."""
+        ok = pc.equal(rows["status"], "ok")
+        n_ok = pc.sum(ok).as_py() or 0
+        self.made += rows.num_rows
+        self.ok += n_ok
+        self.failed += rows.num_rows - n_ok
+        self.rate_limited += pc.sum(rows["rate_limited"]).as_py() or 0
+        self.retries += (pc.sum(rows["attempts"]).as_py() or 0) - rows.num_rows
+        self.cost_usd += pc.sum(rows["cost_usd"]).as_py() or 0.0
+        self.input_tokens += pc.sum(rows["input_tokens"]).as_py() or 0
+        self.output_tokens += pc.sum(rows["output_tokens"]).as_py() or 0
+        self.cached_input_tokens += pc.sum(rows["cached_input_tokens"]).as_py() or 0
+        if n_ok < rows.num_rows:
+            failed = pl.from_arrow(rows.filter(pc.invert(ok)).select(["error_kind"]))
+            for kind, n in failed["error_kind"].value_counts().iter_rows():
+                self.failures[kind] = self.failures.get(kind, 0) + n
+
+
+class StageAccount:
+    """One stage's `StageCalls`, saved to the manifest under the stage's name."""
+
+    def __init__(self, stage: str, manifest: Manifest) -> None:
+        self.stage = stage
+        self.calls = StageCalls()
+        self._manifest = manifest
+
+    def add(self, batch: pa.RecordBatch) -> pa.Table:
+        """Count a stored record batch; returns it as a table for the caller's progress view."""
+        rows = pa.Table.from_batches([batch])
+        self.calls.add(rows)
+        return rows
+
+    def stored(self, batch: pa.RecordBatch) -> None:
+        """Count rows written to the store outside the dispatch (provider batches) and save at once."""
+        self.add(batch)
+        self.save()
+
+    def save(self) -> None:
+        self._manifest.set_calls(self.stage, self.calls.as_dict())
+
+
+def count_interrupted(run: RunDir, store: CallStore, manifest: Manifest, stage: str, session_id: str) -> int:
+    """Calls earlier sessions dispatched but never stored: paid twice at most once each.
+
+    They are noted in the manifest (`interrupted`) and their journals discarded.
+    """
+    old = dangling(run.journal, session_id)
+    if old.is_empty():
+        return 0
+    lost = old.join(store.done_keys().collect(), on="key", how="anti").height
+    if lost:
+        log.warning("%d calls were in flight when an earlier session was killed; they are sent again", lost)
+        sessions = manifest.data.setdefault("interrupted", [])
+        sessions.append({"stage": stage, "sessions": sorted(set(old["session"])), "in_flight": lost})
+        manifest.save()
+    discard(run.journal, set(old["session"]))
+    return lost

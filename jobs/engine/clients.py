@@ -1,0 +1,86 @@
+"""The client actors and limiters of one run, created by the driver so it owns them."""
+
+from __future__ import annotations
+
+import itertools
+import math
+from typing import Any
+
+import ray
+from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+
+from actors.client import ClientActor, ClientSettings
+from actors.limiter import get_limiter, kill_limiter
+from actors.retry import RetryPolicy
+from actors.types import Endpoint
+from jobs.conf.loader import account_limits, to_account_limits
+from jobs.conf.schema import RunConf
+
+
+def client_placements(n: int) -> list[Any]:
+    """Scheduling strategies that put `n` clients round-robin on the live nodes with CPUs.
+
+    Losing a node then loses only its share of the calls in flight. Soft affinity: a client
+    whose node dies restarts wherever Ray finds room. (Ray's "SPREAD" is best effort and
+    left two of three clients on one node in our three-node test.)
+    """
+    nodes = sorted(node["NodeID"] for node in ray.nodes() if node["Alive"] and node["Resources"].get("CPU"))
+    if len(nodes) < 2:
+        return [None] * n
+    return [NodeAffinitySchedulingStrategy(nodes[i % len(nodes)], soft=True) for i in range(n)]
+
+
+class ClientPool:
+    """Client actor handles, handed out round-robin, and the limiters they lease from."""
+
+    def __init__(self) -> None:
+        self.handles: list[Any] = []
+        self._limiters: dict[str, Any] = {}
+        self._rr = itertools.count()
+
+    def start(self, conf: RunConf, endpoints: dict[str, Endpoint], run_id: str) -> None:
+        """Create the limiters, then `engine.num_clients` clients; a started pool stays as it is."""
+        if self.handles:
+            return
+        n = conf.engine.num_clients
+        limits = account_limits(conf)
+        # Created here, so the driver owns them (and holds their handles: a non-detached actor
+        # dies with its last handle); clients find them by name.
+        self._limiters = {
+            acc: get_limiter(acc, to_account_limits(lim, conf.engine.lease_margin))
+            for acc, lim in limits.items()
+        }
+        settings = ClientSettings(
+            endpoints=endpoints,
+            in_flight={acc: max(1, math.ceil(lim.max_in_flight / n)) for acc, lim in limits.items()},
+            policy=RetryPolicy(
+                max_attempts=conf.engine.max_attempts,
+                base_s=conf.engine.backoff_base_s,
+                max_s=conf.engine.backoff_max_s,
+            ),
+            run_id=run_id,
+        )
+        self.handles = [
+            ClientActor.options(scheduling_strategy=where).remote(settings, seed=conf.seed + i)
+            for i, where in enumerate(client_placements(n))
+        ]
+
+    def next(self) -> Any:
+        """The next client in turn: a batch sent again after a lost client goes to another one."""
+        return self.handles[next(self._rr) % len(self.handles)]
+
+    def drain(self, timeout_s: float) -> None:
+        """Tell every client to send nothing new and cut calls on the wire off after `timeout_s`."""
+        for client in self.handles:
+            client.drain.remote(timeout_s)
+
+    def close(self) -> None:
+        """Close the clients' sessions, end the clients and the limiters."""
+        if self.handles:
+            ray.get([c.close.remote() for c in self.handles])
+            for c in self.handles:
+                ray.kill(c)
+            self.handles = []
+        for account, handle in self._limiters.items():
+            kill_limiter(account, handle)
+        self._limiters = {}
