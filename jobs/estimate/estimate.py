@@ -18,6 +18,7 @@ from typing import Any
 import numpy as np
 import polars as pl
 import pyarrow.parquet as pq
+from omegaconf import OmegaConf
 
 from actors.settings import limit_seconds
 from actors.store import CallStore
@@ -121,6 +122,7 @@ def planned_lines(conf: RunConf, run: RunDir, answered: np.ndarray) -> dict[str,
     config alone (the pairs) is previewed in memory for the stages after it."""
     out: dict[str, list[Line]] = {}
     previews: dict[str, pl.DataFrame] = {}
+    recorded = recorded_stages(run)
     for name in conf.pipeline:
         st = BY_NAME[name]
         ctx = stage_context(conf, name, run, previews=previews)
@@ -130,12 +132,23 @@ def planned_lines(conf: RunConf, run: RunDir, answered: np.ndarray) -> dict[str,
         groups: dict[str, dict[str, Iterator[pl.DataFrame]]] = {}
         for table, chunks in st.plan(ctx).items():
             groups.setdefault(line_name(table), {})[table] = chunks
+        reuse = recorded.get(name) == OmegaConf.to_container(OmegaConf.structured(ctx.settings))
         for line, tables in groups.items():
-            out[line] = table_lines(conf, run, line, tables, answered)
+            out[line] = table_lines(conf, run, line, tables, answered, reuse=reuse)
         left = sum(ln.to_make for line in groups for ln in out[line])
         if not stage_done(run, name) or left:
             break
     return out
+
+
+def recorded_stages(run: RunDir) -> dict[str, Any]:
+    """The stages' settings of the run's last session (`config.yaml`), to tell whether the requests
+    tables it wrote are what the current settings would send; empty before any session."""
+    text = run.root.read_text("config.yaml")
+    if text is None:
+        return {}
+    stages = OmegaConf.create(text).get("stages") or {}
+    return dict(OmegaConf.to_container(stages))  # type: ignore[arg-type]
 
 
 def line_name(requests_table: str) -> str:

@@ -215,11 +215,18 @@ def from_earlier_requests(conf: RunConf, run: RunDir, stage: str, answered: np.n
 
 
 def table_lines(
-    conf: RunConf, run: RunDir, line: str, tables: Mapping[str, Iterator[pl.DataFrame]], answered: np.ndarray
+    conf: RunConf,
+    run: RunDir,
+    line: str,
+    tables: Mapping[str, Iterator[pl.DataFrame]],
+    answered: np.ndarray,
+    *,
+    reuse: bool,
 ) -> list[Line]:
-    """Lines of a stage's planned requests tables: one an earlier run wrote is read as stored (it is
-    what the plan builds, and its keys are hashed already), the others are built from the plan."""
-    written = {p.rsplit("/", 1)[-1]: p for p in run.requests.list_files(".parquet")}
+    """Lines of a stage's planned requests tables. With `reuse` (the stage's settings are those it
+    ran with), a table an earlier run wrote is read as stored: it is what the plan builds, and its
+    keys are hashed already. Every other table is built from the plan and hashed here."""
+    written = {p.rsplit("/", 1)[-1]: p for p in run.requests.list_files(".parquet")} if reuse else {}
     eps = {m: endpoint(conf, m) for m in conf.models}
     visible = visible_output(conf, line)
 

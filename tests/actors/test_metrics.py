@@ -14,7 +14,7 @@ from actors.emulator.config import FaultRates
 from actors.emulator.server import EmulatorServer
 from actors.metrics import COUNTERS, GAUGES, CallMetrics
 from tests.conftest import emulator_config
-from tests.jobs.test_engine import make_engine, requests
+from tests.jobs.engine.test_engine import make_engine, requests
 
 
 class _Metric:

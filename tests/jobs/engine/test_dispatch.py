@@ -12,7 +12,7 @@ from ray.exceptions import ActorDiedError
 from actors.emulator.server import EmulatorServer
 from jobs.engine import dispatch
 from jobs.engine.dispatch import MAX_CLIENT_LOSSES, ClientsLost
-from tests.jobs.test_engine import make_engine, requests
+from tests.jobs.engine.test_engine import make_engine, requests
 
 
 class DyingClient:

@@ -17,10 +17,10 @@ from actors.emulator.server import EmulatorServer
 from jobs.driver import run_pipeline
 from jobs.outputs.report.build import build_report
 from tests.conftest import emulator_config
-from tests.jobs.report.browser import browser_page
-from tests.jobs.report.page_parse import parse_page
-from tests.jobs.report.synthetic_run import HOSTILE, inject_response, judge_tables
-from tests.jobs.test_analysis_stages import MODELS, PIPELINE, conf
+from tests.jobs.outputs.report.browser import browser_page
+from tests.jobs.outputs.report.page_parse import parse_page
+from tests.jobs.outputs.report.synthetic_run import HOSTILE, inject_response, judge_tables
+from tests.jobs.stages.test_analysis_stages import MODELS, PIPELINE, conf
 
 pytestmark = pytest.mark.usefixtures("ray_local")
 

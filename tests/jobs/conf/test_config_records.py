@@ -17,7 +17,7 @@ from jobs.conf.schema import EmulatorConf
 from jobs.config import load_config
 from jobs.engine.emulation import to_emulator_config
 
-DEMO = Path(__file__).resolve().parents[2] / "conf" / "demo.yaml"
+DEMO = Path(__file__).resolve().parents[3] / "conf" / "demo.yaml"
 
 
 def test_emulator_nodes_are_the_emulators_records(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -10,7 +10,7 @@ from actors.errors import ConfigError
 from jobs.config import load_config
 from jobs.stages.compliance import load_spec
 
-DEMO = Path(__file__).resolve().parents[2] / "conf" / "demo.yaml"
+DEMO = Path(__file__).resolve().parents[3] / "conf" / "demo.yaml"
 
 
 @pytest.mark.parametrize(

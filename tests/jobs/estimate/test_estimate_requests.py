@@ -29,7 +29,7 @@ from jobs.estimate.requests import (
 )
 from tests.s3server import s3_bucket
 
-DEMO = Path(__file__).resolve().parents[2] / "conf" / "demo.yaml"
+DEMO = Path(__file__).resolve().parents[3] / "conf" / "demo.yaml"
 
 
 def rowwise_lines(

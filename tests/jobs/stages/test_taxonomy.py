@@ -49,7 +49,7 @@ def test_real_categories_have_descriptions(real_dir: Path) -> None:
 
 def test_demo_taxonomy_ships_inside_the_package() -> None:
     tree, freqs = demo_taxonomy_paths()
-    package_dir = Path(__file__).resolve().parents[2] / "jobs"
+    package_dir = Path(__file__).resolve().parents[3] / "jobs"
     assert tree.is_file() and freqs.is_file()
     assert package_dir in tree.parents and package_dir in freqs.parents
 

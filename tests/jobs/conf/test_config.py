@@ -10,7 +10,7 @@ from actors.errors import ConfigError
 from jobs.cli import main
 from jobs.config import load_config
 
-DEMO = Path(__file__).resolve().parents[2] / "conf" / "demo.yaml"
+DEMO = Path(__file__).resolve().parents[3] / "conf" / "demo.yaml"
 DEFAULT = DEMO.with_name("default.yaml")
 
 

@@ -24,7 +24,7 @@ from jobs.stages.refusals import CATEGORIES
 from jobs.stages.taxonomy import demo_taxonomy_paths, load_categories
 from jobs.stages.topics import DEFAULT_TOPICS
 from tests.conftest import emulator_config
-from tests.jobs.test_model_sweep import make_conf
+from tests.jobs.stages.test_model_sweep import make_conf
 from tests.shared_data import SHARED, shared_file
 
 pytestmark = pytest.mark.usefixtures("ray_local")
@@ -268,13 +268,15 @@ def test_estimate_shows_the_compliance_cache_saving(judged: dict[str, Any]) -> N
 def test_estimate_of_a_stage_stopped_part_way_counts_its_unwritten_chunks(
     judged: dict[str, Any], tmp_path: Path
 ) -> None:
-    """The rerun judged topics in chunks of 3 (8 scenarios: 3 + 3 + 2). A stop after the second
-    chunk leaves two tables; the estimate must still count all 8 calls, the 2 unwritten from config."""
+    """The rerun judged topics in chunks of 3 (8 scenarios: 3 + 3 + 2). Estimated with the default
+    chunking, the stage's plan counts all 8 calls, every one already answered. A stop after the
+    second chunk leaves two tables: the plan still counts all 8, and the stored answers of the
+    third chunk's calls still cost nothing."""
     run_dir = tmp_path / "run"
     shutil.copytree(judged["dir"], run_dir)
 
-    def topics_lines() -> list[dict[str, Any]]:
-        est = estimate(conf(judged["url"], run_dir, "pipeline=[topics]"))  # the run's keys
+    def topics_lines(pipeline: str = "[topics]") -> list[dict[str, Any]]:
+        est = estimate(conf(judged["url"], run_dir, f"pipeline={pipeline}"))  # the run's keys
         return [ln for ln in est.as_dict()["lines"] if ln["stage"] == "topics"]
 
     done = topics_lines()
@@ -284,5 +286,12 @@ def test_estimate_of_a_stage_stopped_part_way_counts_its_unwritten_chunks(
     manifest["stages"]["topics"]["state"] = "stopped"
     (run_dir / "manifest.json").write_text(json.dumps(manifest))
     stopped = topics_lines()
-    assert [(ln["calls"], ln["to_make"], ln["exact"]) for ln in stopped] == [(8, 2, False)]
-    assert stopped[0]["cost_usd"] > done[0]["cost_usd"]
+    assert [(ln["calls"], ln["to_make"], ln["exact"]) for ln in stopped] == [(8, 0, True)]
+    assert stopped[0]["cost_usd"] == done[0]["cost_usd"] == 0
+    # Behind a stage that has not finished, the inputs may still change, so topics cannot plan:
+    # its written tables count exactly, its unwritten chunk from config.
+    manifest["stages"]["disagreement"]["state"] = "stopped"
+    (run_dir / "manifest.json").write_text(json.dumps(manifest))
+    behind = topics_lines("[disagreement,topics]")
+    assert [(ln["calls"], ln["to_make"], ln["exact"]) for ln in behind] == [(8, 2, False)]
+    assert behind[0]["cost_usd"] > done[0]["cost_usd"]

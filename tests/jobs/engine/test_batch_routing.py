@@ -24,7 +24,7 @@ from actors.types import spec_from_json
 from jobs.engine.batching.records import BatchLedger, BatchRecord
 from jobs.outputs.status import format_status, run_status
 from tests.conftest import emulator_config
-from tests.jobs.test_engine import make_engine, requests
+from tests.jobs.engine.test_engine import make_engine, requests
 
 pytestmark = pytest.mark.usefixtures("ray_local")
 
@@ -180,7 +180,7 @@ def test_estimate_shows_the_batch_saving(tmp_path: Path) -> None:
     from jobs.config import load_config
     from jobs.estimate.estimate import estimate, format_estimate
 
-    demo = Path(__file__).resolve().parents[2] / "conf" / "demo.yaml"
+    demo = Path(__file__).resolve().parents[3] / "conf" / "demo.yaml"
     run = f"run_dir={tmp_path / 'run'}"
     online = estimate(load_config(demo, [run])).as_dict()
     batch = estimate(load_config(demo, [run, "stages.responses.route=batch"]))

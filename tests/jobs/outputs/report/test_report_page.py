@@ -14,8 +14,8 @@ from jobs.engine.batching.records import BatchLedger, BatchRecord
 from jobs.outputs.report.build import ReportOptions, build_report
 from jobs.outputs.report.facts import stage_of
 from jobs.outputs.report.page import script_json
-from tests.jobs.report.page_parse import ParsedPage, parse_page
-from tests.jobs.report.synthetic_run import (
+from tests.jobs.outputs.report.page_parse import ParsedPage, parse_page
+from tests.jobs.outputs.report.synthetic_run import (
     COMPLIANCE_SAMPLES,
     HOSTILE,
     MODELS,

@@ -20,7 +20,7 @@ from jobs.cli import EXIT_INTERRUPTED
 from jobs.engine.drain import on_signals, raise_interrupted
 from jobs.outputs.status import format_status, run_status
 from tests.conftest import emulator_config
-from tests.jobs.test_engine import make_engine, requests
+from tests.jobs.engine.test_engine import make_engine, requests
 from tests.jobs.test_resume import N_PAIRS, local_shards, small_config, start_mid_stage, start_run
 
 

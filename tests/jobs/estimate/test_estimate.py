@@ -14,9 +14,9 @@ from jobs.config import load_config
 from jobs.engine.rundir import RunDir
 from jobs.estimate.estimate import estimate, format_estimate
 from jobs.outputs.report.facts import stage_of
-from tests.jobs.test_estimate_requests import assert_same_lines
+from tests.jobs.estimate.test_estimate_requests import assert_same_lines
 
-DEMO = Path(__file__).resolve().parents[2] / "conf" / "demo.yaml"
+DEMO = Path(__file__).resolve().parents[3] / "conf" / "demo.yaml"
 CLEAN = [f"emulator.quirks.{q}=0" for q in ("refusal", "drop_tag", "truncate", "malformed_json")]
 """Emulated models that never refuse or break format: every generation is kept and no answer needs a
 repair, which is what the estimate's config-counted lines assume (they are upper bounds otherwise)."""

@@ -27,7 +27,7 @@ from tests.conftest import emulator_config
 
 pytestmark = pytest.mark.usefixtures("ray_local")
 
-REGISTRY = Path(__file__).resolve().parents[2] / "conf" / "models" / "registry.yaml"
+REGISTRY = Path(__file__).resolve().parents[3] / "conf" / "models" / "registry.yaml"
 
 PAIRS = {
     "p1": (

@@ -24,7 +24,7 @@ from actors.limiter import NAMESPACE, LimiterActor, limiter_name
 from jobs.conf.loader import account_limits, account_of, to_account_limits
 from jobs.engine.engine import Engine
 from tests.conftest import emulator_config
-from tests.jobs.test_engine import make_engine, requests
+from tests.jobs.engine.test_engine import make_engine, requests
 from tests.jobs.test_resume import N_PAIRS, local_shards, small_config, start_mid_stage, start_run
 
 pytestmark = pytest.mark.slow

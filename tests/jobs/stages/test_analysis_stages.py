@@ -25,7 +25,7 @@ from jobs.driver import run_pipeline
 from jobs.stages.devices import require_gpu
 from jobs.stages.disagreement import resolve_subsets, summary_lines
 from tests.conftest import emulator_config
-from tests.jobs.test_model_sweep import make_conf, write_scenarios
+from tests.jobs.stages.test_model_sweep import make_conf, write_scenarios
 
 pytestmark = pytest.mark.usefixtures("ray_local")
 
