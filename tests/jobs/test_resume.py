@@ -49,6 +49,14 @@ def start_run(cfg: Path, *overrides: str) -> subprocess.Popen[bytes]:
     )
 
 
+def kill_run(proc: subprocess.Popen[bytes]) -> None:
+    """SIGKILL the run's process group (Ray's processes too), reap it and close its output pipe."""
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait(30)
+    if proc.stdout is not None:
+        proc.stdout.close()
+
+
 def local_shards(tmp_path: Path) -> Callable[[], int]:
     """Counts the call store's shards under `tmp_path/cache`."""
     return lambda: len(list((tmp_path / "cache" / "calls").glob("part-*.parquet")))
@@ -70,8 +78,7 @@ def test_sigkill_mid_stage_then_resume_answers_every_request_once(tmp_path: Path
     with EmulatorServer(emulator_config(latency=LatencyModel(0.06, 0.0005), seed=5)) as emu:
         cfg = small_config(tmp_path, emu.url)
         proc = start_mid_stage(cfg, local_shards(tmp_path))
-        os.killpg(proc.pid, signal.SIGKILL)
-        proc.wait(30)
+        kill_run(proc)
         answered_at_kill = sum(emu.stats()["ok_by_hash"].values())
         assert 0 < answered_at_kill < N_PAIRS, "the kill must land mid-stage"
 

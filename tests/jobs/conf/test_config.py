@@ -103,4 +103,4 @@ def test_emulate_command_serves_the_wire_formats(tmp_path: Path) -> None:
         )
     finally:
         proc.terminate()
-        proc.wait(10)
+        proc.communicate(timeout=10)

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import signal
 import subprocess
 import sys
 import time
@@ -14,6 +13,7 @@ from actors.emulator.config import BatchBehaviour
 from actors.emulator.server import EmulatorServer
 from jobs.outputs.status import run_status
 from tests.conftest import emulator_config, run_conf_yaml
+from tests.jobs.test_resume import kill_run
 
 N_PAIRS = 30
 
@@ -54,8 +54,7 @@ def test_kill_with_batches_in_flight_then_resume_submits_nothing_twice(tmp_path:
         while time.monotonic() < deadline and _submitted(batches) < 3:
             assert proc.poll() is None, proc.stdout.read().decode() if proc.stdout else ""
             time.sleep(0.05)
-        os.killpg(proc.pid, signal.SIGKILL)
-        proc.wait(30)
+        kill_run(proc)
         at_kill = emu.stats()
         in_flight = run_status(str(tmp_path / "run"))["batches"]["in_flight"]
 

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
-import signal
 import subprocess
 import sys
 import time
@@ -17,7 +15,7 @@ from actors.emulator.config import LatencyModel
 from actors.emulator.server import EmulatorServer
 from actors.store import CallStore
 from tests.conftest import emulator_config
-from tests.jobs.test_resume import small_config, start_run
+from tests.jobs.test_resume import kill_run, small_config, start_run
 
 
 def status_json(run: Path) -> dict[str, Any]:
@@ -54,8 +52,7 @@ def test_status_during_a_run_and_after_a_kill_matches_the_store(tmp_path: Path, 
             after = store_truth(cache, run_id)["calls"]
             assert proc.poll() is None, "the run must still be going for the live check"
         finally:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait(30)
+            kill_run(proc)
 
     assert live["run_state"] == "running"
     assert live["stages"]["scenarios"]["state"] == "running"
