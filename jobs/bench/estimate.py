@@ -37,7 +37,8 @@ from jobs.engine.engine import Engine
 from jobs.engine.rundir import Manifest, RunDir
 from jobs.estimate.estimate import estimate
 from jobs.estimate.requests import BATCH_ROWS, exact_lines, from_earlier_requests
-from jobs.stages.compliance import JUDGE_PROMPT, SPEC_CHUNK_CHARS, SPEC_SYSTEM, load_spec
+from jobs.stages.compliance import JUDGE_PROMPT, SPEC_CHUNK_CHARS, SPEC_SYSTEM
+from jobs.stages.compliance_scope import load_spec
 from jobs.stages.params import stage_params
 
 DEMO = Path(__file__).resolve().parents[2] / "conf" / "demo.yaml"

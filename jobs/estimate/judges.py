@@ -25,7 +25,8 @@ from jobs.estimate.requests import (
     expected_output_tokens,
     from_earlier_requests,
 )
-from jobs.stages.compliance import SPEC_SYSTEM, families_of, load_spec, sample_groups
+from jobs.stages.compliance import SPEC_SYSTEM
+from jobs.stages.compliance_scope import families_of, load_spec, sample_groups
 from jobs.stages.params import stage_params
 from jobs.stages.streaming import scan_table
 from jobs.stages.values import value_categories

@@ -232,7 +232,12 @@ def run(ctx: StageContext[ValuesConf]) -> dict[str, Any]:
     present_df = pl.DataFrame(present, schema={"scenario_id": pl.String, "model": pl.String})
     co = cooccurrence(expressions, present_df, vc.top_categories)
     write_table(ctx.run, "value_cooccurrence", co, COOCCURRENCE_SCHEMA)
-    top = counts.group_by("category").agg(pl.col("count").sum()).sort("count", descending=True).head(5)
+    top = (
+        counts.group_by("category")
+        .agg(pl.col("count").sum())
+        .sort(["count", "category"], descending=[True, False])
+        .head(5)
+    )
     return {
         "scenarios": sum(statuses.values()),
         **statuses,

@@ -11,7 +11,8 @@ from actors.emulator.config import OutputQuirks
 from actors.emulator.personas import EmulatedRequest, persona_for
 from actors.emulator.tasks.labellers import RefusalJudgePersona, TopicLabellerPersona
 from actors.emulator.tasks.spec_judges import ComplianceJudgePersona, ValueListerPersona, judge_traits
-from jobs.stages.compliance import DEMO_SPEC, JUDGE_PROMPT, SPEC_SYSTEM, parse_judgement
+from jobs.stages.compliance import JUDGE_PROMPT, SPEC_SYSTEM, parse_judgement
+from jobs.stages.compliance_scope import DEMO_SPEC
 from jobs.stages.refusals import CATEGORIES, parse_refusal, refusal_prompt
 from jobs.stages.repair import REPAIR_PROMPT, ParseError
 from jobs.stages.topics import DEFAULT_TOPICS, parse_topics, topic_prompt

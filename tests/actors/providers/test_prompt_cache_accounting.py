@@ -5,7 +5,8 @@ from __future__ import annotations
 import pytest
 
 from actors.types import CallSpec, Message, Prices, Provider
-from jobs.stages.compliance import DEMO_SPEC, JUDGE_PROMPT, SPEC_SYSTEM
+from jobs.stages.compliance import JUDGE_PROMPT, SPEC_SYSTEM
+from jobs.stages.compliance_scope import DEMO_SPEC
 from tests.actors.providers.conftest import Call, MakeEndpoint
 
 PRICES = Prices(input=3.0, output=15.0, cached_input=0.3, cache_write=3.75)

@@ -8,7 +8,7 @@ import pytest
 
 from actors.errors import ConfigError
 from jobs.config import load_config
-from jobs.stages.compliance import load_spec
+from jobs.stages.compliance_scope import load_spec
 
 DEMO = Path(__file__).resolve().parents[3] / "conf" / "demo.yaml"
 
