@@ -8,13 +8,13 @@ with its reason and attempt count: no request vanishes, whatever the provider do
 from __future__ import annotations
 
 import asyncio
-import os
 import random
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from functools import partial
 from typing import Any
 
 import aiohttp
@@ -22,6 +22,7 @@ import pyarrow as pa
 import ray
 
 from actors.errors import ProviderError
+from actors.keyring import fetch_key
 from actors.lease_client import LeaseClient, lease_client_for
 from actors.limiter import find_limiter
 from actors.metrics import CallMetrics
@@ -53,6 +54,8 @@ class ClientSettings:
     """This client's share of each account's max_in_flight."""
     policy: RetryPolicy = field(default_factory=RetryPolicy)
     run_id: str = ""
+    key_ring: str = ""
+    """Name of the run's key ring (`actors/keyring.py`): the client asks it for each API key."""
 
 
 def base_row(key: str, ep: Endpoint, kind: str, run_id: str) -> dict[str, Any]:
@@ -115,6 +118,7 @@ class ClientCore:
         self,
         settings: ClientSettings,
         limiter_for: Callable[[str], Any],
+        key_for: Callable[[str], Awaitable[str | None]],
         *,
         seed: int | None = None,
         metrics: CallMetrics | None = None,
@@ -122,11 +126,13 @@ class ClientCore:
         """Args:
         settings: this client's slice of config.
         limiter_for: the limiter (actor handle) of an account, looked up on first use.
+        key_for: the API key held for an environment variable name, asked on first use.
         seed: seeds the backoff jitter.
         metrics: where counters and gauges go (default: Ray's metrics API).
         """
         self.settings = settings
         self._limiter_for = limiter_for
+        self._key_for = key_for
         self._metrics = metrics or CallMetrics()
         self._rng = random.Random(seed)
         self._session: aiohttp.ClientSession | None = None
@@ -143,10 +149,10 @@ class ClientCore:
             self._leases[account] = lease_client_for(self._limiter_for(account), self._client_id)
         return self._leases[account]
 
-    def _api_key(self, ep: Endpoint) -> str | None:
-        # Only the client reads the environment, and only the variable the config names.
+    async def _api_key(self, ep: Endpoint) -> str | None:
+        # Held in this process's memory only; a restarted client asks again.
         if ep.api_key_env not in self._keys:
-            self._keys[ep.api_key_env] = os.environ.get(ep.api_key_env) or None
+            self._keys[ep.api_key_env] = await self._key_for(ep.api_key_env) or None
         return self._keys[ep.api_key_env]
 
     async def call_batch(self, items: list[tuple[str, str]]) -> pa.RecordBatch:
@@ -190,9 +196,10 @@ class ClientCore:
 
     async def _attempts(self, row: dict[str, Any], ep: Endpoint, spec: CallSpec) -> dict[str, Any]:
         """Try `spec` until it succeeds, fails for good, or runs out of attempts; fill in `row`."""
-        api_key = self._api_key(ep)
+        api_key = await self._api_key(ep)
         if api_key is None:
-            return failed_row(row, ProviderError("auth", f"environment variable {ep.api_key_env} is not set"))
+            why = f"environment variable {ep.api_key_env} is not set where the driver runs"
+            return failed_row(row, ProviderError("auth", why))
         adapter = get_adapter(ep.provider)
         http = adapter.build(ep, spec)
         headers = {**http.headers, **adapter.auth_headers(api_key)}
@@ -292,7 +299,7 @@ class ClientActor:
     """A Ray actor around `ClientCore`. Async, so one process keeps many requests in flight."""
 
     def __init__(self, settings: ClientSettings, seed: int | None = None) -> None:
-        self.core = ClientCore(settings, find_limiter, seed=seed)
+        self.core = ClientCore(settings, find_limiter, partial(fetch_key, settings.key_ring), seed=seed)
 
     async def call_batch(self, items: list[tuple[str, str]]) -> pa.RecordBatch:
         return await self.core.call_batch(items)

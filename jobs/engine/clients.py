@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import itertools
 import math
+import os
 from typing import Any
 
 import ray
 from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
 from actors.client import ClientActor, ClientSettings
+from actors.keyring import open_key_ring
 from actors.limiter import get_limiter, kill_limiter
 from actors.retry import RetryPolicy
 from actors.types import Endpoint
@@ -36,6 +38,7 @@ class ClientPool:
     def __init__(self) -> None:
         self.handles: list[Any] = []
         self._limiters: dict[str, Any] = {}
+        self._ring: Any = None
         self._rr = itertools.count()
 
     def start(self, conf: RunConf, endpoints: dict[str, Endpoint], run_id: str) -> None:
@@ -50,6 +53,9 @@ class ClientPool:
             acc: get_limiter(acc, to_account_limits(lim, conf.engine.lease_margin))
             for acc, lim in limits.items()
         }
+        # The keys go from this process's environment to the clients by method calls only.
+        variables = {ep.api_key_env for ep in endpoints.values()}
+        ring_name, self._ring = open_key_ring({v: os.environ[v] for v in variables if os.environ.get(v)})
         settings = ClientSettings(
             endpoints=endpoints,
             in_flight={acc: max(1, math.ceil(lim.max_in_flight / n)) for acc, lim in limits.items()},
@@ -59,6 +65,7 @@ class ClientPool:
                 max_s=conf.engine.backoff_max_s,
             ),
             run_id=run_id,
+            key_ring=ring_name,
         )
         self.handles = [
             ClientActor.options(scheduling_strategy=where).remote(settings, seed=conf.seed + i)
@@ -84,3 +91,6 @@ class ClientPool:
         for account, handle in self._limiters.items():
             kill_limiter(account, handle)
         self._limiters = {}
+        if self._ring is not None:
+            ray.kill(self._ring)
+            self._ring = None
