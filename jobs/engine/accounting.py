@@ -23,6 +23,12 @@ from jobs.engine.rundir import Manifest, RunDir
 log = logging.getLogger("specstress.engine")
 
 
+def retries(attempts: pa.ChunkedArray) -> int:
+    """Attempts after the first, summed over rows. A call that failed before its first attempt
+    (no key) has 0 attempts and no retry, so it must not count as -1."""
+    return pc.sum(pc.max_element_wise(pc.subtract(attempts, 1), 0)).as_py() or 0
+
+
 @dataclass
 class StageCalls:
     """What one `run` did, for the manifest and the caller."""
@@ -56,7 +62,7 @@ class StageCalls:
         self.ok += n_ok
         self.failed += rows.num_rows - n_ok
         self.rate_limited += pc.sum(rows["rate_limited"]).as_py() or 0
-        self.retries += (pc.sum(rows["attempts"]).as_py() or 0) - rows.num_rows
+        self.retries += retries(rows["attempts"])
         self.cost_usd += pc.sum(rows["cost_usd"]).as_py() or 0.0
         self.input_tokens += pc.sum(rows["input_tokens"]).as_py() or 0
         self.output_tokens += pc.sum(rows["output_tokens"]).as_py() or 0
