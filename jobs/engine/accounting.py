@@ -17,6 +17,7 @@ import pyarrow.compute as pc
 
 from actors.store import CallStore
 from jobs.engine.batching.runner import BatchFigures
+from jobs.engine.failfast import FailFast
 from jobs.engine.journal import dangling, discard
 from jobs.engine.rundir import Manifest, RunDir
 
@@ -74,17 +75,20 @@ class StageCalls:
 
 
 class StageAccount:
-    """One stage's `StageCalls`, saved to the manifest under the stage's name."""
+    """One stage's `StageCalls`, saved to the manifest under the stage's name, and its
+    `FailFast` rule, which sees every stored row (online or from a provider batch)."""
 
-    def __init__(self, stage: str, manifest: Manifest) -> None:
+    def __init__(self, stage: str, manifest: Manifest, fail_fast: FailFast) -> None:
         self.stage = stage
         self.calls = StageCalls()
+        self.fail_fast = fail_fast
         self._manifest = manifest
 
     def add(self, batch: pa.RecordBatch) -> pa.Table:
         """Count a stored record batch; returns it as a table for the caller's progress view."""
         rows = pa.Table.from_batches([batch])
         self.calls.add(rows)
+        self.fail_fast.add(rows)
         return rows
 
     def stored(self, batch: pa.RecordBatch) -> None:

@@ -27,6 +27,7 @@ from jobs.engine.batching.router import BatchRouter
 from jobs.engine.budget import Budget, estimate_usd
 from jobs.engine.clients import ClientPool
 from jobs.engine.dispatch import Dispatch
+from jobs.engine.failfast import FailFast
 from jobs.engine.journal import Journal
 from jobs.engine.pending import (
     Pending,
@@ -86,9 +87,12 @@ class Engine:
         return self.store.spent_usd(self.manifest.run_id)
 
     def run(self, stage: str, requests_path: str) -> StageCalls:
-        """Make every call the store lacks. Raises `BudgetExceeded` (resumable) at the budget."""
+        """Make every call the store lacks. Raises `BudgetExceeded` (resumable) at the budget, and
+        `SystematicFailure` (resumable once the cause is fixed) when a model fails fast."""
         t0 = time.monotonic()
-        account = StageAccount(stage, self.manifest)
+        account = StageAccount(
+            stage, self.manifest, FailFast(stage, self.conf.engine.fail_fast_after, self._endpoints)
+        )
         totals = request_totals(self.run_dir, requests_path)
         account.calls.requests = sum(totals.values())
         scratch = tempfile.mkdtemp(prefix=f"specstress-{stage}-")
@@ -121,6 +125,7 @@ class Engine:
         )
         # Batch routing (batching/): yields what goes online now, then what batches left.
         for online in self._router.route(stage, pending, scratch, calls.batch, account.stored):
+            account.fail_fast.check()  # rows of collected provider batches count too
             part = pending_counts(online)
             if any(part.values()):
                 progress = Progress(stage, totals, part)
@@ -128,6 +133,7 @@ class Engine:
                     self._dispatch(online, account, progress)
                 finally:
                     progress.close()
+        account.fail_fast.check()
 
     def _dispatch(self, online: Pending, account: StageAccount, progress: Progress) -> None:
         self.start_clients()
