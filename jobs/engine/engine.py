@@ -18,6 +18,7 @@ from collections.abc import Iterable
 
 import polars as pl
 
+from actors.errors import CallsFailed
 from actors.store import CallStore
 from actors.types import Endpoint
 from jobs.conf.loader import endpoint
@@ -88,7 +89,7 @@ class Engine:
 
     def run(self, stage: str, requests_path: str) -> StageCalls:
         """Make every call the store lacks. Raises `BudgetExceeded` (resumable) at the budget, and
-        `SystematicFailure` (resumable once the cause is fixed) when a model fails fast."""
+        `CallsFailed` (resumable once the cause is fixed) when a model fails fast or every call failed."""
         t0 = time.monotonic()
         account = StageAccount(
             stage, self.manifest, FailFast(stage, self.conf.engine.fail_fast_after, self._endpoints)
@@ -102,7 +103,15 @@ class Engine:
             shutil.rmtree(scratch, ignore_errors=True)
         account.calls.elapsed_s = time.monotonic() - t0
         account.save()
-        return account.calls
+        calls = account.calls
+        if calls.made and not calls.ok and not calls.cached:
+            kinds = ", ".join(f"{k} {n}" for k, n in sorted(calls.failures.items()))
+            raise CallsFailed(
+                f"stage '{stage}': all {calls.made} calls failed ({kinds}) and none was answered before; "
+                "the stage does not count as done. `specstress status` and the stored rows' `error` say "
+                "why; fix the cause, then run the same command to send them again."
+            )
+        return calls
 
     def _run_pending(
         self, account: StageAccount, requests_path: str, scratch: str, totals: dict[str, int]

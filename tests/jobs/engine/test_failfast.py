@@ -1,4 +1,4 @@
-"""Fail fast on systematic failures."""
+"""Fail fast on systematic failures, and the accounting of calls that all failed."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import polars as pl
 import pytest
 
 from actors.emulator.server import EmulatorServer
-from actors.errors import SystematicFailure
+from actors.errors import CallsFailed, SystematicFailure
 from actors.types import Endpoint
 from jobs.config import load_config
 from jobs.driver import run_pipeline
@@ -105,6 +105,20 @@ def test_a_model_without_its_key_stops_the_stage_and_keeps_the_answers(
     # Answers that arrived are stored and counted; the emulator saw only the keyed model's calls.
     assert calls["ok"] == stored.filter(pl.col("status") == "ok").height == emulator.stats()["total"]
     assert api_key not in json.dumps(engine.manifest.data)
+
+
+@pytest.mark.usefixtures("ray_local")
+def test_a_stage_whose_calls_all_failed_is_not_done(tmp_path: Path, emulator: EmulatorServer) -> None:
+    engine = make_engine(
+        tmp_path, emulator.url, f"models.m_openai.api_key_env={ABSENT}", models=("m_openai",)
+    )
+    path = engine.write_requests("s", requests(["m_openai"], 8))
+    with pytest.raises(CallsFailed, match="all 8 calls failed") as err:
+        engine.run("s", path)
+    engine.close()
+    assert not isinstance(err.value, SystematicFailure)  # 8 stay under the default threshold
+    calls = engine.manifest.data["calls"]["s"]
+    assert (calls["made"], calls["failed"], calls["retries"], calls["failures"]) == (8, 8, 0, {"auth": 8})
 
 
 def scenario_conf(tmp_path: Path, url: str, *overrides: str) -> Any:
