@@ -15,6 +15,7 @@ from actors.types import Endpoint
 from jobs.config import load_config
 from jobs.driver import run_pipeline
 from jobs.engine.failfast import MESSAGE_CHARS, FailFast
+from jobs.outputs.status import format_status, run_status
 from tests.conftest import run_conf_yaml
 from tests.jobs.engine.test_accounting import rows
 from tests.jobs.engine.test_engine import make_engine, requests
@@ -148,6 +149,9 @@ def test_the_run_fails_resumably_and_the_resume_makes_only_the_missing_calls(
     assert (manifest["state"], manifest["resumable"]) == ("failed", True)
     assert manifest["stages"]["scenarios"]["state"] == "failed"
     assert "SystematicFailure" in manifest["stages"]["scenarios"]["error"]
+    status = format_status(run_status(broken.run_dir))
+    assert ": failed\n  resumable: run the same command" in status and "m_anthropic" in status
+    assert "retries=0 " in status
     answered = sum(emulator.stats()["ok_by_hash"].values())
     # The key fixed (here: the model pointed back at the variable that holds it), the same run resumes.
     summary = run_pipeline(scenario_conf(tmp_path, emulator.url))["scenarios"]
