@@ -50,6 +50,23 @@ class BudgetExceeded(SpecstressError):
     """The estimated or actual spend passes `budget_usd`."""
 
 
+class CallsFailed(SpecstressError):
+    """A stage ended without a usable answer, or one of its models cannot get one.
+
+    Retrying inside the run would not help, yet the cause (a key, a model id, a parameter)
+    can be fixed outside it: everything answered is stored, the run is marked failed and
+    resumable, and the same command sends the failed calls again (`engine.retry_failed`).
+    """
+
+
+class SystematicFailure(CallsFailed):
+    """A model's calls all fail with an error retrying cannot fix (see `engine.fail_fast_after`).
+
+    The message names the model key, its endpoint and key variable (never the key) and
+    the provider's message.
+    """
+
+
 class Interrupted(SpecstressError):
     """The run was stopped by a signal (SIGINT, SIGTERM) and drained; the same command resumes it.
 

@@ -11,7 +11,7 @@ import os
 import socket
 from typing import Any
 
-from actors.errors import BudgetExceeded, Interrupted
+from actors.errors import BudgetExceeded, CallsFailed, Interrupted
 from actors.store import CallStore
 from jobs.conf.loader import missing_keys, resolved_yaml
 from jobs.conf.schema import RunConf
@@ -60,6 +60,12 @@ def stop_state(exc: BaseException) -> str:
     return "failed"
 
 
+def resumable(exc: BaseException) -> bool:
+    """Whether the same command resumes a run a stage ended with `exc`: after a clean stop, or
+    after calls that failed for a cause fixed outside the run (a key, a model id)."""
+    return stop_state(exc) in RESUMABLE or isinstance(exc, CallsFailed)
+
+
 def refuse_over_budget(conf: RunConf, store: CallStore, run_id: str) -> None:
     """Refuse to start when this run's spend plus the estimate of the calls still to make passes
     `budget_usd`. The estimate errs high (every generation is assumed kept); the engine's check
@@ -101,7 +107,7 @@ def run_pipeline(conf: RunConf, *, stages: list[str] | None = None) -> dict[str,
                         summary = stage(name).run(stage_context(conf, name, run, engine))
                     except BaseException as exc:
                         state = stop_state(exc)
-                        manifest.data.update(state=state, resumable=state in RESUMABLE)
+                        manifest.data.update(state=state, resumable=resumable(exc))
                         manifest.set_stage(name, state=state, error=f"{type(exc).__name__}: {exc}")
                         raise
                     manifest.set_stage(name, state="done", finished_at=now_iso(), summary=summary, error=None)

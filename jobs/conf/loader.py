@@ -131,6 +131,11 @@ def validate(conf: RunConf) -> None:
         check(getattr(e, name) >= 1, f"engine.{name}", f"must be >= 1, got {getattr(e, name)}")
     check(0 < e.lease_margin <= 1, "engine.lease_margin", f"must be in (0, 1], got {e.lease_margin}")
     check(e.drain_timeout_s >= 0, "engine.drain_timeout_s", f"must be >= 0, got {e.drain_timeout_s}")
+    check(
+        e.fail_fast_after is None or e.fail_fast_after >= 0,
+        "engine.fail_fast_after",
+        f"must be >= 0 or null, got {e.fail_fast_after}",
+    )
     check(conf.budget_usd is None or conf.budget_usd >= 0, "budget_usd", "must be >= 0 or null")
     try:
         conf.emulator.batch_behaviour()

@@ -87,6 +87,10 @@ class EngineConf:
     """Longest time a result waits in the buffer, seconds."""
     retry_failed: bool = True
     """Retry calls whose earlier run ended as failed; paid successes are never re-sent."""
+    fail_fast_after: int | None = 20
+    """Stop the stage when a model has this many calls failed with an error retrying cannot
+    fix (auth, a bad request) and none answered yet, as with a wrong key or model id;
+    0 or null never stops. Answered calls stay stored and the same command resumes."""
     lease_margin: float = 0.97
     """Share of each rate limit the limiter aims for, leaving room for clock skew and estimates."""
     drain_timeout_s: float = 30.0

@@ -17,10 +17,17 @@ import pyarrow.compute as pc
 
 from actors.store import CallStore
 from jobs.engine.batching.runner import BatchFigures
+from jobs.engine.failfast import FailFast
 from jobs.engine.journal import dangling, discard
 from jobs.engine.rundir import Manifest, RunDir
 
 log = logging.getLogger("specstress.engine")
+
+
+def retries(attempts: pa.ChunkedArray) -> int:
+    """Attempts after the first, summed over rows. A call that failed before its first attempt
+    (no key) has 0 attempts and no retry, so it must not count as -1."""
+    return pc.sum(pc.max_element_wise(pc.subtract(attempts, 1), 0)).as_py() or 0
 
 
 @dataclass
@@ -56,7 +63,7 @@ class StageCalls:
         self.ok += n_ok
         self.failed += rows.num_rows - n_ok
         self.rate_limited += pc.sum(rows["rate_limited"]).as_py() or 0
-        self.retries += (pc.sum(rows["attempts"]).as_py() or 0) - rows.num_rows
+        self.retries += retries(rows["attempts"])
         self.cost_usd += pc.sum(rows["cost_usd"]).as_py() or 0.0
         self.input_tokens += pc.sum(rows["input_tokens"]).as_py() or 0
         self.output_tokens += pc.sum(rows["output_tokens"]).as_py() or 0
@@ -68,17 +75,20 @@ class StageCalls:
 
 
 class StageAccount:
-    """One stage's `StageCalls`, saved to the manifest under the stage's name."""
+    """One stage's `StageCalls`, saved to the manifest under the stage's name, and its
+    `FailFast` rule, which sees every stored row (online or from a provider batch)."""
 
-    def __init__(self, stage: str, manifest: Manifest) -> None:
+    def __init__(self, stage: str, manifest: Manifest, fail_fast: FailFast) -> None:
         self.stage = stage
         self.calls = StageCalls()
+        self.fail_fast = fail_fast
         self._manifest = manifest
 
     def add(self, batch: pa.RecordBatch) -> pa.Table:
         """Count a stored record batch; returns it as a table for the caller's progress view."""
         rows = pa.Table.from_batches([batch])
         self.calls.add(rows)
+        self.fail_fast.add(rows)
         return rows
 
     def stored(self, batch: pa.RecordBatch) -> None:

@@ -2,8 +2,9 @@
 
 Each model's pending files are read in batches, journaled, and handed to clients while the
 model's window has room; answers are counted and written to the store as they come back.
-Dispatch stops feeding at the budget or on a signal (see `drain.py`), and a batch whose
-client actor dies is sent again to another one, a bounded number of times.
+Dispatch stops feeding at the budget, on a signal (see `drain.py`) or when a model fails
+every call for a reason retrying cannot fix (`failfast.py`), and a batch whose client actor
+dies is sent again to another one, a bounded number of times.
 """
 
 from __future__ import annotations
@@ -94,7 +95,7 @@ class Dispatch:
         self.in_flight: InFlight = {}
         self.signals: list[int] = []
         self.stop = asyncio.Event()
-        """Dispatch nothing more: the budget is reached or a signal came."""
+        """Dispatch nothing more: the budget is reached, a model failed fast, or a signal came."""
         self.interrupted = asyncio.Event()
         """A signal asked for a drain."""
         self.abandon = asyncio.Event()
@@ -107,7 +108,8 @@ class Dispatch:
         return self.spent_before + self.account.calls.cost_usd
 
     async def run(self, pending: Pending) -> None:
-        """Make the `pending` calls. Raises `Interrupted` after a drain, `BudgetExceeded` at the budget."""
+        """Make the `pending` calls. Raises `Interrupted` after a drain, `SystematicFailure` when a
+        model fails fast, `BudgetExceeded` at the budget; calls in flight are stored first."""
         loop = asyncio.get_running_loop()
 
         def on_signal(signum: int) -> None:
@@ -137,6 +139,7 @@ class Dispatch:
                 "stage '%s' drained after signal %d; results so far are stored", stage, self.signals[0]
             )
             raise Interrupted(self.signals[0], abandoned=len(self.abandoned))
+        self.account.fail_fast.check()
         if self.stop.is_set():
             raise self.budget.stopped(stage, self.spent_usd)
 
@@ -175,7 +178,7 @@ class Dispatch:
         self.in_flight.pop(task, None)
 
     async def _handle(self, items: Batch, window: Window) -> None:
-        """One batch: call, store what may be stored, free its window room, check the budget."""
+        """One batch: call, store what may be stored, free its window room, check budget and failures."""
         batch = await self._call(items)
         if self.signals:
             # A draining client returns calls it never sent (unpaid) and calls it cut off
@@ -188,7 +191,7 @@ class Dispatch:
             if self.writer.add(batch):
                 self._save()
         await window.release(len(items))
-        if self.budget.reached(self.spent_usd):
+        if self.budget.reached(self.spent_usd) or self.account.fail_fast.tripped is not None:
             self.stop.set()
 
     async def _call(self, items: Batch) -> pa.RecordBatch:

@@ -18,6 +18,7 @@ from collections.abc import Iterable
 
 import polars as pl
 
+from actors.errors import CallsFailed
 from actors.store import CallStore
 from actors.types import Endpoint
 from jobs.conf.loader import endpoint
@@ -27,6 +28,7 @@ from jobs.engine.batching.router import BatchRouter
 from jobs.engine.budget import Budget, estimate_usd
 from jobs.engine.clients import ClientPool
 from jobs.engine.dispatch import Dispatch
+from jobs.engine.failfast import FailFast
 from jobs.engine.journal import Journal
 from jobs.engine.pending import (
     Pending,
@@ -86,9 +88,12 @@ class Engine:
         return self.store.spent_usd(self.manifest.run_id)
 
     def run(self, stage: str, requests_path: str) -> StageCalls:
-        """Make every call the store lacks. Raises `BudgetExceeded` (resumable) at the budget."""
+        """Make every call the store lacks. Raises `BudgetExceeded` (resumable) at the budget, and
+        `CallsFailed` (resumable once the cause is fixed) when a model fails fast or every call failed."""
         t0 = time.monotonic()
-        account = StageAccount(stage, self.manifest)
+        account = StageAccount(
+            stage, self.manifest, FailFast(stage, self.conf.engine.fail_fast_after, self._endpoints)
+        )
         totals = request_totals(self.run_dir, requests_path)
         account.calls.requests = sum(totals.values())
         scratch = tempfile.mkdtemp(prefix=f"specstress-{stage}-")
@@ -98,7 +103,15 @@ class Engine:
             shutil.rmtree(scratch, ignore_errors=True)
         account.calls.elapsed_s = time.monotonic() - t0
         account.save()
-        return account.calls
+        calls = account.calls
+        if calls.made and not calls.ok and not calls.cached:
+            kinds = ", ".join(f"{k} {n}" for k, n in sorted(calls.failures.items()))
+            raise CallsFailed(
+                f"stage '{stage}': all {calls.made} calls failed ({kinds}) and none was answered before; "
+                "the stage does not count as done. `specstress status` and the stored rows' `error` say "
+                "why; fix the cause, then run the same command to send them again."
+            )
+        return calls
 
     def _run_pending(
         self, account: StageAccount, requests_path: str, scratch: str, totals: dict[str, int]
@@ -121,6 +134,7 @@ class Engine:
         )
         # Batch routing (batching/): yields what goes online now, then what batches left.
         for online in self._router.route(stage, pending, scratch, calls.batch, account.stored):
+            account.fail_fast.check()  # rows of collected provider batches count too
             part = pending_counts(online)
             if any(part.values()):
                 progress = Progress(stage, totals, part)
@@ -128,6 +142,7 @@ class Engine:
                     self._dispatch(online, account, progress)
                 finally:
                     progress.close()
+        account.fail_fast.check()
 
     def _dispatch(self, online: Pending, account: StageAccount, progress: Progress) -> None:
         self.start_clients()

@@ -17,6 +17,8 @@ from rich.console import Console
 from rich.live import Live
 from rich.table import Table
 
+from jobs.engine.accounting import retries
+
 log = logging.getLogger("specstress.progress")
 
 
@@ -76,7 +78,7 @@ class Progress:
         p.made += n
         p.failed += n - (pc.sum(pc.equal(batch["status"], "ok")).as_py() or 0)
         p.rate_limited += pc.sum(batch["rate_limited"]).as_py() or 0
-        p.retries += (pc.sum(batch["attempts"]).as_py() or 0) - n
+        p.retries += retries(batch["attempts"])
         p.input_tokens += pc.sum(batch["input_tokens"]).as_py() or 0
         p.output_tokens += pc.sum(batch["output_tokens"]).as_py() or 0
         p.cost_usd += pc.sum(batch["cost_usd"]).as_py() or 0.0

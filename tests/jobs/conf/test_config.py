@@ -26,6 +26,7 @@ DEFAULT = DEMO.with_name("default.yaml")
         ("models.o3.params.temprature=0.5", "models.o3.params"),
         ("models.o3.api_key_env=not-a-name", "models.o3.api_key_env"),
         ("engine.batch_size=0", "engine.batch_size"),
+        ("engine.fail_fast_after=-1", "engine.fail_fast_after"),
         ("emulator.faults.server_500=1.5", "emulator.faults.server_500"),
         ("stages.scores.model=nobody", "stages.scores.model"),
         ("stages.scenarios.generators={nobody: 1}", "stages.scenarios.generators"),

@@ -10,7 +10,7 @@ import pytest
 
 from actors.emulator.config import FaultRates
 from actors.emulator.server import EmulatorServer
-from actors.errors import BudgetExceeded
+from actors.errors import BudgetExceeded, CallsFailed
 from actors.store import CallStore
 from actors.types import chat, spec_to_json
 from jobs.config import load_config
@@ -122,10 +122,11 @@ def test_adding_a_model_makes_only_its_calls(tmp_path: Path, emulator: EmulatorS
 def test_missing_key_fails_fast_and_names_the_variable(tmp_path: Path, emulator: EmulatorServer) -> None:
     engine = make_engine(tmp_path, emulator.url, "models.m_openai.api_key_env=SPECSTRESS_UNSET_KEY")
     path = engine.write_requests("s", requests(["m_openai"], 5))
-    calls = engine.run("s", path)
+    with pytest.raises(CallsFailed, match="all 5 calls failed"):  # a stage of failures is not done
+        engine.run("s", path)
     res = engine.results(path, ["status", "error_kind", "error", "attempts"]).collect()
     engine.close()
-    assert calls.failed == 5 and emulator.stats()["total"] == 0
+    assert engine.manifest.data["calls"]["s"]["failed"] == 5 and emulator.stats()["total"] == 0
     assert (res["error_kind"] == "auth").all() and (res["attempts"] == 0).all()
     assert res["error"].str.contains("SPECSTRESS_UNSET_KEY").all()
 
