@@ -8,8 +8,6 @@ The run is SIGKILLed mid-stage and resumed there, and the emulator proves exactl
 from __future__ import annotations
 
 import json
-import os
-import signal
 from pathlib import Path
 
 import pyarrow.fs as pafs
@@ -20,7 +18,7 @@ from actors.emulator.server import EmulatorServer
 from actors.storage import Location
 from jobs.outputs.status import run_status
 from tests.conftest import emulator_config
-from tests.jobs.test_resume import N_PAIRS, small_config, start_mid_stage, start_run
+from tests.jobs.test_resume import N_PAIRS, kill_run, small_config, start_mid_stage, start_run
 from tests.s3server import s3_bucket
 
 pytestmark = pytest.mark.slow
@@ -39,8 +37,7 @@ def test_run_on_s3_killed_and_resumed_answers_every_request_once(tmp_path: Path,
         cfg = small_config(tmp_path, emu.url)
         overrides = (f"run_dir={run_uri}", f"cache_dir={cache_uri}")
         proc = start_mid_stage(cfg, lambda: len(_objects(f"{cache_uri}/calls", ".parquet")), *overrides)
-        os.killpg(proc.pid, signal.SIGKILL)
-        proc.wait(30)
+        kill_run(proc)
         answered_at_kill = sum(emu.stats()["ok_by_hash"].values())
         assert 0 < answered_at_kill < N_PAIRS, "the kill must land mid-stage"
         assert _objects(f"{run_uri}/journal", ".keys"), "the killed session's journal is on S3"

@@ -7,8 +7,6 @@ request hash, its admission timestamps), never on wall time, except the rate its
 
 from __future__ import annotations
 
-import os
-import signal
 import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -25,7 +23,7 @@ from jobs.conf.loader import account_limits, account_of, to_account_limits
 from jobs.engine.engine import Engine
 from tests.conftest import emulator_config
 from tests.jobs.engine.test_engine import make_engine, requests
-from tests.jobs.test_resume import N_PAIRS, local_shards, small_config, start_mid_stage, start_run
+from tests.jobs.test_resume import N_PAIRS, kill_run, local_shards, small_config, start_mid_stage, start_run
 
 pytestmark = pytest.mark.slow
 
@@ -213,8 +211,7 @@ def test_sigkill_driver_on_the_cluster_then_resume_is_exactly_once(cluster: Any,
         cfg = small_config(tmp_path, emu.url)
         on_cluster = f"ray.address={cluster.address}"
         proc = start_mid_stage(cfg, local_shards(tmp_path), on_cluster)
-        os.killpg(proc.pid, signal.SIGKILL)  # the driver's group only: the cluster lives on
-        proc.wait(30)
+        kill_run(proc)  # the driver's group only: the cluster lives on
         answered_at_kill = _answered(emu)
         assert 0 < answered_at_kill < N_PAIRS
 
