@@ -48,7 +48,7 @@ from jobs.stages.judging import (
     judged_models,
     outcome_fields,
 )
-from jobs.stages.params import stage_params
+from jobs.stages.params import params_by_model
 from jobs.stages.repair import ParseError, call_with_repair, extract_json, first_round, wrong_shape
 from jobs.stages.streaming import scan_table
 from jobs.stages.tables import write_table
@@ -181,7 +181,8 @@ def _work(ctx: StageContext[ComplianceConf]) -> _Work:
 
 
 def _params(ctx: StageContext[ComplianceConf]) -> Callable[[str], dict[str, Any]]:
-    return lambda m: {**stage_params(ctx.model(m), ctx.settings), "cache_prefix": True}
+    params = params_by_model(ctx)
+    return lambda m: {**params(m), "cache_prefix": True}
 
 
 def _chunk_rows(system: str) -> int:

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
-from jobs.stages.base import ModelView
+from jobs.stages.base import ModelView, StageContext
 
 
 def layer(
@@ -38,3 +39,8 @@ def stage_params(m: ModelView, settings: Any) -> dict[str, Any]:
         reasoning_effort=settings.reasoning_effort,
         thinking_budget=settings.thinking_budget,
     )
+
+
+def params_by_model(ctx: StageContext[Any]) -> Callable[[str], dict[str, Any]]:
+    """Model key -> `stage_params` of that model under the context's settings (what repair calls take)."""
+    return lambda m: stage_params(ctx.model(m), ctx.settings)

@@ -12,7 +12,7 @@ Outputs:
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -35,7 +35,7 @@ from jobs.stages.judging import (
     outcome_fields,
     scoped_scenarios,
 )
-from jobs.stages.params import stage_params
+from jobs.stages.params import params_by_model
 from jobs.stages.repair import ParseError, call_with_repair, extract_json, first_round, wrong_shape
 from jobs.stages.streaming import add_calls, scan_table, write_parts
 from jobs.stages.tables import read_table, write_table
@@ -220,15 +220,11 @@ def _items(ctx: StageContext[RefusalsConf]) -> Iterator[tuple[str, pl.DataFrame,
         yield name, resp, items
 
 
-def _params(ctx: StageContext[RefusalsConf]) -> Callable[[str], dict[str, Any]]:
-    return lambda m: stage_params(ctx.model(m), ctx.settings)
-
-
 def plan(ctx: StageContext[RefusalsConf]) -> Plan:
     """The first call of every response in scope, once disagreement is known."""
     if not ctx.run.tables.exists("disagreement.parquet"):
         return {}
-    return {f"{name}_r0": first_round(items, None, _params(ctx)) for name, _, items in _items(ctx)}
+    return {f"{name}_r0": first_round(items, None, params_by_model(ctx)) for name, _, items in _items(ctx)}
 
 
 def run(ctx: StageContext[RefusalsConf]) -> dict[str, Any]:
@@ -244,7 +240,7 @@ def run(ctx: StageContext[RefusalsConf]) -> dict[str, Any]:
                 name,
                 items,
                 parse=lambda _row, text: parse_refusal(text),
-                params=_params(ctx),
+                params=params_by_model(ctx),
                 max_repairs=rc.max_repairs,
             )
             add_calls(calls, chunk_calls)

@@ -10,7 +10,7 @@ Output: `tables/rubrics.parquet`, one row per pair, failures included (status, e
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -22,7 +22,7 @@ from actors.errors import ConfigError
 from jobs.analysis.frames import frame
 from jobs.conf.batching import RoutingConf
 from jobs.stages.base import ModelView, Plan, Stage, StageContext
-from jobs.stages.params import stage_params
+from jobs.stages.params import params_by_model
 from jobs.stages.repair import ParseError, call_with_repair, extract_json, first_round, wrong_shape
 from jobs.stages.streaming import add_calls, scan_table, write_parts
 
@@ -209,15 +209,11 @@ def _items(ctx: StageContext[RubricsConf]) -> Iterator[tuple[str, pl.DataFrame, 
         yield f"rubrics_c{i}", chunk, items
 
 
-def _params(ctx: StageContext[RubricsConf]) -> Callable[[str], dict[str, Any]]:
-    return lambda m: stage_params(ctx.model(m), ctx.settings)
-
-
 def plan(ctx: StageContext[RubricsConf]) -> Plan:
     """The first call of every pair, once the scenarios exist."""
     if not ctx.run.tables.exists("scenarios.parquet"):
         return {}
-    return {f"{stem}_r0": first_round(items, None, _params(ctx)) for stem, _, items in _items(ctx)}
+    return {f"{stem}_r0": first_round(items, None, params_by_model(ctx)) for stem, _, items in _items(ctx)}
 
 
 def run(ctx: StageContext[RubricsConf]) -> dict[str, Any]:
@@ -235,7 +231,7 @@ def run(ctx: StageContext[RubricsConf]) -> dict[str, Any]:
         nonlocal repaired
         for stem, chunk, items in _items(ctx):
             outcomes, chunk_calls = call_with_repair(
-                ctx, stem, items, parse=parse, params=_params(ctx), max_repairs=rc.max_repairs
+                ctx, stem, items, parse=parse, params=params_by_model(ctx), max_repairs=rc.max_repairs
             )
             add_calls(calls, chunk_calls)
             rows = []

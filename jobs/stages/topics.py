@@ -13,7 +13,7 @@ null unless ok).
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -31,7 +31,7 @@ from jobs.stages.judging import (
     outcome_fields,
     scoped_scenarios,
 )
-from jobs.stages.params import stage_params
+from jobs.stages.params import params_by_model
 from jobs.stages.repair import ParseError, call_with_repair, first_round, keyed_object
 from jobs.stages.streaming import add_calls, scan_table, write_parts
 
@@ -114,15 +114,11 @@ def _items(ctx: StageContext[TopicsConf]) -> Iterator[tuple[str, pl.DataFrame, p
         yield name, part, items
 
 
-def _params(ctx: StageContext[TopicsConf]) -> Callable[[str], dict[str, Any]]:
-    return lambda m: stage_params(ctx.model(m), ctx.settings)
-
-
 def plan(ctx: StageContext[TopicsConf]) -> Plan:
     """The first call of every scenario in scope, once disagreement is known."""
     if not ctx.run.tables.exists("disagreement.parquet"):
         return {}
-    return {f"{name}_r0": first_round(items, None, _params(ctx)) for name, _, items in _items(ctx)}
+    return {f"{name}_r0": first_round(items, None, params_by_model(ctx)) for name, _, items in _items(ctx)}
 
 
 def run(ctx: StageContext[TopicsConf]) -> dict[str, Any]:
@@ -139,7 +135,7 @@ def run(ctx: StageContext[TopicsConf]) -> dict[str, Any]:
                 name,
                 items,
                 parse=lambda _row, text: parse_topics(text, topics),
-                params=_params(ctx),
+                params=params_by_model(ctx),
                 max_repairs=tc.max_repairs,
             )
             add_calls(calls, chunk_calls)

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import copy
 import json
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -46,7 +46,7 @@ from jobs.stages.judging import (
     judged_models,
     scoped_scenarios,
 )
-from jobs.stages.params import stage_params
+from jobs.stages.params import params_by_model
 from jobs.stages.repair import ParseError, call_with_repair, first_round, keyed_object
 from jobs.stages.scores import assign_labels
 from jobs.stages.streaming import add_calls
@@ -169,16 +169,12 @@ def _chunks(ctx: StageContext[ValuesConf]) -> Iterator[tuple[str, pl.DataFrame, 
         yield name, *_items(ctx, part)
 
 
-def _params(ctx: StageContext[ValuesConf]) -> Callable[[str], dict[str, Any]]:
-    return lambda m: stage_params(ctx.model(m), ctx.settings)
-
-
 def plan(ctx: StageContext[ValuesConf]) -> Plan:
     """The first call of every scenario in scope, once disagreement is known (the phrases'
     embeddings need the answers)."""
     if not ctx.run.tables.exists("disagreement.parquet"):
         return {}
-    return {f"{name}_r0": first_round(items, None, _params(ctx)) for name, items, _ in _chunks(ctx)}
+    return {f"{name}_r0": first_round(items, None, params_by_model(ctx)) for name, items, _ in _chunks(ctx)}
 
 
 def run(ctx: StageContext[ValuesConf]) -> dict[str, Any]:
@@ -197,7 +193,7 @@ def run(ctx: StageContext[ValuesConf]) -> dict[str, Any]:
             name,
             items,
             parse=lambda row, text: parse_values(text, json.loads(row["labels"]), vc.max_values),
-            params=_params(ctx),
+            params=params_by_model(ctx),
             max_repairs=vc.max_repairs,
         )
         add_calls(calls, chunk_calls)
