@@ -29,7 +29,7 @@ from jobs.config import model_views, stage_context
 from jobs.engine.rundir import RunDir, default_cache
 from jobs.estimate.judges import judge_lines
 from jobs.estimate.lines import TYPICAL, Line, stage_done, typical, with_unwritten
-from jobs.estimate.requests import from_earlier_requests, table_lines
+from jobs.estimate.requests import first_round_tables, from_earlier_requests, table_lines
 from jobs.stages.registry import BY_NAME
 from jobs.stages.responses import plan_for
 
@@ -129,14 +129,25 @@ def planned_lines(conf: RunConf, run: RunDir, answered: np.ndarray) -> dict[str,
         if st.preview is not None:
             previews |= st.preview(ctx)
             continue
-        groups: dict[str, dict[str, Iterator[pl.DataFrame]]] = {}
-        for table, chunks in st.plan(ctx).items():
-            groups.setdefault(line_name(table), {})[table] = chunks
         reuse = recorded.get(name) == OmegaConf.to_container(OmegaConf.structured(ctx.settings))
-        for line, tables in groups.items():
-            out[line] = table_lines(conf, run, line, tables, answered, reuse=reuse)
-        left = sum(ln.to_make for line in groups for ln in out[line])
-        if not stage_done(run, name) or left:
+        done = stage_done(run, name)
+        if reuse and done:
+            # It wrote its whole plan with these settings: read those tables, build nothing.
+            written = {
+                line_name(p.rsplit("/", 1)[-1].removesuffix(".parquet"))
+                for p in first_round_tables(run, name)
+            }
+            lines = {line: from_earlier_requests(conf, run, line, answered) or [] for line in sorted(written)}
+        else:
+            groups: dict[str, dict[str, Iterator[pl.DataFrame]]] = {}
+            for table, chunks in st.plan(ctx).items():
+                groups.setdefault(line_name(table), {})[table] = chunks
+            lines = {
+                line: table_lines(conf, run, line, tables, answered, reuse=reuse)
+                for line, tables in groups.items()
+            }
+        out |= lines
+        if not done or any(ln.to_make for ls in lines.values() for ln in ls):
             break
     return out
 

@@ -203,10 +203,15 @@ FIRST_ROUND_SUFFIX = r"(_neutral|_biased)?(_c\d+)?(_r0)?"
 `scores_c3_r0`); repairs (`_r1`...) and other stages' tables (`values_embeddings`) do not match."""
 
 
+def first_round_tables(run: RunDir, stage: str) -> list[str]:
+    """Paths of the first-round requests tables an earlier run of `stage` wrote (not its repairs)."""
+    own = re.compile(rf"{re.escape(stage)}{FIRST_ROUND_SUFFIX}\.parquet")
+    return [p for p in run.requests.list_files(".parquet") if own.fullmatch(p.rsplit("/", 1)[-1])]
+
+
 def from_earlier_requests(conf: RunConf, run: RunDir, stage: str, answered: np.ndarray) -> list[Line] | None:
     """Exact lines from the requests tables an earlier run of this stage wrote (first rounds, not repairs)."""
-    own = re.compile(rf"{re.escape(stage)}{FIRST_ROUND_SUFFIX}\.parquet")
-    files = [p for p in run.requests.list_files(".parquet") if own.fullmatch(p.rsplit("/", 1)[-1])]
+    files = first_round_tables(run, stage)
     if not files:
         return None
     eps = {m: endpoint(conf, m) for m in conf.models}
