@@ -2,7 +2,9 @@
 
 The driver hands it batches of (key, spec JSON); it answers each batch with one Arrow
 record batch in the store schema. Every request ends as exactly one row, `ok` or `failed`
-with its reason and attempt count: no request vanishes, whatever the provider does.
+with its reason and attempt count: no request vanishes, whatever the provider does. Each
+send is logged before it goes out and each row is durable in the client's write-ahead log
+(`actors/wal.py`) before the batch returns, so a kill of the driver loses no answer in hand.
 """
 
 from __future__ import annotations
@@ -31,12 +33,13 @@ from actors.retry import RetryPolicy
 from actors.store import STORE_SCHEMA
 from actors.tokens import DEFAULT_OUTPUT_TOKENS, estimate_input_tokens, output_cap
 from actors.types import CallSpec, Endpoint, ParsedResponse, spec_from_json
+from actors.wal import WalSettings, WalWriter
 
 UNSENT = "unsent"
 """Status of a row a draining client never sent: not paid, not stored, sent again on resume."""
 ABANDONED = "abandoned"
 """Status of a row whose HTTP call a draining client cut off at its deadline: perhaps paid,
-not stored; the engine journals its key so the resume counts it."""
+not stored; its send is in the log without an answer, so the run counts it as perhaps paid twice."""
 
 
 @dataclass(frozen=True)
@@ -50,6 +53,7 @@ class ClientSettings:
     """
 
     endpoints: dict[str, Endpoint]
+    wal: WalSettings
     in_flight: dict[str, int]
     """This client's share of each account's max_in_flight."""
     policy: RetryPolicy = field(default_factory=RetryPolicy)
@@ -143,6 +147,7 @@ class ClientCore:
         self._client_id = f"client-{uuid.uuid4().hex[:8]}"
         self._draining = False
         self._sending: set[asyncio.Future[Any]] = set()
+        self._wal = WalWriter(settings.wal, self._client_id)
 
     def _lease(self, account: str) -> LeaseClient:
         if account not in self._leases:
@@ -155,13 +160,18 @@ class ClientCore:
             self._keys[ep.api_key_env] = await self._key_for(ep.api_key_env) or None
         return self._keys[ep.api_key_env]
 
-    async def call_batch(self, items: list[tuple[str, str]]) -> pa.RecordBatch:
-        """Answer every (key, spec JSON) pair; the batch holds exactly one row per item."""
+    async def call_batch(self, items: list[tuple[str, str]], stage: str) -> pa.RecordBatch:
+        """Answer every (key, spec JSON) pair of `stage`; the batch holds exactly one row per item,
+        and every `ok` or `failed` row is in the write-ahead log before it returns."""
         if self._session is None:
             connector = aiohttp.TCPConnector(limit=0, ttl_dns_cache=300)
             self._session = aiohttp.ClientSession(connector=connector)
-        rows = await asyncio.gather(*(self._call(key, spec_from_json(js)) for key, js in items))
+        rows = await asyncio.gather(*(self._call(key, spec_from_json(js), stage) for key, js in items))
         return pa.RecordBatch.from_pylist(rows, schema=STORE_SCHEMA)
+
+    def seal(self) -> None:
+        """Close the log's open segment, so the driver can move its rows to the store now."""
+        self._wal.seal()
 
     def drain(self, timeout_s: float) -> None:
         """Send nothing new, and cut off calls still on the wire after `timeout_s`.
@@ -178,6 +188,7 @@ class ClientCore:
             send.cancel()
 
     async def close(self) -> None:
+        self.seal()
         for lease in list(self._leases.values()):  # calls still returning may add one meanwhile
             await lease.close()
         if self._session is not None:
@@ -188,13 +199,17 @@ class ClientCore:
         cap = output_cap(spec)
         return int(min(cap, self._out_mean.get(spec.model, min(cap, DEFAULT_OUTPUT_TOKENS))))
 
-    async def _call(self, key: str, spec: CallSpec) -> dict[str, Any]:
+    async def _call(self, key: str, spec: CallSpec, stage: str) -> dict[str, Any]:
         ep = self.settings.endpoints[spec.model]
-        row = await self._attempts(base_row(key, ep, spec.kind, self.settings.run_id), ep, spec)
+        row = await self._attempts(base_row(key, ep, spec.kind, self.settings.run_id), ep, spec, stage)
+        if row["status"] not in (UNSENT, ABANDONED):
+            await self._wal.answered(row)
         self._metrics.finished(row, ep.account)
         return row
 
-    async def _attempts(self, row: dict[str, Any], ep: Endpoint, spec: CallSpec) -> dict[str, Any]:
+    async def _attempts(
+        self, row: dict[str, Any], ep: Endpoint, spec: CallSpec, stage: str
+    ) -> dict[str, Any]:
         """Try `spec` until it succeeds, fails for good, or runs out of attempts; fill in `row`."""
         api_key = await self._api_key(ep)
         if api_key is None:
@@ -220,6 +235,7 @@ class ClientCore:
                     sem.release()
                     return self._unstored(row, UNSENT)
                 try:
+                    await self._wal.sent(row["key"], spec.model, stage)
                     with metrics.level("specstress_in_flight", *tags):
                         metrics.add("specstress_requests", *tags)
                         send = asyncio.ensure_future(
@@ -301,8 +317,11 @@ class ClientActor:
     def __init__(self, settings: ClientSettings, seed: int | None = None) -> None:
         self.core = ClientCore(settings, find_limiter, partial(fetch_key, settings.key_ring), seed=seed)
 
-    async def call_batch(self, items: list[tuple[str, str]]) -> pa.RecordBatch:
-        return await self.core.call_batch(items)
+    async def call_batch(self, items: list[tuple[str, str]], stage: str) -> pa.RecordBatch:
+        return await self.core.call_batch(items, stage)
+
+    async def seal(self) -> None:
+        self.core.seal()
 
     async def drain(self, timeout_s: float) -> None:
         self.core.drain(timeout_s)

@@ -37,13 +37,18 @@ class Location:
             path = uri
         self.fs: pafs.FileSystem = fs
         self.path: str = path.rstrip("/")
+        self.uri: str = uri if "://" in uri else self.path
+        """What reopens this directory in another process (a URI keeps its query, e.g. an endpoint)."""
 
     @property
     def is_local(self) -> bool:
         return isinstance(self.fs, pafs.LocalFileSystem)
 
     def child(self, name: str) -> Location:
-        return Location(f"{self.path}/{name}", self.fs)
+        loc = Location(f"{self.path}/{name}", self.fs)
+        base, sep, query = self.uri.partition("?")
+        loc.uri = f"{base.rstrip('/')}/{name}{sep}{query}"
+        return loc
 
     def join(self, name: str) -> str:
         return f"{self.path}/{name}"

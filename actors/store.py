@@ -2,17 +2,15 @@
 
 Every shard gets a unique name and is written whole: on a local or NFS path it is written
 to a hidden temporary name and renamed, so a reader never sees half a shard; readers skip
-hidden names. The set of answered keys is the union of the shards, so a run killed at any
-moment loses at most the rows still in the writer's buffer, and a rerun (or another run
-sharing the same `cache_dir`) re-pays nothing that reached a shard.
+hidden names. The set of answered keys is the union of the shards. Rows reach a shard from
+the clients' write-ahead logs (`actors/wal.py`), so a kill loses no answer that arrived,
+and a rerun (or another run sharing the same `cache_dir`) re-pays nothing that was stored.
 """
 
 from __future__ import annotations
 
 import time
 import uuid
-from collections.abc import Mapping
-from typing import Any
 
 import numpy as np
 import polars as pl
@@ -57,54 +55,12 @@ STORE_SCHEMA = pa.schema(
 COLUMNS: tuple[str, ...] = tuple(STORE_SCHEMA.names)
 
 
-class ShardWriter:
-    """Buffers result batches and writes them as one shard every `flush_rows` rows or `flush_s` seconds."""
-
-    def __init__(self, store: CallStore, *, flush_rows: int = 2000, flush_s: float = 10.0) -> None:
-        self._store = store
-        self._flush_rows = flush_rows
-        self._flush_s = flush_s
-        self._batches: list[pa.RecordBatch] = []
-        self._buffered = 0
-        self._last = time.monotonic()
-        self.shards_written = 0
-
-    def add(self, batch: pa.RecordBatch | list[Mapping[str, Any]]) -> bool:
-        """Buffer rows (a batch in the store schema, or dicts); True when this call wrote a shard."""
-        if not isinstance(batch, pa.RecordBatch):
-            batch = pa.RecordBatch.from_pylist(list(batch), schema=STORE_SCHEMA)
-        self._batches.append(batch)
-        self._buffered += batch.num_rows
-        if self._buffered >= self._flush_rows or self.due():
-            return self.flush()
-        return False
-
-    def due(self) -> bool:
-        return self._buffered > 0 and time.monotonic() - self._last >= self._flush_s
-
-    def flush(self) -> bool:
-        self._last = time.monotonic()
-        if not self._buffered:
-            return False
-        self._store.write_shard(pa.Table.from_batches(self._batches, schema=STORE_SCHEMA))
-        self._batches, self._buffered = [], 0
-        self.shards_written += 1
-        return True
-
-    @property
-    def buffered(self) -> int:
-        return self._buffered
-
-
 class CallStore:
     """Append-only, content-addressed results of provider calls, on any pyarrow filesystem."""
 
     def __init__(self, uri: str) -> None:
         self.location = Location(uri).child(CALLS_DIR)
         self.location.makedirs()
-
-    def writer(self, **kwargs: Any) -> ShardWriter:
-        return ShardWriter(self, **kwargs)
 
     def write_shard(self, table: pa.Table) -> str:
         name = f"part-{time.time_ns()}-{uuid.uuid4().hex[:12]}.parquet"

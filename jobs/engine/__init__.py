@@ -1,1 +1,1 @@
-"""The fan-out engine, driver side: requests tables, dispatch to client actors, journal, drain, progress, provider batches."""
+"""The fan-out engine, driver side: requests tables, dispatch to client actors, their logs (recovery), drain, progress, provider batches."""

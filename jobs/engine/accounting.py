@@ -2,12 +2,11 @@
 
 `specstress status` reads the manifest while a stage runs, so every stored batch of answers
 (online or from a provider batch) is counted here and the figures are saved as the store
-flushes. Calls an earlier, killed session may have paid for are counted here too.
+flushes. (Calls a killed session may have paid for are counted from the logs: `recovery.py`.)
 """
 
 from __future__ import annotations
 
-import logging
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -15,13 +14,9 @@ import polars as pl
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from actors.store import CallStore
 from jobs.engine.batching.runner import BatchFigures
 from jobs.engine.failfast import FailFast
-from jobs.engine.journal import dangling, discard
-from jobs.engine.rundir import Manifest, RunDir
-
-log = logging.getLogger("specstress.engine")
+from jobs.engine.rundir import Manifest
 
 
 def retries(attempts: pa.ChunkedArray) -> int:
@@ -42,7 +37,6 @@ class StageCalls:
     rate_limited: int = 0
     retries: int = 0
     redispatched: int = 0
-    repaid_after_kill: int = 0
     cost_usd: float = 0.0
     input_tokens: int = 0
     output_tokens: int = 0
@@ -98,21 +92,3 @@ class StageAccount:
 
     def save(self) -> None:
         self._manifest.set_calls(self.stage, self.calls.as_dict())
-
-
-def count_interrupted(run: RunDir, store: CallStore, manifest: Manifest, stage: str, session_id: str) -> int:
-    """Calls earlier sessions dispatched but never stored: paid twice at most once each.
-
-    They are noted in the manifest (`interrupted`) and their journals discarded.
-    """
-    old = dangling(run.journal, session_id)
-    if old.is_empty():
-        return 0
-    lost = old.join(store.done_keys().collect(), on="key", how="anti").height
-    if lost:
-        log.warning("%d calls were in flight when an earlier session was killed; they are sent again", lost)
-        sessions = manifest.data.setdefault("interrupted", [])
-        sessions.append({"stage": stage, "sessions": sorted(set(old["session"])), "in_flight": lost})
-        manifest.save()
-    discard(run.journal, set(old["session"]))
-    return lost

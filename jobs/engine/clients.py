@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import itertools
+import logging
 import math
 import os
 from typing import Any
@@ -15,8 +17,14 @@ from actors.keyring import open_key_ring
 from actors.limiter import get_limiter, kill_limiter
 from actors.retry import RetryPolicy
 from actors.types import Endpoint
+from actors.wal import WalSettings
 from jobs.conf.loader import account_limits, to_account_limits
 from jobs.conf.schema import RunConf
+
+log = logging.getLogger("specstress.engine")
+
+SEAL_TIMEOUT_S = 30.0
+"""How long the driver waits for clients to seal their logs; a hung client's segment waits for the session's end."""
 
 
 def client_placements(n: int) -> list[Any]:
@@ -41,8 +49,8 @@ class ClientPool:
         self._ring: Any = None
         self._rr = itertools.count()
 
-    def start(self, conf: RunConf, endpoints: dict[str, Endpoint], run_id: str) -> None:
-        """Create the limiters, then `engine.num_clients` clients; a started pool stays as it is."""
+    def start(self, conf: RunConf, endpoints: dict[str, Endpoint], run_id: str, wal: WalSettings) -> None:
+        """Create the limiters, then `engine.num_clients` clients logging to `wal`; a started pool stays as it is."""
         if self.handles:
             return
         n = conf.engine.num_clients
@@ -58,6 +66,7 @@ class ClientPool:
         ring_name, self._ring = open_key_ring({v: os.environ[v] for v in variables if os.environ.get(v)})
         settings = ClientSettings(
             endpoints=endpoints,
+            wal=wal,
             in_flight={acc: max(1, math.ceil(lim.max_in_flight / n)) for acc, lim in limits.items()},
             policy=RetryPolicy(
                 max_attempts=conf.engine.max_attempts,
@@ -75,6 +84,16 @@ class ClientPool:
     def next(self) -> Any:
         """The next client in turn: a batch sent again after a lost client goes to another one."""
         return self.handles[next(self._rr) % len(self.handles)]
+
+    def seal(self) -> None:
+        """Have every client close its log's open segment, so the store can have all answers now."""
+        refs = [c.seal.remote() for c in self.handles]
+        ready, hung = ray.wait(refs, num_returns=len(refs), timeout=SEAL_TIMEOUT_S)
+        for ref in ready:
+            with contextlib.suppress(ray.exceptions.RayActorError):
+                ray.get(ref)  # a lost client's open segment is settled when the session ends
+        if hung:
+            log.warning("%d client(s) did not seal their logs within %.0f s", len(hung), SEAL_TIMEOUT_S)
 
     def drain(self, timeout_s: float) -> None:
         """Tell every client to send nothing new and cut calls on the wire off after `timeout_s`."""

@@ -1,7 +1,8 @@
 """Dispatch: one online fan-out of a stage's pending calls to the client actors.
 
-Each model's pending files are read in batches, journaled, and handed to clients while the
-model's window has room; answers are counted and written to the store as they come back.
+Each model's pending files are read in batches and handed to clients while the model's
+window has room. Clients log each send and each answer (`actors/wal.py`); the answers that
+come back are counted here, and the `Compactor` moves the logs into the store.
 Dispatch stops feeding at the budget, on a signal (see `drain.py`) or when a model fails
 every call for a reason retrying cannot fix (`failfast.py`), and a batch whose client actor
 dies is sent again to another one, a bounded number of times.
@@ -12,7 +13,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Iterable, Iterator
 
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -20,15 +20,14 @@ import ray
 
 from actors.client import ABANDONED, UNSENT
 from actors.errors import Interrupted, SpecstressError
-from actors.store import CallStore
 from jobs.conf.schema import EngineConf
 from jobs.engine.accounting import StageAccount
 from jobs.engine.budget import Budget
 from jobs.engine.clients import ClientPool
 from jobs.engine.drain import InFlight, drain_in_flight, on_signals, wait_in_flight
-from jobs.engine.journal import Journal
 from jobs.engine.pending import Batch, Pending, read_batches
 from jobs.engine.progress import Progress
+from jobs.engine.recovery import Compactor
 
 log = logging.getLogger("specstress.engine")
 
@@ -73,24 +72,21 @@ class Dispatch:
         self,
         conf: EngineConf,
         clients: ClientPool,
-        journal: Journal,
-        store: CallStore,
+        compactor: Compactor,
         account: StageAccount,
         progress: Progress,
         budget: Budget,
         spent_before: float,
-        abandoned: list[str],
     ) -> None:
-        """`spent_before`: the run's spend when dispatch starts; `abandoned` collects the keys a
-        drained stop abandoned in flight, for the journal."""
+        """`spent_before`: the run's spend when dispatch starts."""
         self.conf = conf
         self.clients = clients
-        self.journal = journal
+        self.compactor = compactor
         self.account = account
         self.progress = progress
         self.budget = budget
-        self.abandoned = abandoned
-        self.writer = store.writer(flush_rows=conf.flush_rows, flush_s=conf.flush_s)
+        self.abandoned = 0
+        """Calls a drained stop cut off on the wire (their sends stay in the log, to be counted)."""
         self.spent_before = spent_before
         self.in_flight: InFlight = {}
         self.signals: list[int] = []
@@ -126,19 +122,17 @@ class Dispatch:
                         raise result
                 await wait_in_flight(self.in_flight, self.interrupted)
                 if self.interrupted.is_set():
-                    self.abandoned += await drain_in_flight(
-                        self.in_flight, self.abandon, self.conf.drain_timeout_s
-                    )
+                    dropped = await drain_in_flight(self.in_flight, self.abandon, self.conf.drain_timeout_s)
+                    self.abandoned += len(dropped)
         finally:
             tick.cancel()
-            self.writer.flush()
-            self._save()
+            self._compact(seal=True)
         stage = self.account.stage
         if self.signals:
             log.warning(
                 "stage '%s' drained after signal %d; results so far are stored", stage, self.signals[0]
             )
-            raise Interrupted(self.signals[0], abandoned=len(self.abandoned))
+            raise Interrupted(self.signals[0], abandoned=self.abandoned)
         self.account.fail_fast.check()
         if self.stop.is_set():
             raise self.budget.stopped(stage, self.spent_usd)
@@ -147,23 +141,18 @@ class Dispatch:
         self.account.calls.elapsed_s = time.monotonic() - self._t0  # the rate so far, for `status`'s ETA
         self.account.save()
 
-    def _journaled(self, batches: Iterator[Batch]) -> Iterator[Batch]:
-        """Yield `batches`, each journaled before it is yielded (a window ahead on object stores)."""
-        ahead = 1 if self.journal.appends else self.conf.window_per_model
-        group: list[Batch] = []
-        for items in batches:
-            group.append(items)
-            if sum(map(len, group)) >= ahead:
-                self.journal.record(_keys(group))
-                yield from group
-                group = []
-        self.journal.record(_keys(group))
-        yield from group
+    def _compact(self, *, seal: bool = False) -> None:
+        """Move the clients' sealed log segments to the store (all of them after `seal`), then save
+        the figures, so the manifest never counts answers the store lacks."""
+        if seal:
+            self.clients.seal()
+        self.compactor.compact()
+        self._save()
 
     async def _feed(self, paths: list[str]) -> None:
         """Hand one model's batches to clients while its window has room, until done or stopped."""
         window = Window(self.conf.window_per_model)
-        for items in self._journaled(read_batches(paths, self.conf.batch_size)):
+        for items in read_batches(paths, self.conf.batch_size):
             if self.stop.is_set():
                 return
             await window.reserve(len(items))
@@ -178,18 +167,16 @@ class Dispatch:
         self.in_flight.pop(task, None)
 
     async def _handle(self, items: Batch, window: Window) -> None:
-        """One batch: call, store what may be stored, free its window room, check budget and failures."""
+        """One batch: call, count what the client logged, free its window room, check budget and failures."""
         batch = await self._call(items)
         if self.signals:
             # A draining client returns calls it never sent (unpaid) and calls it cut off
-            # (perhaps paid: kept in the journal for the resume to count); neither is stored.
+            # (perhaps paid: their sends stay in the log for the count); it logged neither.
             status = batch.column("status")
-            self.abandoned += batch.filter(pc.equal(status, ABANDONED)).column("key").to_pylist()
+            self.abandoned += pc.sum(pc.equal(status, ABANDONED)).as_py() or 0
             batch = batch.filter(pc.invert(pc.is_in(status, pa.array([UNSENT, ABANDONED]))))
         if batch.num_rows:
             self.progress.update(self.account.add(batch))
-            if self.writer.add(batch):
-                self._save()
         await window.release(len(items))
         if self.budget.reached(self.spent_usd) or self.account.fail_fast.tripped is not None:
             self.stop.set()
@@ -199,7 +186,7 @@ class Dispatch:
         losses = 0
         while True:
             try:
-                return await self.clients.next().call_batch.remote(items)
+                return await self.clients.next().call_batch.remote(items, self.account.stage)
             except ray.exceptions.RayActorError as err:
                 losses += 1
                 if losses > MAX_CLIENT_LOSSES:
@@ -220,11 +207,13 @@ class Dispatch:
                 await asyncio.sleep(min(LOST_CLIENT_WAIT_S * losses, LOST_CLIENT_MAX_WAIT_S))
 
     async def _tick(self) -> None:
+        last = time.monotonic()
         while True:
-            await asyncio.sleep(1.0)
+            await asyncio.sleep(min(1.0, self.conf.flush_s))
             self.progress.refresh()
-            if self.writer.due() and self.writer.flush():
-                self._save()
+            if time.monotonic() - last >= self.conf.flush_s:
+                last = time.monotonic()
+                self._compact()
 
     def _stop_feeding(self, n_signals: int) -> None:
         """First signal: dispatch nothing more, and clients send nothing new. Second: stop waiting."""
@@ -236,7 +225,3 @@ class Dispatch:
             f.cancel()
         if n_signals > 1:
             self.abandon.set()
-
-
-def _keys(batches: Iterable[Batch]) -> Iterator[str]:
-    return (k for part in batches for k, _ in part)

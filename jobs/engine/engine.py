@@ -14,6 +14,7 @@ import asyncio
 import shutil
 import tempfile
 import time
+import uuid
 from collections.abc import Iterable
 
 import polars as pl
@@ -21,15 +22,15 @@ import polars as pl
 from actors.errors import CallsFailed
 from actors.store import CallStore
 from actors.types import Endpoint
+from actors.wal import WalSettings
 from jobs.conf.loader import endpoint
 from jobs.conf.schema import RunConf
-from jobs.engine.accounting import StageAccount, StageCalls, count_interrupted
+from jobs.engine.accounting import StageAccount, StageCalls
 from jobs.engine.batching.router import BatchRouter
 from jobs.engine.budget import Budget, estimate_usd
 from jobs.engine.clients import ClientPool
 from jobs.engine.dispatch import Dispatch
 from jobs.engine.failfast import FailFast
-from jobs.engine.journal import Journal
 from jobs.engine.pending import (
     Pending,
     check_models,
@@ -40,6 +41,7 @@ from jobs.engine.pending import (
     write_request_table,
 )
 from jobs.engine.progress import Progress
+from jobs.engine.recovery import Compactor, settle, settle_dead
 from jobs.engine.rundir import Manifest, RunDir
 
 
@@ -54,10 +56,10 @@ class Engine:
         self.budget = Budget(conf.budget_usd)
         self._endpoints: dict[str, Endpoint] = {k: endpoint(conf, k) for k in conf.models}
         self._clients = ClientPool()
-        self._journal: Journal | None = None
         self._router = BatchRouter(conf, run, store, self._endpoints, manifest.run_id)
-        self._abandoned: list[str] = []
-        """Keys abandoned in flight by a drained stop; the journal keeps them for the resume's count."""
+        self.session = uuid.uuid4().hex[:12]
+        """This driver session: names the clients' logs (`actors/wal.py`), settled when it ends."""
+        self._settled_dead = False
 
     # ---- requests ---------------------------------------------------------------------
 
@@ -91,6 +93,7 @@ class Engine:
         """Make every call the store lacks. Raises `BudgetExceeded` (resumable) at the budget, and
         `CallsFailed` (resumable once the cause is fixed) when a model fails fast or every call failed."""
         t0 = time.monotonic()
+        self._settle_dead()
         account = StageAccount(
             stage, self.manifest, FailFast(stage, self.conf.engine.fail_fast_after, self._endpoints)
         )
@@ -129,9 +132,6 @@ class Engine:
                 stage=stage,
                 calls=sum(to_make.values()),
             )
-        calls.repaid_after_kill = count_interrupted(
-            self.run_dir, self.store, self.manifest, stage, self._session().session_id
-        )
         # Batch routing (batching/): yields what goes online now, then what batches left.
         for online in self._router.route(stage, pending, scratch, calls.batch, account.stored):
             account.fail_fast.check()  # rows of collected provider batches count too
@@ -147,31 +147,23 @@ class Engine:
     def _dispatch(self, online: Pending, account: StageAccount, progress: Progress) -> None:
         self.start_clients()
         spent = self.spent_usd() if self.budget.limit_usd is not None else 0.0
-        dispatch = Dispatch(
-            self.conf.engine,
-            self._clients,
-            self._session(),
-            self.store,
-            account,
-            progress,
-            self.budget,
-            spent,
-            self._abandoned,
-        )
+        compactor = Compactor(self.run_dir.wal, self.store, self.session)
+        dispatch = Dispatch(self.conf.engine, self._clients, compactor, account, progress, self.budget, spent)
         asyncio.run(dispatch.run(online))
 
-    def _session(self) -> Journal:
-        """This session's dispatch journal, opened on first use."""
-        if self._journal is None:
-            self._journal = Journal(self.run_dir.journal)
-        return self._journal
+    def _settle_dead(self) -> None:
+        """Once per session, before anything is dispatched: the logs of killed sessions into the
+        store (their answers are then not paid again), their unanswered sends counted."""
+        if not self._settled_dead:
+            settle_dead(self.run_dir.wal, self.store, self.manifest, self.session)
+            self._settled_dead = True
 
     def start_clients(self) -> None:
-        self._clients.start(self.conf, self._endpoints, self.manifest.run_id)
+        engine = self.conf.engine
+        wal = WalSettings(self.run_dir.wal.uri, self.session, engine.flush_s, engine.flush_rows)
+        self._clients.start(self.conf, self._endpoints, self.manifest.run_id, wal)
 
     def close(self) -> None:
-        """End the clients and limiters; the journal is deleted, but for the keys a drain abandoned."""
+        """End the clients and limiters, then settle this session's log (sends a drain cut off are counted)."""
         self._clients.close()
-        if self._journal is not None:
-            self._journal.close(keep=self._abandoned)
-            self._journal = None
+        settle(self.run_dir.wal, self.store, self.manifest, self.session)

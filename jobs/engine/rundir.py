@@ -5,7 +5,7 @@
 <run>/manifest.json    stage states, counts, calls, tokens, cost, errors, sessions
 <run>/tables/          one Parquet table per stage
 <run>/requests/        the requests each calling stage handed to the engine
-<run>/journal/         keys dispatched by each session, to count calls a kill cut off
+<run>/wal/             the clients' write-ahead logs: sends and answers, until the store has them
 <run>/batches/         provider batches: keys and state of each (jobs/engine/batching/records.py)
 ```
 The manifest is rewritten whole (atomically) at every store flush, so `specstress status`
@@ -77,7 +77,7 @@ class RunDir:
     def open(cls, uri: str) -> RunDir:
         loc = Location(uri)
         loc.makedirs()
-        for sub in ("tables", "requests", "journal"):
+        for sub in ("tables", "requests", "wal"):
             loc.child(sub).makedirs()
         return cls(loc)
 
@@ -90,8 +90,8 @@ class RunDir:
         return self.root.child("requests")
 
     @property
-    def journal(self) -> Location:
-        return self.root.child("journal")
+    def wal(self) -> Location:
+        return self.root.child("wal")
 
     def table_path(self, name: str) -> str:
         return self.tables.join(f"{name}.parquet")

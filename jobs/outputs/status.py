@@ -21,7 +21,8 @@ from actors.errors import SpecstressError
 from actors.storage import Location
 from actors.store import CallStore
 from jobs.engine.batching.records import batch_status
-from jobs.engine.rundir import MANIFEST, default_cache
+from jobs.engine.recovery import on_the_wire, paid_twice
+from jobs.engine.rundir import MANIFEST, RunDir, default_cache
 
 
 def run_status(run_uri: str) -> dict[str, Any]:
@@ -42,6 +43,8 @@ def run_status(run_uri: str) -> dict[str, Any]:
     data["tables"] = table_rows(root)
     data["store"] = store_counts(root, data["run_id"])
     data["batches"] = batch_status(Location(run_uri))
+    data["paid_twice"] = paid_twice(data).to_dicts()
+    data["on_the_wire"] = on_the_wire(RunDir(root).wal).to_dicts()
     return data
 
 
@@ -160,6 +163,14 @@ def format_status(status: dict[str, Any]) -> str:
         lines.append(
             f"  {n} batch items were being submitted at a kill and were sent again (maybe paid twice)"
         )
-    for item in status.get("interrupted", []):
-        lines.append(f"  resumed after a kill in {item['stage']}: {item['in_flight']} calls were in flight")
+    for row in status.get("paid_twice", []):
+        lines.append(
+            f"  may have been paid twice: {row['calls']} calls of {row['stage']}/{row['model']} "
+            "(on the wire when a session ended, no answer kept; sent again)"
+        )
+    for row in status.get("on_the_wire", []):
+        lines.append(
+            f"  on the wire per the clients' logs: {row['calls']} calls of {row['stage']}/{row['model']}"
+            " (if the run was killed, these may have been paid twice; the resume counts them)"
+        )
     return "\n".join(lines)

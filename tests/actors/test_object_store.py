@@ -10,8 +10,6 @@ import pyarrow.parquet as pq
 import pytest
 
 from actors.storage import Location
-from actors.store import CallStore
-from jobs.engine.journal import Journal, dangling
 from tests.s3server import s3_bucket
 
 
@@ -40,32 +38,6 @@ def test_a_failed_write_leaves_no_object_and_a_good_one_is_whole(bucket: str) ->
     loc.write_text("note.txt", "whole")
     assert loc.read_text("note.txt") == "whole"
     assert [p.rsplit("/", 1)[-1] for p in loc.list_files()] == ["note.txt"]
-
-
-def test_call_store_shards_on_s3_union_to_the_answered_keys(bucket: str) -> None:
-    store = CallStore(f"{bucket}/cache")
-    writer = store.writer(flush_rows=2)
-    for i in range(5):
-        writer.add([_row(f"{i:032x}")])
-    writer.flush()
-    assert len(store.shard_paths()) == 3  # 2 + 2 + 1 rows, each shard its own object
-    assert sorted(store.done_keys().collect()["key"]) == [f"{i:032x}" for i in range(5)]
-    # A second store on the same prefix (another run sharing cache_dir) sees the same answers.
-    assert CallStore(f"{bucket}/cache").answered_keys().size == 5
-
-
-def test_journal_on_s3_records_in_objects_and_keeps_only_abandoned_keys(bucket: str) -> None:
-    loc = Location(f"{bucket}/journal")
-    loc.makedirs()
-    journal = Journal(loc, "sess1")
-    assert not journal.appends
-    journal.record(["a" * 32, "b" * 32])
-    journal.record(["c" * 32])
-    assert len(loc.list_files(".keys")) == 2
-    assert sorted(dangling(loc, "other")["key"]) == ["a" * 32, "b" * 32, "c" * 32]
-    journal.close(keep=["b" * 32])
-    assert dangling(loc, "other")["key"].to_list() == ["b" * 32]
-    assert dangling(loc, "sess1").is_empty()  # a session never counts its own keys
 
 
 def test_parquet_reads_through_the_location(bucket: str) -> None:

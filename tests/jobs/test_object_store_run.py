@@ -36,11 +36,11 @@ def test_run_on_s3_killed_and_resumed_answers_every_request_once(tmp_path: Path,
         run_uri, cache_uri = f"{bucket}/runs/r1", f"{bucket}/cache"
         cfg = small_config(tmp_path, emu.url)
         overrides = (f"run_dir={run_uri}", f"cache_dir={cache_uri}")
-        proc = start_mid_stage(cfg, lambda: len(_objects(f"{cache_uri}/calls", ".parquet")), *overrides)
+        proc = start_mid_stage(cfg, lambda: len(_objects(f"{run_uri}/wal", ".arrows")), *overrides)
         kill_run(proc)
         answered_at_kill = sum(emu.stats()["ok_by_hash"].values())
         assert 0 < answered_at_kill < N_PAIRS, "the kill must land mid-stage"
-        assert _objects(f"{run_uri}/journal", ".keys"), "the killed session's journal is on S3"
+        assert _objects(f"{run_uri}/wal", ".events"), "the killed session's log is on S3"
 
         resumed = start_run(cfg, *overrides)
         out, _ = resumed.communicate(timeout=300)
@@ -49,10 +49,10 @@ def test_run_on_s3_killed_and_resumed_answers_every_request_once(tmp_path: Path,
 
         status = run_status(run_uri)
         assert status["state"] == "done" and status["stages"]["scenarios"]["state"] == "done"
-        in_flight = sum(item["in_flight"] for item in status.get("interrupted", []))
+        in_flight = sum(item["may_be_paid_twice"] for item in status.get("interrupted", []))
         assert len(answers) == N_PAIRS
         assert sum(n - 1 for n in answers.values() if n > 1) <= in_flight
-        assert _objects(f"{run_uri}/journal", ".keys") == []  # a clean end leaves no journal
+        assert _objects(f"{run_uri}/wal", "") == []  # a clean end leaves no log
         fs, root = pafs.FileSystem.from_uri(run_uri)
         with fs.open_input_stream(f"{root}/manifest.json") as src:
             assert json.loads(src.read())["run_id"] == status["run_id"]

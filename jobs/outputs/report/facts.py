@@ -14,6 +14,7 @@ import polars as pl
 import yaml
 
 from jobs.engine.batching.records import batch_status
+from jobs.engine.recovery import paid_twice
 from jobs.outputs.report.blocks import Section, Table, num
 from jobs.outputs.report.sources import RunSources
 
@@ -223,9 +224,10 @@ def facts_section(src: RunSources) -> Section:
         )
     )
     sec.tables.append(batches_table(src))
-    for item in m.get("interrupted", []):
+    for row in paid_twice(m).iter_rows(named=True):
         sec.notes.append(
-            f"Resumed after a kill in {item['stage']}: {item['in_flight']} calls were in flight and sent again."
+            f"May have been paid twice: {row['calls']} calls of {row['stage']}/{row['model']} were on the wire "
+            "when a session ended (a kill, a drain that cut them off, a lost client) and were sent again."
         )
     return sec
 

@@ -7,6 +7,7 @@ from types import SimpleNamespace
 from typing import Any
 
 import pytest
+import ray
 from ray.exceptions import ActorDiedError
 
 from actors.emulator.server import EmulatorServer
@@ -21,8 +22,9 @@ class DyingClient:
     def __init__(self) -> None:
         self.batches = 0
         self.call_batch = SimpleNamespace(remote=self._die)
+        self.seal = SimpleNamespace(remote=lambda: ray.put(None))  # it logged nothing
 
-    async def _die(self, items: list[tuple[str, str]]) -> Any:
+    async def _die(self, items: list[tuple[str, str]], stage: str) -> Any:
         self.batches += 1
         raise ActorDiedError()
 
