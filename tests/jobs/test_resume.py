@@ -59,8 +59,9 @@ def kill_run(proc: subprocess.Popen[bytes]) -> None:
 
 def local_shards(tmp_path: Path) -> Callable[[], int]:
     """Counts the answers files of the clients' logs and the store's shards (each holds answers)."""
-    return lambda: len(list((tmp_path / "run" / "wal").glob("*.arrows"))) + len(
-        list((tmp_path / "cache" / "calls").glob("part-*.parquet"))
+    return lambda: (
+        len(list((tmp_path / "run" / "wal").glob("*.arrows")))
+        + len(list((tmp_path / "cache" / "calls").glob("part-*.parquet")))
     )
 
 
