@@ -13,7 +13,8 @@ commit writes everything that arrived meanwhile. On a local or NFS path a commit
 to the open segment (`.open.` in its names) and flushes it to the OS, a few microseconds,
 so a SIGKILL of any process loses nothing committed; the segment is sealed (renamed) after
 `seal_s` seconds or `seal_rows` rows. Object stores cannot append: there every commit is a
-segment of its own, written as whole objects in a thread while the next commit gathers.
+segment of its own, written as whole objects in a thread while the next commit gathers,
+at most every `OBJECT_COMMIT_S` (a bound on PUTs, at the price of that much latency).
 
 After a kill, a chain's `S` keys without a `D` are the calls that were on the wire: paid,
 perhaps, without an answer anyone kept. The driver counts them (jobs/engine/recovery.py).
@@ -26,6 +27,7 @@ import os
 import time
 import uuid
 from collections.abc import Iterable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
@@ -42,6 +44,11 @@ EVENTS = "events"
 ROWS = "arrows"
 OPEN = "open"
 CARRY = "carry"
+
+OBJECT_COMMIT_S = 0.25
+"""Least time between two commits of one client on an object store: at most 4 segments a second."""
+READ_THREADS = 16
+"""Files read at once on an object store, where each read is a round trip."""
 
 EVENT_SCHEMA = {"event": pl.String, "key": pl.String, "model": pl.String, "stage": pl.String}
 OUTSTANDING_SCHEMA = {"chain": pl.String, "key": pl.String, "model": pl.String, "stage": pl.String}
@@ -126,7 +133,9 @@ class WalWriter:
                 if self._loc.is_local:
                     self._append(rows, lines)
                 else:
+                    started = time.monotonic()
                     await asyncio.to_thread(self._put, rows, lines)
+                    await asyncio.sleep(OBJECT_COMMIT_S - (time.monotonic() - started))
             except BaseException as exc:
                 _wake(waiters, exc)
                 if not isinstance(exc, Exception):
@@ -226,12 +235,23 @@ def list_files(loc: Location) -> list[WalFile]:
     return sorted(files, key=lambda f: f.path)
 
 
+def _contents(loc: Location, files: Iterable[WalFile]) -> list[bytes]:
+    """The bytes of `files`, in order; fetched in parallel on object stores."""
+
+    def read(f: WalFile) -> bytes:
+        with loc.fs.open_input_stream(f.path) as src:
+            return bytes(src.read())
+
+    if loc.is_local:
+        return [read(f) for f in files]
+    with ThreadPoolExecutor(READ_THREADS) as pool:
+        return list(pool.map(read, files))
+
+
 def read_rows(loc: Location, files: Iterable[WalFile]) -> pa.Table:
     """The rows of answers files; a file cut off mid-write yields the batches before the cut."""
     batches: list[pa.RecordBatch] = []
-    for f in files:
-        with loc.fs.open_input_stream(f.path) as src:
-            data = src.read()
+    for data in _contents(loc, files):
         try:
             reader = pa.ipc.open_stream(data)
         except (pa.ArrowInvalid, OSError):
@@ -247,10 +267,11 @@ def read_rows(loc: Location, files: Iterable[WalFile]) -> pa.Table:
 def read_events(loc: Location, files: Iterable[WalFile]) -> pl.DataFrame:
     """The events of events files with their chain; a line cut off mid-write is dropped."""
     frames = []
-    for f in files:
-        with loc.fs.open_input_stream(f.path) as src:
-            text = src.read().decode("utf-8", "replace")
-        lines = text.split("\n")[:-1]  # the last piece has no newline: empty, or cut off
+    files = list(files)
+    for f, data in zip(files, _contents(loc, files), strict=True):
+        lines = data.decode("utf-8", "replace").split("\n")[
+            :-1
+        ]  # the last piece has no newline: empty, or cut off
         if lines:
             fields = [line.split("\t") for line in lines if line.count("\t") == 3]
             frame = pl.DataFrame(fields, schema=EVENT_SCHEMA, orient="row")
