@@ -236,11 +236,15 @@ def list_files(loc: Location) -> list[WalFile]:
 
 
 def _contents(loc: Location, files: Iterable[WalFile]) -> list[bytes]:
-    """The bytes of `files`, in order; fetched in parallel on object stores."""
+    """The bytes of `files`, in order (empty for a file gone since it was listed: a live
+    session's segment sealed or compacted meanwhile); fetched in parallel on object stores."""
 
     def read(f: WalFile) -> bytes:
-        with loc.fs.open_input_stream(f.path) as src:
-            return bytes(src.read())
+        try:
+            with loc.fs.open_input_stream(f.path) as src:
+                return bytes(src.read())
+        except FileNotFoundError:
+            return b""
 
     if loc.is_local:
         return [read(f) for f in files]
