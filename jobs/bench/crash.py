@@ -58,7 +58,7 @@ RUNNING_STAGE = "responses"
 REPORTED = "may_be_paid_twice"
 """The figure each `manifest["interrupted"]` entry gives."""
 CONFIG = "crash.json"
-LATENCY_S = (0.3, 1.0)
+LATENCY_S = (0.6, 2.0)
 OBSERVE_S = 10.0
 """Seconds the driver-only phase watches after the kill."""
 
