@@ -95,7 +95,8 @@ async def test_our_openai_client_parses_its_answers() -> None:
         async def key_for(name: str) -> str:
             return "any-key"
 
-        core = ClientCore(ClientSettings({"m": ep}, {"acc": 4}), lambda acc: limiter, key_for)
+        settings = ClientSettings(endpoints={"m": ep}, in_flight={"acc": 4})
+        core = ClientCore(settings, lambda acc: limiter, key_for)
         spec = spec_to_json(chat("m", "Should I tell my neighbour's secret?", max_tokens=16))
         try:
             batch = await core.call_batch([("k1", spec)])
