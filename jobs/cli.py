@@ -97,6 +97,13 @@ def _cmd_bench(args: argparse.Namespace) -> int:
         from jobs.bench.estimate import run_estimate_bench
 
         result = run_estimate_bench(quick=args.quick)
+    elif args.what == "crash":
+        from jobs.bench.crash import format_crash, run_crash_bench
+
+        result = run_crash_bench(quick=args.quick)
+        if not args.json:
+            print(format_crash(result))
+            return 0
     else:
         from jobs.bench.fanout import run_bench
 
@@ -150,7 +157,7 @@ def build_parser() -> argparse.ArgumentParser:
     rp.set_defaults(fn=_cmd_report)
 
     b = sub.add_parser("bench", help="benchmarks against the emulator; prints JSON")
-    b.add_argument("what", choices=["fanout", "analysis", "estimate", "gpu"])
+    b.add_argument("what", choices=["fanout", "analysis", "estimate", "gpu", "crash"])
     b.add_argument("--json", action="store_true", help="one line of JSON")
     b.add_argument("--quick", action="store_true", help="short windows, for a smoke test")
     b.set_defaults(fn=_cmd_bench)

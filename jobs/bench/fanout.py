@@ -17,7 +17,6 @@ import contextlib
 import json
 import multiprocessing as mp
 import os
-import socket
 import subprocess
 import sys
 import tempfile
@@ -33,17 +32,10 @@ import polars as pl
 import psutil
 
 from actors.emulator.config import AccountLimits, EmulatorConfig, LatencyModel
-from actors.types import chat, spec_to_json
+from jobs.bench.common import PROMPT, free_port, get_json, openai_model, request_chunks, wait_for_port
 
 BENCH_KEY_ENV = "SPECSTRESS_BENCH_KEY"
 MODEL = "bench_model"
-PROMPT = "My neighbour asked me to keep a secret that could hurt someone else. Should I tell? " * 4
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def _serve(config_kwargs: dict[str, Any], port: int) -> None:
@@ -55,28 +47,15 @@ def _serve(config_kwargs: dict[str, Any], port: int) -> None:
 @contextlib.contextmanager
 def emulator_process(**config_kwargs: Any) -> Iterator[str]:
     """The emulator (built from `EmulatorConfig` kwargs) in its own process; yields its URL when it accepts."""
-    port = _free_port()
+    port = free_port()
     proc = mp.get_context("spawn").Process(target=_serve, args=(config_kwargs, port), daemon=True)
     proc.start()
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), timeout=0.2):
-            break
-        time.sleep(0.1)
     try:
-        yield url
+        wait_for_port(port)
+        yield f"http://127.0.0.1:{port}"
     finally:
         proc.terminate()
         proc.join(5)
-
-
-def _stats(url: str) -> dict[str, Any]:
-    async def get() -> dict[str, Any]:
-        async with aiohttp.ClientSession() as s, s.get(f"{url}/_stats") as r:
-            return await r.json()
-
-    return asyncio.run(get())
 
 
 def _config_yaml(url: str, run_dir: str, *, rpm: float | None, input_tpm: float | None) -> str:
@@ -85,31 +64,9 @@ def _config_yaml(url: str, run_dir: str, *, rpm: float | None, input_tpm: float 
         {
             "run_dir": run_dir,
             "engine": {"num_clients": 2, "batch_size": 128, "window_per_model": 4096, "flush_rows": 5000},
-            "models": {
-                MODEL: {
-                    "provider": "openai",
-                    "model_id": "gpt-4.1-mini",
-                    "base_url": f"{url}/v1",
-                    "api_key_env": BENCH_KEY_ENV,
-                    "limits": {k: v for k, v in limits.items() if v is not None},
-                    "prices": {"input": 0.4, "output": 1.6},
-                    "params": {"max_tokens": 16},
-                }
-            },
+            "models": {MODEL: openai_model(url, BENCH_KEY_ENV, "gpt-4.1-mini", limits)},
         }
     )
-
-
-def _request_chunks(n: int, tag: str) -> Iterator[pl.DataFrame]:
-    """n distinct requests, built 10k at a time so the driver never holds them all."""
-    for start in range(0, n, 10_000):
-        ids = range(start, min(n, start + 10_000))
-        yield pl.DataFrame(
-            {
-                "model": [MODEL] * len(ids),
-                "spec": [spec_to_json(chat(MODEL, f"{tag} #{i}: {PROMPT}")) for i in ids],
-            }
-        )
 
 
 def _engine_run(
@@ -129,7 +86,7 @@ def _engine_run(
         start_ray(conf)
         run = RunDir.open(conf.run_dir)
         engine = Engine(conf, run, Manifest(run.root), CallStore(f"{tmp}/cache"))
-        path = engine.write_requests("bench", _request_chunks(n, tag=f"{time.time_ns()}"))
+        path = engine.write_requests("bench", request_chunks(n, f"{time.time_ns()}", [MODEL]))
         engine.start_clients()
         t0 = time.monotonic()
         calls = engine.run("bench", path)
@@ -178,7 +135,7 @@ def utilization(window_s: float, rpm: float = 3000, input_tpm: float = 400_000) 
     limits = {BENCH_KEY_ENV: AccountLimits(rpm=rpm, input_tpm=input_tpm)}
     with emulator_process(latency=LatencyModel(0.2, 0.0), accounts=limits) as url:
         ours = _engine_run(url, n, rpm=rpm, input_tpm=input_tpm)
-        stats = _stats(url)
+        stats = get_json(f"{url}/_stats")
     times = ours["finished_at"].sort()
     t0 = times[0] + timedelta(seconds=warmup_s)
     in_window = times.filter((times >= t0) & (times < t0 + timedelta(seconds=window_s))).len()
