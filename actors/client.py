@@ -21,6 +21,7 @@ import aiohttp
 import pyarrow as pa
 import ray
 
+from actors.driver_lease import DRIVER_LEASE_S, DriverLease
 from actors.errors import ProviderError
 from actors.keyring import fetch_key
 from actors.lease_client import LeaseClient, lease_client_for
@@ -122,6 +123,7 @@ class ClientCore:
         *,
         seed: int | None = None,
         metrics: CallMetrics | None = None,
+        driver_lease_s: float = DRIVER_LEASE_S,
     ) -> None:
         """Args:
         settings: this client's slice of config.
@@ -129,6 +131,7 @@ class ClientCore:
         key_for: the API key held for an environment variable name, asked on first use.
         seed: seeds the backoff jitter.
         metrics: where counters and gauges go (default: Ray's metrics API).
+        driver_lease_s: seconds the first driver lease runs (`actors/driver_lease.py`).
         """
         self.settings = settings
         self._limiter_for = limiter_for
@@ -143,6 +146,7 @@ class ClientCore:
         self._client_id = f"client-{uuid.uuid4().hex[:8]}"
         self._draining = False
         self._sending: set[asyncio.Future[Any]] = set()
+        self._driver_lease = DriverLease(driver_lease_s)
 
     def _lease(self, account: str) -> LeaseClient:
         if account not in self._leases:
@@ -171,7 +175,12 @@ class ClientCore:
         is held hostage by a hung call in the same batch.
         """
         self._draining = True
+        self._driver_lease.lift()
         asyncio.get_running_loop().call_later(timeout_s, self._cut_off)
+
+    def renew(self, valid_s: float) -> None:
+        """The driver is alive: start new requests for `valid_s` more seconds (`actors/driver_lease.py`)."""
+        self._driver_lease.renew(valid_s)
 
     def _cut_off(self) -> None:
         for send in list(self._sending):
@@ -216,10 +225,11 @@ class ClientCore:
                 with metrics.level("specstress_queue_depth", *tags):
                     await lease.acquire(in_est, out_est)
                     await sem.acquire()
-                if self._draining:
-                    sem.release()
-                    return self._unstored(row, UNSENT)
                 try:
+                    with metrics.level("specstress_queue_depth", *tags):
+                        await self._driver_lease.wait()  # right before the send: no await between
+                    if self._draining:
+                        return self._unstored(row, UNSENT)
                     with metrics.level("specstress_in_flight", *tags):
                         metrics.add("specstress_requests", *tags)
                         send = asyncio.ensure_future(
@@ -294,7 +304,7 @@ class ClientCore:
         return row
 
 
-@ray.remote(max_restarts=-1, max_task_retries=0)
+@ray.remote(max_restarts=-1, max_task_retries=0, concurrency_groups={"driver_lease": 1})
 class ClientActor:
     """A Ray actor around `ClientCore`. Async, so one process keeps many requests in flight."""
 
@@ -306,6 +316,10 @@ class ClientActor:
 
     async def drain(self, timeout_s: float) -> None:
         self.core.drain(timeout_s)
+
+    @ray.method(concurrency_group="driver_lease")  # its own loop: never queued behind call_batch
+    async def renew(self, valid_s: float) -> None:
+        self.core.renew(valid_s)
 
     async def close(self) -> None:
         await self.core.close()
