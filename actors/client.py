@@ -23,6 +23,7 @@ import aiohttp
 import pyarrow as pa
 import ray
 
+from actors.driver_lease import DRIVER_LEASE_S, DriverLease
 from actors.errors import ProviderError
 from actors.keyring import fetch_key
 from actors.lease_client import LeaseClient, lease_client_for
@@ -126,6 +127,7 @@ class ClientCore:
         *,
         seed: int | None = None,
         metrics: CallMetrics | None = None,
+        driver_lease_s: float = DRIVER_LEASE_S,
     ) -> None:
         """Args:
         settings: this client's slice of config.
@@ -133,6 +135,7 @@ class ClientCore:
         key_for: the API key held for an environment variable name, asked on first use.
         seed: seeds the backoff jitter.
         metrics: where counters and gauges go (default: Ray's metrics API).
+        driver_lease_s: seconds the first driver lease runs (`actors/driver_lease.py`).
         """
         self.settings = settings
         self._limiter_for = limiter_for
@@ -148,6 +151,7 @@ class ClientCore:
         self._draining = False
         self._sending: set[asyncio.Future[Any]] = set()
         self._wal = WalWriter(settings.wal, self._client_id)
+        self._driver_lease = DriverLease(driver_lease_s)
 
     def _lease(self, account: str) -> LeaseClient:
         if account not in self._leases:
@@ -181,7 +185,12 @@ class ClientCore:
         is held hostage by a hung call in the same batch.
         """
         self._draining = True
+        self._driver_lease.lift()
         asyncio.get_running_loop().call_later(timeout_s, self._cut_off)
+
+    def renew(self, valid_s: float) -> None:
+        """The driver is alive: start new requests for `valid_s` more seconds (`actors/driver_lease.py`)."""
+        self._driver_lease.renew(valid_s)
 
     def _cut_off(self) -> None:
         for send in list(self._sending):
@@ -231,11 +240,12 @@ class ClientCore:
                 with metrics.level("specstress_queue_depth", *tags):
                     await lease.acquire(in_est, out_est)
                     await sem.acquire()
-                if self._draining:
-                    sem.release()
-                    return self._unstored(row, UNSENT)
                 try:
-                    await self._wal.sent(row["key"], spec.model, stage)
+                    with metrics.level("specstress_queue_depth", *tags):
+                        await self._driver_lease.wait()  # the last wait before the send but the log's
+                    if self._draining:
+                        return self._unstored(row, UNSENT)
+                    await self._wal.sent(row["key"], spec.model, stage)  # durable before it goes out
                     with metrics.level("specstress_in_flight", *tags):
                         metrics.add("specstress_requests", *tags)
                         send = asyncio.ensure_future(
@@ -310,7 +320,7 @@ class ClientCore:
         return row
 
 
-@ray.remote(max_restarts=-1, max_task_retries=0)
+@ray.remote(max_restarts=-1, max_task_retries=0, concurrency_groups={"driver_lease": 1})
 class ClientActor:
     """A Ray actor around `ClientCore`. Async, so one process keeps many requests in flight."""
 
@@ -325,6 +335,10 @@ class ClientActor:
 
     async def drain(self, timeout_s: float) -> None:
         self.core.drain(timeout_s)
+
+    @ray.method(concurrency_group="driver_lease")  # its own loop: never queued behind call_batch
+    async def renew(self, valid_s: float) -> None:
+        self.core.renew(valid_s)
 
     async def close(self) -> None:
         await self.core.close()

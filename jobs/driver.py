@@ -6,9 +6,12 @@ the same config again resumes: finished calls come from the store and cost nothi
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 import socket
+import subprocess
+import sys
 from typing import Any
 
 from actors.errors import BudgetExceeded, CallsFailed, Interrupted
@@ -27,12 +30,28 @@ from jobs.stages.registry import check_stages, stage
 log = logging.getLogger("specstress")
 
 
+@functools.cache
+def start_reaper() -> subprocess.Popen[bytes]:
+    """Start `jobs/reaper.py` on this process, once: it ends the local Ray's processes after we die.
+
+    In a session of its own, so that a kill of our process group does not take it too.
+    """
+    return subprocess.Popen(
+        [sys.executable, "-m", "jobs.reaper", str(os.getpid())],
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+
+
 def start_ray(conf: RunConf) -> None:
     import ray
 
     if ray.is_initialized():
         return
     if conf.ray.address is None:
+        start_reaper()
         # A local Ray on loopback, without the token auth a cluster should keep (DESIGN.md).
         os.environ.setdefault("RAY_AUTH_MODE", "disabled")
         ray.init(

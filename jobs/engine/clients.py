@@ -7,12 +7,14 @@ import itertools
 import logging
 import math
 import os
+import threading
 from typing import Any
 
 import ray
 from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
 from actors.client import ClientActor, ClientSettings
+from actors.driver_lease import DRIVER_LEASE_S, RENEW_EVERY_S
 from actors.keyring import open_key_ring
 from actors.limiter import get_limiter, kill_limiter
 from actors.retry import RetryPolicy
@@ -41,13 +43,20 @@ def client_placements(n: int) -> list[Any]:
 
 
 class ClientPool:
-    """Client actor handles, handed out round-robin, and the limiters they lease from."""
+    """Client actor handles, handed out round-robin, and the limiters they lease from.
+
+    While the pool is open a thread renews every client's driver lease (`actors/driver_lease.py`):
+    a thread, not the engine's event loop, which may be busy for seconds writing Parquet. When
+    this process dies the thread dies with it, and the clients pause their new calls.
+    """
 
     def __init__(self) -> None:
         self.handles: list[Any] = []
         self._limiters: dict[str, Any] = {}
         self._ring: Any = None
         self._rr = itertools.count()
+        self._renewer: threading.Thread | None = None
+        self._stop_renewing = threading.Event()
 
     def start(self, conf: RunConf, endpoints: dict[str, Endpoint], run_id: str, wal: WalSettings) -> None:
         """Create the limiters, then `engine.num_clients` clients logging to `wal`; a started pool stays as it is."""
@@ -80,6 +89,25 @@ class ClientPool:
             ClientActor.options(scheduling_strategy=where).remote(settings, seed=conf.seed + i)
             for i, where in enumerate(client_placements(n))
         ]
+        self._stop_renewing.clear()
+        self._renewer = threading.Thread(target=self._renew, name="driver-lease", daemon=True)
+        self._renewer.start()
+
+    def _renew(self) -> None:
+        """Renew each client's driver lease every `RENEW_EVERY_S` until `stop_renewing`."""
+        handles = list(self.handles)
+        while not self._stop_renewing.wait(RENEW_EVERY_S):
+            for client in handles:
+                # Fire and forget: a dead or restarting client misses a renewal, and a restarted
+                # one starts with a lease of its own.
+                client.renew.remote(DRIVER_LEASE_S)
+
+    def stop_renewing(self) -> None:
+        """Stop renewing the clients' driver leases and wait for the thread: they pause within a lease."""
+        self._stop_renewing.set()
+        if self._renewer is not None:
+            self._renewer.join()
+            self._renewer = None
 
     def next(self) -> Any:
         """The next client in turn: a batch sent again after a lost client goes to another one."""
@@ -102,6 +130,7 @@ class ClientPool:
 
     def close(self) -> None:
         """Close the clients' sessions, end the clients and the limiters."""
+        self.stop_renewing()
         if self.handles:
             ray.get([c.close.remote() for c in self.handles])
             for c in self.handles:

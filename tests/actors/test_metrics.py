@@ -32,7 +32,9 @@ class _Metric:
         self.values[tuple(tags.values())] = value
 
 
-class _Factory:
+class MetricFactory:
+    """Stands in for `ray.util.metrics`: its counters and gauges keep what they were given."""
+
     def __init__(self) -> None:
         self.made: dict[str, _Metric] = {}
 
@@ -44,7 +46,7 @@ class _Factory:
 
 
 def test_call_metrics_count_a_request_by_model_and_account() -> None:
-    factory = _Factory()
+    factory = MetricFactory()
     m = CallMetrics(factory)
     assert set(factory.made) == set(COUNTERS) | set(GAUGES)
     with m.level("specstress_in_flight", "o3", "openai"):

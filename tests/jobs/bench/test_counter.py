@@ -6,17 +6,16 @@ import asyncio
 import hashlib
 import json
 import time
-from types import SimpleNamespace
+from pathlib import Path
 from typing import Any
 
 import aiohttp
 from aiohttp.test_utils import TestServer
 
-from actors.client import ClientCore, ClientSettings
-from actors.limiter import AccountLimits, LimiterCore
-from actors.types import Endpoint, chat, spec_to_json
+from actors.types import chat, spec_to_json
 from jobs.bench.common import get_json
 from jobs.bench.counter import COUNTS, counter_process, create_app
+from tests.actors.test_client import client_core
 
 AUTH = {"Authorization": "Bearer any-key"}
 
@@ -73,33 +72,12 @@ def get_counts(server: TestServer) -> dict[str, Any]:
     return server.app[COUNTS].as_dict()
 
 
-def _local_limiter() -> Any:
-    """A limiter with no limits, in this process: the `.lease.remote` / `.settle.remote` a client calls."""
-    core = LimiterCore(AccountLimits())
-
-    async def lease(client_id: str, n: int, want_in: float, want_out: float, settlement: Any) -> Any:
-        return core.lease(client_id, n, want_in, want_out)
-
-    async def settle(client_id: str, settlement: Any) -> None:
-        core.settle(client_id, settlement)
-
-    return SimpleNamespace(lease=SimpleNamespace(remote=lease), settle=SimpleNamespace(remote=settle))
-
-
-async def test_our_openai_client_parses_its_answers() -> None:
+async def test_our_openai_client_parses_its_answers(tmp_path: Path) -> None:
     async with TestServer(create_app()) as server:
-        base = str(server.make_url("/v1"))
-        ep = Endpoint("m", "openai", "gpt-4.1-mini", base, "COUNTER_KEY", "acc")
-        limiter = _local_limiter()
-
-        async def key_for(name: str) -> str:
-            return "any-key"
-
-        settings = ClientSettings(endpoints={"m": ep}, in_flight={"acc": 4})
-        core = ClientCore(settings, lambda acc: limiter, key_for)
+        core = client_core(str(server.make_url("/v1")), "any-key", tmp_path)
         spec = spec_to_json(chat("m", "Should I tell my neighbour's secret?", max_tokens=16))
         try:
-            batch = await core.call_batch([("k1", spec)])
+            batch = await core.call_batch([("k1", spec)], "s")
         finally:
             await core.close()
         assert server.app[COUNTS].as_dict(summary=True)["answered_total"] == 1
