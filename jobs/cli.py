@@ -100,7 +100,7 @@ def _cmd_bench(args: argparse.Namespace) -> int:
     elif args.what == "crash":
         from jobs.bench.crash import format_crash, run_crash_bench
 
-        result = run_crash_bench(quick=args.quick)
+        result = run_crash_bench(quick=args.quick, address=args.address)
         if not args.json:
             print(format_crash(result))
             return 0
@@ -160,6 +160,7 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("what", choices=["fanout", "analysis", "estimate", "gpu", "crash"])
     b.add_argument("--json", action="store_true", help="one line of JSON")
     b.add_argument("--quick", action="store_true", help="short windows, for a smoke test")
+    b.add_argument("--address", help="crash: run the drivers on this Ray cluster instead of a local Ray")
     b.set_defaults(fn=_cmd_bench)
     return p
 

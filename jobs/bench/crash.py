@@ -71,7 +71,7 @@ def _stages(calls: int) -> dict[str, int]:
     return {"queries": max(calls // 20, 1), RUNNING_STAGE: calls}
 
 
-def _config(url: str, workdir: Path) -> str:
+def _config(url: str, workdir: Path, address: str | None) -> str:
     models = {
         m: openai_model(url, _key_env(m), mid, {"max_in_flight": MAX_IN_FLIGHT}) for m, mid in MODELS.items()
     }
@@ -81,6 +81,7 @@ def _config(url: str, workdir: Path) -> str:
             "cache_dir": str(workdir / "cache"),
             "engine": {"num_clients": 2, "batch_size": 16},
             "models": models,
+            "ray": {"address": address},
         }
     )
 
@@ -270,14 +271,14 @@ def _rows_per_key(workdir: Path) -> dict[str, Any]:
 
 
 @contextlib.contextmanager
-def _workdir(url: str) -> Iterator[Path]:
+def _workdir(url: str, address: str | None) -> Iterator[Path]:
     with tempfile.TemporaryDirectory(prefix="specstress-crash-") as tmp:
         workdir = Path(tmp)
-        (workdir / CONFIG).write_text(_config(url, workdir))
+        (workdir / CONFIG).write_text(_config(url, workdir, address))
         yield workdir
 
 
-def whole_run_killed(calls: int, kills: int, seed: int) -> dict[str, Any]:
+def whole_run_killed(calls: int, kills: int, seed: int, address: str | None = None) -> dict[str, Any]:
     """SIGKILL the whole run `kills` times mid-stage, resume it to the end, and count."""
     rng = random.Random(seed)
     offset = _stages(calls)["queries"]
@@ -285,7 +286,7 @@ def whole_run_killed(calls: int, kills: int, seed: int) -> dict[str, Any]:
     snapshots: list[dict[str, int]] = []
     entries: list[list[dict[str, Any]]] = []
     t0 = time.monotonic()
-    with counter_process(*LATENCY_S, seed=seed) as url, _workdir(url) as workdir:
+    with counter_process(*LATENCY_S, seed=seed) as url, _workdir(url, address) as workdir:
         for n, target in enumerate(kill_targets(kills, calls, rng)):
             with _session(workdir, calls, n) as session:
                 at = _wait_until_answered(url, session, offset, target)
@@ -339,12 +340,12 @@ def whole_run_killed(calls: int, kills: int, seed: int) -> dict[str, Any]:
     }
 
 
-def driver_only_killed(calls: int, seed: int) -> dict[str, Any]:
+def driver_only_killed(calls: int, seed: int, address: str | None = None) -> dict[str, Any]:
     """SIGKILL the driver alone mid-stage; what its clients send after, and what is left of its processes."""
     offset = _stages(calls)["queries"]
     with (
         counter_process(*LATENCY_S, seed=seed) as url,
-        _workdir(url) as workdir,
+        _workdir(url, address) as workdir,
         _session(workdir, calls, 0) as session,
     ):
         _wait_until_answered(url, session, offset, int(calls * random.Random(seed).uniform(0.3, 0.5)))
@@ -369,15 +370,18 @@ def driver_only_killed(calls: int, seed: int) -> dict[str, Any]:
     }
 
 
-def run_crash_bench(*, quick: bool = False, seed: int = 0) -> dict[str, Any]:
-    """Both phases; `quick` runs 1,500 calls and 2 kills instead of 8,000 and 5."""
+def run_crash_bench(*, quick: bool = False, seed: int = 0, address: str | None = None) -> dict[str, Any]:
+    """Both phases; `quick` runs 1,500 calls and 2 kills instead of 8,000 and 5. With `address`
+    the drivers join that Ray cluster (its nodes must see this machine's temporary directory,
+    as the nodes of a one-machine test cluster do); otherwise each starts a local Ray."""
     calls, kills = (1_500, 2) if quick else (8_000, 5)
     for model in MODELS:
         os.environ.setdefault(_key_env(model), "crash-" + os.urandom(8).hex())
     t0 = time.monotonic()
     return {
-        "whole_run_killed": whole_run_killed(calls, kills, seed),
-        "driver_killed": driver_only_killed(calls, seed),
+        "whole_run_killed": whole_run_killed(calls, kills, seed, address),
+        "driver_killed": driver_only_killed(calls, seed, address),
+        "ray_address": address,
         "latency_s": list(LATENCY_S),
         "bench_seconds": round(time.monotonic() - t0, 1),
         "cpu_count": os.cpu_count(),

@@ -15,10 +15,12 @@ from typing import Any
 
 import pytest
 
+import tests.jobs.bench.test_crash as crash_tests
 from actors.emulator.config import AccountLimits as EmulatedLimits
 from actors.emulator.config import LatencyModel
 from actors.emulator.server import EmulatorServer
 from actors.limiter import NAMESPACE, LimiterActor, limiter_name
+from jobs.bench.crash import run_crash_bench
 from jobs.conf.loader import account_limits, account_of, to_account_limits
 from jobs.engine.engine import Engine
 from tests.conftest import emulator_config
@@ -228,3 +230,18 @@ def test_sigkill_driver_on_the_cluster_then_resume_is_exactly_once(cluster: Any,
     assert len(answers) == N_PAIRS
     assert sum(k - 1 for k in answers.values() if k > 1) <= in_flight
     assert manifest["state"] == "done"
+
+
+@pytest.fixture(scope="module")
+def crash(cluster: Any) -> dict[str, Any]:
+    """`specstress bench crash --quick` with its drivers on the three-node cluster."""
+    return run_crash_bench(quick=True, address=cluster.address)
+
+
+@pytest.mark.timeout(900)
+class TestCrashBenchOnTheCluster(crash_tests.TestQuickBench):
+    """The bounds of the local crash bench, with the clients on the cluster's nodes: a dead
+    driver's clients pause within a second, log what was on the wire, and are ended by Ray."""
+
+    def test_no_client_of_a_dead_driver_is_left(self, crash: dict[str, Any]) -> None:
+        _wait(lambda: not _alive("ClientActor"), "the killed drivers' client actors to end", timeout=60)
