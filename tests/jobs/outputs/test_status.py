@@ -14,7 +14,10 @@ import polars as pl
 from actors.emulator.config import LatencyModel
 from actors.emulator.server import EmulatorServer
 from actors.store import CallStore
+from jobs.engine.rundir import Manifest, RunDir
+from jobs.outputs.status import format_status, run_status
 from tests.conftest import emulator_config
+from tests.jobs.engine.test_recovery import write_log
 from tests.jobs.test_resume import kill_run, small_config, start_run
 
 
@@ -72,3 +75,24 @@ def test_status_during_a_run_and_after_a_kill_matches_the_store(tmp_path: Path, 
     assert abs(dead["store"]["cost_usd"] - truth["cost_usd"]) < 1e-9
     assert dead["calls"]["scenarios_neutral"]["made"] <= truth["calls"]
     assert dead["tables"].get("pairs") == 240
+
+
+def test_status_shows_calls_on_the_wire_per_the_logs_and_those_a_settled_session_counted(
+    tmp_path: Path,
+) -> None:
+    run = RunDir.open(str(tmp_path / "run"))
+    manifest = Manifest(run.root)
+    manifest.data["sessions"].append({"started_at": "2026-12-06T00:00:00+00:00", "ended_at": "x"})
+    manifest.data["interrupted"] = [
+        {"session": "old", "stage": "scores", "model": "judge", "may_be_paid_twice": 3},
+        {"session": "older", "stage": "scores", "model": "judge", "may_be_paid_twice": 2},
+    ]
+    manifest.save()
+    write_log(tmp_path / "run" / "wal", "live", "c1", "responses", ["a", "b", "c"], ["a"])
+
+    status = run_status(str(tmp_path / "run"))
+    assert status["paid_twice"] == [{"stage": "scores", "model": "judge", "calls": 5}]
+    assert status["on_the_wire"] == [{"stage": "responses", "model": "m", "calls": 2}]
+    text = format_status(status)
+    assert "may have been paid twice: 5 calls of scores/judge" in text
+    assert "on the wire per the clients' logs: 2 calls of responses/m" in text
