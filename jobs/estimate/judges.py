@@ -32,13 +32,15 @@ from jobs.stages.streaming import scan_table
 from jobs.stages.values import value_categories
 
 
-def _in_scope(run: RunDir, subset: str, high_only: bool, n_scen: int, cap: int | None) -> tuple[int, bool]:
-    """(scenarios a labelling stage would judge, whether read from an earlier run's table)."""
+def _in_scope(run: RunDir, subset: str, scope: str, n_scen: int, cap: int | None) -> tuple[int, bool]:
+    """(scenarios a labelling stage would judge, whether read from an earlier run's table); before
+    the disagreement stage has run, every scenario (an upper bound)."""
     try:
-        dis = scan_table(run, "disagreement").filter(pl.col("subset") == subset)
-        if high_only:
-            dis = dis.filter(pl.col("high"))
-        n, known = dis.select(pl.len()).collect().item(), True
+        table = scan_table(run, "selections" if scope == "selected" else "disagreement")
+        rows = table.filter(pl.col("subset") == subset)
+        if scope == "high":
+            rows = rows.filter(pl.col("high"))
+        n, known = rows.select(pl.len()).collect().item(), True
     except SpecstressError:
         n, known = n_scen, False
     return (min(n, cap) if cap is not None else n), known
@@ -52,7 +54,7 @@ def _compliance_scenarios(conf: RunConf, run: RunDir, n_scen: int) -> int:
         return len(sample_groups(run, conf.seed, cc, families_of(cc, list(cc.models or [])))[0])
     sizes = [cc.samples.random, cc.samples.high_all, cc.samples.high_family]
     cap = None if cc.scope == "all" or None in sizes else sum(s or 0 for s in sizes)
-    return _in_scope(run, cc.bin_subset, False, n_scen, cap)[0]
+    return _in_scope(run, cc.bin_subset, "all", n_scen, cap)[0]
 
 
 def _phrase_embedding_lines(conf: RunConf, n_responses: int) -> list[Line]:
@@ -94,7 +96,7 @@ def judge_lines(
                 phrases = from_earlier_requests(conf, run, "values_embeddings", answered)
                 lines += phrases or _phrase_embedding_lines(conf, scenarios * n_resp)
             continue
-        n, _ = _in_scope(run, sc.subset, sc.scope == "high", n_scen, sc.max_scenarios)
+        n, _ = _in_scope(run, sc.subset, sc.scope, n_scen, sc.max_scenarios)
         per_scenario = n_resp if name == "refusals" else 1
         whole = _line(conf, name, sc.model, n * per_scenario, sc)
         earlier = from_earlier_requests(conf, run, name, answered)

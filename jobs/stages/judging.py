@@ -1,9 +1,10 @@
 """What the labelling stages (topics, refusals, compliance, values) share: scope and inputs.
 
-A labelling stage judges the scenarios of its scope: `high` (default) takes the
-high-disagreement scenarios of one subset of `tables/disagreement.parquet` (highest D
-first), `all` every scenario with a disagreement row (i.e. scored). `max_scenarios` caps
-either, for small runs and demos. Scenarios are judged `chunk_scenarios` at a time (requests
+A labelling stage judges the scenarios of its scope: `selected` (default, as the paper did)
+takes one subset's weighted k-center selections (`tables/selections.parquet`, in selection
+order), `high` the high-disagreement scenarios of one subset of `tables/disagreement.parquet`
+(highest D first), `all` every scenario with a disagreement row (i.e. scored).
+`max_scenarios` caps any of them, for small runs and demos. Scenarios are judged `chunk_scenarios` at a time (requests
 tables `<stage>_c<i>_r<round>`), so the prompts, which carry whole responses, are never all
 in memory at once; the call keys do not depend on the chunking.
 """
@@ -21,7 +22,7 @@ from jobs.engine.rundir import RunDir
 from jobs.stages.base import StageContext
 from jobs.stages.streaming import scan_table
 
-SCOPES = ("high", "all")
+SCOPES = ("selected", "high", "all")
 STATUSES = ("ok", "invalid", "call_failed")
 
 
@@ -29,12 +30,13 @@ STATUSES = ("ok", "invalid", "call_failed")
 class ScopeConf:
     """Which scenarios a labelling stage judges (shared by the four labelling stages)."""
 
-    scope: str = "high"
-    """high: the high-disagreement scenarios of `subset`; all: every scored scenario."""
+    scope: str = "selected"
+    """selected: the weighted k-center selections of `subset` (the paper's labelled sets);
+    high: the high-disagreement scenarios of `subset`; all: every scored scenario."""
     subset: str = "all"
-    """Disagreement subset whose high flag (and D order) `high` uses."""
+    """Disagreement subset whose selections (`selected`) or high flag and D order (`high`) are used."""
     max_scenarios: int | None = None
-    """Judge at most this many scenarios (highest D first); None: no cap."""
+    """Judge at most this many scenarios (first selected, or highest D first); None: no cap."""
     chunk_scenarios: int = 5_000
     """Scenarios whose calls are built, sent and written at a time; bounds memory at scale."""
 
@@ -100,17 +102,34 @@ def disagreement_of(run: RunDir, stage: str, subset: str) -> pl.DataFrame:
     return out
 
 
+def selections_of(run: RunDir, stage: str, subset: str) -> pl.DataFrame:
+    """(scenario_id) of one subset's weighted k-center selections, in selection order; a clear
+    error if the subset selected nothing."""
+    sel = scan_table(run, "selections").filter(pl.col("subset") == subset).sort("rank")
+    out = sel.select("scenario_id").collect()
+    if out.is_empty():
+        known = scan_table(run, "selections").select("subset").unique().collect()["subset"].to_list()
+        raise ConfigError(
+            f"config key 'stages.{stage}.subset': no selections for subset '{subset}' "
+            f"(subsets with selections: {sorted(known)}); use scope: high or all, or another subset"
+        )
+    return out
+
+
 def scoped_scenarios(ctx: StageContext[Any], stage: str, sc: ScopeConf) -> pl.DataFrame:
-    """(scenario_id, query) of the stage's scope, highest disagreement first, then by id."""
+    """(scenario_id, query) of the stage's scope: in selection order, or highest disagreement first, then by id."""
     check_scope(stage, sc)
-    dis = disagreement_of(ctx.run, stage, sc.subset)
-    if sc.scope == "high":
-        dis = dis.filter(pl.col("high").fill_null(False))
-    dis = dis.sort(["d", "scenario_id"], descending=[True, False], nulls_last=True)
+    if sc.scope == "selected":
+        ids = selections_of(ctx.run, stage, sc.subset)
+    else:
+        dis = disagreement_of(ctx.run, stage, sc.subset)
+        if sc.scope == "high":
+            dis = dis.filter(pl.col("high").fill_null(False))
+        ids = dis.sort(["d", "scenario_id"], descending=[True, False], nulls_last=True).select("scenario_id")
     if sc.max_scenarios is not None:
-        dis = dis.head(sc.max_scenarios)
+        ids = ids.head(sc.max_scenarios)
     scen = scan_table(ctx.run, "scenarios").select("scenario_id", "query").collect()
-    return dis.select("scenario_id").join(scen, on="scenario_id", how="inner", maintain_order="left")
+    return ids.join(scen, on="scenario_id", how="inner", maintain_order="left")
 
 
 def chunked(stage: str, scen: pl.DataFrame, sc: ScopeConf) -> Iterator[tuple[str, pl.DataFrame]]:

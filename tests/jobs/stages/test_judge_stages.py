@@ -14,6 +14,7 @@ import pytest
 
 from actors.emulator.config import OutputQuirks
 from actors.emulator.server import EmulatorServer
+from actors.errors import ConfigError
 from jobs.analysis.agreement import majority
 from jobs.conf.schema import RunConf
 from jobs.driver import run_pipeline
@@ -92,9 +93,12 @@ def conf(url: str, run_dir: Path, *extra: str) -> RunConf:
         "stages.disagreement.use_ray=false",
         "stages.topics.max_scenarios=8",
         "stages.refusals.max_scenarios=4",
+        "stages.refusals.scope=high",
+        "stages.topics.scope=high",
         f"stages.compliance.spec={SPEC}",
         "stages.compliance.samples={random: 3, high_all: 3, high_family: 3}",
         "stages.values.max_scenarios=4",
+        "stages.values.scope=high",
         "stages.values.embedding={backend: hashing}",
     )
 
@@ -252,6 +256,24 @@ def test_smaller_chunks_give_the_same_rows(judged: dict[str, Any]) -> None:
         assert read(judged, name).equals(first), name
     requests = {p.name for p in (judged["dir"] / "requests").glob("topics_c*_r0.parquet")}
     assert {"topics_c0_r0.parquet", "topics_c2_r0.parquet"} <= requests  # 8 scenarios in chunks of 3
+
+
+def test_the_default_scope_labels_a_subsets_selections_in_their_order(
+    judged: dict[str, Any], tmp_path: Path
+) -> None:
+    run_dir = tmp_path / "run"
+    shutil.copytree(judged["dir"], run_dir)
+    with EmulatorServer(emulator_config()) as emu:
+        selected_scope = conf(emu.url, run_dir)
+        selected_scope.stages.topics.scope = "selected"  # conf() sets high for the other tests
+        run_pipeline(selected_scope, stages=["topics"])
+    topics = pl.read_parquet(run_dir / "tables" / "topics.parquet")
+    selected = read(judged, "selections").filter(pl.col("subset") == "all").sort("rank")
+    assert 0 < topics.height <= 8
+    assert topics["scenario_id"].to_list() == selected["scenario_id"].head(topics.height).to_list()
+    with pytest.raises(ConfigError, match=r"stages\.topics\.subset': no selections for subset 'nobody'"):
+        selected_scope.stages.topics.subset = "nobody"
+        run_pipeline(selected_scope, stages=["topics"])
 
 
 def test_estimate_shows_the_compliance_cache_saving(judged: dict[str, Any]) -> None:
