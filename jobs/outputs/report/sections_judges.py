@@ -16,6 +16,10 @@ from jobs.stages.refusals import CATEGORIES
 
 MAX_TOPIC_PANELS = 12
 """Per-topic refusal panels shown (largest topics first); the rates table has every topic."""
+MAX_PAIR_MODELS = 12
+"""Models in the per-pair co-occurrence grid (those that show the most values); the table has every pair."""
+MAX_PAIR_CATEGORIES = 5
+"""Categories in each per-pair panel (the most frequent); the table has `stages.values.top_categories`."""
 
 
 def scenario_topics(src: RunSources) -> pl.DataFrame | None:
@@ -332,4 +336,54 @@ def values_section(src: RunSources) -> Section:
                 m, cats, cats, title="P(another model shows column | a model shows row)", vmin=0.0, vmax=1.0
             )
         )
+    pairs = src.frame("value_cooccurrence_pairs")
+    if pairs is None:
+        sec.missing.append(src.missing("values", "value_cooccurrence_pairs"))
+    elif pairs.height:
+        _pair_grid(sec, pairs)
     return sec
+
+
+def _pair_grid(sec: Section, pairs: pl.DataFrame) -> None:
+    """Co-occurrence per ordered model pair as small multiples, cut to the top categories and models."""
+    given = pairs.unique(["model_a", "model_b", "category_a"])
+    ranked = (
+        given.group_by("category_a")
+        .agg(pl.col("n").sum())
+        .sort(["n", "category_a"], descending=[True, False])
+    )
+    cats = ranked["category_a"].head(MAX_PAIR_CATEGORIES).to_list()
+    weight = dict(given.group_by("model_a").agg(pl.col("n").sum()).iter_rows())
+    every = set(pairs["model_a"]) | set(pairs["model_b"])
+    models = sorted(sorted(every, key=lambda m: (-weight.get(m, 0), m))[:MAX_PAIR_MODELS])
+    kept = pairs.filter(
+        pl.col("category_a").is_in(cats)
+        & pl.col("category_b").is_in(cats)
+        & pl.col("model_a").is_in(models)
+        & pl.col("model_b").is_in(models)
+    )
+    cells: dict[tuple[str, str], np.ndarray] = {}
+    for ma, mb, ca, cb, p in kept.select("model_a", "model_b", "category_a", "category_b", "p").iter_rows():
+        m = cells.setdefault((ma, mb), np.full((len(cats), len(cats)), np.nan))
+        m[cats.index(ca), cats.index(cb)] = p
+    ticks = [str(i + 1) for i in range(len(cats))]
+    sec.figures.append(
+        figures.heatmap_grid(
+            cells,
+            models,
+            models,
+            ticks=ticks,
+            title="P(model B shows column | model A shows row), per model pair",
+            row_title="model A (shows the row category)",
+            col_title="model B",
+            scale="P(B shows column | A shows row)",
+        )
+    )
+    note = (
+        f"Per model pair, a block per (model A, model B) whose rows and columns are the {len(cats)} most "
+        f"frequent of {ranked.height} categories: "
+        + ", ".join(f"{t} {c}" for t, c in zip(ticks, cats, strict=True))
+    )
+    if len(models) < len(every):
+        note += f"; the {len(models)} of {len(every)} models that show the most values"
+    sec.notes.append(note + ". Blank: A never showed the row's category where B answered too.")

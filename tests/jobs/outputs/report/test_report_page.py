@@ -11,6 +11,7 @@ from actors.errors import ConfigError
 from actors.storage import Location
 from jobs.cli import main
 from jobs.engine.batching.records import BatchLedger, BatchRecord
+from jobs.outputs.report import sections_judges
 from jobs.outputs.report.build import ReportOptions, build_report
 from jobs.outputs.report.facts import stage_of
 from jobs.outputs.report.page import script_json
@@ -19,6 +20,7 @@ from tests.jobs.outputs.report.synthetic_run import (
     COMPLIANCE_SAMPLES,
     HOSTILE,
     MODELS,
+    VALUE_CATEGORIES,
     analysis_run,
     inject_response,
     judge_tables,
@@ -48,7 +50,7 @@ def test_every_section_has_its_plots_and_tables(full_run: Path) -> None:
         "refusals": 2,
         "compliance": 2,
         "judges": 2,
-        "values": 2,
+        "values": 3,
     }
     for sid, n in expected_images.items():
         sec = page.sections[sid]
@@ -204,3 +206,18 @@ def test_run_facts_list_the_batches_in_flight(tmp_path: Path) -> None:
     assert "completed 5" in live_row[6]
     assert not [r for r in rows if r and r[0] == "batch_done"]
     assert ["all batches", "", "", "2 batches", "20", "", ""] in rows
+
+
+def test_pair_cooccurrence_is_drawn_for_the_top_categories_and_models(
+    full_run: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    page, _ = build(full_run)
+    [note] = [n for n in page.sections["values"].notes if n.startswith("Per model pair")]
+    assert f"the 4 most frequent of {len(VALUE_CATEGORIES)} categories" in note and "models that" not in note
+    monkeypatch.setattr(sections_judges, "MAX_PAIR_MODELS", 3)
+    monkeypatch.setattr(sections_judges, "MAX_PAIR_CATEGORIES", 2)
+    page, _ = build(full_run)
+    [note] = [n for n in page.sections["values"].notes if n.startswith("Per model pair")]
+    assert "the 2 most frequent of 4 categories: 1 " in note
+    assert f"the 3 of {len(MODELS)} models that show the most values" in note
+    assert page.sections["values"].images == 3
