@@ -14,11 +14,14 @@ import math
 from collections.abc import Mapping, Sequence
 
 import numpy as np
+from matplotlib.colors import ListedColormap
 from matplotlib.figure import Figure as MplFigure
 
 from jobs.outputs.report.blocks import Figure
 
 DPI = 80
+MISSING_GREY = "#d9d9d9"
+"""Cells with no value inside a drawn matrix, told apart from the page's white."""
 
 
 def _encode(fig: MplFigure, title: str, alt: str) -> Figure:
@@ -188,18 +191,21 @@ def heatmap_grid(
     not grow with the number of panels (an axes each took ~3 s for 12 x 12). Block labels
     name the rows and columns; the short `ticks` (explained by the caller) number the
     entries inside each block. A (row, column) without a matrix, such as a model paired
-    with itself, stays blank, as do NaN entries.
+    with itself, stays blank; a NaN entry inside a block is grey.
     """
     k, step = len(ticks), len(ticks) + 1
     mosaic = np.full((len(rows) * step - 1, len(cols) * step - 1), np.nan)
+    drawn = np.full(mosaic.shape, np.nan)
     for (i, r), (j, c) in itertools.product(enumerate(rows), enumerate(cols)):
         m = cells.get((r, c))
         if m is not None:
-            mosaic[i * step : i * step + k, j * step : j * step + k] = m
+            block = np.s_[i * step : i * step + k, j * step : j * step + k]
+            mosaic[block], drawn[block] = m, 1.0
     fig = MplFigure(
         figsize=(0.17 * mosaic.shape[1] + 3.0, 0.17 * mosaic.shape[0] + 2.0), layout="constrained"
     )
     ax = fig.subplots()
+    ax.imshow(drawn, cmap=ListedColormap([MISSING_GREY]), vmin=0.0, vmax=1.0)  # NaN inside a block: grey
     image = ax.imshow(mosaic, cmap="viridis", vmin=0.0, vmax=1.0)
     ax.set_xticks([j * step + (k - 1) / 2 for j in range(len(cols))], cols, rotation=45, ha="left")
     ax.set_yticks([i * step + (k - 1) / 2 for i in range(len(rows))], rows)
@@ -209,6 +215,7 @@ def heatmap_grid(
         which="major", length=0, labelsize=7, top=True, labeltop=True, bottom=False, labelbottom=False
     )
     ax.tick_params(which="minor", length=0, labelsize=5)
+    ax.xaxis.remove_overlapping_locs = ax.yaxis.remove_overlapping_locs = False  # keep a block's middle tick
     ax.tick_params(axis="y", which="minor", left=False, labelleft=False, right=True, labelright=True)
     ax.spines[:].set_visible(False)
     ax.set_xlabel(col_title, fontsize=8)

@@ -433,4 +433,4 @@ def _pair_grid(sec: Section, pairs: pl.DataFrame) -> None:
     )
     if len(models) < len(every):
         note += f"; the {len(models)} of {len(every)} models that show the most values"
-    sec.notes.append(note + ". Blank: A never showed the row's category where B answered too.")
+    sec.notes.append(note + ". Grey: A never showed the row's category where B answered too.")
