@@ -82,6 +82,7 @@ class PaperFigures(BaseModel):
         return [f for f in self.figures if f.metric in metrics]
 
     def caption(self, figures: Sequence[PaperFigure]) -> str:
+        """A comparison table's caption, citing each source of its figures once."""
         cited = dict.fromkeys(self.sources[f.source].short for f in figures)
         return f"This run beside the paper ({'; '.join(cited)})"
 
