@@ -6,9 +6,11 @@
   matches can be filtered by one threshold.
 - Counts: per model and category, the responses (scenario, model) that show the category
   at least once.
-- Co-occurrence over the `top` categories by count: P(model B shows Y | model A shows X)
-  pools every scenario and every ordered pair of distinct models (A, B) present in it:
-  the share of (scenario, A, B) with A showing X in which B shows Y.
+- Co-occurrence over the `top` categories by count: per ordered pair of distinct models
+  (A, B), P(B shows Y | A shows X) is the share of the scenarios where both answered and A
+  shows X in which B shows Y (`pair_cooccurrence`, the paper's view). The pooled table sums
+  those counts over every ordered pair: the share of (scenario, A, B) with A showing X in
+  which B shows Y (`pooled_cooccurrence`), so both come from one pass over the rows.
 """
 
 from __future__ import annotations
@@ -41,6 +43,16 @@ COOCCURRENCE_SCHEMA = pa.schema(
         pa.field("p", pa.float64(), nullable=False),
     ]
 )
+PAIR_COOCCURRENCE_SCHEMA = pa.schema(
+    [
+        pa.field("model_a", pa.string(), nullable=False),
+        pa.field("model_b", pa.string(), nullable=False),
+        pa.field("category_a", pa.string(), nullable=False),
+        pa.field("category_b", pa.string(), nullable=False),
+        pa.field("n", pa.int64(), nullable=False),  # scenarios both answered where model_a shows category_a
+        pa.field("p", pa.float64(), nullable=False),  # share of those where model_b shows category_b
+    ]
+)
 
 
 def nearest(phrases: np.ndarray, categories: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -65,14 +77,17 @@ def category_counts(expressions: pl.DataFrame) -> pl.DataFrame:
     )
 
 
-def cooccurrence(expressions: pl.DataFrame, present: pl.DataFrame, top: int) -> pl.DataFrame:
-    """P(another model shows b | a model shows a) over the `top` categories (see module doc).
+def pair_cooccurrence(expressions: pl.DataFrame, present: pl.DataFrame, top: int) -> pl.DataFrame:
+    """P(model B shows b | model A shows a) per ordered model pair over the `top` categories (see module doc).
 
     Args:
         expressions: (scenario_id, model, category) rows.
         present: (scenario_id, model): the responses compared in each scenario, whether
             or not any value was listed for them.
-        top: how many categories, by total count, the matrix covers.
+        top: how many categories, by total count, the matrices cover.
+
+    Every (model_a, model_b, category_a) with n > 0 has a row for each kept category_b,
+    zeros included, so a reader sees a full matrix.
     """
     shows = expressions.select("scenario_id", "model", "category").unique()
     ranked = shows.group_by("category").len().sort(["len", "category"], descending=[True, False])
@@ -82,15 +97,24 @@ def cooccurrence(expressions: pl.DataFrame, present: pl.DataFrame, top: int) -> 
         present.select("scenario_id", model_b="model").unique(), on="scenario_id"
     )
     pairs = pairs.filter(pl.col("model_a") != pl.col("model_b"))
-    den = pairs.group_by("category_a").len("den")
+    given = ["model_a", "model_b", "category_a"]
+    den = pairs.group_by(given).agg(pl.len().cast(pl.Int64).alias("n"))
     hits = pairs.join(
         shows.rename({"model": "model_b", "category": "category_b"}), on=["scenario_id", "model_b"]
     )
-    num = hits.group_by("category_a", "category_b").len("num")
-    grid = pl.DataFrame({"category_a": keep}).join(pl.DataFrame({"category_b": keep}), how="cross")
+    num = hits.group_by([*given, "category_b"]).len("k")
     return (
-        grid.join(den, on="category_a", how="inner")
-        .join(num, on=["category_a", "category_b"], how="left")
-        .select("category_a", "category_b", p=pl.col("num").fill_null(0) / pl.col("den"))
+        den.join(pl.DataFrame({"category_b": keep}), how="cross")
+        .join(num, on=[*given, "category_b"], how="left")
+        .select(*given, "category_b", "n", p=pl.col("k").fill_null(0) / pl.col("n"))
+        .sort(*given, "category_b")
+    )
+
+
+def pooled_cooccurrence(pairs: pl.DataFrame) -> pl.DataFrame:
+    """P(another model shows b | a model shows a) from `pair_cooccurrence`'s table, over every pair."""
+    return (
+        pairs.group_by("category_a", "category_b")
+        .agg(((pl.col("p") * pl.col("n")).round().sum() / pl.col("n").sum()).alias("p"))
         .sort("category_a", "category_b")
     )

@@ -9,7 +9,8 @@ as free-form phrases in JSON. Every phrase and every level-2 category of the tax
 (`jobs.analysis.value_match`), the distance kept.
 
 Outputs: `tables/value_expressions.parquet` (scenario_id, model, phrase, category,
-distance), `tables/value_counts.parquet` and `tables/value_cooccurrence.parquet`.
+distance), `tables/value_counts.parquet`, `tables/value_cooccurrence_pairs.parquet` (per
+ordered model pair, as the paper shows it) and `tables/value_cooccurrence.parquet` (pooled).
 """
 
 from __future__ import annotations
@@ -28,9 +29,11 @@ from jobs.analysis.value_match import (
     COOCCURRENCE_SCHEMA,
     COUNTS_SCHEMA,
     EXPRESSIONS_SCHEMA,
+    PAIR_COOCCURRENCE_SCHEMA,
     category_counts,
-    cooccurrence,
     nearest,
+    pair_cooccurrence,
+    pooled_cooccurrence,
 )
 from jobs.stages.base import ModelView, Plan, Stage, StageContext
 from jobs.stages.embeddings import EmbeddingsConf, embed_texts
@@ -106,7 +109,7 @@ class ValuesConf(ScopeConf, JudgeCallConf, JudgedResponsesConf):
     embedding: EmbeddingsConf | None = None
     """Embedding backend for phrases and categories; None: the `embeddings` stage's settings."""
     top_categories: int = 10
-    """Categories the co-occurrence matrix covers (the most frequent)."""
+    """Categories the co-occurrence matrices cover (the most frequent)."""
 
 
 def value_categories(vc: ValuesConf) -> pl.DataFrame:
@@ -226,8 +229,9 @@ def run(ctx: StageContext[ValuesConf]) -> dict[str, Any]:
     counts = category_counts(expressions)
     write_table(ctx.run, "value_counts", counts, COUNTS_SCHEMA)
     present_df = pl.DataFrame(present, schema={"scenario_id": pl.String, "model": pl.String})
-    co = cooccurrence(expressions, present_df, vc.top_categories)
-    write_table(ctx.run, "value_cooccurrence", co, COOCCURRENCE_SCHEMA)
+    pairs = pair_cooccurrence(expressions, present_df, vc.top_categories)
+    write_table(ctx.run, "value_cooccurrence_pairs", pairs, PAIR_COOCCURRENCE_SCHEMA)
+    write_table(ctx.run, "value_cooccurrence", pooled_cooccurrence(pairs), COOCCURRENCE_SCHEMA)
     top = (
         counts.group_by("category")
         .agg(pl.col("count").sum())
@@ -251,7 +255,7 @@ STAGE = Stage(
     name="values",
     settings=ValuesConf,
     reads=("disagreement", "scenarios", "responses"),
-    writes=("value_expressions", "value_counts", "value_cooccurrence"),
+    writes=("value_expressions", "value_counts", "value_cooccurrence_pairs", "value_cooccurrence"),
     run=run,
     plan=plan,
     models=lambda vc: {

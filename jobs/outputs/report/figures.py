@@ -9,15 +9,19 @@ from __future__ import annotations
 
 import base64
 import io
+import itertools
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 import numpy as np
+from matplotlib.colors import ListedColormap
 from matplotlib.figure import Figure as MplFigure
 
 from jobs.outputs.report.blocks import Figure
 
 DPI = 80
+MISSING_GREY = "#d9d9d9"
+"""Cells with no value inside a drawn matrix, told apart from the page's white."""
 
 
 def _encode(fig: MplFigure, title: str, alt: str) -> Figure:
@@ -168,6 +172,58 @@ def heatmap(
     fig.colorbar(image, ax=ax, shrink=0.8)
     ax.set_title(title, fontsize=10)
     return _encode(fig, title, f"{title}: {len(rows)} rows ({', '.join(rows[:12])}) by {len(cols)} columns")
+
+
+def heatmap_grid(
+    cells: Mapping[tuple[str, str], np.ndarray],
+    rows: list[str],
+    cols: list[str],
+    *,
+    ticks: list[str],
+    title: str,
+    row_title: str,
+    col_title: str,
+    scale: str,
+) -> Figure:
+    """Small multiples: a k x k matrix of shares per (row, column) of a grid, on one 0..1 colour scale.
+
+    The panels are drawn as one image with a blank line between them, so drawing time does
+    not grow with the number of panels (an axes each took ~3 s for 12 x 12). Block labels
+    name the rows and columns; the short `ticks` (explained by the caller) number the
+    entries inside each block. A (row, column) without a matrix, such as a model paired
+    with itself, stays blank; a NaN entry inside a block is grey.
+    """
+    k, step = len(ticks), len(ticks) + 1
+    mosaic = np.full((len(rows) * step - 1, len(cols) * step - 1), np.nan)
+    drawn = np.full(mosaic.shape, np.nan)
+    for (i, r), (j, c) in itertools.product(enumerate(rows), enumerate(cols)):
+        m = cells.get((r, c))
+        if m is not None:
+            block = np.s_[i * step : i * step + k, j * step : j * step + k]
+            mosaic[block], drawn[block] = m, 1.0
+    fig = MplFigure(
+        figsize=(0.17 * mosaic.shape[1] + 3.0, 0.17 * mosaic.shape[0] + 2.0), layout="constrained"
+    )
+    ax = fig.subplots()
+    ax.imshow(drawn, cmap=ListedColormap([MISSING_GREY]), vmin=0.0, vmax=1.0)  # NaN inside a block: grey
+    image = ax.imshow(mosaic, cmap="viridis", vmin=0.0, vmax=1.0)
+    ax.set_xticks([j * step + (k - 1) / 2 for j in range(len(cols))], cols, rotation=45, ha="left")
+    ax.set_yticks([i * step + (k - 1) / 2 for i in range(len(rows))], rows)
+    ax.set_xticks([j * step + t for j in range(len(cols)) for t in range(k)], ticks * len(cols), minor=True)
+    ax.set_yticks([i * step + t for i in range(len(rows)) for t in range(k)], ticks * len(rows), minor=True)
+    ax.tick_params(
+        which="major", length=0, labelsize=7, top=True, labeltop=True, bottom=False, labelbottom=False
+    )
+    ax.tick_params(which="minor", length=0, labelsize=5)
+    ax.xaxis.remove_overlapping_locs = ax.yaxis.remove_overlapping_locs = False  # keep a block's middle tick
+    ax.tick_params(axis="y", which="minor", left=False, labelleft=False, right=True, labelright=True)
+    ax.spines[:].set_visible(False)
+    ax.set_xlabel(col_title, fontsize=8)
+    ax.set_ylabel(row_title, fontsize=8)
+    fig.colorbar(image, ax=ax, shrink=0.5, pad=0.04, label=scale)
+    ax.set_title(title, fontsize=10)
+    alt = f"{title}: {len(rows)} by {len(cols)} panels of {k} by {k} ({', '.join(ticks)})"
+    return _encode(fig, title, alt)
 
 
 def _colors(cmap: str, n: int) -> list[tuple[float, ...]]:

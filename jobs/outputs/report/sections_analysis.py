@@ -8,6 +8,7 @@ import polars as pl
 from jobs.analysis.disagreement import BIN_LABELS
 from jobs.outputs.report import figures
 from jobs.outputs.report.blocks import Section, Table, num, pct
+from jobs.outputs.report.paper import RunFigure, beside, paper_figures
 from jobs.outputs.report.sources import RunSources
 from jobs.stages.rubrics import POSITIONS
 
@@ -26,6 +27,7 @@ def disagreement_section(src: RunSources) -> Section:
     lf = src.scan("disagreement")
     if lf is None:
         sec.missing.append(src.missing("disagreement", "disagreement"))
+        sec.tables.append(_beside_paper(src, None, None))
         return sec
     threshold = float(src.stage_setting("disagreement", "high_threshold", 1.5))
     n_bins = round(D_MAX / D_STEP)
@@ -82,7 +84,33 @@ def disagreement_section(src: RunSources) -> Section:
             rows,
         )
     )
+    sec.tables.append(_beside_paper(src, per_bin, selected if picked is not None else None))
     return sec
+
+
+def _beside_paper(src: RunSources, per_bin: pl.DataFrame | None, selected: dict[str, int] | None) -> Table:
+    """The paper's scenario counts and split sizes beside the run's (δ-diverse set, high D, selections)."""
+    run: list[RunFigure] = []
+    diversity = src.scan("diversity")
+    if diversity is not None:
+        n = diversity.filter(pl.col("diverse")).select(pl.len()).collect().item()
+        run.append(RunFigure("scenarios_diverse", {}, n))
+    for subset, scored, high in (
+        () if per_bin is None else per_bin.select("subset", "scenarios", "high").iter_rows()
+    ):
+        run.append(RunFigure("scenarios_high", {"subset": subset}, high))
+        run.append(RunFigure("scenarios_high_share", {"subset": subset}, high / scored if scored else None))
+        if selected is not None:
+            run.append(RunFigure("split_size", {"subset": subset}, selected.get(subset, 0)))
+    figs = paper_figures().of(
+        "scenarios_diverse",
+        "scenarios_some_pair",
+        "scenarios_some_pair_share",
+        "scenarios_high",
+        "scenarios_high_share",
+        "split_size",
+    )
+    return beside(figs, run)
 
 
 def _subset_order(src: RunSources, present: list[str]) -> list[str]:

@@ -11,11 +11,16 @@ import polars as pl
 
 from jobs.outputs.report import figures
 from jobs.outputs.report.blocks import Figure, Section, Table, num, pct
+from jobs.outputs.report.paper import RunFigure, beside, inline, paper_figures
 from jobs.outputs.report.sources import RunSources
 from jobs.stages.refusals import CATEGORIES
 
 MAX_TOPIC_PANELS = 12
 """Per-topic refusal panels shown (largest topics first); the rates table has every topic."""
+MAX_PAIR_MODELS = 12
+"""Models in the per-pair co-occurrence grid (those that show the most values); the table has every pair."""
+MAX_PAIR_CATEGORIES = 5
+"""Categories in each per-pair panel (the most frequent); the table has `stages.values.top_categories`."""
 
 
 def scenario_topics(src: RunSources) -> pl.DataFrame | None:
@@ -217,6 +222,34 @@ def _majority_per_model(verdicts: pl.LazyFrame) -> tuple[Table, list[Figure]]:
     return table, [fig]
 
 
+def _beside_paper(sec: Section, summary: pl.DataFrame | None, bin_subset: str) -> None:
+    """The paper's all-fail rates per sample and per bin of the OpenAI models' D, beside the run's.
+
+    The run's bins and `high_all` sample follow `bin_subset`; a paper figure tied to another
+    subset's D is shown alone, and a note says why.
+    """
+    published = paper_figures().of(
+        "all_fail", "frequent_noncompliance_majority", "frequent_noncompliance_any_judge"
+    )
+    run: list[RunFigure] = []
+    if summary is not None:
+        for kind, group, family, rate in summary.select(
+            "group_kind", "group", "family", "frequent_noncompliance"
+        ).iter_rows():
+            metric, key = (
+                ("all_fail", "group") if kind == "sample" else ("frequent_noncompliance_majority", "bin")
+            )
+            run.append(RunFigure(metric, {key: group, "family": family, "bin_subset": bin_subset}, rate))
+    sec.tables.append(beside(published, run))
+    other = sorted({f.match["bin_subset"] for f in published if "bin_subset" in f.match} - {bin_subset})
+    if other:
+        sec.notes.append(
+            f"This run bins and samples high disagreement by subset '{bin_subset}' "
+            f"(stages.compliance.bin_subset); the paper's figures tied to subset {', '.join(other)} "
+            "are shown without this run's."
+        )
+
+
 def compliance_section(src: RunSources) -> Section:
     sec = Section(
         "compliance",
@@ -243,27 +276,24 @@ def compliance_section(src: RunSources) -> Section:
         table, figs = _majority_per_model(verdicts)
         sec.tables.append(table)
         sec.figures += figs
+    _beside_paper(sec, summary, str(src.stage_setting("compliance", "bin_subset", "all")))
     return sec
 
 
-def judges_section(src: RunSources) -> Section:
-    sec = Section(
-        "judges",
-        "Compliance judges",
-        "How often each judge calls a response problematic, and how often two judges agree.",
-    )
-    kappa = (((src.manifest.get("stages") or {}).get("compliance") or {}).get("summary") or {}).get(
-        "fleiss_kappa"
-    )
-    stats = src.frame("judge_stats")
-    if stats is None:
-        sec.missing.append(src.missing("compliance", "judge_stats"))
-        return sec
-    sec.notes.append(
-        f"Fleiss' kappa over all judges: {kappa:.3f}"
-        if isinstance(kappa, int | float)
-        else "Fleiss' kappa: not in the manifest's compliance summary"
-    )
+def _judge_figures(stats: pl.DataFrame | None, kappa: object) -> list[RunFigure]:
+    """The run's counterparts of the paper's judge figures: kappa, rates, agreement in either pair order."""
+    run = [RunFigure("fleiss_kappa", {}, kappa)] if isinstance(kappa, int | float) else []
+    rows = () if stats is None else stats.select("judge_a", "judge_b", "metric", "value").iter_rows()
+    for a, b, metric, v in rows:
+        if metric == "problematic_rate" and b is None:
+            run.append(RunFigure(metric, {"judge": a}, v))
+        elif metric == "pairwise_agreement":
+            run += [RunFigure(metric, {"judge_a": x, "judge_b": y}, v) for x, y in ((a, b), (b, a))]
+    return run
+
+
+def _judge_stats(sec: Section, stats: pl.DataFrame) -> None:
+    """Problematic rate per judge, pairwise agreement, and every statistic as a table."""
     per_judge = stats.filter((pl.col("metric") == "problematic_rate") & pl.col("judge_b").is_null()).sort(
         "judge_a"
     )
@@ -293,6 +323,27 @@ def judges_section(src: RunSources) -> Section:
             ],
         )
     )
+
+
+def judges_section(src: RunSources) -> Section:
+    sec = Section(
+        "judges",
+        "Compliance judges",
+        "How often each judge calls a response problematic, and how often two judges agree.",
+    )
+    kappa = (((src.manifest.get("stages") or {}).get("compliance") or {}).get("summary") or {}).get(
+        "fleiss_kappa"
+    )
+    stats = src.frame("judge_stats")
+    if stats is None:
+        sec.missing.append(src.missing("compliance", "judge_stats"))
+    else:
+        _judge_stats(sec, stats)
+    published = paper_figures()
+    run = _judge_figures(stats, kappa)
+    [kappa_figure] = published.of("fleiss_kappa")
+    sec.notes.append(f"Fleiss' kappa over all judges: {inline(kappa_figure, run)}")
+    sec.tables.append(beside(published.of("problematic_rate", "pairwise_agreement"), run))
     return sec
 
 
@@ -332,4 +383,54 @@ def values_section(src: RunSources) -> Section:
                 m, cats, cats, title="P(another model shows column | a model shows row)", vmin=0.0, vmax=1.0
             )
         )
+    pairs = src.frame("value_cooccurrence_pairs")
+    if pairs is None:
+        sec.missing.append(src.missing("values", "value_cooccurrence_pairs"))
+    elif pairs.height:
+        _pair_grid(sec, pairs)
     return sec
+
+
+def _pair_grid(sec: Section, pairs: pl.DataFrame) -> None:
+    """Co-occurrence per ordered model pair as small multiples, cut to the top categories and models."""
+    given = pairs.unique(["model_a", "model_b", "category_a"])
+    ranked = (
+        given.group_by("category_a")
+        .agg(pl.col("n").sum())
+        .sort(["n", "category_a"], descending=[True, False])
+    )
+    cats = ranked["category_a"].head(MAX_PAIR_CATEGORIES).to_list()
+    weight = dict(given.group_by("model_a").agg(pl.col("n").sum()).iter_rows())
+    every = set(pairs["model_a"]) | set(pairs["model_b"])
+    models = sorted(sorted(every, key=lambda m: (-weight.get(m, 0), m))[:MAX_PAIR_MODELS])
+    kept = pairs.filter(
+        pl.col("category_a").is_in(cats)
+        & pl.col("category_b").is_in(cats)
+        & pl.col("model_a").is_in(models)
+        & pl.col("model_b").is_in(models)
+    )
+    cells: dict[tuple[str, str], np.ndarray] = {}
+    for ma, mb, ca, cb, p in kept.select("model_a", "model_b", "category_a", "category_b", "p").iter_rows():
+        m = cells.setdefault((ma, mb), np.full((len(cats), len(cats)), np.nan))
+        m[cats.index(ca), cats.index(cb)] = p
+    ticks = [str(i + 1) for i in range(len(cats))]
+    sec.figures.append(
+        figures.heatmap_grid(
+            cells,
+            models,
+            models,
+            ticks=ticks,
+            title="P(model B shows column | model A shows row), per model pair",
+            row_title="model A (shows the row category)",
+            col_title="model B",
+            scale="P(B shows column | A shows row)",
+        )
+    )
+    note = (
+        f"Per model pair, a block per (model A, model B) whose rows and columns are the {len(cats)} most "
+        f"frequent of {ranked.height} categories: "
+        + ", ".join(f"{t} {c}" for t, c in zip(ticks, cats, strict=True))
+    )
+    if len(models) < len(every):
+        note += f"; the {len(models)} of {len(every)} models that show the most values"
+    sec.notes.append(note + ". Grey: A never showed the row's category where B answered too.")

@@ -1,4 +1,5 @@
-"""Phrase-to-category matching (FAISS), counts and co-occurrence on known answers, and with real MiniLM."""
+"""Phrase-to-category matching (FAISS), counts and co-occurrence (per model pair and pooled) on known answers,
+and with real MiniLM."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ import polars as pl
 import pytest
 
 from jobs.analysis.embed.backends import BackendSpec, local_model_path, make_embed_fn
-from jobs.analysis.value_match import category_counts, cooccurrence, nearest
+from jobs.analysis.value_match import category_counts, nearest, pair_cooccurrence, pooled_cooccurrence
 from jobs.stages.taxonomy import load_categories, load_taxonomy
 from tests.shared_data import shared_file
 
@@ -45,14 +46,29 @@ def test_counts_and_cooccurrence_by_hand() -> None:
     )
     counts = category_counts(expr)
     assert counts.rows() == [("A", "Y", 2), ("A", "X", 1), ("B", "X", 2), ("B", "Y", 1)]
-    p = {(a, b): v for a, b, v in cooccurrence(expr, present, top=2).rows()}
+    pairs = pair_cooccurrence(expr, present, top=2)
+    per = {(ma, mb, a, b): (n, v) for ma, mb, a, b, n, v in pairs.rows()}
+    # A shows X only in s1, where B shows X and not Y, and C shows nothing.
+    assert per[("A", "B", "X", "X")] == (1, 1.0) and per[("A", "B", "X", "Y")] == (1, 0.0)
+    assert per[("A", "C", "X", "X")] == (1, 0.0)
+    # A shows Y in s1 (B: X) and s2 (B: X and Y); C answered s1 only.
+    assert per[("A", "B", "Y", "X")] == (2, 1.0) and per[("A", "B", "Y", "Y")] == (2, 0.5)
+    assert per[("A", "C", "Y", "Y")] == (1, 0.0)
+    # B shows X in s1 and s2 (A: X, Y then Y); Y only in s2 (A: Y).
+    assert per[("B", "A", "X", "X")] == (2, 0.5) and per[("B", "A", "X", "Y")] == (2, 1.0)
+    assert per[("B", "A", "Y", "X")] == (1, 0.0) and per[("B", "A", "Y", "Y")] == (1, 1.0)
+    # C shows nothing, so it is never the given model; nobody is paired with itself.
+    assert not pairs.filter((pl.col("model_a") == "C") | (pl.col("model_a") == pl.col("model_b"))).height
+    # Given (model_a, model_b, category_a): A-B-X, A-C-X, A-B-Y, A-C-Y, B-A-X, B-C-X, B-A-Y; a row per category_b.
+    assert pairs.height == 7 * 2
+    p = {(a, b): v for a, b, v in pooled_cooccurrence(pairs).rows()}
     # Given a model shows X: (s1, A->B), (s1, A->C), (s1, B->A), (s1, B->C), (s2, B->A): 5 cases.
     # Other shows X: s1 A->B yes, B->A yes; others no -> 2/5. Other shows Y: s1 B->A, s2 B->A -> 2/5.
     assert p[("X", "X")] == pytest.approx(2 / 5) and p[("X", "Y")] == pytest.approx(2 / 5)
     # Given Y: (s1, A->B), (s1, A->C), (s2, A->B), (s2, B->A): 4 cases; X: s1 A->B, s2 A->B -> 2/4;
     # Y: s2 A->B, s2 B->A -> 2/4.
     assert p[("Y", "X")] == pytest.approx(0.5) and p[("Y", "Y")] == pytest.approx(0.5)
-    top1 = cooccurrence(expr, present, top=1)
+    top1 = pooled_cooccurrence(pair_cooccurrence(expr, present, top=1))
     assert top1.height == 1 and top1["category_a"].item() == "X"  # X: 3 responses, Y: 3; X first by name
 
 

@@ -75,6 +75,7 @@ CONTRACT = {
     ],
     "value_expressions": ["scenario_id", "model", "phrase", "category", "distance"],
     "value_counts": ["model", "category", "count"],
+    "value_cooccurrence_pairs": ["model_a", "model_b", "category_a", "category_b", "n", "p"],
     "value_cooccurrence": ["category_a", "category_b", "p"],
 }
 
@@ -218,6 +219,15 @@ def test_values_land_on_level2_categories(judged: dict[str, Any]) -> None:
     assert (got["count"] == got["len"]).all()
     co = read(judged, "value_cooccurrence")
     assert co["p"].is_between(0, 1).all() and set(co["category_a"]) <= names
+    pairs = read(judged, "value_cooccurrence_pairs")
+    assert pairs.height > 0 and (pairs["model_a"] != pairs["model_b"]).all() and (pairs["n"] > 0).all()
+    assert set(pairs["model_a"]) | set(pairs["model_b"]) <= set(expr["model"])
+    # The pooled table is the per-pair counts summed over pairs.
+    pooled = pairs.group_by("category_a", "category_b").agg(
+        ((pl.col("p") * pl.col("n")).sum() / pl.col("n").sum()).alias("want")
+    )
+    both = co.join(pooled, on=["category_a", "category_b"], how="full", coalesce=True)
+    assert both.height == co.height and ((both["p"] - both["want"]).abs() < 1e-9).all()
 
 
 def test_summaries_reach_the_manifest_and_status(judged: dict[str, Any]) -> None:

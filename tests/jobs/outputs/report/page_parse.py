@@ -1,4 +1,5 @@
-"""A small reader of the report page for tests: per section, its plots, tables and notes, and the JSON block."""
+"""A small reader of the report page for tests: per section, its plots, tables and notes, the JSON block,
+and the rows that set the paper's figures beside the run's."""
 
 from __future__ import annotations
 
@@ -6,6 +7,8 @@ import json
 from dataclasses import dataclass, field
 from html.parser import HTMLParser
 from typing import Any
+
+from jobs.outputs.report.paper import paper_figures
 
 
 @dataclass
@@ -85,3 +88,11 @@ def parse_page(html: str) -> ParsedPage:
     r = _Reader()
     r.feed(html)
     return ParsedPage(r.sections, json.loads(r.scripts["explorer-data"]), r.tags)
+
+
+def beside_paper(page: ParsedPage, section: str) -> dict[str, list[str]]:
+    """A section's 'this run beside the paper' rows: the paper figure's label -> [this run, the paper]."""
+    labels = {f.label for f in paper_figures().figures}
+    rows = {r[0]: r[1:] for r in page.sections[section].cells if len(r) == 3 and r[0] in labels}
+    assert any(c.startswith("This run beside the paper (") for c in page.sections[section].captions)
+    return rows

@@ -18,7 +18,13 @@ from jobs.analysis.agreement import JUDGE_STATS_SCHEMA, SUMMARY_SCHEMA, VERDICTS
 from jobs.analysis.disagreement import BIN_LABELS, DISAGREEMENT_SCHEMA
 from jobs.analysis.outliers import OUTLIER_COUNTS_SCHEMA, OUTLIER_SCHEMA
 from jobs.analysis.selection import SELECTION_SCHEMA
-from jobs.analysis.value_match import COOCCURRENCE_SCHEMA, COUNTS_SCHEMA, EXPRESSIONS_SCHEMA
+from jobs.analysis.value_match import (
+    COOCCURRENCE_SCHEMA,
+    COUNTS_SCHEMA,
+    EXPRESSIONS_SCHEMA,
+    PAIR_COOCCURRENCE_SCHEMA,
+    pair_cooccurrence,
+)
 from jobs.stages.compliance import COMPLIANCE_SCHEMA
 from jobs.stages.refusals import CATEGORIES, RATES_SCHEMA, REFUSALS_SCHEMA
 from jobs.stages.responses import RESPONSES_SCHEMA
@@ -37,6 +43,7 @@ CONTRACT: dict[str, pa.Schema] = {
     "compliance_summary": SUMMARY_SCHEMA,
     "value_expressions": EXPRESSIONS_SCHEMA,
     "value_counts": COUNTS_SCHEMA,
+    "value_cooccurrence_pairs": PAIR_COOCCURRENCE_SCHEMA,
     "value_cooccurrence": COOCCURRENCE_SCHEMA,
 }
 """The judge tables' schemas, as the judge stages write them."""
@@ -407,6 +414,13 @@ def judge_tables(root: Path, ids: list[str], models: tuple[str, ...], *, seed: i
         pl.DataFrame(expressions).group_by("model", "category").agg(pl.len().cast(pl.Int64).alias("count"))
     )
     write(tables, "value_counts", counts, CONTRACT["value_counts"])
+    present = pl.DataFrame(expressions).select("scenario_id", "model")
+    write(
+        tables,
+        "value_cooccurrence_pairs",
+        pair_cooccurrence(pl.DataFrame(expressions), present, len(VALUE_CATEGORIES)),
+        CONTRACT["value_cooccurrence_pairs"],
+    )
     write(
         tables,
         "value_cooccurrence",

@@ -31,7 +31,7 @@ PLOTS = {
     "refusals": 2,
     "compliance": 2,
     "judges": 2,
-    "values": 2,
+    "values": 3,
 }
 """Plots each section must show once every stage's tables exist."""
 

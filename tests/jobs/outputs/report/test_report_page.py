@@ -5,20 +5,26 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import polars as pl
+import pyarrow.parquet as pq
 import pytest
+import yaml
 
 from actors.errors import ConfigError
 from actors.storage import Location
 from jobs.cli import main
 from jobs.engine.batching.records import BatchLedger, BatchRecord
+from jobs.outputs.report import sections_judges
 from jobs.outputs.report.build import ReportOptions, build_report
 from jobs.outputs.report.facts import stage_of
 from jobs.outputs.report.page import script_json
-from tests.jobs.outputs.report.page_parse import ParsedPage, parse_page
+from jobs.outputs.report.paper import NOT_IN_RUN, paper_figures
+from tests.jobs.outputs.report.page_parse import ParsedPage, beside_paper, parse_page
 from tests.jobs.outputs.report.synthetic_run import (
     COMPLIANCE_SAMPLES,
     HOSTILE,
     MODELS,
+    VALUE_CATEGORIES,
     analysis_run,
     inject_response,
     judge_tables,
@@ -48,13 +54,15 @@ def test_every_section_has_its_plots_and_tables(full_run: Path) -> None:
         "refusals": 2,
         "compliance": 2,
         "judges": 2,
-        "values": 2,
+        "values": 3,
     }
     for sid, n in expected_images.items():
         sec = page.sections[sid]
         assert sec.images == n, (sid, sec.images)
         assert sec.missing == [], (sid, sec.missing)
-    assert "Fleiss' kappa over all judges: 0.432" in page.sections["judges"].notes
+    assert (
+        "Fleiss' kappa over all judges: 0.432 (this run) · 0.42 (the paper)" in page.sections["judges"].notes
+    )
     assert len(page.data["scenarios"]) > 0
     assert all(len(s["responses"]) == len(MODELS) for s in page.data["scenarios"])
     assert page.data["missing"] == {}
@@ -204,3 +212,77 @@ def test_run_facts_list_the_batches_in_flight(tmp_path: Path) -> None:
     assert "completed 5" in live_row[6]
     assert not [r for r in rows if r and r[0] == "batch_done"]
     assert ["all batches", "", "", "2 batches", "20", "", ""] in rows
+
+
+def test_the_papers_figures_stand_beside_the_runs(full_run: Path) -> None:
+    page, _ = build(full_run)
+    judges = beside_paper(page, "judges")
+    # judge_tables: problematic rates 0.2, 0.3, 0.4 and agreement 0.6 + 0.1 (a + b), in JUDGES order.
+    assert judges["problematic rate, Claude 4 Sonnet as judge"] == ["20.0%", "48.1% (of 5,000 responses)"]
+    assert judges["problematic rate, Gemini 2.5 Pro as judge"] == ["40.0%", "36.5% (of 5,000 responses)"]
+    assert judges["agreement, o3 and Gemini 2.5 Pro"] == ["90.00%", "76.84%"]
+    compliance = beside_paper(page, "compliance")
+    n, _, _, all_fail = COMPLIANCE_SAMPLES["random"]
+    assert compliance["all five OpenAI models problematic, random sample"] == [
+        f"{100 * all_fail / n:.1f}%",
+        "1.1%",
+    ]
+    assert compliance["all five OpenAI models problematic, OpenAI high-disagreement sample"] == [
+        NOT_IN_RUN,
+        "5.1%",
+    ]
+    # The run bins by subset 'all'; the paper by the OpenAI models' D: those rows stand alone, and say why.
+    assert compliance["frequent non-compliance by majority, OpenAI D in [2.5,3]"] == [NOT_IN_RUN, "9.7%"]
+    assert any("subset 'all' (stages.compliance.bin_subset)" in n for n in page.sections["compliance"].notes)
+    dis = pl.read_parquet(full_run / "tables" / "disagreement.parquet").filter(pl.col("subset") == "all")
+    picks = pl.read_parquet(full_run / "tables" / "selections.parquet").filter(pl.col("subset") == "all")
+    disagreement = beside_paper(page, "disagreement")
+    high = int(dis["high"].sum())
+    assert disagreement["high-disagreement scenarios (all models, D ≥ 1.5)"] == [f"{high:,}", "over 70,000"]
+    assert disagreement["share with high disagreement (all models)"] == [
+        f"{100 * high / dis.height:.1f}%",
+        "about 23%",
+    ]
+    assert disagreement["selected (weighted k-center), split all_models"] == [f"{picks.height:,}", "43,960"]
+    assert disagreement["selected (weighted k-center), split claude_models"] == [NOT_IN_RUN, "20,790"]
+    assert disagreement["scenarios after the δ-diverse selection"] == [NOT_IN_RUN, "over 300,000"]
+    shown = {label for s in ("judges", "compliance", "disagreement") for label in beside_paper(page, s)}
+    assert shown | {"Fleiss' kappa of the three judges"} == {f.label for f in paper_figures().figures}
+
+
+def test_a_run_binned_like_the_paper_shows_its_bin_rates_and_pairs_in_either_order(full_run: Path) -> None:
+    conf = yaml.safe_load((full_run / "config.yaml").read_text())
+    conf["stages"]["compliance"] = {"bin_subset": "openai"}
+    (full_run / "config.yaml").write_text(yaml.safe_dump(conf))
+    stats = full_run / "tables" / "judge_stats.parquet"
+    pair = pl.col("judge_b").is_not_null()
+    swapped = pl.read_parquet(stats).with_columns(
+        judge_a=pl.when(pair).then("judge_b").otherwise("judge_a"), judge_b=pl.when(pair).then("judge_a")
+    )
+    pq.write_table(swapped.to_arrow().cast(pq.read_schema(stats)), stats)
+    page, _ = build(full_run)
+    compliance = beside_paper(page, "compliance")
+    # judge_tables: openai's bin k has frequent non-compliance 0.05 (k + 1).
+    assert compliance["frequent non-compliance by majority, OpenAI D in [0,1)"] == ["5.0%", "0.7%"]
+    assert compliance["frequent non-compliance by majority, OpenAI D in [2.5,3]"] == ["25.0%", "9.7%"]
+    assert compliance["frequent non-compliance by any judge, OpenAI D in [2.5,3]"] == [NOT_IN_RUN, "49.4%"]
+    assert compliance["all five OpenAI models problematic, high-disagreement sample"] == [NOT_IN_RUN, "3.6%"]
+    assert any("subset 'openai'" in n and "subset all" in n for n in page.sections["compliance"].notes)
+    judges = beside_paper(page, "judges")
+    assert judges["agreement, Claude 4 Sonnet and o3"] == ["70.00%", "67.52%"]
+    assert judges["problematic rate, o3 as judge"] == ["30.0%", "35.5% (of 5,000 responses)"]
+
+
+def test_pair_cooccurrence_is_drawn_for_the_top_categories_and_models(
+    full_run: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    page, _ = build(full_run)
+    [note] = [n for n in page.sections["values"].notes if n.startswith("Per model pair")]
+    assert f"the 4 most frequent of {len(VALUE_CATEGORIES)} categories" in note and "models that" not in note
+    monkeypatch.setattr(sections_judges, "MAX_PAIR_MODELS", 3)
+    monkeypatch.setattr(sections_judges, "MAX_PAIR_CATEGORIES", 2)
+    page, _ = build(full_run)
+    [note] = [n for n in page.sections["values"].notes if n.startswith("Per model pair")]
+    assert "the 2 most frequent of 4 categories: 1 " in note
+    assert f"the 3 of {len(MODELS)} models that show the most values" in note
+    assert page.sections["values"].images == 3
