@@ -44,6 +44,8 @@ class ModelView:
     params: Mapping[str, Any]
     """The registry's default generation parameters (read-only)."""
     prices: Prices
+    emulated: bool = False
+    """Whether its base URL points at the run's provider emulator (a stand-in, not a real model)."""
 
 
 class Engine(Protocol):
