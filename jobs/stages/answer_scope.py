@@ -77,8 +77,7 @@ def selection_saving(run: RunDir, scope: str, answered: int, calls: int, cost_us
     """What answering only the δ-diverse scenarios spared a stage: the removed scenarios, and their
     calls and dollars at the stage's own per scenario (`calls` and `cost_usd` over the `answered`
     scenarios, answers made in this session or earlier)."""
-    with run.root.fs.open_input_file(run.table_path("scenarios")) as src:
-        total = pq.read_metadata(src).num_rows
+    total = pq.read_metadata(run.table_path("scenarios"), filesystem=run.root.fs).num_rows
     removed = total - answered if scope == "diverse" else 0
     share = removed / answered if answered else 0.0
     return {
