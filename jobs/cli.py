@@ -26,6 +26,10 @@ def _cmd_run(args: argparse.Namespace) -> int:
     print(f"run directory: {conf.run_dir}")
     for name, summary in summaries.items():
         print(f"stage {name}: {json.dumps(summary, sort_keys=True)}")
+    from jobs.stages.answer_scope import summary_lines as selection_lines
+
+    for line in selection_lines(summaries):
+        print(line)
     if "disagreement" in summaries:
         from jobs.stages.disagreement import summary_lines
 

@@ -31,6 +31,7 @@ def model_views(conf: RunConf) -> Mapping[str, ModelView]:
                 base_url=m.base_url,
                 params=MappingProxyType(dict(m.params)),
                 prices=m.prices,
+                emulated=m.base_url.startswith(conf.emulator.url),
             )
             for key, m in conf.models.items()
         }

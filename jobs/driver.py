@@ -87,7 +87,8 @@ def resumable(exc: BaseException) -> bool:
 
 def refuse_over_budget(conf: RunConf, store: CallStore, run_id: str) -> None:
     """Refuse to start when this run's spend plus the estimate of the calls still to make passes
-    `budget_usd`. The estimate errs high (every generation is assumed kept); the engine's check
+    `budget_usd`. The estimate errs high on generations (every one is assumed kept) but, until the
+    diversity stage has run, expects the paper's kept share to be answered; the engine's check
     before each stage and its running spend remain the exact guards."""
     if conf.budget_usd is None:
         return

@@ -15,3 +15,11 @@ PAPER_MODELS: tuple[str, ...] = (
     "grok_4",
 )
 """The twelve model keys of the paper's sweep, as its released data names them."""
+
+PAPER_SCENARIOS = 410_000
+"""Scenarios the paper had after filtering ("more than 410,000", §2 of METHOD.md)."""
+PAPER_DIVERSE = 300_000
+"""Scenarios its δ-diverse selection kept (δ = 0.4 on Gemini embeddings: "about 300,000")."""
+DIVERSE_SHARE = PAPER_DIVERSE / PAPER_SCENARIOS
+"""The share of scenarios selection keeps (~0.73): what the estimate expects before a run's own
+diversity stage has counted it."""

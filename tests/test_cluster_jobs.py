@@ -152,6 +152,7 @@ def test_demo_through_ray_jobs_stops_resumes_and_leaves_no_key_on_disk(
     args = [
         "submit", "conf/demo.yaml", f"run_dir={run_dir}", f"emulator.port={free_port()}",
         "stages.pairs.n_pairs=16", "pipeline=[pairs,scenarios,responses]",
+        "stages.responses.scope=all",  # answers every scenario: no diversity stage in this short pipeline
         "vars.openai_key_env=OPENAI_API_KEY", "emulator.latency_fixed_s=0.3",
     ]  # fmt: skip
     first = launch(address, *args, SPECSTRESS_DETACH="1", SPECSTRESS_JOB_ID="demo-1")

@@ -188,7 +188,7 @@ class Emulator:
         )
 
     def embed(self, request: EmbedInput, dialect: Dialect) -> JSON:
-        dim = embedding_dim(request.model_id)
+        dim = request.dimensions or embedding_dim(request.model_id)
         vectors = [embed_text(text, dim) for text in request.texts]
         return dialect.embed_body(request.model_id, vectors, request.input_tokens)
 

@@ -19,7 +19,7 @@ _DIMS: dict[str, int] = {
     "text-embedding-3-small": 1536,
     "text-embedding-ada-002": 1536,
     "text-embedding-3-large": 3072,
-    "gemini-embedding-001": 768,
+    "gemini-embedding-001": 3072,  # its default; requests may ask for 768 or 1536 (outputDimensionality)
     "text-embedding-004": 768,
 }
 _WORD = re.compile(r"\w+")

@@ -25,9 +25,18 @@ RAW_LIMIT_BYTES = 64 * 1024
 """How much of a failed body an error keeps; enough to debug, small enough for a Parquet row."""
 
 NEUTRAL_PARAMS: frozenset[str] = frozenset(
-    {"temperature", "top_p", "max_tokens", "reasoning_effort", "thinking_budget", "cache_prefix"}
+    {
+        "temperature",
+        "top_p",
+        "max_tokens",
+        "reasoning_effort",
+        "thinking_budget",
+        "cache_prefix",
+        "dimensions",
+    }
 )
-"""Generation parameters a `CallSpec` may carry. A provider ignores those it has no use for."""
+"""Generation parameters a `CallSpec` may carry (`dimensions`: an embedding's size, for models that
+can shorten theirs). A provider ignores those it has no use for."""
 
 W = TypeVar("W", bound="WireModel")
 

@@ -33,7 +33,9 @@ class _OpenAIEmbeddings(WireModel):
 
 def build_openai_embed(endpoint: Endpoint, spec: CallSpec) -> HttpCall:
     """POST {base_url}/embeddings with every input in one batch."""
-    body = {"model": endpoint.model_id, "input": _inputs(spec), "encoding_format": "float"}
+    body: dict[str, object] = {"model": endpoint.model_id, "input": _inputs(spec), "encoding_format": "float"}
+    if "dimensions" in spec.param_dict:
+        body["dimensions"] = spec.param_dict["dimensions"]
     return HttpCall(url=f"{endpoint.base_url.rstrip('/')}/embeddings", json=body)
 
 
@@ -56,9 +58,11 @@ class _GeminiEmbeddings(WireModel):
 
 
 def build_gemini_embed(endpoint: Endpoint, spec: CallSpec) -> HttpCall:
-    """POST {base_url}/v1beta/models/{id}:batchEmbedContents; each request names its model again."""
+    """POST {base_url}/v1beta/models/{id}:batchEmbedContents; each request names its model again
+    (and its `outputDimensionality`, when `dimensions` is set)."""
     name = f"models/{endpoint.model_id}"
-    requests = [{"model": name, "content": {"parts": [{"text": text}]}} for text in _inputs(spec)]
+    size = {"outputDimensionality": spec.param_dict["dimensions"]} if "dimensions" in spec.param_dict else {}
+    requests = [{"model": name, "content": {"parts": [{"text": text}]}, **size} for text in _inputs(spec)]
     url = f"{endpoint.base_url.rstrip('/')}/v1beta/{name}:batchEmbedContents"
     return HttpCall(url=url, json={"requests": requests})
 

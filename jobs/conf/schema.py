@@ -121,6 +121,11 @@ class EmulatorConf:
     batch_failure_rate: float = BatchBehaviour.failure_rate
     batch_expire_s: float = BatchBehaviour.expire_s
 
+    @property
+    def url(self) -> str:
+        """Where the emulator listens (loopback); a model whose base URL starts with it is emulated."""
+        return f"http://127.0.0.1:{self.port}"
+
     def latency_model(self) -> LatencyModel:
         return LatencyModel(**field_values(LatencyModel, self, prefix="latency_"))
 

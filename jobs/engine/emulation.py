@@ -33,8 +33,7 @@ def to_emulator_config(conf: EmulatorConf) -> EmulatorConfig:
 
 def emulated_key_envs(conf: RunConf) -> list[str]:
     """Key variables of the models whose base URL points at the emulator."""
-    prefix = f"http://127.0.0.1:{conf.emulator.port}"
-    return sorted({m.api_key_env for m in conf.models.values() if m.base_url.startswith(prefix)})
+    return sorted({m.api_key_env for m in conf.models.values() if m.base_url.startswith(conf.emulator.url)})
 
 
 def fill_throwaway_keys(conf: RunConf) -> None:

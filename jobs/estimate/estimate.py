@@ -30,6 +30,7 @@ from jobs.engine.rundir import RunDir, default_cache
 from jobs.estimate.judges import judge_lines
 from jobs.estimate.lines import TYPICAL, Line, stage_done, typical, with_unwritten
 from jobs.estimate.requests import first_round_tables, from_earlier_requests, table_lines
+from jobs.estimate.selection import SPARED_STAGES, Kept, kept_scenarios
 from jobs.stages.registry import BY_NAME
 from jobs.stages.responses import plan_for
 
@@ -49,6 +50,8 @@ class Estimate:
     """(stage, model) lines that go through a batch API (`route: batch`, or `auto` with room)."""
     wall_s: dict[str, float] = field(default_factory=dict)
     binding: dict[str, str] = field(default_factory=dict)
+    kept: Kept | None = None
+    """The scenarios the responses answer; None where no responses are estimated."""
 
     def as_dict(self) -> dict[str, Any]:
         rows = [
@@ -70,7 +73,20 @@ class Estimate:
             }
             for ln in self.lines
         ]
+        spared_calls, spared_usd = _spared(self)
+        selection = None
+        if self.kept is not None:
+            k = self.kept
+            selection = {
+                "scope": k.scope,
+                "scenarios": k.scenarios,
+                "answered": k.kept,
+                "counted": k.counted,
+                "calls_spared": spared_calls,
+                "usd_spared": round(spared_usd, 4),
+            }
         return {
+            "selection": selection,
             "lines": rows,
             "total_calls": sum(r["calls"] for r in rows),
             "total_to_make": sum(r["to_make"] for r in rows),
@@ -167,16 +183,18 @@ def line_name(requests_table: str) -> str:
     return re.sub(r"(_c\d+)?(_r\d+)?$", "", requests_table)
 
 
-def lines(conf: RunConf) -> list[Line]:
+def lines(conf: RunConf, run: RunDir) -> tuple[list[Line], Kept | None]:
     """Every calling stage of `conf.pipeline`: exact from its plan where it can plan, else from the
-    requests an earlier run wrote, else counted from config."""
-    run = RunDir.open(conf.run_dir)
+    requests an earlier run wrote, else counted from config; and the scenarios the responses answer."""
     store = CallStore(conf.cache_dir or default_cache(conf.run_dir))
     answered = store.answered_keys()
     planned = planned_lines(conf, run, answered)
     st = conf.stages
     n_pairs = st.pairs.n_pairs if "pairs" in conf.pipeline else 0
     n_scen = 3 * n_pairs if st.scenarios.biased else n_pairs
+    if run.tables.exists("scenarios.parquet"):
+        n_scen = pq.read_metadata(run.tables.join("scenarios.parquet"), filesystem=run.root.fs).num_rows
+    kept = kept_scenarios(run, st.responses.scope, n_scen, n_pairs)
     out: list[Line] = []
     if "scenarios" in conf.pipeline and st.scenarios.generators:
         out += planned.get("scenarios_neutral", [])
@@ -187,35 +205,35 @@ def lines(conf: RunConf) -> list[Line]:
             rewriters = {st.scenarios.rewriter: 1.0} if st.scenarios.rewriter else st.scenarios.generators
             for m, n in _split(2 * n_pairs, rewriters).items():
                 out.append(typical("scenarios_biased", m, n, "scenarios_biased", st.scenarios.max_tokens))
+    if "embeddings" in conf.pipeline and st.embeddings.backend == "api" and st.embeddings.model:
+        earlier = planned.get("embeddings") or from_earlier_requests(conf, run, "embeddings", answered)
+        texts_in = n_scen * TYPICAL["embeddings"][0]
+        calls = math.ceil(n_scen / st.embeddings.batch_size)
+        out += earlier or [Line("embeddings", st.embeddings.model, calls, input_tokens=texts_in)]
     if "responses" in conf.pipeline:
         rc = st.responses
         views = model_views(conf)
         out += planned.get("responses") or [
-            typical("responses", m, n_scen * plan_for(views[m], rc).samples, "responses", None)
+            typical("responses", m, kept.kept * plan_for(views[m], rc).samples, "responses", None)
             for m in rc.models
         ]
     if "rubrics" in conf.pipeline:
         earlier = from_earlier_requests(conf, run, "rubrics", answered)
-        whole = typical("rubrics", st.rubrics.model, n_pairs, "rubrics", st.rubrics.max_tokens)
+        pairs = kept_scenarios(run, st.rubrics.scope or "all", n_scen, n_pairs).kept_pairs
+        whole = typical("rubrics", st.rubrics.model, pairs, "rubrics", st.rubrics.max_tokens)
         out += planned.get("rubrics") or (
             with_unwritten(run, "rubrics", earlier, whole) if earlier else [whole]
         )
     if "scores" in conf.pipeline:
-        out += planned.get("scores") or _score_lines(conf, run, answered, out, n_scen)
-    if "embeddings" in conf.pipeline and st.embeddings.backend == "api" and st.embeddings.model:
-        earlier = planned.get("embeddings") or from_earlier_requests(conf, run, "embeddings", answered)
-        if run.tables.exists("scenarios.parquet"):
-            n_scen = pq.read_metadata(run.tables.join("scenarios.parquet"), filesystem=run.root.fs).num_rows
-        texts_in = n_scen * TYPICAL["embeddings"][0]
-        calls = math.ceil(n_scen / st.embeddings.batch_size)
-        out += earlier or [Line("embeddings", st.embeddings.model, calls, input_tokens=texts_in)]
-    out += judge_lines(conf, run, n_scen, answered, planned)
-    return out
+        out += planned.get("scores") or _score_lines(conf, run, answered, out, kept.kept)
+    out += judge_lines(conf, run, kept.kept, answered, planned)
+    return out, (kept if "responses" in conf.pipeline else None)
 
 
 def estimate(conf: RunConf) -> Estimate:
     """Dollars per line at registry prices; wall-clock per stage at the configured limits."""
-    est = Estimate(lines=lines(conf))
+    found, kept = lines(conf, RunDir.open(conf.run_dir))
+    est = Estimate(lines=found, kept=kept)
     limits = account_limits(conf)
     for ln in est.lines:
         if not ln.exact and ln.cached:
@@ -252,6 +270,21 @@ def estimate(conf: RunConf) -> Estimate:
         est.binding[stage] = why
     _price_routes(conf, est)
     return est
+
+
+def _spared(est: Estimate) -> tuple[dict[str, int], float]:
+    """Calls (per stage) and dollars selection spares: each line of a stage that follows the responses'
+    scope, its calls made or not, scaled from the scenarios it answers to those it does not
+    (`Kept.spared`). The removed scenarios' calls are assumed to cost what the kept ones do and to be
+    in no store, so this is what switching to `scope: all` would add after a run with `diverse`."""
+    calls: dict[str, float] = {}
+    usd = 0.0
+    for ln in est.lines:
+        if ln.stage in SPARED_STAGES and est.kept is not None:
+            factor, key = est.kept.spared(ln.stage), (ln.stage, ln.model)
+            calls[ln.stage] = calls.get(ln.stage, 0.0) + ln.calls * factor
+            usd += (est.cost[key] + est.stored[key]) * factor
+    return {stage: round(n) for stage, n in calls.items()}, usd
 
 
 def _price_routes(conf: RunConf, est: Estimate) -> None:
@@ -309,6 +342,15 @@ def format_estimate(est: Estimate) -> str:
             f"  batch saving: ${d['batch_saving_usd']:.2f} (all online: ${d['total_online_cost_usd']:.2f}); "
             "b = through the providers' batch APIs at their discount"
         )
+    if est.kept is not None:
+        out.append(f"  selection: {est.kept.note()}")
+        if est.kept.scope == "diverse":
+            mark = "" if est.kept.counted else "~"
+            spared = [f"{mark}{n:,} {stage}" for stage, n in d["selection"]["calls_spared"].items() if n]
+            out.append(
+                f"  selection spares {', '.join(spared) or 'no'} calls, {mark}${d['selection']['usd_spared']:,.2f}: "
+                "what stages.responses.scope=all would add to those stages, at their lines' cost per call"
+            )
     batch_stages = {stage for stage, _ in est.batched}
     for stage, secs in d["wall_clock_s"].items():
         out.append(
@@ -320,6 +362,7 @@ def format_estimate(est: Estimate) -> str:
             )
         )
     out.append(
-        "~ = counted from config (every generation assumed kept); other lines are the stage's exact requests."
+        "~ = counted from config (every generation assumed kept, and the paper's kept share answered until "
+        "diversity has run); other lines are the stage's exact requests."
     )
     return "\n".join(out)

@@ -44,6 +44,8 @@ class ModelView:
     params: Mapping[str, Any]
     """The registry's default generation parameters (read-only)."""
     prices: Prices
+    emulated: bool = False
+    """Whether its base URL points at the run's provider emulator (a stand-in, not a real model)."""
 
 
 class Engine(Protocol):
@@ -114,6 +116,11 @@ def no_inherit(settings: Any, stages: Any) -> None:
     """A stage whose defaults are its own."""
 
 
+def no_reads(settings: Any) -> dict[str, str]:
+    """A stage whose settings add no table to those it always reads."""
+    return {}
+
+
 @dataclass(frozen=True)
 class Stage(Generic[S]):
     """One pipeline stage: what it is called, what it reads, writes and sends, and its entry points."""
@@ -122,6 +129,7 @@ class Stage(Generic[S]):
     settings: type[S]
     """Its settings record, the config section `stages.<name>`."""
     reads: tuple[str, ...]
+    """The tables it reads whatever its settings."""
     writes: tuple[str, ...]
     run: Callable[[StageContext[S]], dict[str, Any]]
     plan: Callable[[StageContext[S]], Plan] = no_plan
@@ -134,3 +142,10 @@ class Stage(Generic[S]):
     (the judged models default to the sweep); gets every stage's settings."""
     preview: Callable[[StageContext[S]], dict[str, pl.DataFrame]] | None = None
     """For a stage without calls whose tables follow from config alone: those tables, in memory."""
+    reads_when: Callable[[S], dict[str, str]] = no_reads
+    """The tables its settings make it read too: table -> the setting (under `stages.<name>.`)
+    that does (responses read `diversity` with `scope: diverse`)."""
+
+    def tables_read(self, settings: S) -> dict[str, str | None]:
+        """Every table the stage reads under `settings` -> the setting that makes it read it, if any."""
+        return {**dict.fromkeys(self.reads), **self.reads_when(settings)}

@@ -24,6 +24,11 @@ DEMO_SPEC = Path(__file__).resolve().parents[1] / "data" / "demo_spec.md"
 """The short spec shipped for the demo (our own text, not any provider's)."""
 OPENAI_FAMILY: tuple[str, ...] = ("gpt_4_1", "gpt_4_1_mini", "gpt_4o", "o3", "o4_mini")
 """The default family: the OpenAI models, which share the OpenAI Model Spec."""
+PAPER_SPEC = (
+    "the OpenAI Model Spec of 2025-04-11 (model_spec.md at the 'Release 2025-04-11' commit of "
+    "https://github.com/openai/model_spec, CC0)"
+)
+"""The spec the paper's judges graded against."""
 SCOPES = ("samples", "all")
 SAMPLE_NAMES = ("random", "high_all", "high_family")
 
@@ -47,7 +52,8 @@ class ComplianceConf(JudgeCallConf, JudgedResponsesConf):
     judges: list[str] = field(default_factory=lambda: ["claude_sonnet_4", "o3", "gemini_2_5_pro"])
     """Judge model keys (the paper: Claude 4 Sonnet, o3, Gemini 2.5 Pro)."""
     spec: str | None = None
-    """Path of the spec (markdown); None uses the short demo spec shipped with specstress."""
+    """Path of the spec (markdown); None uses the short demo spec shipped with specstress, for
+    emulated judges only (real judges need a real spec: the paper's is `PAPER_SPEC`)."""
     families: dict[str, list[str]] | None = None
     """Family name -> models sharing one spec; None: the OpenAI models judged (if two or more)."""
     scope: str = "samples"
@@ -65,6 +71,15 @@ def check(cc: ComplianceConf, models: Mapping[str, ModelView]) -> None:
         raise ConfigError(f"config key 'stages.compliance.scope': must be one of {SCOPES}, got '{cc.scope}'")
     if not cc.judges or len(set(cc.judges)) != len(cc.judges):
         raise ConfigError("config key 'stages.compliance.judges': needs one or more distinct model keys")
+    real = [j for j in cc.judges if not models[j].emulated]
+    if cc.spec is None and real:
+        # Real judges grading the demo spec would spend real money on a meaningless table.
+        raise ConfigError(
+            "config key 'stages.compliance.spec': null grades against the short demo spec, which is for "
+            f"emulated judges only, and judges {real} are real models. The paper graded against "
+            f"{PAPER_SPEC}: pass the path of that file, or of the spec you want to test, as "
+            "stages.compliance.spec=PATH"
+        )
     for name in SAMPLE_NAMES:
         n = getattr(cc.samples, name)
         if n is not None and n < 0:

@@ -13,10 +13,11 @@ Subsets default to the paper's six (`DEFAULT_SUBSETS`), each restricted to the m
 that have scores; a default subset left with fewer than two models is dropped. Subsets
 given in config are used as written, and a model without scores is an error.
 
-`diverse_only` (default false) restricts everything to the δ-diverse scenarios of
-`tables/diversity.parquet`. The paper filtered before answering, which saves the
-responses' cost; when responses were paid for every scenario, the k-center selection
-already covers near-duplicates, so the default keeps every scored scenario.
+The paper selected the δ-diverse scenarios before answering them, and so does a run whose
+responses have `scope: diverse`: only those are scored, so only those are analysed here.
+`diverse_only` (default false) restricts the analysis to them when responses were paid for
+every scenario (`scope: all`); otherwise the k-center selection already covers
+near-duplicates, so the default keeps every scored scenario.
 """
 
 from __future__ import annotations
@@ -201,9 +202,10 @@ def summary_lines(summary: dict[str, Any]) -> list[str]:
 STAGE = Stage(
     name="disagreement",
     settings=DisagreementConf,
-    reads=("scores", "scenario_embeddings", "diversity"),
+    reads=("scores", "scenario_embeddings"),
     writes=("disagreement", "selections", "outliers", "outlier_counts"),
     run=run,
     models=lambda dc: {"subsets": [m for ms in (dc.subsets or {}).values() for m in ms]},
     check=check,
+    reads_when=lambda dc: {"diversity": "diverse_only"} if dc.diverse_only else {},
 )

@@ -125,19 +125,28 @@ def cache_root(ctx: StageContext[Any], ec: EmbeddingsConf) -> str:
     return ec.cache_dir or f"{ctx.cache_root.rstrip('/')}/embeddings"
 
 
+def _embed_params(m: ModelView) -> tuple[tuple[str, Any], ...]:
+    """The registry params an embed call carries: the vector size, where the model entry sets one."""
+    return (("dimensions", m.params["dimensions"]),) if "dimensions" in m.params else ()
+
+
 def _api_spec(ctx: StageContext[Any], model_key: str) -> BackendSpec:
-    """The cache identity of an API model: provider, model id and a hash of the endpoint."""
+    """The cache identity of an API model: provider, model id, vector size if set, a hash of the endpoint."""
     m = ctx.model(model_key)
     where = hashlib.blake2b(m.base_url.rstrip("/").encode(), digest_size=4).hexdigest()
-    return BackendSpec(kind="api", model=f"{m.provider}-{m.model_id}-{where}")
+    size = "".join(f"-d{d}" for _, d in _embed_params(m))
+    return BackendSpec(kind="api", model=f"{m.provider}-{m.model_id}{size}-{where}")
 
 
-def _api_requests(ec: EmbeddingsConf, missing: pl.DataFrame) -> Iterator[pl.DataFrame]:
+def _api_requests(
+    ctx: StageContext[Any], ec: EmbeddingsConf, missing: pl.DataFrame
+) -> Iterator[pl.DataFrame]:
     """One embedding call per `batch_size` texts of `missing` (text_hash, text)."""
     model = ec.model or ""
+    params = _embed_params(ctx.model(model))
     for s in range(0, missing.height, ec.batch_size):
         part = missing.slice(s, ec.batch_size)
-        spec = CallSpec(model=model, kind="embed", inputs=tuple(part["text"].to_list()))
+        spec = CallSpec(model=model, kind="embed", inputs=tuple(part["text"].to_list()), params=params)
         yield pl.DataFrame(
             {"model": [model], "spec": [spec_to_json(spec)], "hashes": [part["text_hash"].to_list()]}
         )
@@ -148,7 +157,7 @@ def _embed_api(
 ) -> dict[str, Any]:
     """Embed `missing` (text_hash, text) through the engine, streaming the vectors into the cache."""
     model = ec.model or ""
-    path = ctx.calls.write_requests(name, _api_requests(ec, missing))
+    path = ctx.calls.write_requests(name, _api_requests(ctx, ec, missing))
     out: dict[str, Any] = {"embedded": 0, "failed": 0, "calls": ctx.calls.run(name, path).as_dict()}
     batch_rows = max(1, 8192 // ec.batch_size)
     for part in iter_results(ctx.calls, name, path, ["status", "embeddings"], batch_rows):
@@ -197,7 +206,7 @@ def api_plan(ctx: StageContext[Any], ec: EmbeddingsConf, texts: list[str]) -> It
     """The embedding calls `embed_texts` would make for `texts` (none for the local backends)."""
     if ec.backend != "api":
         return iter(())
-    return _api_requests(ec, _texts(ctx, ec, _as_rows(texts)).missing)
+    return _api_requests(ctx, ec, _texts(ctx, ec, _as_rows(texts)).missing)
 
 
 def _api_vectors(
@@ -266,7 +275,7 @@ def plan(ctx: StageContext[EmbeddingsConf]) -> Plan:
     ec = ctx.settings
     if ec.backend != "api" or not ctx.run.tables.exists("scenarios.parquet"):
         return {}
-    return {"embeddings": _api_requests(ec, _texts(ctx, ec, _scenarios(ctx)).missing)}
+    return {"embeddings": _api_requests(ctx, ec, _texts(ctx, ec, _scenarios(ctx)).missing)}
 
 
 def run(ctx: StageContext[EmbeddingsConf]) -> dict[str, Any]:

@@ -29,11 +29,11 @@ from jobs.stages.base import ModelView, Stage
 STAGES: tuple[Stage[Any], ...] = (
     pairs.STAGE,
     scenarios.STAGE,
+    embeddings.STAGE,
+    diversity.STAGE,
     responses.STAGE,
     rubrics.STAGE,
     scores.STAGE,
-    embeddings.STAGE,
-    diversity.STAGE,
     disagreement.STAGE,
     topics.STAGE,
     refusals.STAGE,
@@ -41,6 +41,8 @@ STAGES: tuple[Stage[Any], ...] = (
     values.STAGE,
 )
 BY_NAME: dict[str, Stage[Any]] = {s.name: s for s in STAGES}
+WRITER: dict[str, str] = {table: s.name for s in STAGES for table in s.writes}
+"""Table -> the stage that writes it."""
 
 StagesConf = make_dataclass(
     "StagesConf",
@@ -63,6 +65,7 @@ def check_stages(stages: Any, pipeline: list[str], models: Mapping[str, ModelVie
         raise ConfigError(f"config key 'pipeline': unknown stage(s) {unknown}; known: {sorted(BY_NAME)}")
     for s in STAGES:
         s.inherit(getattr(stages, s.name), stages)
+    check_order(stages, pipeline)
     for name in pipeline:
         s = BY_NAME[name]
         settings = getattr(stages, name)
@@ -73,3 +76,20 @@ def check_stages(stages: Any, pipeline: list[str], models: Mapping[str, ModelVie
                     f"config key 'stages.{name}.{key}': unknown model key(s) {absent}; known: {sorted(models)}"
                 )
         s.check(settings, models)
+
+
+def check_order(stages: Any, pipeline: list[str]) -> None:
+    """Every table a stage of `pipeline` reads is written by a stage before it, or by none of the
+    pipeline (an earlier session may have written it; the stage says so when it is absent)."""
+    position = {name: i for i, name in enumerate(pipeline)}
+    for i, name in enumerate(pipeline):
+        for table, setting in BY_NAME[name].tables_read(getattr(stages, name)).items():
+            writer = WRITER.get(table)
+            if writer is None or position.get(writer, -1) <= i:
+                continue
+            because = f" (stages.{name}.{setting} makes it read it)" if setting else ""
+            alternative = f", or change stages.{name}.{setting}" if setting else ""
+            raise ConfigError(
+                f"config key 'pipeline': stage '{name}' reads table '{table}'{because}, which stage "
+                f"'{writer}' writes after it: list '{writer}' before '{name}'{alternative}"
+            )

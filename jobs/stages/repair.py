@@ -33,7 +33,7 @@ Reply again with only the corrected JSON object, in exactly the shape the first 
 _FENCE = re.compile(r"```(?:json)?\s*(.*?)```", re.DOTALL)
 CHUNK_ROWS = 10_000
 """Requests built at a time (their specs are held in memory)."""
-_RESULT_COLUMNS = ["status", "text", "finish_reason", "error_kind", "error"]
+_RESULT_COLUMNS = ["status", "text", "finish_reason", "error_kind", "error", "cost_usd"]
 
 
 class ParseError(ValueError):
@@ -85,6 +85,8 @@ class Attempted(Generic[T]):
     final_call_key: str | None
     """Key of the call whose answer is used (the last repair, if any)."""
     repairs: int
+    cost_usd: float = 0.0
+    """Dollars of its calls in the store, every round, whether made in this session or earlier."""
 
 
 def _spec(
@@ -150,6 +152,7 @@ def call_with_repair(
     """
     outcomes: dict[str, Attempted[T]] = {}
     first_key: dict[str, str] = {}
+    spent: dict[str, float] = {}
     pending = items.with_columns(bad=pl.lit(None, dtype=pl.String), err=pl.lit(None, dtype=pl.String))
     calls: dict[str, Any] = {}
     for round_no in range(max_repairs + 1):
@@ -164,9 +167,10 @@ def call_with_repair(
         for row in answered.iter_rows(named=True):
             item, key = row["item_id"], row["key"]
             first_key.setdefault(item, key)
+            cost = spent[item] = spent.get(item, 0.0) + (row["cost_usd"] or 0.0)
             if row["status"] != "ok":
                 reason = f"{row['error_kind'] or 'unanswered'}: {row['error'] or 'no stored answer'}"
-                outcomes[item] = Attempted("call_failed", None, reason, first_key[item], key, round_no)
+                outcomes[item] = Attempted("call_failed", None, reason, first_key[item], key, round_no, cost)
                 continue
             try:
                 value = parse(row, row["text"] or "")
@@ -175,11 +179,11 @@ def call_with_repair(
                 if row["finish_reason"] == "length":
                     error += " (the answer was cut off at max tokens; keep it shorter)"
                 if round_no == max_repairs:
-                    outcomes[item] = Attempted("invalid", None, error, first_key[item], key, round_no)
+                    outcomes[item] = Attempted("invalid", None, error, first_key[item], key, round_no, cost)
                 else:
                     retry.append({"item_id": item, "bad": row["text"] or "", "err": error})
                 continue
-            outcomes[item] = Attempted("ok", value, None, first_key[item], key, round_no)
+            outcomes[item] = Attempted("ok", value, None, first_key[item], key, round_no, cost)
         if not retry:
             break
         fixes = pl.DataFrame(retry, schema={"item_id": pl.String, "bad": pl.String, "err": pl.String})

@@ -1,7 +1,8 @@
-"""Responses: every scenario goes to every model of the sweep, `samples` times each (METHOD.md §3).
+"""Responses: each scenario of the scope goes to every model of the sweep, `samples` times (METHOD.md §3).
 
-The scenario's query is the user message, under the configured system prompt. Settings
-layer: the registry's `params`, then the stage's defaults, then the model's entry in
+`scope: diverse` answers the δ-diverse scenarios only, as the paper did, and `all` every
+one (`jobs.stages.answer_scope`). The scenario's query is the user message, under the
+configured system prompt. Settings layer: the registry's `params`, then the stage's defaults, then the model's entry in
 `per_model`. Requests are streamed in chunks and the table is rebuilt from the call
 store on every run, so adding a model to `models` pays only for its calls, and removing
 one hides its rows without deleting anything paid (the store is append-only).
@@ -23,6 +24,14 @@ from actors.errors import ConfigError
 from actors.types import chat, spec_to_json
 from jobs.conf.batching import RoutingConf
 from jobs.paper import PAPER_MODELS
+from jobs.stages.answer_scope import (
+    check_scope,
+    ready,
+    scenarios_in_scope,
+    scope_filter,
+    scope_reads,
+    selection_saving,
+)
 from jobs.stages.base import ModelView, Plan, Stage, StageContext
 from jobs.stages.params import layer
 from jobs.stages.streaming import iter_results, write_parts
@@ -71,7 +80,10 @@ class ResponsesConf(RoutingConf):
     """Settings of the `responses` stage (config section `stages.responses`)."""
 
     models: list[str] = field(default_factory=lambda: list(PAPER_MODELS))
-    """The sweep: model keys that answer every scenario."""
+    """The sweep: model keys that answer every scenario of the scope."""
+    scope: str = "all"
+    """diverse: the scenarios the diversity stage keeps (the paper's way; run embeddings and
+    diversity first); all: every scenario."""
     samples: int = 1
     """Answers per scenario and model (the paper: one, at default settings)."""
     system_prompt: str | None = None
@@ -130,13 +142,15 @@ def check(rc: ResponsesConf, models: Mapping[str, ModelView]) -> None:
             raise ConfigError(f"config key 'stages.responses.samples' ({model}): must be >= 1")
     if rc.chunk_rows < 1:
         raise ConfigError("config key 'stages.responses.chunk_rows': must be >= 1")
+    check_scope("responses", rc.scope)
 
 
 def _request_chunks(ctx: StageContext[ResponsesConf]) -> Iterator[pl.DataFrame]:
     rc = ctx.settings
     plans = {m: plan_for(ctx.model(m), rc) for m in rc.models}
     ds = pads.dataset(ctx.run.table_path("scenarios"), format="parquet", filesystem=ctx.run.root.fs)
-    for batch in ds.to_batches(columns=["scenario_id", "query"], batch_size=rc.chunk_rows):
+    only = scope_filter(ctx.run, "responses", rc.scope)
+    for batch in ds.to_batches(columns=["scenario_id", "query"], filter=only, batch_size=rc.chunk_rows):
         ids, queries = batch.column(0).to_pylist(), batch.column(1).to_pylist()
         for model, plan in plans.items():
             rows: dict[str, list[Any]] = {"scenario_id": [], "model": [], "sample": [], "spec": []}
@@ -177,8 +191,8 @@ def _rows(answered: pl.DataFrame) -> pl.DataFrame:
 
 
 def plan(ctx: StageContext[ResponsesConf]) -> Plan:
-    """Every scenario to every model of the sweep, once the scenarios exist."""
-    if not ctx.run.tables.exists("scenarios.parquet"):
+    """Every scenario of the scope to every model of the sweep, once the tables of the scope exist."""
+    if not ready(ctx.run, ctx.settings.scope):
         return {}
     return {"responses": _request_chunks(ctx)}
 
@@ -190,10 +204,13 @@ def run(ctx: StageContext[ResponsesConf]) -> dict[str, Any]:
     path = ctx.calls.write_requests("responses", _request_chunks(ctx))
     calls = ctx.calls.run("responses", path)
     by_model: dict[str, dict[str, int]] = {}
+    spent = 0.0  # dollars of the answers, made in this session or earlier
 
     def parts() -> Iterator[pl.DataFrame]:
+        nonlocal spent
         for answered in iter_results(ctx.calls, "responses", path, _STORE_COLUMNS, rc.chunk_rows):
             part = _rows(answered)
+            spent += part["cost_usd"].fill_null(0.0).sum()
             counts = part.group_by("model").agg(
                 ok=(pl.col("status") == "ok").sum(),
                 failed=(pl.col("status") != "ok").sum(),
@@ -207,7 +224,13 @@ def run(ctx: StageContext[ResponsesConf]) -> dict[str, Any]:
             yield part
 
     rows = write_parts(ctx.run, "responses", parts(), RESPONSES_SCHEMA)
-    return {"responses": rows, "by_model": dict(sorted(by_model.items())), "calls": calls.as_dict()}
+    answered = scenarios_in_scope(ctx.run, "responses", rc.scope).select(pl.len()).collect().item()
+    return {
+        "responses": rows,
+        "by_model": dict(sorted(by_model.items())),
+        "calls": calls.as_dict(),
+        "selection": selection_saving(ctx.run, rc.scope, answered, rows, spent),
+    }
 
 
 STAGE = Stage(
@@ -219,4 +242,5 @@ STAGE = Stage(
     plan=plan,
     models=lambda rc: {"models": list(rc.models)},
     check=check,
+    reads_when=scope_reads,
 )

@@ -1,9 +1,11 @@
 """Rubrics ("spectrums"): one call per value pair, one 7-position spectrum per value (METHOD.md §4).
 
-The rubric model sees both values and all three framings of the pair's query, and answers
-with JSON holding, for each value, seven answer strategies from extreme_oppose (0) to
-extreme_favor (6). `parse_rubric` validates the shape strictly; a bad answer gets
-`max_repairs` repair calls (see `jobs.stages.repair`), then its failure is recorded.
+A rubric is written for each pair with a scenario in scope (`scope`, default the responses
+stage's: with `diverse`, a pair whose three framings were all removed gets none). The rubric
+model sees both values and all three framings of the pair's query, and answers with JSON
+holding, for each value, seven answer strategies from extreme_oppose (0) to extreme_favor (6).
+`parse_rubric` validates the shape strictly; a bad answer gets `max_repairs` repair calls (see
+`jobs.stages.repair`), then its failure is recorded.
 
 Output: `tables/rubrics.parquet`, one row per pair, failures included (status, error).
 """
@@ -21,6 +23,7 @@ from pydantic import BaseModel, ConfigDict, Field, StrictInt, ValidationError, m
 from actors.errors import ConfigError
 from jobs.analysis.frames import frame
 from jobs.conf.batching import RoutingConf
+from jobs.stages.answer_scope import check_scope, inherit_scope, ready, scenarios_in_scope, scope_reads
 from jobs.stages.base import ModelView, Plan, Stage, StageContext
 from jobs.stages.params import params_by_model
 from jobs.stages.repair import ParseError, call_with_repair, extract_json, first_round, wrong_shape
@@ -154,6 +157,8 @@ class RubricsConf(RoutingConf):
     thinking_budget: int | None = None
     chunk_pairs: int = 20_000
     """Pairs handled per round of calls; bounds memory."""
+    scope: str | None = None
+    """diverse: pairs with a δ-diverse scenario; all: every pair; None: `stages.responses.scope`."""
 
 
 def pair_framings(scenarios: pl.LazyFrame) -> pl.LazyFrame:
@@ -187,12 +192,16 @@ def rubric_prompt(value1: str, value2: str, neutral: str | None, q1: str | None,
 def check(rc: RubricsConf, models: Mapping[str, ModelView]) -> None:
     if rc.max_repairs < 0 or rc.chunk_pairs < 1:
         raise ConfigError("config key 'stages.rubrics': max_repairs must be >= 0 and chunk_pairs >= 1")
+    check_scope("rubrics", rc.scope)
 
 
 def _items(ctx: StageContext[RubricsConf]) -> Iterator[tuple[str, pl.DataFrame, pl.DataFrame]]:
     """(requests-table stem, pairs, their calls' items) per chunk of `chunk_pairs` pairs."""
     rc = ctx.settings
-    pairs = pair_framings(scan_table(ctx.run, "scenarios")).collect()
+    # Pairs with a scenario in scope, each with all three framings whatever their scope.
+    scoped = scenarios_in_scope(ctx.run, "rubrics", rc.scope or "all").select("pair_id").collect()
+    framings = pair_framings(scan_table(ctx.run, "scenarios"))
+    pairs = framings.filter(pl.col("pair_id").is_in(scoped["pair_id"].implode())).collect()
     for i, chunk in enumerate(pairs.iter_slices(rc.chunk_pairs)):
         items = chunk.select(
             "value1",
@@ -210,8 +219,8 @@ def _items(ctx: StageContext[RubricsConf]) -> Iterator[tuple[str, pl.DataFrame, 
 
 
 def plan(ctx: StageContext[RubricsConf]) -> Plan:
-    """The first call of every pair, once the scenarios exist."""
-    if not ctx.run.tables.exists("scenarios.parquet"):
+    """The first call of every pair of the scope, once the tables of the scope exist."""
+    if not ready(ctx.run, ctx.settings.scope or "all"):
         return {}
     return {f"{stem}_r0": first_round(items, None, params_by_model(ctx)) for stem, _, items in _items(ctx)}
 
@@ -269,4 +278,6 @@ STAGE = Stage(
     plan=plan,
     models=lambda rc: {"model": [rc.model]},
     check=check,
+    inherit=inherit_scope,
+    reads_when=scope_reads,
 )

@@ -12,9 +12,10 @@ Modes (`stages.scores.mode`):
 - `per_response`: one call per response. Each prompt holds one response only, so adding
   a model pays only for the new responses' scoring.
 
-Labels are model keys, or "Response A", "Response B"... when `labels: anonymous`;
-`shuffle` orders them by a seeded draw per scenario. The label -> model mapping stays here,
-never in the prompt.
+The scenarios scored are those of `scope` (default the responses stage's; see
+`jobs.stages.answer_scope`). Labels are model keys, or "Response A", "Response B"... when
+`labels: anonymous`; `shuffle` orders them by a seeded draw per scenario. The label -> model
+mapping stays here, never in the prompt.
 
 Output: `tables/scores.parquet`, long: one row per (scenario, model, sample, value slot).
 Nothing is dropped: a response that could not be scored keeps its rows with a null
@@ -38,6 +39,14 @@ from pydantic import BaseModel, ConfigDict, Field, StrictInt, TypeAdapter, Valid
 from actors.errors import ConfigError
 from jobs.analysis.frames import frame
 from jobs.conf.batching import RoutingConf
+from jobs.stages.answer_scope import (
+    check_scope,
+    inherit_scope,
+    ready,
+    scope_filter,
+    scope_reads,
+    selection_saving,
+)
 from jobs.stages.base import ModelView, Plan, Stage, StageContext
 from jobs.stages.params import stage_params
 from jobs.stages.repair import call_with_repair, first_round, keyed_object, wrong_shape
@@ -200,6 +209,8 @@ class ScoresConf(RoutingConf):
     thinking_budget: int | None = None
     chunk_scenarios: int = 5_000
     """Scenarios handled per round of calls; bounds memory."""
+    scope: str | None = None
+    """diverse: the δ-diverse scenarios; all: every scenario; None: `stages.responses.scope`."""
 
 
 def check(sc: ScoresConf, models: Mapping[str, ModelView]) -> None:
@@ -209,6 +220,7 @@ def check(sc: ScoresConf, models: Mapping[str, ModelView]) -> None:
         raise ConfigError(f"config key 'stages.scores.labels': must be one of {LABELS}, got '{sc.labels}'")
     if sc.max_repairs < 0 or sc.chunk_scenarios < 1:
         raise ConfigError("config key 'stages.scores': max_repairs must be >= 0 and chunk_scenarios >= 1")
+    check_scope("scores", sc.scope)
 
 
 @dataclass(frozen=True)
@@ -305,8 +317,9 @@ def _rows(t: _Target, values: tuple[str, str], outcomes: dict[str, Any]) -> list
     return rows
 
 
-Chunk = tuple[str, list[tuple[_Target, tuple[str, str]]], pl.DataFrame | None]
-"""(requests-table stem, the chunk's targets with their two values, its call items or None)."""
+Chunk = tuple[str, list[tuple[_Target, tuple[str, str]]], pl.DataFrame | None, int]
+"""(requests-table stem, the chunk's targets with their two values, its call items or None,
+its scenarios)."""
 
 
 def _chunks(ctx: StageContext[ScoresConf]) -> Iterator[Chunk]:
@@ -323,7 +336,8 @@ def _chunks(ctx: StageContext[ScoresConf]) -> Iterator[Chunk]:
     responses = scan_table(ctx.run, "responses").filter(pl.col("model").is_in(list(sc.models or [])))
     scen_ds = pads.dataset(ctx.run.table_path("scenarios"), format="parquet", filesystem=ctx.run.root.fs)
     cols = ["scenario_id", "pair_id", "value1", "value2", "query"]
-    for i, batch in enumerate(scen_ds.to_batches(columns=cols, batch_size=sc.chunk_scenarios)):
+    only = scope_filter(ctx.run, "scores", sc.scope or "all")
+    for i, batch in enumerate(scen_ds.to_batches(columns=cols, filter=only, batch_size=sc.chunk_scenarios)):
         scens = batch.to_pylist()
         if not scens:
             continue
@@ -338,7 +352,7 @@ def _chunks(ctx: StageContext[ScoresConf]) -> Iterator[Chunk]:
             targets += [(x, (scen["value1"], scen["value2"])) for x in t]
             items += it
         frame_items = pl.DataFrame(items).with_columns(model=pl.lit(sc.model)) if items else None
-        yield f"scores_c{i}", targets, frame_items
+        yield f"scores_c{i}", targets, frame_items, len(scens)
 
 
 def _params(ctx: StageContext[ScoresConf]) -> Callable[[str], dict[str, Any]]:
@@ -347,12 +361,13 @@ def _params(ctx: StageContext[ScoresConf]) -> Callable[[str], dict[str, Any]]:
 
 
 def plan(ctx: StageContext[ScoresConf]) -> Plan:
-    """The first scoring call of every chunk, once responses and rubrics exist."""
-    if not all(ctx.run.tables.exists(f"{t}.parquet") for t in ("scenarios", "responses", "rubrics")):
+    """The first scoring call of every chunk, once responses, rubrics and the scope's tables exist."""
+    tables = all(ctx.run.tables.exists(f"{t}.parquet") for t in ("responses", "rubrics"))
+    if not (tables and ready(ctx.run, ctx.settings.scope or "all")):
         return {}
     return {
         f"{stem}_r0": first_round(items, None, _params(ctx))
-        for stem, _, items in _chunks(ctx)
+        for stem, _, items, _ in _chunks(ctx)
         if items is not None
     }
 
@@ -363,31 +378,45 @@ def run(ctx: StageContext[ScoresConf]) -> dict[str, Any]:
     ctx.calls.check_models([sc.model])
     calls: dict[str, Any] = {}
     counts: dict[str, int] = {}
+    scored = {"scenarios": 0, "items": 0, "cost_usd": 0.0}  # answers made in this session or earlier
 
     def parse(row: dict[str, Any], text: str) -> dict[str, ScoreEntry]:
         return parse_scores(text, json.loads(row["labels"]))
 
     def parts() -> Iterator[pl.DataFrame]:
-        for stem, targets, items in _chunks(ctx):
+        for stem, targets, items, n_scenarios in _chunks(ctx):
             outcomes: dict[str, Any] = {}
+            scored["scenarios"] += n_scenarios
             if items is not None:
                 outcomes, chunk_calls = call_with_repair(
                     ctx, stem, items, parse=parse, params=_params(ctx), max_repairs=sc.max_repairs
                 )
                 add_calls(calls, chunk_calls)
+                scored["items"] += items.height
+                scored["cost_usd"] += sum(out.cost_usd for out in outcomes.values())
             rows = [row for t, values in targets for row in _rows(t, values, outcomes)]
             for row in rows[::2]:
                 counts[row["status"]] = counts.get(row["status"], 0) + 1
             yield frame(rows, SCORES_SCHEMA)
 
     n = write_parts(ctx.run, "scores", parts(), SCORES_SCHEMA)
-    return {"rows": n, "responses_by_status": dict(sorted(counts.items())), "mode": sc.mode, "calls": calls}
+    saving = selection_saving(
+        ctx.run, sc.scope or "all", int(scored["scenarios"]), int(scored["items"]), scored["cost_usd"]
+    )
+    return {
+        "rows": n,
+        "responses_by_status": dict(sorted(counts.items())),
+        "mode": sc.mode,
+        "calls": calls,
+        "selection": saving,
+    }
 
 
 def inherit(sc: ScoresConf, stages: Any) -> None:
-    """The scored models default to the sweep."""
+    """The scored models and the scope default to the responses stage's."""
     if sc.models is None:
         sc.models = list(stages.responses.models)
+    inherit_scope(sc, stages)
 
 
 STAGE = Stage(
@@ -400,4 +429,5 @@ STAGE = Stage(
     models=lambda sc: {"model": [sc.model], "models": list(sc.models or [])},
     check=check,
     inherit=inherit,
+    reads_when=scope_reads,
 )

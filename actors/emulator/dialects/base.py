@@ -50,6 +50,8 @@ class EmbedInput:
 
     model_id: str
     texts: tuple[str, ...]
+    dimensions: int | None = None
+    """The vector size asked for (OpenAI `dimensions`, Gemini `outputDimensionality`); None: the model's own."""
 
     @property
     def input_tokens(self) -> int:
@@ -81,6 +83,15 @@ def text_of(content: Any) -> str:
     if isinstance(content, list):
         return "".join(p.get("text", "") for p in content if isinstance(p, dict))
     raise WireError("message content must be a string or a list of text parts")
+
+
+def dimensions(value: Any) -> int | None:
+    """An embedding request's size field: absent, or a positive integer."""
+    if value is None:
+        return None
+    if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+        raise WireError(f"the embedding size must be a positive integer, got {value!r}")
+    return value
 
 
 def require(body: JSON, name: str, kind: type | tuple[type, ...]) -> Any:

@@ -21,6 +21,7 @@ from actors.emulator.dialects.base import (
     EmbedInput,
     ErrorShape,
     WireError,
+    dimensions,
     require,
     text_of,
 )
@@ -77,7 +78,12 @@ class GeminiDialect(Dialect):
             raise WireError("'requests' must be a non-empty list")
         if not model or any(r.get("model") != f"models/{model}" for r in requests):
             raise WireError("each request's model must match the model in the path")
-        return EmbedInput(model, tuple(_parts_text(r.get("content")) for r in requests))
+        sizes = {r.get("outputDimensionality") for r in requests}
+        if len(sizes) > 1:
+            raise WireError("the requests of one batch must ask for one outputDimensionality")
+        return EmbedInput(
+            model, tuple(_parts_text(r.get("content")) for r in requests), dimensions(sizes.pop())
+        )
 
     def error(self, shape: ErrorShape, message: str) -> tuple[int, JSON]:
         status, code = _ERRORS[shape]

@@ -21,6 +21,7 @@ from actors.emulator.dialects.base import (
     EmbedInput,
     ErrorShape,
     WireError,
+    dimensions,
     require,
     text_of,
 )
@@ -80,7 +81,7 @@ class OpenAIDialect(Dialect):
         texts = [raw] if isinstance(raw, str) else raw
         if not isinstance(texts, list) or not all(isinstance(t, str) for t in texts) or not texts:
             raise WireError("'input' must be a string or a non-empty list of strings")
-        return EmbedInput(require(body, "model", str), tuple(texts))
+        return EmbedInput(require(body, "model", str), tuple(texts), dimensions(body.get("dimensions")))
 
     def error(self, shape: ErrorShape, message: str) -> tuple[int, JSON]:
         status, kind, code = _ERRORS[shape]

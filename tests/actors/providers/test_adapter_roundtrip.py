@@ -97,14 +97,21 @@ async def test_refusals_parse(call: Call, endpoint_for: MakeEndpoint, provider: 
 
 
 @pytest.mark.parametrize(
-    ("provider", "model_id", "dim"),
-    [("openai", "text-embedding-3-small", 1536), ("gemini", "gemini-embedding-001", 768)],
+    ("provider", "model_id", "size", "dim"),
+    [
+        ("openai", "text-embedding-3-small", None, 1536),
+        ("openai", "text-embedding-3-large", 256, 256),
+        ("gemini", "gemini-embedding-001", None, 3072),
+        ("gemini", "gemini-embedding-001", 768, 768),
+    ],
 )
 async def test_embeddings(
-    call: Call, endpoint_for: MakeEndpoint, provider: Provider, model_id: str, dim: int
+    call: Call, endpoint_for: MakeEndpoint, provider: Provider, model_id: str, size: int | None, dim: int
 ) -> None:
+    """Each wire format's embeddings, at the model's own size or the one the `dimensions` param asks."""
     texts = ("the cat sat on the mat", "the cat sat on a rug", "quarterly revenue grew by ten percent")
-    spec = CallSpec("m", kind="embed", inputs=texts)
+    params = (("dimensions", size),) if size else ()
+    spec = CallSpec("m", kind="embed", inputs=texts, params=params)
     got = await call(endpoint_for(provider, model_id), spec)
     assert got.embeddings is not None and len(got.embeddings) == 3
     assert all(

@@ -9,6 +9,8 @@ import pytest
 from actors.errors import ConfigError
 from jobs.cli import main
 from jobs.config import load_config
+from jobs.stages.compliance_scope import DEMO_SPEC
+from jobs.stages.registry import STAGES
 
 DEMO = Path(__file__).resolve().parents[3] / "conf" / "demo.yaml"
 DEFAULT = DEMO.with_name("default.yaml")
@@ -38,13 +40,26 @@ def test_bad_values_name_their_key(override: str, key: str) -> None:
         load_config(DEMO, [override])
 
 
+SPEC = f"stages.compliance.spec={DEMO_SPEC}"
+"""Any spec file: the paper config's real judges need one named."""
+
+
 def test_both_shipped_configs_load() -> None:
-    demo, paper = load_config(DEMO), load_config(DEFAULT)
-    assert set(demo.models) == set(paper.models) and len(demo.models) == 13  # 12 responders + 1 embedder
+    demo, paper = load_config(DEMO), load_config(DEFAULT, [SPEC])
+    assert set(demo.models) == set(paper.models) and len(demo.models) == 14  # 12 responders + 2 embedders
     assert demo.models["o3"].base_url.startswith("http://127.0.0.1:")
     assert paper.models["o3"].base_url == "https://api.openai.com/v1"
     assert paper.models["claude_opus_4"].api_key_env == "ANTHROPIC_API_KEY"
     assert paper.stages.pairs.n_pairs == 150_000
+    # Both run every stage, selecting the δ-diverse scenarios before paying for responses.
+    assert list(paper.pipeline) == list(demo.pipeline) == [s.name for s in STAGES]
+    assert paper.pipeline.index("diversity") < paper.pipeline.index("responses")
+    for conf in (demo, paper):
+        assert (
+            conf.stages.responses.scope == conf.stages.rubrics.scope == conf.stages.scores.scope == "diverse"
+        )
+    assert paper.stages.embeddings.model == "gemini_embedding_001"
+    assert paper.models["gemini_embedding_001"].params == {"dimensions": 3072}
 
 
 def test_cli_reports_config_errors_without_a_traceback(capsys: pytest.CaptureFixture[str]) -> None:
@@ -56,7 +71,9 @@ def test_cli_reports_config_errors_without_a_traceback(capsys: pytest.CaptureFix
 def test_estimate_counts_the_paper_scale_generation_calls(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    rc = main(["estimate", str(DEFAULT), f"run_dir={tmp_path}/run", "stages.pairs.n_pairs=3000", "--json"])
+    rc = main(
+        ["estimate", str(DEFAULT), f"run_dir={tmp_path}/run", "stages.pairs.n_pairs=3000", SPEC, "--json"]
+    )
     assert rc == 0
     import json
 

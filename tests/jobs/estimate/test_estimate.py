@@ -14,6 +14,7 @@ from jobs.config import load_config
 from jobs.engine.rundir import RunDir
 from jobs.estimate.estimate import estimate, format_estimate
 from jobs.outputs.report.facts import stage_of
+from jobs.paper import DIVERSE_SHARE
 from tests.jobs.estimate.test_estimate_requests import assert_same_lines
 
 DEMO = Path(__file__).resolve().parents[3] / "conf" / "demo.yaml"
@@ -28,13 +29,17 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-UPSTREAM = ["pairs", "scenarios", "responses", "rubrics", "scores", "embeddings", "diversity", "disagreement"]
-"""The stages whose calls the estimate can count from config alone; the judges' scopes depend on
-the disagreement table, so their estimate is checked once that table exists."""
+SELECTION = ["pairs", "scenarios", "embeddings", "diversity"]
+"""The stages whose calls the estimate counts from config alone. Which scenarios the responses answer
+depends on the diversity table: before it exists the paper's kept share is assumed, so the answering
+stages' estimate is checked once it exists."""
+UPSTREAM = [*SELECTION, "responses", "rubrics", "scores", "disagreement"]
+"""Then the judges' scopes depend on the disagreement table: their estimate is checked once it exists."""
 
 
-def run_demo(overrides: list[str]) -> None:
-    """The demo as a user runs it: its own process, its own local Ray, the emulator's throwaway keys."""
+def run_demo(overrides: list[str]) -> str:
+    """The demo as a user runs it: its own process, its own local Ray, the emulator's throwaway keys;
+    returns what it printed."""
     env = {**os.environ, "RAY_AUTH_MODE": "disabled"}
     done = subprocess.run(
         [sys.executable, "-m", "jobs.cli", "run", str(DEMO), *overrides],
@@ -43,6 +48,7 @@ def run_demo(overrides: list[str]) -> None:
         timeout=600,
     )
     assert done.returncode == 0, done.stderr.decode()[-3000:]
+    return done.stdout.decode()
 
 
 def calls_by_stage(lines: list[dict], pipeline: list[str], key: str) -> dict[str, int]:
@@ -69,15 +75,16 @@ def test_estimate_matches_the_demo_runs_calls_per_stage(tmp_path: Path) -> None:
     predicted = calls_by_stage(before.as_dict()["lines"], pipeline, "to_make")
     made: dict[str, int] = {}
     neutral_made = 0
-    for part in (UPSTREAM, pipeline):
-        if part is pipeline:  # the judges' scopes are known now: estimate them before they run
-            judges = calls_by_stage(estimate(conf).as_dict()["lines"], pipeline, "to_make")
-            predicted |= {stage: judges[stage] for stage in pipeline[len(UPSTREAM) :]}
-        run_demo([*overrides, f"pipeline=[{','.join(part)}]"])
+    printed = ""
+    for part, done in ((SELECTION, []), (UPSTREAM, SELECTION), (pipeline, UPSTREAM)):
+        if done:  # the scenarios these stages see are known now: estimate them before they run
+            now = calls_by_stage(estimate(conf).as_dict()["lines"], pipeline, "to_make")
+            predicted |= {stage: now[stage] for stage in part[len(done) :] if stage in now}
+        printed = run_demo([*overrides, f"pipeline=[{','.join(part)}]"])
         manifest = json.loads((tmp_path / "run" / "manifest.json").read_text())
         calls = [{"stage": name, **figures} for name, figures in manifest["calls"].items()]
         made |= {k: v for k, v in calls_by_stage(calls, pipeline, "made").items() if v}
-        neutral_made = neutral_made if part is pipeline else manifest["calls"]["scenarios_neutral"]["made"]
+        neutral_made = neutral_made or manifest["calls"]["scenarios_neutral"]["made"]
 
     assert set(predicted) == set(made) == {
         "scenarios", "responses", "rubrics", "scores", "embeddings", "topics", "refusals", "compliance", "values",
@@ -90,6 +97,8 @@ def test_estimate_matches_the_demo_runs_calls_per_stage(tmp_path: Path) -> None:
     # The neutral generations are built exactly, before anything runs.
     neutral = sum(ln.to_make for ln in before.lines if ln.stage == "scenarios_neutral")
     assert neutral == neutral_made == 8
+    # The whole demo's output ends with what selection saved (nothing new was made in the last part).
+    assert "scenarios removed before answering" in printed
     # Every figure the issue asks for is there, with the limit that binds each stage.
     assert before.binding.keys() == {ln.stage for ln in before.lines}
     assert all(w > 0 for w in before.wall_s.values())
@@ -137,3 +146,32 @@ def test_run_over_budget_refuses_and_points_to_the_estimate(tmp_path: Path) -> N
     assert "the run's calls still to make" in err and f"over budget_usd=${budget:.2f}" in err
     assert "nothing was sent" in err and "specstress estimate" in err
     assert not list((tmp_path / "run" / "cache" / "calls").glob("part-*.parquet"))
+
+
+def test_before_diversity_runs_the_estimate_expects_the_papers_kept_share(tmp_path: Path) -> None:
+    n_scen = 3 * 20
+    kept = round(n_scen * DIVERSE_SHARE)
+    overrides = [f"run_dir={tmp_path / 'run'}", "stages.pairs.n_pairs=20"]
+    diverse = estimate(load_config(DEMO, overrides))
+    d = diverse.as_dict()
+    responses = [ln for ln in d["lines"] if ln["stage"] == "responses"]
+    assert len(responses) == 12 and all(ln["calls"] == kept and not ln["exact"] for ln in responses)
+    assert [ln["calls"] for ln in d["lines"] if ln["stage"] == "scores"] == [kept]
+    selection = d["selection"]
+    assert (selection["scenarios"], selection["answered"], selection["counted"]) == (n_scen, kept, False)
+    assert selection["calls_spared"] == {
+        "responses": 12 * (n_scen - kept),
+        "rubrics": 0,
+        "scores": n_scen - kept,
+    }
+    text = format_estimate(diverse)
+    assert f"selection: {kept} of {n_scen} scenarios answered, the δ-diverse ones (~ expected" in text
+    assert f"selection spares ~{12 * (n_scen - kept)} responses, ~{n_scen - kept} scores calls" in text
+
+    every = estimate(load_config(DEMO, [*overrides, "stages.responses.scope=all"])).as_dict()
+    assert all(ln["calls"] == n_scen for ln in every["lines"] if ln["stage"] == "responses")
+    assert every["selection"]["calls_spared"] == {"responses": 0, "rubrics": 0, "scores": 0}
+    # What selection spares is what answering everything adds to those stages.
+    added = sum(ln["cost_usd"] for ln in every["lines"] if ln["stage"] in ("responses", "scores"))
+    added -= sum(ln["cost_usd"] for ln in d["lines"] if ln["stage"] in ("responses", "scores"))
+    assert abs(added - selection["usd_spared"]) < 0.01

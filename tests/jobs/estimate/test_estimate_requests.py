@@ -27,6 +27,7 @@ from jobs.estimate.requests import (
     expected_output_tokens,
     from_earlier_requests,
 )
+from jobs.stages.compliance_scope import DEMO_SPEC
 from tests.s3server import s3_bucket
 
 DEMO = Path(__file__).resolve().parents[3] / "conf" / "demo.yaml"
@@ -194,7 +195,11 @@ def test_a_model_whose_endpoint_changed_has_its_keys_hashed_again(
     _, run, engine = written
     engine.write_requests("compliance", compliance_chunks(["claude_sonnet_4", "o3"], 20))
     answered = np.unique(stage_keys(run).to_numpy().astype("S32"))
-    moved = load_config(DEMO, [f"run_dir={tmp_path / 'run'}", "vars.openai_base_url=http://elsewhere/v1"])
+    # Off the emulator o3 is a real judge, which needs a spec named: the demo spec's own file.
+    spec = f"stages.compliance.spec={DEMO_SPEC}"
+    moved = load_config(
+        DEMO, [f"run_dir={tmp_path / 'run'}", "vars.openai_base_url=http://elsewhere/v1", spec]
+    )
     lines = {ln.model: ln for ln in assert_same_lines(moved, run, "compliance", answered)}
     # Calls to the moved endpoint are new calls; the other judge's are still in the store.
     assert lines["o3"].cached == 0 < lines["o3"].calls

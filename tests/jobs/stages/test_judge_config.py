@@ -44,3 +44,20 @@ def test_the_spec_file_is_checked(tmp_path: Path) -> None:
         load_spec(str(tmp_path / "empty.md"))
     text, path = load_spec(None)
     assert text.startswith("# Demo Assistant Specification") and path.endswith("demo_spec.md")
+
+
+def test_real_judges_need_a_real_spec(tmp_path: Path) -> None:
+    """The demo spec is for emulated judges: real ones without `spec` refuse to start, saying what to pass."""
+    paper = DEMO.with_name("default.yaml")
+    with pytest.raises(ConfigError) as refused:
+        load_config(paper)
+    message = str(refused.value)
+    assert message.startswith("config key 'stages.compliance.spec'")
+    assert "OpenAI Model Spec of 2025-04-11" in message and "stages.compliance.spec=PATH" in message
+    # One real judge among emulated ones is enough to refuse.
+    with pytest.raises(ConfigError, match=r"judges \['o3'\] are real models"):
+        load_config(DEMO, ["models.o3.base_url=https://api.openai.com/v1"])
+    spec = tmp_path / "spec.md"
+    spec.write_text("# My spec\n")
+    assert load_config(paper, [f"stages.compliance.spec={spec}"]).stages.compliance.spec == str(spec)
+    assert load_config(DEMO).stages.compliance.spec is None  # emulated judges keep the demo spec

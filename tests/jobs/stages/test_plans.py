@@ -23,10 +23,10 @@ from tests.release_run import ResumedRun
 
 CALLING = [
     "scenarios",
+    "embeddings",
     "responses",
     "rubrics",
     "scores",
-    "embeddings",
     "topics",
     "refusals",
     "compliance",
