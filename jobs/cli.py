@@ -80,6 +80,17 @@ def _cmd_export(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_import(args: argparse.Namespace) -> int:
+    from jobs.release.importer import import_release
+
+    result = import_release(args.source, args.run)
+    print(f"wrote {result.run_dir}")
+    print("  " + ", ".join(f"{table} {n}" for table, n in result.rows.items()))
+    for note in result.notes:
+        print(f"  note: {note}")
+    return 0
+
+
 def _cmd_report(args: argparse.Namespace) -> int:
     from jobs.outputs.report.build import ReportOptions, build_report
 
@@ -155,6 +166,15 @@ def build_parser() -> argparse.ArgumentParser:
     x.add_argument("--chunk-size", type=int, default=25_000, help="value pairs per chunk_index")
     x.add_argument("--rows-per-file", type=int, default=10_000, help="rows per Parquet shard")
     x.set_defaults(fn=_cmd_export)
+
+    im = sub.add_parser(
+        "import", help="read the paper's released dataset (or an export) into a new run directory"
+    )
+    im.add_argument(
+        "source", help="local folder in the release's layout (data/, complete/, judge_evaluations/)"
+    )
+    im.add_argument("--run", required=True, help="the run directory to create (must not exist)")
+    im.set_defaults(fn=_cmd_import)
 
     rp = sub.add_parser("report", help="write <run>/report/index.html: plots, run facts, scenario explorer")
     rp.add_argument("run", help="run directory (finished, stopped or still running)")
