@@ -73,11 +73,11 @@ def test_the_export_has_the_released_columns(round_trip: dict[str, Any]) -> None
         assert pl.read_parquet(round_trip["hf"] / shards[0]).columns == JUDGE_COLUMNS
 
 
-def test_the_export_loads_with_datasets(round_trip: dict[str, Any]) -> None:
+def test_the_export_loads_with_datasets(round_trip: dict[str, Any], tmp_path: Path) -> None:
     datasets = pytest.importorskip("datasets")
     rows = round_trip["exported"].rows
     for config in ("default", "complete", "judge_evaluations"):
-        loaded = datasets.load_dataset(str(round_trip["hf"]), name=config)
+        loaded = datasets.load_dataset(str(round_trip["hf"]), name=config, cache_dir=str(tmp_path / config))
         assert {split: len(ds) for split, ds in loaded.items()} == rows[config], config
 
 

@@ -198,7 +198,10 @@ def test_export_has_the_papers_columns_and_round_trips(
 def test_export_loads_with_datasets(full_run: tuple[Path, dict[str, Any]], tmp_path: Path) -> None:
     datasets = pytest.importorskip("datasets")
     export_release(str(full_run[0]), str(tmp_path / "hf"))
-    ds = datasets.load_dataset(str(tmp_path / "hf"), name="complete", split="train")
+    # A cache of its own: the library keys local folders loosely and may serve another test's rows.
+    ds = datasets.load_dataset(
+        str(tmp_path / "hf"), name="complete", split="train", cache_dir=str(tmp_path / "cache")
+    )
     assert ds.column_names[:5] == ["query_generator", "value1", "value2", "nudge_direction", "query"]
     assert len(ds.column_names) == 5 + 12 * 3 + 2 + 2
 
