@@ -17,7 +17,6 @@ paper-scale run never holds every response in memory. A split without rows is le
 from __future__ import annotations
 
 import math
-import shutil
 import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -283,13 +282,14 @@ def _judges(ex: _Export) -> tuple[str, list[str]] | None:
     return subset, judges
 
 
-def _replace(built: Path, out: Path) -> None:
-    """Move the built folder to `out`, replacing an earlier export there (never anything else)."""
+def _replace(built: Path, out: Path, scratch: Path) -> None:
+    """Move the built folder to `out`; an earlier export there (never anything else) is moved into
+    `scratch` first, so `out` is at every moment either the earlier export or the new one whole."""
     if out.exists():
         ours = {*layout.CONFIG_DIRS.values(), "README.md"}
         if not out.is_dir() or not {p.name for p in out.iterdir()} <= ours:
             raise SpecstressError(f"export: {out} exists and is not an earlier export; choose another --out")
-        shutil.rmtree(out)
+        out.rename(scratch / "earlier")
     built.rename(out)
 
 
@@ -318,5 +318,5 @@ def export_release(
             notes=result.notes,
         )
         (built / "README.md").write_text(dataset_card(facts))
-        _replace(built, out)
+        _replace(built, out, Path(tmp))
     return result
