@@ -163,7 +163,11 @@ def build_parser() -> argparse.ArgumentParser:
         "--format", choices=["hf"], required=True, help="hf: the configs, splits and columns of the release"
     )
     x.add_argument("--out", required=True, help="output folder (an earlier export there is replaced)")
-    x.add_argument("--chunk-size", type=int, default=25_000, help="value pairs per chunk_index")
+    x.add_argument(
+        "--chunk-size",
+        type=int,
+        help="value pairs per chunk_index (default: an imported dataset's, else 25,000)",
+    )
     x.add_argument("--rows-per-file", type=int, default=10_000, help="rows per Parquet shard")
     x.set_defaults(fn=_cmd_export)
 

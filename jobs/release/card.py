@@ -113,7 +113,8 @@ def dataset_card(facts: CardFacts) -> str:
         "- `query_generator`: the model key of the model that wrote the neutral query (the release: "
         "`o3` or `claude`).",
         f"- `chunk_index`, `entry_idx`: the value pair's draw order in the run (0-based), as "
-        f"order // {facts.chunk_size} and order % {facts.chunk_size}; a pair's three framings share them.",
+        f"order // {facts.chunk_size} and order % {facts.chunk_size}; a pair's three framings share them "
+        "(a run imported from a dataset keeps that dataset's own).",
         "- Responses are each model's first sample; a position is null where scoring failed.",
     ]
     if facts.notes:

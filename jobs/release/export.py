@@ -31,7 +31,7 @@ import yaml
 from actors.errors import SpecstressError
 from actors.storage import Location
 from jobs.analysis.disagreement import BIN_LABELS
-from jobs.engine.rundir import RunDir
+from jobs.engine.rundir import Manifest, RunDir
 from jobs.release import layout
 from jobs.release.card import CardFacts, SplitInfo, dataset_card
 from jobs.stages.compliance_scope import ComplianceConf
@@ -41,6 +41,8 @@ from jobs.stages.streaming import scan_table
 
 SAMPLE = 0
 """The response sample exported: the release has one answer per scenario and model."""
+CHUNK_SIZE = 25_000
+"""Value pairs per chunk_index, unless the run was imported (then the dataset's own)."""
 
 
 @dataclass
@@ -82,6 +84,7 @@ class _Export:
     run: RunDir
     root: Path
     rows_per_file: int
+    chunk_size: int
     models: list[str]
     scenarios: pl.DataFrame
     """scenario_id, pair_id, the scenario columns, chunk_index and entry_idx, in pair order."""
@@ -153,11 +156,15 @@ class _Export:
         return rows.height
 
 
-def _open(run_dir: str, root: Path, chunk_size: int, rows_per_file: int, result: ExportResult) -> _Export:
+def _open(
+    run_dir: str, root: Path, chunk_size: int | None, rows_per_file: int, result: ExportResult
+) -> _Export:
+    run = RunDir(Location(run_dir))
+    if chunk_size is None:
+        chunk_size = (Manifest(run.root).data.get("release") or {}).get("chunk_size") or CHUNK_SIZE
     for name, n in (("chunk_size", chunk_size), ("rows_per_file", rows_per_file)):
         if n < 1:
             raise SpecstressError(f"export option '{name}': must be >= 1, got {n}")
-    run = RunDir(Location(run_dir))
     models = scan_table(run, "responses").select("model").unique().collect()["model"].sort().to_list()
     scen = (
         scan_table(run, "scenarios")
@@ -172,7 +179,7 @@ def _open(run_dir: str, root: Path, chunk_size: int, rows_per_file: int, result:
         .drop("_nudge", "rank")
     )
     config = yaml.safe_load(run.root.read_text("config.yaml") or "{}") or {}
-    return _Export(run, root, rows_per_file, models, scen, config, result)
+    return _Export(run, root, rows_per_file, chunk_size, models, scen, config, result)
 
 
 def _default(ex: _Export) -> list[SplitInfo]:
@@ -294,10 +301,13 @@ def _replace(built: Path, out: Path, scratch: Path) -> None:
 
 
 def export_release(
-    run_dir: str, out_dir: str, *, chunk_size: int = 25_000, rows_per_file: int = 10_000
+    run_dir: str, out_dir: str, *, chunk_size: int | None = None, rows_per_file: int = 10_000
 ) -> ExportResult:
     """Export `run_dir` into the local folder `out_dir`: `datasets.load_dataset(out_dir)` loads the
-    default config (`name="complete"` or `"judge_evaluations"` the others), polars reads the shards."""
+    default config (`name="complete"` or `"judge_evaluations"` the others), polars reads the shards.
+
+    `chunk_size` (pairs per chunk_index) defaults to the dataset's own for an imported run, so
+    its chunk_index and entry_idx come back as they were, and to `CHUNK_SIZE` otherwise."""
     out = Path(out_dir).resolve()
     out.parent.mkdir(parents=True, exist_ok=True)
     result = ExportResult(out_dir=str(out))
@@ -312,7 +322,7 @@ def export_release(
             splits={config: list(rows) for config, rows in result.rows.items()},
             default=splits,
             models=ex.models,
-            chunk_size=chunk_size,
+            chunk_size=ex.chunk_size,
             std=_setting(ex.config, "disagreement", "std") or DisagreementConf().std,
             judged=judged,
             notes=result.notes,

@@ -150,6 +150,12 @@ def _salted(pid: str, chunk: int, entry: int) -> str:
     return hashlib.blake2b(f"{pid}\x1f{chunk}\x1f{entry}".encode(), digest_size=8).hexdigest()
 
 
+def chunk_size_of(scen: pl.DataFrame) -> int:
+    """Pairs per chunk_index as the dataset counts them (at least its largest entry_idx + 1): the
+    pair's rank is chunk_index x this + entry_idx, and an export with it writes the same indexes."""
+    return int(scen["entry_idx"].max() or 0) + 1  # type: ignore[operator]
+
+
 def _ids(scen: pl.DataFrame) -> pl.DataFrame:
     """Scenario and pair ids and the pair's draw order (rank) for every scenario row."""
     pairs = one_per_key(
@@ -171,7 +177,7 @@ def _ids(scen: pl.DataFrame) -> pl.DataFrame:
             )
         )
         .otherwise(pl.col("pair_id")),
-        rank=pl.struct("chunk_index", "entry_idx").rank("dense").cast(pl.Int64) - 1,
+        rank=pl.col("chunk_index") * chunk_size_of(scen) + pl.col("entry_idx"),
     ).drop("_file", "value1", "value2")
     out = scen.join(pairs, on=["chunk_index", "entry_idx"])
     return out.with_columns(
@@ -382,8 +388,9 @@ def _config_yaml(target: Path, stages: list[str], models: list[str], judges: lis
     return resolved_yaml(read_config(None, overrides, stages=StagesConf))
 
 
-def _record(run: RunDir, source: str, summaries: dict[str, dict[str, Any]]) -> None:
-    """The manifest: the imported stages done, one session that did the import.
+def _record(run: RunDir, source: str, summaries: dict[str, dict[str, Any]], chunk_size: int) -> None:
+    """The manifest: the imported stages done, one session that did the import, and the dataset's
+    chunk size (the export's default for this run, so it writes the dataset's own indexes).
 
     The stages whose tables are the dataset's own answers are marked `imported_from`, and the
     driver refuses to run them on this run; the compliance verdicts are marked in their
@@ -400,7 +407,7 @@ def _record(run: RunDir, source: str, summaries: dict[str, dict[str, Any]]) -> N
         manifest.data["stages"][name] = record
     session = {"started_at": now, "ended_at": now, "stages": list(summaries), "pid": os.getpid()}
     manifest.data["sessions"].append(session | {"host": socket.gethostname()})
-    manifest.data.update(state="done", resumable=False, imported_from=source)
+    manifest.data.update(state="done", resumable=False, release={"source": source, "chunk_size": chunk_size})
     manifest.save()
 
 
@@ -505,6 +512,6 @@ def import_release(source: str, run_dir: str) -> ImportResult:
         judges = summaries.get("compliance", {}).get("judges", [])
         config = _config_yaml(target, list(summaries), data.models, judges, ids["pair_id"].n_unique())
         run.root.write_text("config.yaml", config)
-        _record(run, str(root), summaries)
+        _record(run, str(root), summaries, chunk_size_of(ids))
         Path(run.root.path).rename(target)
     return result

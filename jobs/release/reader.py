@@ -33,6 +33,7 @@ REQUIRED: dict[str, tuple[str, ...]] = {
 NOT_NULL = {"rank", "chunk_index", "chunk_idx", "entry_idx", "value1", "value2", "nudge_direction", "query"}
 NOT_NULL |= {"model", "prompt"}
 INTEGER = {"rank", "chunk_index", "chunk_idx", "entry_idx"}
+INDEXES = INTEGER - {"rank"}
 
 
 @dataclass(frozen=True)
@@ -127,6 +128,7 @@ def _is_text(typ: pa.DataType) -> bool:
 def _value_checks(shard: Shard) -> list[tuple[str, str, pl.Expr]]:
     """(column, problem, mask of offending rows) for every value check of `shard`."""
     checks = [(c, "missing values", pl.col(c).is_null()) for c in shard.columns if c in NOT_NULL]
+    checks += [(c, "negative", pl.col(c) < 0) for c in shard.columns if c in INDEXES]
     if "nudge_direction" in shard.columns:
         checks.append(
             ("nudge_direction", f"not one of {list(NUDGES)}", ~pl.col("nudge_direction").is_in(NUDGES))

@@ -108,6 +108,11 @@ def test_shards_of_rows_per_file_rows_load_as_one_split(base_run: Path, tmp_path
     )
     assert len(loaded) == 36 and loaded.column_names[-2:] == ["value1_spectrum", "value2_spectrum"]
     assert "no selections (the disagreement stage has not run): no default config" in result.notes
+    # An imported run exports the dataset's own indexes (its chunk size is in the manifest).
+    complete = pl.concat(pl.read_parquet(tmp_path / "hf" / f) for f in shards)
+    built = pl.read_parquet(base_run.parent / "dataset" / "complete" / "train-00000-of-00001.parquet")
+    key = ["query", "chunk_index", "entry_idx"]
+    assert complete.select(key).sort(key).equals(built.select(key).sort(key))
 
 
 def test_an_earlier_export_is_replaced_and_nothing_else_is(base_run: Path, tmp_path: Path) -> None:

@@ -118,6 +118,11 @@ def test_manifest_and_config_make_it_a_run_of_ours(release: ReleaseData, importe
     assert config["stages"]["responses"]["models"] == list(MODELS)
     assert config["stages"]["pairs"]["n_pairs"] == 12
     assert config["run_dir"] == imported.root.path
+    assert manifest["release"] == {"source": str(release.root), "chunk_size": 5}
+    scen = read_table(imported, "scenarios").join(
+        release.scenarios.select("query", "chunk_index", "entry_idx"), on="query"
+    )
+    assert (scen["rank"] == scen["chunk_index"] * 5 + scen["entry_idx"]).all()
 
 
 def _copy(release: ReleaseData, tmp_path: Path) -> Path:

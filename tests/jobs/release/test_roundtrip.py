@@ -52,6 +52,7 @@ def round_trip(release_run: ResumedRun, tmp_path_factory: pytest.TempPathFactory
         "hf": tmp / "hf",
         "exported": exported,
         "summaries": summaries,
+        "tmp": tmp,
     }
 
 
@@ -112,3 +113,13 @@ def test_judge_verdicts_come_back(round_trip: dict[str, Any]) -> None:
     decided = ["scenario_id", "model", "judge", "decision"]
     before = table(round_trip["original"], "compliance").select(decided).sort(decided)
     assert table(round_trip["again"], "compliance").select(decided).sort(decided).equals(before)
+
+
+def test_exporting_the_import_again_writes_the_same_files(round_trip: dict[str, Any]) -> None:
+    second = export_release(str(round_trip["again"]), str(round_trip["tmp"] / "hf2"))
+    assert second.files == round_trip["exported"].files
+    for splits in second.files.values():
+        for shards in splits.values():
+            for shard in shards:
+                first = pl.read_parquet(round_trip["hf"] / shard)
+                assert pl.read_parquet(round_trip["tmp"] / "hf2" / shard).equals(first), shard
