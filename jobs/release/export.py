@@ -25,6 +25,8 @@ from typing import Any
 
 import polars as pl
 import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.dataset as pads
 import pyarrow.parquet as pq
 import yaml
 
@@ -91,35 +93,31 @@ class _Export:
     config: dict[str, Any]
     result: ExportResult
 
+    def rows_of(self, table: str, ids: pl.Series, columns: list[str], keep: pc.Expression) -> pl.DataFrame:
+        """`columns` of a table's rows of the scenarios `ids` (sample 0) that pass `keep`. pyarrow
+        filters batch by batch, so only the chunk's rows are ever held, however large the table."""
+        ds = pads.dataset(self.run.table_path(table), format="parquet", filesystem=self.run.root.fs)
+        wanted = pc.field("scenario_id").isin(ids.to_arrow()) & (pc.field("sample") == SAMPLE) & keep
+        table = ds.to_table(columns=columns, filter=wanted, batch_readahead=1, fragment_readahead=1)
+        return pl.from_arrow(table)  # type: ignore[return-value]
+
     def wide(self, part: pl.DataFrame) -> pl.DataFrame:
         """`part` (scenario rows) with a response and two position columns per model (null where absent)."""
-        ids = part["scenario_id"].implode()
-        texts = (
-            scan_table(self.run, "responses")
-            .filter((pl.col("sample") == SAMPLE) & pl.col("scenario_id").is_in(ids))
-            .select(
-                "scenario_id",
-                column=pl.lit("response_") + pl.col("model"),
-                value=pl.when(pl.col("status") == "ok").then(pl.col("text")),
-            )
-            .collect()
-        )
-        positions = (
-            scan_table(self.run, "scores")
-            .filter(
-                (pl.col("sample") == SAMPLE)
-                & (pl.col("status") == "ok")
-                & pl.col("position").is_not_null()
-                & pl.col("scenario_id").is_in(ids)
-            )
-            .select(
-                "scenario_id",
-                column=pl.concat_str(
-                    pl.col("model"), pl.lit("_value"), pl.col("value_slot"), pl.lit("_position")
-                ),
-                value=pl.col("position").cast(pl.Int64),
-            )
-            .collect()
+        ids = part["scenario_id"]
+        texts = self.rows_of(
+            "responses", ids, ["scenario_id", "model", "text"], pc.field("status") == "ok"
+        ).select("scenario_id", column=pl.lit("response_") + pl.col("model"), value="text")
+        positions = self.rows_of(
+            "scores",
+            ids,
+            ["scenario_id", "model", "value_slot", "position"],
+            (pc.field("status") == "ok") & pc.field("position").is_valid(),
+        ).select(
+            "scenario_id",
+            column=pl.concat_str(
+                pl.col("model"), pl.lit("_value"), pl.col("value_slot"), pl.lit("_position")
+            ),
+            value=pl.col("position").cast(pl.Int64),
         )
         out = part
         for long in (texts, positions):
