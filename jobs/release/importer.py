@@ -6,7 +6,9 @@ writes the tables our stages write, so every later stage runs on it as on a run 
 - `scenarios` from the default and complete configs (and judge-only scenarios), one row per
   (chunk_index, entry_idx, nudge_direction); ids are ours (`scenario_id(pair_id(v1, v2), nudge)`),
   so an export of our run comes back under its own ids. A value pair found under two
-  (chunk_index, entry_idx) gets ids salted with them, so its two draws stay apart.
+  (chunk_index, entry_idx) gets ids salted with them, so its two draws stay apart. The pair's
+  rank is chunk_index x (largest entry_idx + 1) + entry_idx, and that chunk size goes in the
+  manifest, so an export of the run writes the dataset's own indexes.
 - `responses` (sample 0) and `scores` (positions only: no confidence, no reasoning);
 - `rubrics` from the complete config's `value1_spectrum` / `value2_spectrum`, when present;
 - `compliance` and what the compliance stage derives from it (verdicts, judge statistics,
@@ -14,8 +16,9 @@ writes the tables our stages write, so every later stage runs on it as on a run 
 - `release_selections`: the default config's splits (the dataset's own selections, made
   with its own embeddings), beside which the disagreement stage writes ours.
 
-The manifest records these stages as done and imported, and the driver refuses to run them
-again on this run (that would pay for every response anew). Every file is checked before
+The manifest records these stages as done and imported, and the driver refuses to run those
+that made the dataset's answers again on this run (that would pay for every response anew);
+the compliance stage may run, and replaces the imported verdicts. Every file is checked before
 anything is written (`reader.py`); the run is built in a hidden folder beside RUN_DIR and
 renamed into place, so a failed import leaves no run directory behind.
 """
