@@ -13,7 +13,7 @@ import yaml
 
 from actors.errors import DatasetError, SpecstressError
 from jobs.engine.rundir import Manifest, RunDir
-from jobs.release import layout
+from jobs.release import importer, layout
 from jobs.release.importer import import_release
 from jobs.stages.tables import read_table
 from tests.jobs.release.release_data import DEFAULT_COLUMNS, MODELS, SUBSETS, ReleaseData, build_release
@@ -235,8 +235,6 @@ def test_bad_input_names_file_column_and_problem_and_leaves_nothing(
 def test_a_failure_while_writing_leaves_no_run_directory(
     release: ReleaseData, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from jobs.release import importer
-
     def boom(*args: object) -> None:
         raise OSError("disk full")
 
