@@ -81,6 +81,22 @@ class Interrupted(SpecstressError):
         self.abandoned = abandoned
 
 
+class DatasetError(SpecstressError):
+    """A dataset file given to read is malformed or incomplete (`specstress import`).
+
+    Attributes:
+        file: the file (or folder) at fault.
+        column: the column at fault, or None when the file as a whole is.
+        problem: what is wrong, e.g. "2 values outside 0..6 (first: 9)".
+    """
+
+    def __init__(self, file: str, column: str | None, problem: str) -> None:
+        super().__init__(f"{file}: {f'column {column!r}: ' if column else ''}{problem}")
+        self.file = file
+        self.column = column
+        self.problem = problem
+
+
 class ProviderError(SpecstressError):
     """A provider call that did not give a usable answer.
 

@@ -73,10 +73,25 @@ def _cmd_estimate(args: argparse.Namespace) -> int:
 
 
 def _cmd_export(args: argparse.Namespace) -> int:
-    from jobs.outputs.export import export_hf
+    from jobs.release.export import export_release
 
-    path = export_hf(args.run, args.out, split=args.split, chunk_size=args.chunk_size)
-    print(f"wrote {path}")
+    result = export_release(args.run, args.out, chunk_size=args.chunk_size, rows_per_file=args.rows_per_file)
+    print(f"wrote {result.out_dir}")
+    for config, splits in result.rows.items():
+        print(f"  {config}: " + ", ".join(f"{split} {n}" for split, n in splits.items()))
+    for note in result.notes:
+        print(f"  note: {note}")
+    return 0
+
+
+def _cmd_import(args: argparse.Namespace) -> int:
+    from jobs.release.importer import import_release
+
+    result = import_release(args.source, args.run)
+    print(f"wrote {result.run_dir}")
+    print("  " + ", ".join(f"{table} {n}" for table, n in result.rows.items()))
+    for note in result.notes:
+        print(f"  note: {note}")
     return 0
 
 
@@ -146,13 +161,28 @@ def build_parser() -> argparse.ArgumentParser:
     es.add_argument("--json", action="store_true", help="one JSON object")
     es.set_defaults(fn=_cmd_estimate)
 
-    x = sub.add_parser("export", help="export a run's scenarios, responses and positions as a dataset")
+    x = sub.add_parser("export", help="export a run as a dataset in the shape of the paper's release")
     x.add_argument("run", help="run directory")
-    x.add_argument("--format", choices=["hf"], required=True, help="hf: the paper's released dataset columns")
-    x.add_argument("--out", required=True, help="output directory")
-    x.add_argument("--split", default="train")
-    x.add_argument("--chunk-size", type=int, default=25_000, help="rows per chunk_index")
+    x.add_argument(
+        "--format", choices=["hf"], required=True, help="hf: the configs, splits and columns of the release"
+    )
+    x.add_argument("--out", required=True, help="output folder (an earlier export there is replaced)")
+    x.add_argument(
+        "--chunk-size",
+        type=int,
+        help="value pairs per chunk_index (default: an imported dataset's, else 25,000)",
+    )
+    x.add_argument("--rows-per-file", type=int, default=10_000, help="rows per Parquet shard")
     x.set_defaults(fn=_cmd_export)
+
+    im = sub.add_parser(
+        "import", help="read the paper's released dataset (or an export) into a new run directory"
+    )
+    im.add_argument(
+        "source", help="local folder in the release's layout (data/, complete/, judge_evaluations/)"
+    )
+    im.add_argument("--run", required=True, help="the run directory to create (must not exist)")
+    im.set_defaults(fn=_cmd_import)
 
     rp = sub.add_parser("report", help="write <run>/report/index.html: plots, run facts, scenario explorer")
     rp.add_argument("run", help="run directory (finished, stopped or still running)")

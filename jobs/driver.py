@@ -14,7 +14,7 @@ import subprocess
 import sys
 from typing import Any
 
-from actors.errors import BudgetExceeded, CallsFailed, Interrupted
+from actors.errors import BudgetExceeded, CallsFailed, ConfigError, Interrupted
 from actors.store import CallStore
 from jobs.conf.loader import missing_keys, resolved_yaml
 from jobs.conf.schema import RunConf
@@ -97,14 +97,27 @@ def refuse_over_budget(conf: RunConf, store: CallStore, run_id: str) -> None:
     )
 
 
+def refuse_imported(manifest: Manifest, names: list[str]) -> None:
+    """Refuse to run a stage whose tables came from `specstress import`: its calls are in no store
+    of ours, so running it would pay for all of them (every response of the dataset) again."""
+    imported = [n for n in names if manifest.data["stages"].get(n, {}).get("imported_from")]
+    if imported:
+        source = manifest.data["stages"][imported[0]]["imported_from"]
+        raise ConfigError(
+            f"config key 'pipeline': stage(s) {imported} were imported from {source}; leave them out "
+            "(running them would pay for their calls again) and run the stages after them"
+        )
+
+
 def run_pipeline(conf: RunConf, *, stages: list[str] | None = None) -> dict[str, dict[str, Any]]:
     """Run `stages` (default: `conf.pipeline`) and return each stage's summary."""
     names = stages if stages is not None else list(conf.pipeline)
     if stages is not None:
         check_stages(conf.stages, names, model_views(conf))
     run = RunDir.open(conf.run_dir)
-    run.root.write_text("config.yaml", resolved_yaml(conf))
     manifest = Manifest(run.root)
+    refuse_imported(manifest, names)
+    run.root.write_text("config.yaml", resolved_yaml(conf))
     store = CallStore(conf.cache_dir or default_cache(conf.run_dir))
     refuse_over_budget(conf, store, manifest.run_id)
     # pid and host let `specstress status` tell a live run from a killed one.

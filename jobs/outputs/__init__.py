@@ -1,1 +1,1 @@
-"""What a run produces for people: `specstress status`, the dataset export and the HTML report."""
+"""What a run produces for people: `specstress status` and the HTML report (the dataset export is in `jobs/release`)."""

@@ -18,8 +18,8 @@ from jobs.config import load_config, stage_context
 from jobs.driver import run_pipeline
 from jobs.engine.engine import Engine
 from jobs.engine.rundir import Manifest, RunDir, default_cache
-from jobs.outputs.export import export_hf
 from jobs.paper import PAPER_MODELS
+from jobs.release.export import export_release
 from jobs.stages.registry import BY_NAME
 from jobs.stages.scenarios import SCENARIO_SCHEMA
 from jobs.stages.tables import read_table, write_table
@@ -162,10 +162,12 @@ def test_chain_carries_the_personas_leanings(full_run: tuple[Path, dict[str, Any
 def test_export_has_the_papers_columns_and_round_trips(
     full_run: tuple[Path, dict[str, Any]], tmp_path: Path
 ) -> None:
+    """Without a disagreement stage the export is the complete config: every scenario, every model."""
     run_dir, info = full_run
-    path = export_hf(str(run_dir), str(tmp_path / "hf"))
+    result = export_release(str(run_dir), str(tmp_path / "hf"))
+    assert list(result.files) == ["complete"] and "no default config" in " ".join(result.notes)
+    path = tmp_path / "hf" / result.files["complete"]["train"][0]
     expected = [
-        "rank",
         "query_generator",
         "value1",
         "value2",
@@ -175,12 +177,14 @@ def test_export_has_the_papers_columns_and_round_trips(
         *sorted(f"{m}_value{s}_position" for m in PAPER_MODELS for s in (1, 2)),
         "chunk_index",
         "entry_idx",
+        "value1_spectrum",
+        "value2_spectrum",
     ]
     assert expected.index("gpt_4_1_mini_value1_position") < expected.index("gpt_4_1_value1_position")
     by_polars = pl.read_parquet(path)
     by_arrow = pq.read_table(path)
     assert by_polars.columns == expected == by_arrow.column_names
-    assert by_polars.height == info["n"] and by_polars["rank"].to_list() == list(range(info["n"]))
+    assert by_polars.height == info["n"] and (by_polars["value1_spectrum"].list.len() == 7).all()
     assert by_polars["grok_4_value1_position"].dtype == pl.Int64
     scores = read_table(RunDir.open(str(run_dir)), "scores")
     want = scores.filter((pl.col("model") == "o3") & (pl.col("value_slot") == 2)).select(
@@ -193,10 +197,13 @@ def test_export_has_the_papers_columns_and_round_trips(
 
 def test_export_loads_with_datasets(full_run: tuple[Path, dict[str, Any]], tmp_path: Path) -> None:
     datasets = pytest.importorskip("datasets")
-    export_hf(str(full_run[0]), str(tmp_path / "hf"))
-    ds = datasets.load_dataset(str(tmp_path / "hf"), split="train")
-    assert ds.column_names[:6] == ["rank", "query_generator", "value1", "value2", "nudge_direction", "query"]
-    assert len(ds.column_names) == 6 + 12 * 3 + 2
+    export_release(str(full_run[0]), str(tmp_path / "hf"))
+    # A cache of its own: the library keys local folders loosely and may serve another test's rows.
+    ds = datasets.load_dataset(
+        str(tmp_path / "hf"), name="complete", split="train", cache_dir=str(tmp_path / "cache")
+    )
+    assert ds.column_names[:5] == ["query_generator", "value1", "value2", "nudge_direction", "query"]
+    assert len(ds.column_names) == 5 + 12 * 3 + 2 + 2
 
 
 def _new_calls(emu: EmulatorServer, before: dict[str, int]) -> int:
