@@ -53,11 +53,8 @@ class Compactor:
 def settle(wal: Location, store: CallStore, manifest: Manifest, session: str) -> int:
     """End one session's log: answers into the store, unanswered sends counted; returns that count."""
     files = [f for f in list_files(wal) if f.session == session]
-    rows_files = [f for f in files if f.kind == ROWS]
-    events_files = [f for f in files if f.kind == EVENTS]
-    rows = read_rows(wal, rows_files)
+    rows, left = _read_log(wal, files)
     _store_rows(store, rows, dedupe=True)
-    left = outstanding(read_events(wal, events_files), rows.column("key").to_pylist())
     _record(manifest, session, left)
     _delete(wal, files)
     return left.height
@@ -94,10 +91,15 @@ def on_the_wire(wal: Location) -> pl.DataFrame:
     While a run goes on these are its calls on the wire; after a kill, the calls the resume
     will count as perhaps paid twice.
     """
-    files = list_files(wal)
-    answered = read_rows(wal, [f for f in files if f.kind == ROWS]).column("key").to_pylist()
-    left = outstanding(read_events(wal, [f for f in files if f.kind == EVENTS]), answered)
+    left = _read_log(wal, list_files(wal))[1]
     return left.group_by("stage", "model").agg(calls=pl.len()).sort("stage", "model")
+
+
+def _read_log(wal: Location, files: list[WalFile]) -> tuple[pa.Table, pl.DataFrame]:
+    """The answers in `files`, and the sends in them with no answer (see `outstanding`)."""
+    rows = read_rows(wal, [f for f in files if f.kind == ROWS])
+    events = read_events(wal, [f for f in files if f.kind == EVENTS])
+    return rows, outstanding(events, rows.column("key").to_pylist())
 
 
 def _store_rows(store: CallStore, rows: pa.Table, *, dedupe: bool) -> int:
