@@ -22,6 +22,7 @@ from jobs.outputs.report.paper import (
     run_value,
 )
 from jobs.paper import PAPER_MODELS
+from jobs.release.layout import SPLIT_OF_SUBSET
 from jobs.stages.compliance_scope import SAMPLE_NAMES
 
 PUBLISHED = {
@@ -39,15 +40,6 @@ PUBLISHED = {
     "split_size": ["43,960", "20,790", "26,295", "10,160", "21,953", "9,245"],
 }
 """METHOD.md §9, as the paper prints each figure, in the data file's order."""
-SPLITS = {
-    "all": "all_models",
-    "claude": "claude_models",
-    "openai": "openai_models",
-    "gpt41_vs_mini": "gpt41_vs_mini",
-    "o3_vs_o4mini": "o3_vs_o4mini",
-    "opus4_vs_sonnet4": "opus4_vs_sonnet4",
-}
-"""Our disagreement subset -> the released split it corresponds to."""
 
 
 def shipped_text() -> str:
@@ -78,7 +70,7 @@ def test_every_figure_names_a_counterpart_the_code_knows() -> None:
         for key, value in f.match.items():
             assert value in known[key], (f.label, key, value)
     for f in paper_figures().of("split_size"):
-        assert f.label.endswith(f"split {SPLITS[f.match['subset']]}")
+        assert f.label.endswith(f"split {SPLIT_OF_SUBSET[f.match['subset']]}")
 
 
 def test_a_figure_with_an_unknown_source_or_unit_is_refused() -> None:
