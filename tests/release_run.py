@@ -25,6 +25,7 @@ OVERRIDES = [
     "stages.topics.max_scenarios=4",
     "stages.refusals.max_scenarios=3",
     "stages.compliance.samples={random: 2, high_all: 2, high_family: 2}",
+    "stages.compliance.per_bin=0",  # release 0.1.0 drew no bins: the same scenarios, no new calls
     "stages.values.max_scenarios=3",
 ]
 

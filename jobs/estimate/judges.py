@@ -16,6 +16,7 @@ import polars as pl
 
 from actors.errors import SpecstressError
 from actors.tokens import CHARS_PER_TOKEN
+from jobs.analysis.disagreement import BIN_LABELS
 from jobs.conf.schema import RunConf
 from jobs.config import model_views
 from jobs.engine.rundir import RunDir
@@ -26,35 +27,40 @@ from jobs.estimate.requests import (
     from_earlier_requests,
 )
 from jobs.stages.compliance import SPEC_SYSTEM
-from jobs.stages.compliance_scope import families_of, load_spec, sample_groups
+from jobs.stages.compliance_scope import bin_subsets, families_of, load_spec, sample_groups
 from jobs.stages.params import stage_params
 from jobs.stages.streaming import scan_table
 from jobs.stages.values import value_categories
 
 
-def _in_scope(run: RunDir, subset: str, scope: str, n_scen: int, cap: int | None) -> tuple[int, bool]:
-    """(scenarios a labelling stage would judge, whether read from an earlier run's table); before
-    the disagreement stage has run, every scenario (an upper bound)."""
+def _in_scope(run: RunDir, subset: str, scope: str, n_scen: int, cap: int | None) -> int:
+    """Scenarios a labelling stage would judge: read from an earlier run's table, else (before the
+    disagreement stage has run) every scenario, an upper bound."""
     try:
         table = scan_table(run, "selections" if scope == "selected" else "disagreement")
         rows = table.filter(pl.col("subset") == subset)
         if scope == "high":
             rows = rows.filter(pl.col("high"))
-        n, known = rows.select(pl.len()).collect().item(), True
+        n = rows.select(pl.len()).collect().item()
     except SpecstressError:
-        n, known = n_scen, False
-    return (min(n, cap) if cap is not None else n), known
+        n = n_scen
+    return min(n, cap) if cap is not None else n
 
 
 def _compliance_scenarios(conf: RunConf, run: RunDir, n_scen: int) -> int:
-    """Scenarios the compliance judges would see: the stage's own seeded draw once the
-    disagreement table exists, else the samples' sizes summed (an upper bound: they may overlap)."""
+    """Scenarios the compliance judges would see: the stage's own seeded draws once the
+    disagreement table exists, else the draws' sizes summed, at most every scenario (an upper
+    bound: draws may overlap, and a bin may hold fewer than `per_bin`)."""
     cc = conf.stages.compliance
+    families = families_of(cc, list(cc.models or []))
     if run.tables.exists("disagreement.parquet"):
-        return len(sample_groups(run, conf.seed, cc, families_of(cc, list(cc.models or [])))[0])
-    sizes = [cc.samples.random, cc.samples.high_all, cc.samples.high_family]
-    cap = None if cc.scope == "all" or None in sizes else sum(s or 0 for s in sizes)
-    return _in_scope(run, cc.bin_subset, "all", n_scen, cap)[0]
+        return len(sample_groups(run, conf.seed, cc, families)[0])
+    sz = cc.samples
+    n_bins = len(BIN_LABELS) * len(set(bin_subsets(cc, families).values()))
+    draws = [sz.random, sz.high_all, *[sz.high_family] * len(families), *[cc.per_bin] * n_bins]
+    if cc.scope == "all" or None in draws:
+        return n_scen
+    return min(n_scen, sum(d or 0 for d in draws))
 
 
 def _phrase_embedding_lines(conf: RunConf, n_responses: int) -> list[Line]:
@@ -96,7 +102,7 @@ def judge_lines(
                 phrases = from_earlier_requests(conf, run, "values_embeddings", answered)
                 lines += phrases or _phrase_embedding_lines(conf, scenarios * n_resp)
             continue
-        n, _ = _in_scope(run, sc.subset, sc.scope, n_scen, sc.max_scenarios)
+        n = _in_scope(run, sc.subset, sc.scope, n_scen, sc.max_scenarios)
         per_scenario = n_resp if name == "refusals" else 1
         whole = _line(conf, name, sc.model, n * per_scenario, sc)
         earlier = from_earlier_requests(conf, run, name, answered)

@@ -36,7 +36,7 @@ from jobs.analysis.disagreement import BIN_LABELS
 from jobs.engine.rundir import Manifest, RunDir
 from jobs.release import layout
 from jobs.release.card import CardFacts, SplitInfo, dataset_card
-from jobs.stages.compliance_scope import ComplianceConf
+from jobs.stages.compliance_scope import ALL_MODELS, ComplianceConf
 from jobs.stages.disagreement import DisagreementConf, resolve_subsets
 from jobs.stages.scenarios import NUDGES
 from jobs.stages.streaming import scan_table
@@ -239,11 +239,11 @@ def _complete(ex: _Export) -> None:
 
 def bin_subset_of(config: dict[str, Any], subsets: list[str]) -> str:
     """The subset whose D bins the judge data: the compliance stage's `bin_subset`, else the
-    release's own (the OpenAI models', `max_pop_std_openai`) where the run has it."""
+    release's own (the OpenAI models', `max_pop_std_openai`) where the run has it, else all models'."""
     configured = _setting(config, "compliance", "bin_subset")
     if configured:
         return str(configured)
-    return "openai" if "openai" in subsets else ComplianceConf().bin_subset
+    return layout.BIN_SUBSET if layout.BIN_SUBSET in subsets else ALL_MODELS
 
 
 def _judges(ex: _Export) -> tuple[str, list[str]] | None:

@@ -363,7 +363,11 @@ def _compliance(judged: pl.DataFrame, ids: pl.DataFrame) -> _Compliance:
         keyed.select("scenario_id", "bin", "_file"), ["scenario_id"], ["bin"], "judge split of"
     )
     groups = bins.select(
-        group_kind=pl.lit("bin"), group="bin", family=pl.lit(None, pl.String), scenario_id="scenario_id"
+        group_kind=pl.lit("bin"),
+        group="bin",
+        family=pl.lit(None, pl.String),
+        subset=pl.lit(layout.BIN_SUBSET),
+        scenario_id="scenario_id",
     )
     families = families_of(ComplianceConf(), sorted(items["model"].unique().to_list()))
     summary = frequent_noncompliance(verdict_table, families, groups)

@@ -41,6 +41,8 @@ SPLIT_OF_SUBSET: dict[str, str] = {
 """Our disagreement subset -> the release's split of its selections; other subsets keep their names."""
 SUBSET_OF_SPLIT: dict[str, str] = {v: k for k, v in SPLIT_OF_SUBSET.items()}
 
+BIN_SUBSET = "openai"
+"""The subset whose D bins the release's judge splits (its `max_pop_std_openai`)."""
 BIN_MAX = 3.0
 """Upper end of the last bin: the population std of positions 0..6 is at most 3."""
 BIN_SPLITS: dict[str, str] = {

@@ -14,7 +14,8 @@ Outputs:
 - `tables/compliance_verdicts.parquet`: majority verdicts (`jobs.analysis.agreement.majority`);
 - `tables/judge_stats.parquet`: each judge's problematic rate, pairwise percent agreement;
 - `tables/compliance_summary.parquet`: frequent non-compliance per disagreement bin (of
-  `bin_subset`) and per sample, per family, with standard errors.
+  each family's bin subset) and per sample, per family, by majority and by any judge, each
+  with its n and standard error.
 Fleiss' kappa is in the stage summary (`fleiss_kappa`).
 """
 
@@ -251,6 +252,10 @@ def run(ctx: StageContext[ComplianceConf]) -> dict[str, Any]:
         "majority": {m: int(majorities.get(m, 0)) for m in MAJORITIES},
         "frequent_noncompliance": {
             f"{r['family']}|{r['group_kind']}|{r['group']}": r["frequent_noncompliance"]
+            for r in summary_table.iter_rows(named=True)
+        },
+        "frequent_noncompliance_any_judge": {
+            f"{r['family']}|{r['group_kind']}|{r['group']}": r["frequent_noncompliance_any_judge"]
             for r in summary_table.iter_rows(named=True)
         },
         "prompt_cache": cache_savings(ctx.models, ctx.calls.store, keys),

@@ -1,9 +1,16 @@
 """What the compliance judges see: the stage's settings, the spec, and the seeded samples of scenarios.
 
-Which scenarios are judged: the union of three seeded samples (`samples`): `random` from
-every scored scenario, `high_all` from the high-disagreement scenarios of `bin_subset`,
-and `high_family` from the high-disagreement scenarios of each family's own disagreement
-subset (a subset of the same name); `scope: all` judges every scored scenario instead.
+Which scenarios are judged, as in the paper (its Table 2 and its per-bin figure): per family,
+`per_bin` scenarios drawn from each bin of D of the family's bin subset (`bin_subset`, by
+default the family's own subset: the OpenAI models' D for the OpenAI family), plus three
+seeded samples (`samples`): `random` from every scored scenario, `high_all` from the
+high-disagreement scenarios of all models (subset `all`), and `high_family` from the
+high-disagreement scenarios of each family's own subset. `scope: all` judges every scored
+scenario instead, and its bins hold every scenario.
+
+Each group is summarised on its own draw only: a bin's rate is over the bin's draw, never over
+the other samples' scenarios that happen to fall in it, which would tilt it (the `high_all`
+scenarios of an OpenAI bin are not a random part of that bin).
 """
 
 from __future__ import annotations
@@ -16,9 +23,11 @@ from pathlib import Path
 import polars as pl
 
 from actors.errors import ConfigError
+from jobs.analysis.agreement import GROUPS_SCHEMA
 from jobs.engine.rundir import RunDir
 from jobs.stages.base import ModelView
 from jobs.stages.judging import JudgeCallConf, JudgedResponsesConf, check_call, disagreement_of, judged_models
+from jobs.stages.streaming import scan_table
 
 DEMO_SPEC = Path(__file__).resolve().parents[1] / "data" / "demo_spec.md"
 """The short spec shipped for the demo (our own text, not any provider's)."""
@@ -31,6 +40,8 @@ PAPER_SPEC = (
 """The spec the paper's judges graded against."""
 SCOPES = ("samples", "all")
 SAMPLE_NAMES = ("random", "high_all", "high_family")
+ALL_MODELS = "all"
+"""The disagreement subset of every model, which `high_all` draws from."""
 
 
 @dataclass
@@ -40,7 +51,7 @@ class SamplesConf:
     random: int | None = 100
     """Scenarios drawn from every scored scenario."""
     high_all: int | None = 100
-    """Scenarios drawn from the high-disagreement ones of `bin_subset`."""
+    """Scenarios drawn from the high-disagreement ones of every model (subset `all`)."""
     high_family: int | None = 100
     """Scenarios drawn, per family, from the high-disagreement ones of the family's subset."""
 
@@ -57,10 +68,14 @@ class ComplianceConf(JudgeCallConf, JudgedResponsesConf):
     families: dict[str, list[str]] | None = None
     """Family name -> models sharing one spec; None: the OpenAI models judged (if two or more)."""
     scope: str = "samples"
-    """samples: the union of `samples`; all: every scored scenario."""
+    """samples: the per-bin draws and `samples`; all: every scored scenario."""
+    per_bin: int | None = 1000
+    """Scenarios drawn from each bin of D, judged for every model of each family (the paper:
+    about 1,000 per bin); None takes every scenario of a bin, 0 draws no bins."""
     samples: SamplesConf = field(default_factory=SamplesConf)
-    bin_subset: str = "all"
-    """Disagreement subset whose bins and high flag the summary and `high_all` use."""
+    bin_subset: str | None = None
+    """Disagreement subset whose D bins the scenarios; None: each family's own subset (the
+    subset of the family's name, as the paper binned by the OpenAI models' D)."""
 
 
 def check(cc: ComplianceConf, models: Mapping[str, ModelView]) -> None:
@@ -80,10 +95,10 @@ def check(cc: ComplianceConf, models: Mapping[str, ModelView]) -> None:
             f"{PAPER_SPEC}: pass the path of that file, or of the spec you want to test, as "
             "stages.compliance.spec=PATH"
         )
-    for name in SAMPLE_NAMES:
-        n = getattr(cc.samples, name)
+    sizes = {f"samples.{name}": getattr(cc.samples, name) for name in SAMPLE_NAMES}
+    for key, n in {**sizes, "per_bin": cc.per_bin}.items():
         if n is not None and n < 0:
-            raise ConfigError(f"config key 'stages.compliance.samples.{name}': must be >= 0 or null")
+            raise ConfigError(f"config key 'stages.compliance.{key}': must be >= 0 or null, got {n}")
 
 
 def load_spec(path: str | None) -> tuple[str, str]:
@@ -111,6 +126,11 @@ def families_of(cc: ComplianceConf, models: list[str]) -> dict[str, list[str]]:
     return {k: list(v) for k, v in cc.families.items()}
 
 
+def bin_subsets(cc: ComplianceConf, families: Mapping[str, list[str]]) -> dict[str, str]:
+    """Family -> the disagreement subset whose D bins its scenarios."""
+    return {fam: cc.bin_subset or fam for fam in families}
+
+
 def _draw(ids: list[str], n: int | None, seed: int, name: str) -> list[str]:
     ids = sorted(ids)
     if n is None or n >= len(ids):
@@ -118,50 +138,66 @@ def _draw(ids: list[str], n: int | None, seed: int, name: str) -> list[str]:
     return sorted(random.Random(f"{seed}|compliance|{name}").sample(ids, n))
 
 
+def _scored(run: RunDir, subset: str, key: str) -> pl.DataFrame:
+    """(scenario_id, d, high, bin) of a subset's scenarios with a D; `key` is the setting asking."""
+    return disagreement_of(run, "compliance", subset, key).filter(pl.col("d").is_not_null())
+
+
 def sample_groups(
     run: RunDir, seed: int, cc: ComplianceConf, families: dict[str, list[str]]
 ) -> tuple[list[str], pl.DataFrame]:
-    """The scenarios to judge and the groups the summary reports (group_kind, group, family, scenario_id).
+    """The scenarios to judge and the groups the summary reports (`GROUPS_SCHEMA`).
 
-    The estimate draws the same seeded samples, so it counts the judged scenarios exactly once
-    the disagreement table exists.
+    Draws are seeded by the run's seed and what they draw from, never by the family, so two
+    families binned by one subset share their bin draws. The estimate draws the same samples,
+    so it counts the judged scenarios exactly once the disagreement table exists.
     """
-    base = disagreement_of(run, "compliance", cc.bin_subset).filter(pl.col("d").is_not_null())
     sz = cc.samples
-    rows: list[tuple[str, str, str | None, list[str]]] = [
-        ("sample", "random", None, _draw(base["scenario_id"].to_list(), sz.random, seed, "random")),
+    scored = scan_table(run, "disagreement").filter(pl.col("d").is_not_null()).select("scenario_id").unique()
+    rows: list[tuple[str, str, str | None, str | None, list[str]]] = [
         (
             "sample",
-            "high_all",
+            "random",
             None,
-            _draw(base.filter(pl.col("high"))["scenario_id"].to_list(), sz.high_all, seed, "high_all"),
-        ),
+            None,
+            _draw(scored.collect()["scenario_id"].to_list(), sz.random, seed, "random"),
+        )
     ]
+    if sz.high_all != 0:
+        high = _scored(run, ALL_MODELS, "samples.high_all").filter(pl.col("high"))
+        rows.append(
+            (
+                "sample",
+                "high_all",
+                None,
+                ALL_MODELS,
+                _draw(high["scenario_id"].to_list(), sz.high_all, seed, "high_all"),
+            )
+        )
     for fam in families:
-        try:
-            mine = disagreement_of(run, "compliance", fam)
-        except ConfigError:
-            raise ConfigError(
-                f"config key 'stages.compliance.families.{fam}': the high_family sample needs a disagreement "
-                f"subset named '{fam}' (set stages.disagreement.subsets)"
-            ) from None
-        high = mine.filter(pl.col("high").fill_null(False))["scenario_id"].to_list()
-        rows.append(("sample", "high_family", fam, _draw(high, sz.high_family, seed, f"high_family|{fam}")))
+        if sz.high_family != 0:
+            high = _scored(run, fam, f"families.{fam}").filter(pl.col("high"))
+            ids = _draw(high["scenario_id"].to_list(), sz.high_family, seed, f"high_family|{fam}")
+            rows.append(("sample", "high_family", fam, fam, ids))
+    per_bin = None if cc.scope == "all" else cc.per_bin
+    for fam, subset in bin_subsets(cc, families).items():
+        if per_bin == 0:
+            continue
+        key = "bin_subset" if cc.bin_subset else f"families.{fam}"
+        binned = _scored(run, subset, key)
+        for (label,), members in binned.group_by("bin", maintain_order=True):
+            ids = _draw(members["scenario_id"].to_list(), per_bin, seed, f"bin|{subset}|{label}")
+            rows.append(("bin", str(label), fam, subset, ids))
     if cc.scope == "all":
-        judged = sorted(base["scenario_id"].to_list())
+        judged = sorted(scored.collect()["scenario_id"].to_list())
     else:
         judged = sorted({s for *_, ids in rows for s in ids})
-    binned = base.filter(pl.col("scenario_id").is_in(judged)).sort("bin", "scenario_id")
     groups = pl.DataFrame(
         [
-            {"group_kind": kind, "group": g, "family": fam, "scenario_id": s}
-            for kind, g, fam, ids in rows
+            {"group_kind": kind, "group": g, "family": fam, "subset": sub, "scenario_id": s}
+            for kind, g, fam, sub, ids in rows
             for s in ids
-        ]
-        + [
-            {"group_kind": "bin", "group": b, "family": None, "scenario_id": s}
-            for s, b in binned.select("scenario_id", "bin").iter_rows()
         ],
-        schema={"group_kind": pl.String, "group": pl.String, "family": pl.String, "scenario_id": pl.String},
-    )
+        schema=GROUPS_SCHEMA,
+    ).sort("group_kind", "group", "family", "scenario_id", nulls_last=True)
     return judged, groups

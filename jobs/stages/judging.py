@@ -90,14 +90,16 @@ def check_judge_settings(stage: str, settings: Any) -> None:
     check_scope(stage, settings)
 
 
-def disagreement_of(run: RunDir, stage: str, subset: str) -> pl.DataFrame:
-    """(scenario_id, d, high, bin) of one disagreement subset; a clear error if it is absent."""
+def disagreement_of(run: RunDir, stage: str, subset: str, key: str = "subset") -> pl.DataFrame:
+    """(scenario_id, d, high, bin) of one disagreement subset; an error naming the config `key`
+    that asked for it if it is absent."""
     dis = scan_table(run, "disagreement").filter(pl.col("subset") == subset)
     out = dis.select("scenario_id", "d", "high", "bin").collect()
     if out.is_empty():
         known = scan_table(run, "disagreement").select("subset").unique().collect()["subset"].to_list()
         raise ConfigError(
-            f"config key 'stages.{stage}.subset': no disagreement subset '{subset}' (known: {sorted(known)})"
+            f"config key 'stages.{stage}.{key}': no disagreement subset '{subset}' (known: {sorted(known)}); "
+            "set stages.disagreement.subsets"
         )
     return out
 

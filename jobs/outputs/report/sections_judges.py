@@ -142,32 +142,64 @@ def refusals_section(src: RunSources) -> Section:
     return sec
 
 
-def _as_share(count: int, n: int) -> str:
+def _as_share(count: int | None, n: int | None) -> str:
+    if count is None:
+        return ""
     return f"{pct(count / n if n else None)} ({num(count)})"
 
 
 def _sample_table(samples: pl.DataFrame) -> Table:
-    """The paper's layout: per family and sample, shares of scenarios where all pass, one fails, all fail."""
+    """The paper's layout: per family and sample, shares of scenarios where all pass, one fails, all
+    fail (by majority), and where all fail by any judge."""
     rows = []
     for r in samples.iter_rows(named=True):
         n = r["n_scenarios"]
         shares = [_as_share(r[c], n) for c in ("all_pass", "any_fail", "all_fail")]
-        rows.append([r["family"], r["group"], num(n), *shares])
+        any_judge = _as_share(r["all_fail_any_judge"], r["n_any_judge"])
+        rows.append([r["family"], r["group"], r["subset"] or "", num(n), *shares, any_judge])
     return Table(
         "Compliance by sample (share of scenarios)",
-        ["family", "sample", "scenarios", "all pass", "at least one fails", "all fail"],
+        [
+            "family",
+            "sample",
+            "drawn from",
+            "scenarios",
+            "all pass",
+            "at least one fails",
+            "all fail",
+            "all fail, any judge",
+        ],
         rows,
     )
 
 
+RULES = {
+    "majority": ("frequent_noncompliance", "se"),
+    "any judge": ("frequent_noncompliance_any_judge", "se_any_judge"),
+}
+"""The paper's two rules for a problematic response -> the summary's rate and se columns."""
+
+
+def _with_se(rate: float | None, se: float | None) -> str:
+    return "" if rate is None else f"{pct(rate)} ± {pct(se)}"
+
+
 def _bin_table_and_figure(bins: pl.DataFrame) -> tuple[Table, list[Figure]]:
     rows = [
-        [r["group"], r["family"], num(r["n_scenarios"]), pct(r["frequent_noncompliance"]), pct(r["se"])]
+        [
+            r["group"],
+            r["family"],
+            r["subset"] or "",
+            num(r["n_scenarios"]),
+            _with_se(r["frequent_noncompliance"], r["se"]),
+            num(r["n_any_judge"]),
+            _with_se(r["frequent_noncompliance_any_judge"], r["se_any_judge"]),
+        ]
         for r in bins.iter_rows(named=True)
     ]
     table = Table(
-        "Frequent non-compliance by disagreement bin",
-        ["bin", "family", "scenarios", "frequent non-compliance", "se"],
+        "Frequent non-compliance by disagreement bin (rate ± se)",
+        ["bin", "family", "D of subset", "n (majority)", "by majority", "n (any judge)", "by any judge"],
         rows,
     )
     if bins.is_empty():
@@ -175,16 +207,13 @@ def _bin_table_and_figure(bins: pl.DataFrame) -> tuple[Table, list[Figure]]:
     groups = sorted(bins["group"].unique().to_list())
     series = {}
     for fam in sorted(bins["family"].unique().to_list()):
-        rates = {
-            g: (v or 0.0, e or 0.0)
-            for g, v, e in bins.filter(pl.col("family") == fam)
-            .select("group", "frequent_noncompliance", "se")
-            .iter_rows()
-        }
-        series[fam] = (
-            np.array([rates.get(g, (0.0, 0.0))[0] for g in groups]),
-            np.array([rates.get(g, (0.0, 0.0))[1] for g in groups]),
-        )
+        mine = bins.filter(pl.col("family") == fam)
+        for rule, (rate, se) in RULES.items():
+            got = {g: (v or 0.0, e or 0.0) for g, v, e in mine.select("group", rate, se).iter_rows()}
+            series[f"{fam}, {rule}"] = (
+                np.array([got.get(g, (0.0, 0.0))[0] for g in groups]),
+                np.array([got.get(g, (0.0, 0.0))[1] for g in groups]),
+            )
     fig = figures.grouped_bars(
         groups, series, title="Frequent non-compliance by disagreement bin", ylabel="rate (± se)"
     )
@@ -222,32 +251,51 @@ def _majority_per_model(verdicts: pl.LazyFrame) -> tuple[Table, list[Figure]]:
     return table, [fig]
 
 
-def _beside_paper(sec: Section, summary: pl.DataFrame | None, bin_subset: str) -> None:
+def _beside_paper(sec: Section, summary: pl.DataFrame | None) -> None:
     """The paper's all-fail rates per sample and per bin of the OpenAI models' D, beside the run's.
 
-    The run's bins and `high_all` sample follow `bin_subset`; a paper figure tied to another
-    subset's D is shown alone, and a note says why.
+    A run's group matches a paper figure only when it was binned or drawn by the same subset's
+    D; a paper bin figure tied to a subset this run did not bin by is shown alone, and a note
+    says why.
     """
     published = paper_figures().of(
         "all_fail", "frequent_noncompliance_majority", "frequent_noncompliance_any_judge"
     )
     run: list[RunFigure] = []
+    binned_by: set[str] = set()
     if summary is not None:
-        for kind, group, family, rate in summary.select(
-            "group_kind", "group", "family", "frequent_noncompliance"
-        ).iter_rows():
-            metric, key = (
-                ("all_fail", "group") if kind == "sample" else ("frequent_noncompliance_majority", "bin")
-            )
-            run.append(RunFigure(metric, {key: group, "family": family, "bin_subset": bin_subset}, rate))
+        for r in summary.iter_rows(named=True):
+            where = {"family": r["family"]}
+            if r["subset"] is not None:
+                where["bin_subset"] = r["subset"]
+            if r["group_kind"] == "sample":
+                run.append(RunFigure("all_fail", {**where, "group": r["group"]}, r["frequent_noncompliance"]))
+                continue
+            binned_by.add(r["subset"])
+            for metric, column in (
+                ("frequent_noncompliance_majority", "frequent_noncompliance"),
+                ("frequent_noncompliance_any_judge", "frequent_noncompliance_any_judge"),
+            ):
+                run.append(RunFigure(metric, {**where, "bin": r["group"]}, r[column]))
     sec.tables.append(beside(published, run))
-    other = sorted({f.match["bin_subset"] for f in published if "bin_subset" in f.match} - {bin_subset})
-    if other:
+    paper_bins = {f.match["bin_subset"] for f in published if "bin" in f.match}
+    other = sorted(paper_bins - binned_by)
+    if binned_by and other:
+        ours = ", ".join(f"'{s}'" for s in sorted(b for b in binned_by if b))
         sec.notes.append(
-            f"This run bins and samples high disagreement by subset '{bin_subset}' "
-            f"(stages.compliance.bin_subset); the paper's figures tied to subset {', '.join(other)} "
-            "are shown without this run's."
+            f"This run bins by the D of subset {ours} (stages.compliance.bin_subset); the paper's bin "
+            f"figures, binned by subset {', '.join(other)}, are shown without this run's."
         )
+
+
+SUMMARY_ADDED = {
+    "subset": pl.String,
+    "n_any_judge": pl.Int64,
+    "all_fail_any_judge": pl.Int64,
+    "frequent_noncompliance_any_judge": pl.Float64,
+    "se_any_judge": pl.Float64,
+}
+"""Summary columns that runs of release 0.1.0 did not write; their reports show them empty."""
 
 
 def compliance_section(src: RunSources) -> Section:
@@ -258,6 +306,10 @@ def compliance_section(src: RunSources) -> Section:
         "Frequent non-compliance: every model of a family is problematic on the same scenario.",
     )
     summary = src.frame("compliance_summary")
+    if summary is not None:
+        summary = summary.with_columns(
+            pl.lit(None, dtype).alias(c) for c, dtype in SUMMARY_ADDED.items() if c not in summary.columns
+        )
     if summary is None:
         sec.missing.append(src.missing("compliance", "compliance_summary"))
     else:
@@ -276,7 +328,7 @@ def compliance_section(src: RunSources) -> Section:
         table, figs = _majority_per_model(verdicts)
         sec.tables.append(table)
         sec.figures += figs
-    _beside_paper(sec, summary, str(src.stage_setting("compliance", "bin_subset", "all")))
+    _beside_paper(sec, summary)
     return sec
 
 

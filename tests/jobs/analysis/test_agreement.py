@@ -9,6 +9,7 @@ import polars as pl
 import pytest
 
 from jobs.analysis.agreement import (
+    GROUPS_SCHEMA,
     fleiss,
     frequent_noncompliance,
     judge_stats,
@@ -172,6 +173,7 @@ def test_frequent_noncompliance_per_bin_on_a_constructed_table() -> None:
             "group_kind": ["bin"] * 6 + ["sample"] * 2,
             "group": ["A", "A", "A", "B", "B", "B", "random", "random"],
             "family": [None] * 6 + ["fam", "fam"],
+            "subset": ["all"] * 6 + [None, None],
             "scenario_id": ["s1", "s2", "s3", "s4", "s5", "s6", "s1", "s3"],
         }
     )
@@ -183,7 +185,47 @@ def test_frequent_noncompliance_per_bin_on_a_constructed_table() -> None:
     assert a["se"] == pytest.approx(math.sqrt((1 / 3) * (2 / 3) / 3))
     assert (b["n_scenarios"], b["all_fail"], b["frequent_noncompliance"], b["se"]) == (2, 2, 1.0, 0.0)
     assert (rnd["group_kind"], rnd["n_scenarios"], rnd["all_fail"]) == ("sample", 2, 1)
-    assert set(got["family"]) == {"fam"}
+    assert set(got["family"]) == {"fam"} and rows["A"]["subset"] == "all" and rnd["subset"] is None
+
+
+def test_frequent_noncompliance_by_any_judge_counts_one_flag_as_problematic() -> None:
+    # Family {x, y}, three judges. (n_judges, n_problematic) per model:
+    # s1: x 3/1, y 3/1 -> by majority both ok; by any judge both flagged: all fail.
+    # s2: x 3/2, y 3/3 -> all fail by either rule.
+    # s3: x 3/0, y 3/1 -> neither rule: only y is flagged.
+    # s4: x 2/1 (a tie), y 3/1 -> no majority for x, so out of the majority's n; any judge: all fail.
+    # s5: x 0/0 (no judge answered), y 3/3 -> out of both rules' n.
+    counts = {
+        "s1": ((3, 1), (3, 1)),
+        "s2": ((3, 2), (3, 3)),
+        "s3": ((3, 0), (3, 1)),
+        "s4": ((2, 1), (3, 1)),
+        "s5": ((0, 0), (3, 3)),
+    }
+    table = pl.DataFrame(
+        [
+            {
+                "scenario_id": s,
+                "model": m,
+                "sample": 0,
+                "n_judges": n,
+                "n_problematic": k,
+                "majority": majority(n, k),
+            }
+            for s, per_model in counts.items()
+            for m, (n, k) in zip(("x", "y"), per_model, strict=True)
+        ]
+    )
+    groups = pl.DataFrame(
+        {"group_kind": "bin", "group": "A", "family": None, "subset": "fam", "scenario_id": list(counts)},
+        schema=GROUPS_SCHEMA,
+    )
+    (row,) = frequent_noncompliance(table, {"fam": ["x", "y"]}, groups).iter_rows(named=True)
+    assert (row["n_scenarios"], row["all_fail"]) == (3, 1)  # s1, s2, s3; s2
+    assert row["frequent_noncompliance"] == pytest.approx(1 / 3)
+    assert (row["n_any_judge"], row["all_fail_any_judge"]) == (4, 3)  # s1..s4; s1, s2, s4
+    assert row["frequent_noncompliance_any_judge"] == pytest.approx(3 / 4)
+    assert row["se_any_judge"] == pytest.approx(math.sqrt(0.75 * 0.25 / 4))
 
 
 def test_wilson_interval_against_the_closed_form() -> None:

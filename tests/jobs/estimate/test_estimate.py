@@ -175,3 +175,22 @@ def test_before_diversity_runs_the_estimate_expects_the_papers_kept_share(tmp_pa
     added = sum(ln["cost_usd"] for ln in every["lines"] if ln["stage"] in ("responses", "scores"))
     added -= sum(ln["cost_usd"] for ln in d["lines"] if ln["stage"] in ("responses", "scores"))
     assert abs(added - selection["usd_spared"]) < 0.01
+
+
+def test_before_disagreement_runs_compliance_counts_its_draws_at_most_every_scenario(tmp_path: Path) -> None:
+    overrides = [f"run_dir={tmp_path / 'run'}", "stages.pairs.n_pairs=40"]
+    kept = round(3 * 40 * DIVERSE_SHARE)
+
+    def judged(*extra: str) -> set[int]:
+        lines = estimate(load_config(DEMO, [*overrides, *extra])).as_dict()["lines"]
+        per_judge = {ln["calls"] for ln in lines if ln["stage"] == "compliance"}
+        return {n // 12 for n in per_judge}  # every judge sees the same 12 models' responses
+
+    # The demo draws 4 + 4 + 4 (one family, the OpenAI models) and 3 in each of 5 bins of their D.
+    assert judged() == {4 + 4 + 4 + 3 * 5}
+    # Two families, each binned by its own subset: twice the bins and the family sample.
+    two = "stages.compliance.families={openai: [o3, o4_mini], claude: [claude_opus_4, claude_sonnet_4]}"
+    assert judged(two) == {4 + 4 + 2 * 4 + 2 * 3 * 5}
+    assert judged(two, "stages.compliance.bin_subset=all") == {4 + 4 + 2 * 4 + 3 * 5}
+    # Draws larger than the scenarios, or whole bins, are bounded by the scenarios answered.
+    assert judged("stages.compliance.per_bin=100") == judged("stages.compliance.per_bin=null") == {kept}

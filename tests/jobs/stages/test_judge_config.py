@@ -27,6 +27,7 @@ DEMO = Path(__file__).resolve().parents[3] / "conf" / "demo.yaml"
         ("stages.compliance.max_repairs=-1", "stages.compliance"),
         ("stages.compliance.scope=some", "stages.compliance.scope"),
         ("stages.compliance.samples.random=-2", "stages.compliance.samples.random"),
+        ("stages.compliance.per_bin=-1", "stages.compliance.per_bin"),
         ("stages.compliance.judges=[o3,o3]", "stages.compliance.judges"),
         ("stages.values.embedding={backend: api, model: nobody}", "stages.values.embedding.model"),
     ],

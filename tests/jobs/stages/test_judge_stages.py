@@ -66,12 +66,17 @@ CONTRACT = {
         "group_kind",
         "group",
         "family",
+        "subset",
         "n_scenarios",
         "all_pass",
         "any_fail",
         "all_fail",
         "frequent_noncompliance",
         "se",
+        "n_any_judge",
+        "all_fail_any_judge",
+        "frequent_noncompliance_any_judge",
+        "se_any_judge",
     ],
     "value_expressions": ["scenario_id", "model", "phrase", "category", "distance"],
     "value_counts": ["model", "category", "count"],
@@ -98,6 +103,7 @@ def conf(url: str, run_dir: Path, *extra: str) -> RunConf:
         "stages.topics.scope=high",
         f"stages.compliance.spec={SPEC}",
         "stages.compliance.samples={random: 3, high_all: 3, high_family: 3}",
+        "stages.compliance.per_bin=2",
         "stages.values.max_scenarios=4",
         "stages.values.scope=high",
         "stages.values.embedding={backend: hashing}",
@@ -196,6 +202,16 @@ def test_compliance_verdicts_and_agreement(judged: dict[str, Any]) -> None:
         assert r["frequent_noncompliance"] == pytest.approx(p)
         assert r["se"] == pytest.approx(math.sqrt(p * (1 - p) / r["n_scenarios"]))
         assert r["all_fail"] <= r["any_fail"] and r["all_pass"] + r["any_fail"] == r["n_scenarios"]
+    for r in fam.filter(pl.col("n_any_judge") > 0).iter_rows(named=True):
+        p = r["all_fail_any_judge"] / r["n_any_judge"]
+        assert r["frequent_noncompliance_any_judge"] == pytest.approx(p)
+        assert r["se_any_judge"] == pytest.approx(math.sqrt(p * (1 - p) / r["n_any_judge"]))
+    # The OpenAI models are binned by their own subset's D, at most per_bin (2) per bin; any judge
+    # flags at least what a majority does, on the scenarios both rules decide.
+    bins = fam.filter(pl.col("group_kind") == "bin")
+    assert set(bins["subset"]) == {"openai"} and bins["n_any_judge"].max() <= 2
+    assert int(fam["all_fail_any_judge"].sum()) >= int(fam["all_fail"].sum())
+    assert summary["frequent_noncompliance_any_judge"].keys() == summary["frequent_noncompliance"].keys()
 
 
 def test_the_spec_is_a_cached_prefix_for_every_provider(judged: dict[str, Any]) -> None:

@@ -381,32 +381,42 @@ def judge_tables(root: Path, ids: list[str], models: tuple[str, ...], *, seed: i
     summary = []
     for family in ("claude", "openai"):
         for sample, (n, ok, fail, all_fail) in COMPLIANCE_SAMPLES.items():
-            vals = (ok, fail, all_fail)
             summary.append(
                 {
                     "group_kind": "sample",
                     "group": sample,
                     "family": family,
+                    "subset": "all" if sample == "high_all" else None,
                     "n_scenarios": n,
-                    "all_pass": vals[0],
-                    "any_fail": vals[1],
-                    "all_fail": vals[2],
+                    "all_pass": ok,
+                    "any_fail": fail,
+                    "all_fail": all_fail,
                     "frequent_noncompliance": all_fail / n,
                     "se": 0.01,
+                    "n_any_judge": n,
+                    "all_fail_any_judge": 2 * all_fail,
+                    "frequent_noncompliance_any_judge": 2 * all_fail / n,
+                    "se_any_judge": 0.02,
                 }
             )
+        # Each family binned by its own subset's D, as by default.
         for k, b in enumerate(BIN_LABELS):
             summary.append(
                 {
                     "group_kind": "bin",
                     "group": b,
                     "family": family,
+                    "subset": family,
                     "n_scenarios": 10,
                     "all_pass": 10 - (k + 1) // 2,
                     "any_fail": (k + 1) // 2,
                     "all_fail": (k + 1) // 2,
                     "frequent_noncompliance": 0.05 * (k + 1),
                     "se": 0.02,
+                    "n_any_judge": 20,
+                    "all_fail_any_judge": 2 * (k + 1),
+                    "frequent_noncompliance_any_judge": 0.1 * (k + 1),
+                    "se_any_judge": 0.03,
                 }
             )
     write(tables, "compliance_summary", summary, CONTRACT["compliance_summary"])

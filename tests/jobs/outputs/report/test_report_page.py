@@ -8,7 +8,6 @@ from pathlib import Path
 import polars as pl
 import pyarrow.parquet as pq
 import pytest
-import yaml
 
 from actors.errors import ConfigError
 from actors.storage import Location
@@ -74,17 +73,44 @@ def test_compliance_table_is_laid_out_like_the_papers(tmp_path: Path) -> None:
     page, _ = build(tmp_path)
     sec = page.sections["compliance"]
     header = sec.cells[0]
-    assert header == ["family", "sample", "scenarios", "all pass", "at least one fails", "all fail"]
-    rows = {(r[0], r[1]): r[2:] for r in sec.cells[1:] if len(r) == 6}
+    assert header == [
+        "family",
+        "sample",
+        "drawn from",
+        "scenarios",
+        "all pass",
+        "at least one fails",
+        "all fail",
+        "all fail, any judge",
+    ]
+    rows = {(r[0], r[1]): r[2:] for r in sec.cells[1:] if len(r) == 8}
     n, ok, fail, all_fail = COMPLIANCE_SAMPLES["high_all"]
     assert rows[("openai", "high_all")] == [
+        "all",
         str(n),
         f"{100 * ok / n:.1f}% ({ok})",
         f"{100 * fail / n:.1f}% ({fail})",
         f"{100 * all_fail / n:.1f}% ({all_fail})",
+        f"{200 * all_fail / n:.1f}% ({2 * all_fail})",
     ]
-    bins = [r for r in sec.cells if len(r) == 5 and r[0] == "[2.5,3]"]
-    assert ["[2.5,3]", "claude", "10", "25.0%", "2.0%"] in bins
+    bins = [r for r in sec.cells if len(r) == 7 and r[0] == "[2.5,3]"]
+    assert ["[2.5,3]", "claude", "claude", "10", "25.0% ± 2.0%", "20", "50.0% ± 3.0%"] in bins
+
+
+def test_a_summary_written_by_release_0_1_0_still_renders(tmp_path: Path) -> None:
+    """Release 0.1.0 wrote neither the subset nor the any-judge columns: those cells stay empty."""
+    ids = analysis_run(tmp_path, 30)
+    judge_tables(tmp_path, ids, MODELS)
+    summary = tmp_path / "tables" / "compliance_summary.parquet"
+    old = pl.read_parquet(summary).drop(
+        "subset", "n_any_judge", "all_fail_any_judge", "frequent_noncompliance_any_judge", "se_any_judge"
+    )
+    old.write_parquet(summary)
+    page, _ = build(tmp_path)
+    bins = [r for r in page.sections["compliance"].cells if len(r) == 7 and r[0] == "[2.5,3]"]
+    assert ["[2.5,3]", "claude", "", "10", "25.0% ± 2.0%", "", ""] in bins
+    compliance = beside_paper(page, "compliance")
+    assert compliance["frequent non-compliance by majority, OpenAI D in [2.5,3]"] == [NOT_IN_RUN, "9.7%"]
 
 
 def test_absent_judge_tables_are_named_with_their_stage(tmp_path: Path) -> None:
@@ -231,9 +257,20 @@ def test_the_papers_figures_stand_beside_the_runs(full_run: Path) -> None:
         NOT_IN_RUN,
         "5.1%",
     ]
-    # The run bins by subset 'all'; the paper by the OpenAI models' D: those rows stand alone, and say why.
-    assert compliance["frequent non-compliance by majority, OpenAI D in [2.5,3]"] == [NOT_IN_RUN, "9.7%"]
-    assert any("subset 'all' (stages.compliance.bin_subset)" in n for n in page.sections["compliance"].notes)
+    n, _, _, all_fail = COMPLIANCE_SAMPLES["high_all"]
+    assert compliance["all five OpenAI models problematic, high-disagreement sample"] == [
+        f"{100 * all_fail / n:.1f}%",
+        "3.6%",
+    ]
+    # judge_tables: each family binned by its own D; openai's bin k has frequent non-compliance
+    # 0.05 (k + 1) by majority and 0.1 (k + 1) by any judge: beside the paper's, per bin.
+    assert compliance["frequent non-compliance by majority, OpenAI D in [0,1)"] == ["5.0%", "0.7%"]
+    assert compliance["frequent non-compliance by majority, OpenAI D in [2.5,3]"] == ["25.0%", "9.7%"]
+    assert compliance["frequent non-compliance by any judge, OpenAI D in [1,1.5)"] == ["20.0%", "5.3%"]
+    assert compliance["frequent non-compliance by any judge, OpenAI D in [2.5,3]"] == ["50.0%", "49.4%"]
+    assert not page.sections["compliance"].notes
+    row = ["[2.5,3]", "openai", "openai", "10", "25.0% ± 2.0%", "20", "50.0% ± 3.0%"]
+    assert row in page.sections["compliance"].cells
     dis = pl.read_parquet(full_run / "tables" / "disagreement.parquet").filter(pl.col("subset") == "all")
     picks = pl.read_parquet(full_run / "tables" / "selections.parquet").filter(pl.col("subset") == "all")
     disagreement = beside_paper(page, "disagreement")
@@ -250,10 +287,15 @@ def test_the_papers_figures_stand_beside_the_runs(full_run: Path) -> None:
     assert shown | {"Fleiss' kappa of the three judges"} == {f.label for f in paper_figures().figures}
 
 
-def test_a_run_binned_like_the_paper_shows_its_bin_rates_and_pairs_in_either_order(full_run: Path) -> None:
-    conf = yaml.safe_load((full_run / "config.yaml").read_text())
-    conf["stages"]["compliance"] = {"bin_subset": "openai"}
-    (full_run / "config.yaml").write_text(yaml.safe_dump(conf))
+def test_a_run_binned_by_another_subset_shows_the_papers_bins_alone_and_pairs_in_either_order(
+    full_run: Path,
+) -> None:
+    summary = full_run / "tables" / "compliance_summary.parquet"
+    table = pl.read_parquet(summary)
+    binned_by_all = table.with_columns(
+        subset=pl.when(pl.col("group_kind") == "bin").then(pl.lit("all")).otherwise("subset")
+    )
+    pq.write_table(binned_by_all.to_arrow().cast(pq.read_schema(summary)), summary)
     stats = full_run / "tables" / "judge_stats.parquet"
     pair = pl.col("judge_b").is_not_null()
     swapped = pl.read_parquet(stats).with_columns(
@@ -262,12 +304,12 @@ def test_a_run_binned_like_the_paper_shows_its_bin_rates_and_pairs_in_either_ord
     pq.write_table(swapped.to_arrow().cast(pq.read_schema(stats)), stats)
     page, _ = build(full_run)
     compliance = beside_paper(page, "compliance")
-    # judge_tables: openai's bin k has frequent non-compliance 0.05 (k + 1).
-    assert compliance["frequent non-compliance by majority, OpenAI D in [0,1)"] == ["5.0%", "0.7%"]
-    assert compliance["frequent non-compliance by majority, OpenAI D in [2.5,3]"] == ["25.0%", "9.7%"]
+    assert compliance["frequent non-compliance by majority, OpenAI D in [0,1)"] == [NOT_IN_RUN, "0.7%"]
     assert compliance["frequent non-compliance by any judge, OpenAI D in [2.5,3]"] == [NOT_IN_RUN, "49.4%"]
-    assert compliance["all five OpenAI models problematic, high-disagreement sample"] == [NOT_IN_RUN, "3.6%"]
-    assert any("subset 'openai'" in n and "subset all" in n for n in page.sections["compliance"].notes)
+    assert compliance["all five OpenAI models problematic, high-disagreement sample"][1] == "3.6%"
+    assert any(
+        "D of subset 'all'" in n and "binned by subset openai" in n for n in page.sections["compliance"].notes
+    )
     judges = beside_paper(page, "judges")
     assert judges["agreement, Claude 4 Sonnet and o3"] == ["70.00%", "67.52%"]
     assert judges["problematic rate, o3 as judge"] == ["30.0%", "35.5% (of 5,000 responses)"]
