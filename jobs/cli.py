@@ -179,7 +179,9 @@ def build_parser() -> argparse.ArgumentParser:
         "import", help="read the paper's released dataset (or an export) into a new run directory"
     )
     im.add_argument(
-        "source", help="local folder in the release's layout (data/, complete/, judge_evaluations/)"
+        "source",
+        help="local folder in the release's layout (data/, complete/, judge_evaluations/), or a Hub "
+        "dataset id such as jifanz/stress_testing_model_spec (needs the `hub` extra and the network)",
     )
     im.add_argument("--run", required=True, help="the run directory to create (must not exist)")
     im.set_defaults(fn=_cmd_import)

@@ -1,7 +1,8 @@
 """`specstress import PATH --run RUN_DIR`: the released dataset, or our export of a run, as a run directory.
 
-Reads a local folder in the release's layout (`layout.py`; a Hub id is not fetched) and
-writes the tables our stages write, so every later stage runs on it as on a run of ours:
+Reads a local folder in the release's layout (`layout.py`), or a Hub dataset id through the
+optional `hub` extra (`hub.py`), and writes the tables our stages write, so every later stage
+runs on it as on a run of ours:
 
 - `scenarios` from the default and complete configs (and judge-only scenarios), one row per
   (chunk_index, entry_idx, nudge_direction); ids are ours (`scenario_id(pair_id(v1, v2), nudge)`),
@@ -50,6 +51,7 @@ from jobs.analysis.agreement import (
 from jobs.conf.loader import read_config, resolved_yaml
 from jobs.engine.rundir import Manifest, RunDir, now_iso
 from jobs.release import layout
+from jobs.release.hub import local_source
 from jobs.release.reader import KEY, Shard, check_shard, decision, find_shards
 from jobs.stages.compliance import COMPLIANCE_SCHEMA
 from jobs.stages.compliance_scope import ComplianceConf, families_of
@@ -505,9 +507,11 @@ def _write(
 
 
 def import_release(source: str, run_dir: str) -> ImportResult:
-    """Import the dataset folder `source` into the new run directory `run_dir`."""
+    """Import the dataset `source` (a local folder, or a Hub dataset id) into the new run directory
+    `run_dir`."""
     target = _target(run_dir)
-    root = Path(source).resolve()
+    folder, origin = local_source(source)
+    root = folder.resolve()
     data = _read(root)
     judged = _judge_rows(data.judged)
     ids = _ids(_scenario_rows([*data.default, *data.complete], judged))
@@ -519,6 +523,6 @@ def import_release(source: str, run_dir: str) -> ImportResult:
         judges = summaries.get("compliance", {}).get("judges", [])
         config = _config_yaml(target, list(summaries), data.models, judges, ids["pair_id"].n_unique())
         run.root.write_text("config.yaml", config)
-        _record(run, str(root), summaries, chunk_size_of(ids))
+        _record(run, origin, summaries, chunk_size_of(ids))
         Path(run.root.path).rename(target)
     return result
