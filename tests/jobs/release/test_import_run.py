@@ -16,6 +16,7 @@ from jobs.cli import main
 from jobs.config import load_config
 from jobs.driver import run_pipeline
 from jobs.engine.rundir import Manifest, RunDir
+from jobs.estimate.estimate import estimate
 from jobs.outputs.report.build import build_report
 from jobs.release.export import export_release
 from jobs.release.importer import import_release
@@ -53,8 +54,9 @@ def rejudged(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any
             f"stages.compliance.spec={spec}",
             "stages.compliance.samples={random: 3, high_all: 3, high_family: 3}",
         ]
+        before = estimate(load_config(config, [LATER, *overrides]))
         code = main(["run", config, LATER, *overrides])
-    yield {"data": data, "run": RunDir.open(str(run_dir)), "code": code, "config": config}
+    yield {"data": data, "run": RunDir.open(str(run_dir)), "code": code, "config": config, "estimate": before}
 
 
 def test_the_later_stages_run_and_pay_only_for_the_judges(rejudged: dict[str, Any]) -> None:
@@ -66,6 +68,12 @@ def test_the_later_stages_run_and_pay_only_for_the_judges(rejudged: dict[str, An
     assert judged.height > 0 and set(judged["judge"]) == {"claude_sonnet_4", "o3", "gemini_2_5_pro"}
     assert (judged["reasoning"].is_not_null()).mean() > 0.9, "the imported verdicts were re-judged"
     assert manifest["stages"]["compliance"]["summary"]["spec"].endswith("house_spec.md")
+    # Priced before disagreement had run: an upper bound of the judges' calls, never nothing.
+    made = manifest["calls"]["compliance_r0"]["made"]
+    priced = [ln for ln in rejudged["estimate"].lines if ln.stage == "compliance"]
+    assert len(priced) == 3 and all(ln.to_make > 0 for ln in priced)
+    assert made <= sum(ln.to_make for ln in priced)
+    assert all(rejudged["estimate"].cost[("compliance", ln.model)] > 0 for ln in priced)
 
 
 def test_disagreement_is_the_datasets_own(rejudged: dict[str, Any]) -> None:
