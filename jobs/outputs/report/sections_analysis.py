@@ -8,8 +8,9 @@ import polars as pl
 from jobs.analysis.disagreement import BIN_LABELS
 from jobs.outputs.report import figures
 from jobs.outputs.report.blocks import Section, Table, num, pct
-from jobs.outputs.report.paper import RunFigure, beside, paper_figures
+from jobs.outputs.report.paper import RunFigure, beside
 from jobs.outputs.report.sources import RunSources
+from jobs.paper import paper_figures
 from jobs.stages.rubrics import POSITIONS
 
 D_MAX = 3.0
@@ -91,6 +92,9 @@ def disagreement_section(src: RunSources) -> Section:
 def _beside_paper(src: RunSources, per_bin: pl.DataFrame | None, selected: dict[str, int] | None) -> Table:
     """The paper's scenario counts and split sizes beside the run's (δ-diverse set, high D, selections)."""
     run: list[RunFigure] = []
+    scenarios = src.scan("scenarios")
+    if scenarios is not None:
+        run.append(RunFigure("scenarios_generated", {}, scenarios.select(pl.len()).collect().item()))
     diversity = src.scan("diversity")
     if diversity is not None:
         n = diversity.filter(pl.col("diverse")).select(pl.len()).collect().item()
@@ -103,6 +107,7 @@ def _beside_paper(src: RunSources, per_bin: pl.DataFrame | None, selected: dict[
         if selected is not None:
             run.append(RunFigure("split_size", {"subset": subset}, selected.get(subset, 0)))
     figs = paper_figures().of(
+        "scenarios_generated",
         "scenarios_diverse",
         "scenarios_some_pair",
         "scenarios_some_pair_share",

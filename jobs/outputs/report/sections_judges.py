@@ -11,8 +11,9 @@ import polars as pl
 
 from jobs.outputs.report import figures
 from jobs.outputs.report.blocks import Figure, Section, Table, num, pct
-from jobs.outputs.report.paper import RunFigure, beside, inline, paper_figures
+from jobs.outputs.report.paper import RunFigure, beside, inline
 from jobs.outputs.report.sources import RunSources
+from jobs.paper import paper_figures
 from jobs.stages.refusals import CATEGORIES
 
 MAX_TOPIC_PANELS = 12

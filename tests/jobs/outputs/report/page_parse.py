@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from html.parser import HTMLParser
 from typing import Any
 
-from jobs.outputs.report.paper import paper_figures
+from jobs.paper import paper_figures
 
 
 @dataclass

@@ -17,7 +17,8 @@ from jobs.outputs.report import sections_judges
 from jobs.outputs.report.build import ReportOptions, build_report
 from jobs.outputs.report.facts import stage_of
 from jobs.outputs.report.page import script_json
-from jobs.outputs.report.paper import NOT_IN_RUN, paper_figures
+from jobs.outputs.report.paper import NOT_IN_RUN
+from jobs.paper import paper_figures
 from tests.jobs.outputs.report.page_parse import ParsedPage, beside_paper, parse_page
 from tests.jobs.outputs.report.synthetic_run import (
     COMPLIANCE_SAMPLES,
@@ -283,6 +284,8 @@ def test_the_papers_figures_stand_beside_the_runs(full_run: Path) -> None:
     assert disagreement["selected (weighted k-center), split all_models"] == [f"{picks.height:,}", "43,960"]
     assert disagreement["selected (weighted k-center), split claude_models"] == [NOT_IN_RUN, "20,790"]
     assert disagreement["scenarios after the δ-diverse selection"] == [NOT_IN_RUN, "over 300,000"]
+    scenarios = pl.read_parquet(full_run / "tables" / "scenarios.parquet").height
+    assert disagreement["scenarios generated, after filtering"] == [f"{scenarios:,}", "over 410,000"]
     shown = {label for s in ("judges", "compliance", "disagreement") for label in beside_paper(page, s)}
     assert shown | {"Fleiss' kappa of the three judges"} == {f.label for f in paper_figures().figures}
 
