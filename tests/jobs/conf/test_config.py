@@ -9,6 +9,7 @@ import pytest
 from actors.errors import ConfigError
 from jobs.cli import main
 from jobs.config import load_config
+from jobs.paper import DIVERSE_SHARE
 from jobs.stages.compliance_scope import DEMO_SPEC
 from jobs.stages.registry import STAGES
 
@@ -60,6 +61,10 @@ def test_both_shipped_configs_load() -> None:
         )
     assert paper.stages.embeddings.model == "gemini_embedding_001"
     assert paper.models["gemini_embedding_001"].params == {"dimensions": 3072}
+    # Compliance as in the paper: the OpenAI models' responses, 1,000 per bin of their own D.
+    cc = paper.stages.compliance
+    assert cc.models == cc.families["openai"] == ["gpt_4_1", "gpt_4_1_mini", "gpt_4o", "o3", "o4_mini"]
+    assert (cc.per_bin, cc.bin_subset) == (1000, None)
 
 
 def test_cli_reports_config_errors_without_a_traceback(capsys: pytest.CaptureFixture[str]) -> None:
@@ -82,6 +87,10 @@ def test_estimate_counts_the_paper_scale_generation_calls(
     assert sum(ln["calls"] for ln in neutral) == 3000 and all(ln["exact"] for ln in neutral)
     assert {ln["model"] for ln in neutral} == {"claude_opus_4", "claude_3_7_sonnet", "o3"}
     assert out["total_cost_usd"] > 0 and out["binding_limit"]["scenarios_neutral"] != "none"
+    # The judges' draws (5 bins and 3 samples of 1,000) exceed the 6,585 scenarios expected kept:
+    # every one is judged, for the five OpenAI models.
+    kept = round(3 * 3000 * DIVERSE_SHARE)
+    assert [ln["calls"] for ln in out["lines"] if ln["stage"] == "compliance"] == [5 * kept] * 3
 
 
 def test_emulate_command_serves_the_wire_formats(tmp_path: Path) -> None:
