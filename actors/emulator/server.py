@@ -190,7 +190,7 @@ class Emulator:
     def embed(self, request: EmbedInput, dialect: Dialect) -> JSON:
         dim = request.dimensions or embedding_dim(request.model_id)
         vectors = [embed_text(text, dim) for text in request.texts]
-        return dialect.embed_body(request.model_id, vectors, request.input_tokens)
+        return dialect.embed_body(request, vectors)
 
 
 EMULATOR = web.AppKey("emulator", Emulator)

@@ -145,5 +145,5 @@ class AnthropicDialect(Dialect):
             },
         }
 
-    def embed_body(self, model_id: str, vectors: list[list[float]], input_tokens: int) -> JSON:
+    def embed_body(self, request: EmbedInput, vectors: list[list[float]]) -> JSON:
         raise WireError("Anthropic has no embeddings endpoint")

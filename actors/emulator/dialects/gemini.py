@@ -128,5 +128,5 @@ class GeminiDialect(Dialect):
             "responseId": out.response_id,
         }
 
-    def embed_body(self, model_id: str, vectors: list[list[float]], input_tokens: int) -> JSON:
+    def embed_body(self, request: EmbedInput, vectors: list[list[float]]) -> JSON:
         return {"embeddings": [{"values": v} for v in vectors]}
