@@ -220,7 +220,7 @@ def create_app(config: EmulatorConfig | None = None) -> web.Application:
             web.post("/v1/embeddings", emulator.route(openai, "embed")),
             web.post("/embeddings", emulator.route(openai, "embed")),
             web.post("/v1/messages", emulator.route(anthropic, "chat")),
-            web.post("/v1beta/models/{target}", emulator.route(gemini, "path")),
+            web.post("/{version:v1beta|v1}/models/{target}", emulator.route(gemini, "path")),
             web.get("/_stats", get_stats),
             web.post("/_stats/reset", reset_stats),
         ]

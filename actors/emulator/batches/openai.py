@@ -27,12 +27,11 @@ class OpenAIBatches(VendorBatches):
     provider = "openai"
 
     def routes(self) -> list[web.RouteDef]:
+        """Every route but listing and reading batches, whose paths Gemini's v1 shares (see `batch_routes`)."""
         return [
             web.post("/v1/files", self.upload),
             web.get("/v1/files/{file_id}/content", self.file),
             web.post("/v1/batches", self.create),
-            web.get("/v1/batches", self.list_batches),
-            web.get("/v1/batches/{batch_id}", self.get),
             web.post("/v1/batches/{batch_id}/cancel", self.cancel),
         ]
 
