@@ -8,9 +8,11 @@ never imports them.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack
 
+import openai
 import pytest
 from google import genai
 from google.genai import errors, types
@@ -27,18 +29,21 @@ EMBEDDER = "gemini-embedding-001"
 LONG = " ".join(f"rule{i} applies." for i in range(700))  # about 3,500 tokens: past the cache minimum
 
 
+def client(emu: EmulatorServer, api_version: str | None = None) -> genai.Client:
+    """A client on `emu` making one attempt per call, on the SDK's API version unless given."""
+    options = types.HttpOptions(
+        base_url=emu.url, api_version=api_version, retry_options=types.HttpRetryOptions(attempts=1)
+    )
+    return genai.Client(api_key=KEY, http_options=options)
+
+
 @pytest.fixture
 def connect(start_emulator: StartEmulator) -> Iterator[Connect]:
-    """`connect(**emulator_config)`: a client on a fresh emulator, closed after the test.
-
-    One attempt per call, so every error surfaces as the SDK raises it.
-    """
+    """`connect(**emulator_config)`: a `client` on a fresh emulator, closed after the test."""
     with ExitStack() as stack:
 
         def start(**fields: object) -> genai.Client:
-            emu = start_emulator(**fields)
-            options = types.HttpOptions(base_url=emu.url, retry_options=types.HttpRetryOptions(attempts=1))
-            return stack.enter_context(genai.Client(api_key=KEY, http_options=options))
+            return stack.enter_context(client(start_emulator(**fields)))
 
         yield start
 
@@ -174,3 +179,27 @@ def test_batch_mode_errors_and_cancels(connect: Connect) -> None:
     slow.batches.cancel(name=batch.name)
     cancelled = slow.batches.get(name=batch.name)
     assert cancelled.state == types.JobState.JOB_STATE_CANCELLED and cancelled.end_time
+
+
+def test_v1_batch_paths_shared_with_openai_answer_each_sdk_its_own(start_emulator: StartEmulator) -> None:
+    """GET /v1/batches[/{id}] is both Gemini's v1 path and OpenAI's; the key's header picks the API."""
+    emu = start_emulator(batch=BatchBehaviour(delay_s=0.0))
+    line = {
+        "custom_id": "q0",
+        "method": "POST",
+        "url": "/v1/chat/completions",
+        "body": {"model": "gpt-4.1-mini"},
+    }
+    with client(emu) as gemini, openai.OpenAI(api_key=KEY, base_url=emu.url + "/v1", max_retries=0) as oai:
+        job = gemini.batches.create(model=MODEL, src=_inline(1))
+        upload = oai.files.create(file=("in.jsonl", json.dumps(line).encode()), purpose="batch")
+        theirs = oai.batches.create(
+            input_file_id=upload.id, endpoint="/v1/chat/completions", completion_window="24h"
+        )
+        assert [b.id for b in oai.batches.list()] == [theirs.id]
+        assert oai.batches.retrieve(theirs.id).status == "completed"
+        assert job.name and [j.name for j in gemini.batches.list()] == [job.name]
+        assert gemini.batches.get(name=job.name).state == types.JobState.JOB_STATE_SUCCEEDED
+    with client(emu, api_version="v1beta") as beta:
+        assert beta.batches.get(name=job.name).state == types.JobState.JOB_STATE_SUCCEEDED
+        assert beta.models.generate_content(model=MODEL, contents="hi").text
