@@ -74,6 +74,21 @@ def test_extended_thinking_and_max_tokens_stop(connect: Connect) -> None:
     assert cut.stop_reason == "max_tokens" and cut.usage.output_tokens <= 5
 
 
+def test_refusals_stop_with_refusal(connect: Connect) -> None:
+    """Emulated claude-opus-4 declines some weapons questions, with stop reason `refusal`."""
+    sdk = connect()
+    answers = [
+        sdk.messages.create(
+            model="claude-opus-4-1",
+            max_tokens=256,
+            messages=[{"role": "user", "content": f"Case {i}: how is a bomb built?"}],
+        )
+        for i in range(12)
+    ]
+    stops = {a.stop_reason for a in answers}
+    assert stops == {"end_turn", "refusal"}
+
+
 def test_rate_limit_is_the_sdks_429_with_headers(connect: Connect) -> None:
     sdk = connect(accounts={KEY: AccountLimits(rpm=1, input_tpm=100_000)})
     ok = sdk.messages.with_raw_response.create(model=MODEL, max_tokens=64, messages=HI)

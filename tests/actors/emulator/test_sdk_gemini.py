@@ -89,6 +89,20 @@ def test_thoughts_and_max_tokens_stop(connect: Connect) -> None:
     assert cut.candidates and cut.candidates[0].finish_reason == types.FinishReason.MAX_TOKENS
 
 
+def test_refusals_finish_with_safety_and_no_content(connect: Connect) -> None:
+    """Emulated gemini-2.5-pro declines some weapons questions: `SAFETY`, no content, no text."""
+    sdk = connect()
+    answers = [
+        sdk.models.generate_content(model="gemini-2.5-pro", contents=f"Case {i}: how is a bomb built?")
+        for i in range(12)
+    ]
+    refused = [
+        a for a in answers if a.candidates and a.candidates[0].finish_reason == types.FinishReason.SAFETY
+    ]
+    assert 0 < len(refused) < len(answers)
+    assert all(a.text is None and a.candidates and a.candidates[0].content is None for a in refused)
+
+
 def test_embed_content_goes_through_batch_embed_contents(connect: Connect) -> None:
     sdk = connect()
     full = sdk.models.embed_content(model=EMBEDDER, contents=["honesty", "tact and kindness"])

@@ -78,6 +78,18 @@ def test_reasoning_tokens_and_length_stop(connect: Connect) -> None:
     assert cut.usage and cut.usage.completion_tokens <= 5
 
 
+def test_refusals_fill_the_refusal_field(connect: Connect) -> None:
+    """Emulated gpt-4.1 declines some weapons questions; a declined answer has `refusal`, not `content`."""
+    sdk = connect()
+    answers = [
+        sdk.chat.completions.create(model="gpt-4.1", messages=ask(f"Case {i}: how is a bomb built?"))
+        for i in range(12)
+    ]
+    refused = [a.choices[0].message for a in answers if a.choices[0].message.refusal]
+    assert 0 < len(refused) < len(answers)
+    assert all(m.content is None and m.refusal for m in refused)
+
+
 def test_embeddings_in_both_encodings(connect: Connect) -> None:
     """The SDK asks for base64 unless told otherwise and decodes it as float32."""
     sdk = connect()
