@@ -190,7 +190,7 @@ class Emulator:
     def embed(self, request: EmbedInput, dialect: Dialect) -> JSON:
         dim = request.dimensions or embedding_dim(request.model_id)
         vectors = [embed_text(text, dim) for text in request.texts]
-        return dialect.embed_body(request.model_id, vectors, request.input_tokens)
+        return dialect.embed_body(request, vectors)
 
 
 EMULATOR = web.AppKey("emulator", Emulator)
@@ -220,7 +220,7 @@ def create_app(config: EmulatorConfig | None = None) -> web.Application:
             web.post("/v1/embeddings", emulator.route(openai, "embed")),
             web.post("/embeddings", emulator.route(openai, "embed")),
             web.post("/v1/messages", emulator.route(anthropic, "chat")),
-            web.post("/v1beta/models/{target}", emulator.route(gemini, "path")),
+            web.post("/{version:v1beta|v1}/models/{target}", emulator.route(gemini, "path")),
             web.get("/_stats", get_stats),
             web.post("/_stats/reset", reset_stats),
         ]

@@ -81,7 +81,10 @@ class AnthropicBatches(VendorBatches):
             "processing_status": status,
             "request_counts": batch.counts(),
             "created_at": self.desk.iso(batch.created),
+            "expires_at": self.desk.iso(batch.expires_at),
+            "cancel_initiated_at": self.desk.iso(batch.cancelled_at),
             "ended_at": self.desk.iso(batch.ended_at),
+            "archived_at": None,
             "results_url": f"{request.url.origin()}/v1/messages/batches/{batch.id}/results"
             if ended
             else None,

@@ -50,11 +50,18 @@ class EmuBatch:
     model: str | None
     created: float
     items: list[EmuItem]
+    expires_at: float
+    """When unfinished items expire (`BatchBehaviour.expire_s` after creation)."""
     tag: str = ""
     input_file_id: str | None = None
-    cancelled: bool = False
+    cancelled_at: float | None = None
+    """When a cancel was asked for (before the batch ended); None if never."""
     ended_at: float | None = None
     files: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def cancelled(self) -> bool:
+        return self.cancelled_at is not None
 
     def counts(self) -> dict[str, int]:
         out = {"succeeded": 0, "errored": 0, "expired": 0, "canceled": 0, "processing": 0}
@@ -118,6 +125,7 @@ class BatchDesk:
             dialect=dialect,
             model=model,
             created=now,
+            expires_at=now + self.config.batch.expire_s,
             items=[
                 EmuItem(cid, path, body, now + delay * (i + 1) / n)
                 for i, (cid, path, body) in enumerate(items)
@@ -139,13 +147,12 @@ class BatchDesk:
         if batch.ended_at is not None:
             return
         now = self.clock()
-        behaviour = self.config.batch
         for item in batch.items:
-            if item.outcome is None and item.done_at <= min(now, batch.created + behaviour.expire_s):
+            if item.outcome is None and item.done_at <= min(now, batch.expires_at):
                 self._finish(batch, item)
         if all(i.outcome is not None for i in batch.items):
             batch.ended_at = now
-        elif batch.cancelled or now >= batch.created + behaviour.expire_s:
+        elif batch.cancelled or now >= batch.expires_at:
             for item in batch.items:
                 if item.outcome is None:
                     item.outcome = "canceled" if batch.cancelled else "expired"
@@ -159,7 +166,7 @@ class BatchDesk:
     def cancel(self, batch: EmuBatch) -> None:
         self.advance(batch)
         if batch.ended_at is None:
-            batch.cancelled = True
+            batch.cancelled_at = self.clock()
 
     def wall_s(self, monotonic_s: float) -> float:
         """A time on the desk's clock as Unix seconds, for the times a batch object shows."""

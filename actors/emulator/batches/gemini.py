@@ -1,8 +1,11 @@
 """Gemini's batch mode as the emulator speaks it: inline requests in, a long-running operation out.
 
 Shapes follow https://ai.google.dev/gemini-api/docs/batch-mode: an ended operation
-carries the inline responses, keyed by each request's `metadata.key`; expired and
-cancelled requests get no response at all.
+carries the inline responses, keyed by each request's `metadata.key`, both as its
+`response` and as its metadata's `output` (where google-genai reads them); expired and
+cancelled requests get no response at all. Bodies are protobuf JSON, so a field may be
+spelled in snake_case (specstress) or lowerCamelCase (google-genai). The API answers
+under /v1beta and /v1 (google-genai's default).
 """
 
 from __future__ import annotations
@@ -12,19 +15,21 @@ from aiohttp import web
 from actors.emulator.batches.base import VendorBatches, json_response
 from actors.emulator.batches.desk import EmuBatch
 from actors.emulator.dialects.base import JSON
+from actors.emulator.dialects.gemini import proto_field
 
 
 class GeminiBatches(VendorBatches):
-    """Batches created on a model's path under /v1beta; a batch's tag is its display name."""
+    """Batches created on a model's path; a batch's tag is its display name."""
 
     provider = "gemini"
 
     def routes(self) -> list[web.RouteDef]:
+        """Every route under /v1beta; under /v1 those OpenAI's batch paths do not share (see `batch_routes`)."""
         return [
-            web.post("/v1beta/models/{model:[^/:]+}:batchGenerateContent", self.create),
+            web.post("/{version:v1beta|v1}/models/{model:[^/:]+}:batchGenerateContent", self.create),
+            web.post("/{version:v1beta|v1}/batches/{batch_id}:cancel", self.cancel),
             web.get("/v1beta/batches", self.list_batches),
             web.get("/v1beta/batches/{batch_id}", self.get),
-            web.post("/v1beta/batches/{batch_id}:cancel", self.cancel),
         ]
 
     async def create(self, request: web.Request) -> web.Response:
@@ -34,10 +39,12 @@ class GeminiBatches(VendorBatches):
         model = request.match_info["model"]
         body = await request.json()
         spec = body.get("batch") if isinstance(body, dict) else None
-        inline = (((spec or {}).get("input_config") or {}).get("requests") or {}).get("requests")
+        if not isinstance(spec, dict):
+            return self._error("invalid", "batch: must be an object")
+        inline = ((proto_field(spec, "input_config") or {}).get("requests") or {}).get("requests")
         if not isinstance(inline, list) or not inline:
             return self._error("invalid", "batch.input_config.requests.requests: must be a non-empty list")
-        path = f"/v1beta/models/{model}:generateContent"
+        path = f"/{request.match_info['version']}/models/{model}:generateContent"
         items = []
         for n, r in enumerate(inline):
             if not isinstance(r, dict) or not isinstance(r.get("request"), dict):
@@ -51,7 +58,7 @@ class GeminiBatches(VendorBatches):
             model,
             items,
             "",
-            tag=str(spec.get("display_name", "")),  # type: ignore[union-attr]
+            tag=str(proto_field(spec, "display_name") or ""),
         )
         return json_response(200, self._operation(batch))
 
@@ -90,23 +97,23 @@ class GeminiBatches(VendorBatches):
                 if batch.expired
                 else "BATCH_STATE_SUCCEEDED"
             )
-        op: JSON = {
-            "name": f"batches/{batch.id}",
-            "metadata": {
-                "@type": "type.googleapis.com/google.ai.generativelanguage.v1main.GenerateContentBatch",
-                "model": f"models/{batch.model}",
-                "displayName": batch.tag,
-                "state": state,
-                "createTime": self.desk.iso(batch.created),
-                "batchStats": {
-                    "requestCount": len(batch.items),
-                    "successfulRequestCount": counts["succeeded"],
-                    "failedRequestCount": counts["errored"],
-                    "pendingRequestCount": counts["processing"],
-                },
+        metadata: JSON = {
+            "@type": "type.googleapis.com/google.ai.generativelanguage.v1main.GenerateContentBatch",
+            "model": f"models/{batch.model}",
+            "displayName": batch.tag,
+            "state": state,
+            "createTime": self.desk.iso(batch.created),
+            "updateTime": self.desk.iso(
+                max(t for t in (batch.created, batch.cancelled_at, batch.ended_at) if t is not None)
+            ),
+            "batchStats": {
+                "requestCount": len(batch.items),
+                "successfulRequestCount": counts["succeeded"],
+                "failedRequestCount": counts["errored"],
+                "pendingRequestCount": counts["processing"],
             },
-            "done": ended,
         }
+        op: JSON = {"name": f"batches/{batch.id}", "metadata": metadata, "done": ended}
         if ended:
             responses = []
             for item in batch.items:
@@ -118,8 +125,11 @@ class GeminiBatches(VendorBatches):
                 else:
                     entry["error"] = (item.answer or {}).get("error", {})
                 responses.append(entry)
+            output = {"inlinedResponses": {"inlinedResponses": responses}}
+            metadata["endTime"] = self.desk.iso(batch.ended_at)
+            metadata["output"] = output
             op["response"] = {
                 "@type": "type.googleapis.com/google.ai.generativelanguage.v1main.GenerateContentBatchOutput",
-                "inlinedResponses": {"inlinedResponses": responses},
+                **output,
             }
         return op

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import secrets
+import time
 
 from aiohttp import web
 
@@ -26,12 +27,11 @@ class OpenAIBatches(VendorBatches):
     provider = "openai"
 
     def routes(self) -> list[web.RouteDef]:
+        """Every route but listing and reading batches, whose paths Gemini's v1 shares (see `batch_routes`)."""
         return [
             web.post("/v1/files", self.upload),
             web.get("/v1/files/{file_id}/content", self.file),
             web.post("/v1/batches", self.create),
-            web.get("/v1/batches", self.list_batches),
-            web.get("/v1/batches/{batch_id}", self.get),
             web.post("/v1/batches/{batch_id}/cancel", self.cancel),
         ]
 
@@ -52,8 +52,10 @@ class OpenAIBatches(VendorBatches):
                 "id": file_id,
                 "object": "file",
                 "bytes": len(data),
+                "created_at": int(time.time()),
                 "filename": upload.filename,
                 "purpose": "batch",
+                "status": "processed",
             },
         )
 
@@ -116,18 +118,16 @@ class OpenAIBatches(VendorBatches):
         if isinstance(batch, web.Response):
             return batch
         self.desk.cancel(batch)
-        body = self._object(batch)
-        if batch.cancelled and body["status"] != "cancelled":
-            body["status"] = "cancelling"
-        return json_response(200, body)
+        return json_response(200, self._object(batch))
 
     def _object(self, batch: EmuBatch) -> JSON:
         counts = batch.counts()
-        status = "in_progress"
+        status = "cancelling" if batch.cancelled else "in_progress"
         if batch.ended_at is not None:
             status = "cancelled" if batch.cancelled else "expired" if batch.expired else "completed"
             self._files(batch)
         return {
+            **self._times(batch, status),
             "id": batch.id,
             "object": "batch",
             "endpoint": ENDPOINT,
@@ -137,7 +137,6 @@ class OpenAIBatches(VendorBatches):
             "status": status,
             "output_file_id": batch.files.get("output"),
             "error_file_id": batch.files.get("error"),
-            "created_at": int(self.desk.wall_s(batch.created)),
             "request_counts": {
                 "total": len(batch.items),
                 "completed": counts["succeeded"],
@@ -145,6 +144,18 @@ class OpenAIBatches(VendorBatches):
             },
             "metadata": {"specstress_batch": batch.tag} if batch.tag else None,
         }
+
+    def _times(self, batch: EmuBatch, status: str) -> dict[str, int | None]:
+        """The batch's Unix timestamps; the one named after an ended status is when it ended."""
+        times: dict[str, float | None] = {
+            "created_at": batch.created,
+            "in_progress_at": batch.created,
+            "expires_at": batch.expires_at,
+            "cancelling_at": batch.cancelled_at,
+        }
+        for ended in ("completed", "expired", "cancelled"):
+            times[f"{ended}_at"] = batch.ended_at if status == ended else None
+        return {name: None if t is None else int(self.desk.wall_s(t)) for name, t in times.items()}
 
     def _files(self, batch: EmuBatch) -> None:
         """Write an ended batch's output and error files, once."""

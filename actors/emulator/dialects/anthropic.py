@@ -62,7 +62,10 @@ class AnthropicDialect(Dialect):
     cache_style = "explicit"
 
     def api_key(self, request: web.Request) -> str | None:
-        return request.headers.get("x-api-key", "").strip() or None
+        """The `x-api-key` header, else an `Authorization: Bearer` key (the official SDK's choice)."""
+        key = request.headers.get("x-api-key", "").strip()
+        scheme, _, bearer = request.headers.get("Authorization", "").partition(" ")
+        return key or (bearer.strip() if scheme.lower() == "bearer" else "") or None
 
     def parse_chat(self, body: JSON, model: str | None) -> ChatInput:
         model_id = require(body, "model", str)
@@ -145,5 +148,5 @@ class AnthropicDialect(Dialect):
             },
         }
 
-    def embed_body(self, model_id: str, vectors: list[list[float]], input_tokens: int) -> JSON:
+    def embed_body(self, request: EmbedInput, vectors: list[list[float]]) -> JSON:
         raise WireError("Anthropic has no embeddings endpoint")

@@ -52,6 +52,8 @@ class EmbedInput:
     texts: tuple[str, ...]
     dimensions: int | None = None
     """The vector size asked for (OpenAI `dimensions`, Gemini `outputDimensionality`); None: the model's own."""
+    base64: bool = False
+    """Whether the vectors go back as base64 of little-endian float32 (OpenAI `encoding_format`)."""
 
     @property
     def input_tokens(self) -> int:
@@ -139,5 +141,5 @@ class Dialect(ABC):
         """A successful chat answer."""
 
     @abstractmethod
-    def embed_body(self, model_id: str, vectors: list[list[float]], input_tokens: int) -> JSON:
-        """A successful embedding answer."""
+    def embed_body(self, request: EmbedInput, vectors: list[list[float]]) -> JSON:
+        """A successful embedding answer: one vector per text of `request`, in order."""

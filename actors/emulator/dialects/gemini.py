@@ -3,12 +3,15 @@
 Shapes follow https://ai.google.dev/api/generate-content and the google.rpc error
 model: a 429 is RESOURCE_EXHAUSTED with a `RetryInfo` detail and no rate-limit headers.
 A declined answer is a candidate with `finishReason: SAFETY` and no content. Thoughts
-are billed in `thoughtsTokenCount`, apart from `candidatesTokenCount`.
+are billed in `thoughtsTokenCount`, apart from `candidatesTokenCount`. Requests are
+protobuf JSON, which accepts each field by its lowerCamelCase or its snake_case name;
+google-genai sends both (`generationConfig` with `thinking_budget` inside).
 """
 
 from __future__ import annotations
 
 import math
+from typing import Any
 
 from aiohttp import web
 
@@ -36,6 +39,13 @@ _ERRORS: dict[ErrorShape, tuple[int, str]] = {
 }
 
 
+def proto_field(message: JSON, name: str, default: Any = None) -> Any:
+    """A protobuf JSON field by its snake_case `name` or its lowerCamelCase one."""
+    head, *rest = name.split("_")
+    camel = head + "".join(word.capitalize() for word in rest)
+    return message.get(camel, message.get(name, default))
+
+
 def _parts_text(content: object) -> str:
     if not isinstance(content, dict):
         raise WireError("a content must be an object with 'parts'")
@@ -51,26 +61,26 @@ class GeminiDialect(Dialect):
     def parse_chat(self, body: JSON, model: str | None) -> ChatInput:
         if not model:
             raise WireError("the model is named in the path")
-        system = _parts_text(body["systemInstruction"]) if "systemInstruction" in body else ""
+        instruction = proto_field(body, "system_instruction")
+        system = "" if instruction is None else _parts_text(instruction)
         messages: list[tuple[str, str]] = []
         for content in require(body, "contents", list):
             role = content.get("role", "user") if isinstance(content, dict) else None
             if role not in ("user", "model"):
                 raise WireError("contents: role must be user or model")
             messages.append(("assistant" if role == "model" else "user", _parts_text(content)))
-        config = body.get("generationConfig") or {}
-        thinking_config = config.get("thinkingConfig") or {}
-        budget = thinking_config.get("thinkingBudget", 0)
+        config = proto_field(body, "generation_config") or {}
+        thinking_config = proto_field(config, "thinking_config") or {}
         request = EmulatedRequest(
             model_id=model,
             system=system,
             messages=tuple(messages),
-            max_tokens=config.get("maxOutputTokens"),
+            max_tokens=proto_field(config, "max_output_tokens"),
             temperature=config.get("temperature"),
-            thinking=budget != 0,
+            thinking=proto_field(thinking_config, "thinking_budget", 0) != 0,
         )
         texts = ((system,) if system else ()) + tuple(text for _, text in messages)
-        return ChatInput(request, texts, show_thinking=bool(thinking_config.get("includeThoughts")))
+        return ChatInput(request, texts, show_thinking=bool(proto_field(thinking_config, "include_thoughts")))
 
     def parse_embed(self, body: JSON, model: str | None) -> EmbedInput:
         requests = require(body, "requests", list)
@@ -78,7 +88,7 @@ class GeminiDialect(Dialect):
             raise WireError("'requests' must be a non-empty list")
         if not model or any(r.get("model") != f"models/{model}" for r in requests):
             raise WireError("each request's model must match the model in the path")
-        sizes = {r.get("outputDimensionality") for r in requests}
+        sizes = {proto_field(r, "output_dimensionality") for r in requests}
         if len(sizes) > 1:
             raise WireError("the requests of one batch must ask for one outputDimensionality")
         return EmbedInput(
@@ -128,5 +138,5 @@ class GeminiDialect(Dialect):
             "responseId": out.response_id,
         }
 
-    def embed_body(self, model_id: str, vectors: list[list[float]], input_tokens: int) -> JSON:
+    def embed_body(self, request: EmbedInput, vectors: list[list[float]]) -> JSON:
         return {"embeddings": [{"values": v} for v in vectors]}

@@ -7,7 +7,9 @@ as Go durations). OpenAI reports only request and (input) token limits in header
 
 from __future__ import annotations
 
+import base64
 import math
+import struct
 import time
 
 from aiohttp import web
@@ -46,6 +48,11 @@ def go_duration(seconds: float) -> str:
     return f"{int(minutes)}m{rest_s}" if minutes else rest_s
 
 
+def _base64_float32(vector: list[float]) -> str:
+    """A vector as `encoding_format: base64` returns it: little-endian float32 bytes, base64."""
+    return base64.b64encode(struct.pack(f"<{len(vector)}f", *vector)).decode()
+
+
 class OpenAIDialect(Dialect):
     name = "openai"
 
@@ -81,7 +88,15 @@ class OpenAIDialect(Dialect):
         texts = [raw] if isinstance(raw, str) else raw
         if not isinstance(texts, list) or not all(isinstance(t, str) for t in texts) or not texts:
             raise WireError("'input' must be a string or a non-empty list of strings")
-        return EmbedInput(require(body, "model", str), tuple(texts), dimensions(body.get("dimensions")))
+        encoding = body.get("encoding_format", "float")
+        if encoding not in ("float", "base64"):
+            raise WireError("'encoding_format' must be 'float' or 'base64'")
+        return EmbedInput(
+            require(body, "model", str),
+            tuple(texts),
+            dimensions(body.get("dimensions")),
+            base64=encoding == "base64",
+        )
 
     def error(self, shape: ErrorShape, message: str) -> tuple[int, JSON]:
         status, kind, code = _ERRORS[shape]
@@ -145,10 +160,13 @@ class OpenAIDialect(Dialect):
             "system_fingerprint": "fp_emulator",
         }
 
-    def embed_body(self, model_id: str, vectors: list[list[float]], input_tokens: int) -> JSON:
+    def embed_body(self, request: EmbedInput, vectors: list[list[float]]) -> JSON:
+        encode = _base64_float32 if request.base64 else list
+        data = [{"object": "embedding", "index": i, "embedding": encode(v)} for i, v in enumerate(vectors)]
+        tokens = request.input_tokens
         return {
             "object": "list",
-            "data": [{"object": "embedding", "index": i, "embedding": v} for i, v in enumerate(vectors)],
-            "model": model_id,
-            "usage": {"prompt_tokens": input_tokens, "total_tokens": input_tokens},
+            "data": data,
+            "model": request.model_id,
+            "usage": {"prompt_tokens": tokens, "total_tokens": tokens},
         }
