@@ -201,13 +201,29 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+OWN_LOGGER = "specstress"
+QUIETED = ("matplotlib",)
+"""Libraries that warn about their own housekeeping (matplotlib: its font cache); errors only,
+unless -v."""
+
+
+def configure_logging(verbose: bool) -> None:
+    """specstress's own loggers at INFO (DEBUG with -v); other libraries' (faiss's loader, Ray,
+    matplotlib) only from WARNING, or ERROR for `QUIETED`, so a command prints its own lines;
+    -v shows everything."""
     logging.basicConfig(
-        level=logging.DEBUG if args.verbose else logging.INFO,
+        level=logging.DEBUG if verbose else logging.WARNING,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
         stream=sys.stderr,
     )
+    logging.getLogger(OWN_LOGGER).setLevel(logging.DEBUG if verbose else logging.INFO)
+    for name in QUIETED:
+        logging.getLogger(name).setLevel(logging.DEBUG if verbose else logging.ERROR)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    configure_logging(args.verbose)
     try:
         return int(args.fn(args))
     except Interrupted as exc:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -73,6 +75,32 @@ def test_cli_reports_config_errors_without_a_traceback(capsys: pytest.CaptureFix
     assert "config key 'models.o3.limits.rpm'" in err and "Traceback" not in err
 
 
+def test_a_config_error_prints_only_its_own_line() -> None:
+    """No library's loader lines (faiss's, at import) before the error: the command prints one line."""
+    done = subprocess.run(
+        [sys.executable, "-m", "jobs.cli", "run", str(DEMO), "stages.pairs.nn_pairs=1"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 1 and done.stdout == ""
+    assert done.stderr.splitlines() == [
+        "specstress: error: config key 'stages.pairs.nn_pairs': Key 'nn_pairs' not in 'PairsConf'. "
+        "Did you mean: 'n_pairs'?"
+    ]
+
+
+def test_verbose_shows_the_libraries_lines_too() -> None:
+    done = subprocess.run(
+        [sys.executable, "-m", "jobs.cli", "-v", "run", str(DEMO), "stages.pairs.nn_pairs=1"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 1 and "faiss.loader" in done.stderr
+    assert done.stderr.splitlines()[-1].startswith("specstress: error: config key 'stages.pairs.nn_pairs'")
+
+
 def test_estimate_counts_the_paper_scale_generation_calls(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -96,8 +124,6 @@ def test_estimate_counts_the_paper_scale_generation_calls(
 def test_emulate_command_serves_the_wire_formats(tmp_path: Path) -> None:
     import json
     import socket
-    import subprocess
-    import sys
     import time
     import urllib.request
 
