@@ -9,6 +9,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from actors.store import CallStore
 from jobs.config import load_config
 from jobs.engine.rundir import RunDir
@@ -166,6 +168,11 @@ def test_before_diversity_runs_the_estimate_expects_the_papers_kept_share(tmp_pa
     }
     text = format_estimate(diverse)
     assert f"selection: {kept} of {n_scen} scenarios answered, the δ-diverse ones (~ expected" in text
+    # The whole run's time: overlapping never takes longer, and nothing beats the lower bound.
+    sch = d["schedule"]
+    assert 0 < sch["lower_bound_s"] <= sch["overlapped_s"] <= sch["sequential_s"]
+    assert sch["sequential_s"] == pytest.approx(sum(d["wall_clock_s"].values()), rel=1e-3)
+    assert "end to end at the limits: " in text and "no schedule beats" in text
     assert f"selection spares ~{12 * (n_scen - kept)} responses, ~{n_scen - kept} scores calls" in text
 
     every = estimate(load_config(DEMO, [*overrides, "stages.responses.scope=all"])).as_dict()
