@@ -15,7 +15,8 @@ ErrorKind = Literal[
     "connection",  # reset, refused, closed mid-body
     "malformed",  # 2xx whose body is not the wire format (invalid JSON, truncated body)
     "client",  # 4xx other than 429: the request itself is wrong, never retried
-    "auth",  # 401/403: the key is wrong or missing, never retried
+    "auth",  # 401/403, or Gemini's 400 API_KEY_INVALID: the key is wrong or missing, never retried
+    "quota",  # 402, or a 429 saying credit or a spend cap is used up: no wait fixes it, never retried
 ]
 
 RETRYABLE: frozenset[str] = frozenset(

@@ -33,7 +33,7 @@ STORE_SCHEMA = pa.schema(
         ("error_kind", pa.string()),
         ("error", pa.string()),
         ("attempts", pa.int32()),
-        ("rate_limited", pa.int32()),  # 429/529 answers this call met before it ended
+        ("rate_limited", pa.int32()),  # slow-down answers (429 rate limit, 529/503 overload) this call met
         ("text", pa.string()),
         ("thinking", pa.string()),
         ("finish_reason", pa.string()),

@@ -23,6 +23,7 @@ _FINISH: dict[str, FinishReason] = {
     "end_turn": "stop",
     "stop_sequence": "stop",
     "max_tokens": "length",
+    "model_context_window_exceeded": "length",  # cut where the context window ran out, as max_tokens
     "refusal": "refusal",
 }
 

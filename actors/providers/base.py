@@ -68,15 +68,51 @@ def split_system(messages: tuple[Message, ...]) -> tuple[str | None, list[Messag
     return ("\n\n".join(system) if system else None), rest
 
 
-def status_kind(status: int, error_type: str | None) -> ErrorKind:
-    """Map a non-2xx status (and the body's error type, where it is decisive) to an `ErrorKind`."""
+QUOTA_CODES: frozenset[str] = frozenset(
+    {
+        # OpenAI: a 429 of type (or code) insufficient_quota, and the codes that name which limit.
+        "insufficient_quota",
+        "credit_balance_exhausted",
+        "organization_spend_limit_exceeded",
+        "project_spend_limit_exceeded",
+        "organization_usage_limit_exceeded",
+        # Anthropic: a 429 rate_limit_error whose `details.error_code` says the tier's monthly cap is reached.
+        "enforced_spend_limit_reached",
+    }
+)
+"""Error codes of a 429 that no wait fixes: the account's credit or spend cap is used up until someone
+pays or the month turns, so retrying only burns attempts and slows the account's limiter."""
+
+BAD_KEY_CODES: frozenset[str] = frozenset({"API_KEY_INVALID"})
+"""Error codes that say the key is wrong although the status is not 401/403 (Gemini answers 400)."""
+
+OVERLOADED_CODES: frozenset[str] = frozenset({"overloaded_error", "UNAVAILABLE"})
+"""Error codes of a transient overload whatever the status: Anthropic's type, Gemini's status."""
+
+
+def error_codes(error: Mapping[str, Any]) -> frozenset[str]:
+    """Every string naming an error object's cause: its type, status and code, Anthropic's
+    `details.error_code`, and the `reason` of Gemini's `google.rpc.ErrorInfo` details."""
+    names = [error.get("type"), error.get("status"), error.get("code")]
+    details = error.get("details")
+    if isinstance(details, dict):
+        names.append(details.get("error_code"))
+    elif isinstance(details, list):
+        names.extend(d.get("reason") for d in details if isinstance(d, dict))
+    return frozenset(n for n in names if isinstance(n, str))
+
+
+def status_kind(status: int, codes: frozenset[str]) -> ErrorKind:
+    """Map a non-2xx status, and the body's error codes where they are decisive, to an `ErrorKind`."""
+    if status == 402 or codes & QUOTA_CODES:
+        return "quota"
     if status == 429:
         return "rate_limit"
-    if status in (503, 529) or error_type in ("overloaded_error", "UNAVAILABLE"):
+    if status in (503, 529) or codes & OVERLOADED_CODES:
         return "overloaded"
     if status >= 500:
         return "server"
-    if status in (401, 403):
+    if status in (401, 403) or codes & BAD_KEY_CODES:
         return "auth"
     return "client"
 
@@ -196,8 +232,7 @@ def response_error(
         retry_after_from_body: reads a wait from the body's error object when no header gives one.
     """
     error = _error_object(body)
-    error_type = error.get("type") or error.get("status")
-    kind = status_kind(status, error_type if isinstance(error_type, str) else None)
+    kind = status_kind(status, error_codes(error))
     retry_after = parse_retry_after_s(lower_keys(headers))
     if retry_after is None and retry_after_from_body is not None:
         retry_after = retry_after_from_body(error)

@@ -1,8 +1,8 @@
 """Fail fast: stop a stage whose model fails every call for a reason retrying cannot fix.
 
-A wrong key, a model id the provider does not know, or a parameter every request carries
-fails each call of one model alike; without this rule a paper-scale run would make every
-one of them and go on over the other models. Per model and stage run, the rule counts the
+A wrong key, an account out of credit, a model id the provider does not know, or a
+parameter every request carries fails each call of one model alike; without this rule a
+paper-scale run would make every one of them and go on over the other models. Per model and stage run, the rule counts the
 failures of kinds the client never retries (`actors.errors.RETRYABLE`) until the model's
 first answer: `engine.fail_fast_after` of them with no answer stops the stage. Once a model
 has answered, its failures are those of single requests and never stop a run.
@@ -75,7 +75,7 @@ class FailFast:
             f"stage '{self.stage}': model '{model}' failed {seen.hopeless} calls with '{seen.kind}', "
             f"an error retrying cannot fix, and answered none (engine.fail_fast_after={self.after}); "
             f"the stage stopped. Endpoint {ep.base_url}, model id '{ep.model_id}', key variable "
-            f"{ep.api_key_env}. The provider said: {message}. Fix the key, model id or parameters, "
-            "then run the same command: answered calls are kept and failed ones are sent again "
+            f"{ep.api_key_env}. The provider said: {message}. Fix the key, the account's credit, "
+            "the model id or parameters, then run the same command: answered calls are kept and failed ones are sent again "
             "(engine.retry_failed, on by default)."
         )

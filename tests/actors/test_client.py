@@ -13,7 +13,7 @@ from actors.emulator.server import EmulatorServer
 from actors.limiter_core import Lease, Settlement
 from actors.metrics import CallMetrics
 from actors.retry import RetryPolicy
-from actors.types import Endpoint, chat, spec_to_json
+from actors.types import Endpoint, Provider, chat, spec_to_json
 from actors.wal import WalSettings
 from tests.actors.test_metrics import MetricFactory
 from tests.conftest import emulator_config
@@ -36,10 +36,16 @@ class OpenLimiter:
 
 
 def client_core(
-    base_url: str, api_key: str, wal_dir: Path, driver_lease_s: float = DRIVER_LEASE_S, **policy: float
+    base_url: str,
+    api_key: str,
+    wal_dir: Path,
+    driver_lease_s: float = DRIVER_LEASE_S,
+    provider: Provider = "openai",
+    model_id: str = "gpt-4o",
+    **policy: float,
 ) -> ClientCore:
-    """A client core without Ray for model key "m" (OpenAI wire format at `base_url`), no rate limits."""
-    ep = Endpoint("m", "openai", "gpt-4o", base_url, "SPECSTRESS_TEST_KEY", "acct")
+    """A client core without Ray for model key "m" (`provider`'s wire format at `base_url`), no rate limits."""
+    ep = Endpoint("m", provider, model_id, base_url, "SPECSTRESS_TEST_KEY", "acct")
     settings = ClientSettings(
         endpoints={"m": ep},
         wal=WalSettings(str(wal_dir), "test"),

@@ -62,7 +62,7 @@ def test_the_policy_gives_up_on_permanent_errors_and_after_the_last_try() -> Non
     for kind in RETRYABLE:
         err = ProviderError(kind, "x")  # type: ignore[arg-type]
         assert not POLICY.gives_up(err, 5) and POLICY.gives_up(err, 6)
-    for kind in ("client", "auth"):
+    for kind in ("client", "auth", "quota"):
         assert POLICY.gives_up(ProviderError(kind, "x"), 1)  # type: ignore[arg-type]
 
 

@@ -29,11 +29,17 @@ _PHASES: dict[str, BatchPhase] = {"in_progress": "in_progress", "canceling": "ca
 _ERROR_STATUS = {
     "invalid_request_error": 400,
     "authentication_error": 401,
+    "billing_error": 402,
     "permission_error": 403,
     "not_found_error": 404,
+    "request_too_large": 413,
     "rate_limit_error": 429,
+    "api_error": 500,
+    "timeout_error": 504,
     "overloaded_error": 529,
 }
+"""The HTTP status of each documented error type (https://docs.anthropic.com/en/api/errors): an
+errored result line carries only the type, and the online classification reads the status."""
 
 
 class AnthropicBatchAPI(BatchAPI):

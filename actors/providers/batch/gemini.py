@@ -28,6 +28,29 @@ from actors.types import Endpoint
 
 FIND_PAGES = 10
 """Pages of 100 batches searched for a batch whose create call a kill cut off."""
+
+_RPC_STATUS: dict[int, int] = {
+    1: 499,  # CANCELLED
+    2: 500,  # UNKNOWN
+    3: 400,  # INVALID_ARGUMENT
+    4: 504,  # DEADLINE_EXCEEDED
+    5: 404,  # NOT_FOUND
+    6: 409,  # ALREADY_EXISTS
+    7: 403,  # PERMISSION_DENIED
+    8: 429,  # RESOURCE_EXHAUSTED
+    9: 400,  # FAILED_PRECONDITION
+    10: 409,  # ABORTED
+    11: 400,  # OUT_OF_RANGE
+    12: 501,  # UNIMPLEMENTED
+    13: 500,  # INTERNAL
+    14: 503,  # UNAVAILABLE
+    15: 500,  # DATA_LOSS
+    16: 401,  # UNAUTHENTICATED
+}
+"""The HTTP status of each `google.rpc.Code` (https://cloud.google.com/apis/design/errors). A failed
+item's `error` is a `google.rpc.Status`, whose code is the RPC one: 8 (RESOURCE_EXHAUSTED) must
+read as a 429 and 14 (UNAVAILABLE) as a 503, or the online classification takes them for 4xx."""
+
 _ENDED = {"SUCCEEDED", "FAILED", "CANCELLED", "EXPIRED"}
 
 
@@ -100,6 +123,12 @@ def _item(position: int, row: dict[str, Any]) -> ItemResult:
     key = str((row.get("metadata") or {}).get("key") or f"#{position}")
     if "response" in row:
         return ItemResult(key, "answered", 200, json.dumps(row["response"]).encode())
-    error = row.get("error") or {}
-    status = int(error.get("code") or 500) if isinstance(error, dict) else 500
-    return ItemResult(key, "answered", status, json.dumps({"error": error}).encode())
+    error = row.get("error") if isinstance(row.get("error"), dict) else {}
+    return ItemResult(key, "answered", _http_status(error.get("code")), json.dumps({"error": error}).encode())
+
+
+def _http_status(code: Any) -> int:
+    """The HTTP status of an item error's code: an RPC code mapped, a code already HTTP kept."""
+    if not isinstance(code, int) or code < 1:
+        return 500
+    return _RPC_STATUS.get(code, code if code >= 100 else 500)

@@ -69,6 +69,16 @@ def test_a_model_that_never_answers_trips_and_is_named_without_its_key() -> None
     assert stored[:MESSAGE_CHARS] + "..." in text and stored[: MESSAGE_CHARS + 1] not in text
 
 
+def test_an_account_out_of_credit_trips_like_a_wrong_key() -> None:
+    rule = FailFast("s", 2, ENDPOINTS)
+    rule.add(rows("a", ["rate_limit", "quota"]))
+    assert rule.tripped is None
+    rule.add(rows("a", ["quota"]))
+    assert rule.tripped == "a"
+    with pytest.raises(SystematicFailure, match=r"failed 2 calls with 'quota'.*the account's credit"):
+        rule.check()
+
+
 @pytest.mark.parametrize("after", [0, None])
 def test_zero_or_null_never_trips(after: int | None) -> None:
     rule = FailFast("s", after, ENDPOINTS)
