@@ -116,6 +116,15 @@ def _cmd_bench(args: argparse.Namespace) -> int:
         from jobs.bench.estimate import run_estimate_bench
 
         result = run_estimate_bench(quick=args.quick)
+    elif args.what == "rehearsal":
+        from jobs.bench.rehearsal import format_rehearsal, run_rehearsal
+
+        taxonomy = (args.tree, args.frequencies) if args.tree else None
+        sizes = [int(n) for n in args.pairs.split(",")] if args.pairs else None
+        result = run_rehearsal(quick=args.quick, sizes=sizes, taxonomy=taxonomy)
+        if not args.json:
+            print(format_rehearsal(result))
+            return 0
     elif args.what == "crash":
         from jobs.bench.crash import format_crash, run_crash_bench
 
@@ -193,10 +202,13 @@ def build_parser() -> argparse.ArgumentParser:
     rp.set_defaults(fn=_cmd_report)
 
     b = sub.add_parser("bench", help="benchmarks against the emulator; prints JSON")
-    b.add_argument("what", choices=["fanout", "analysis", "estimate", "gpu", "crash"])
+    b.add_argument("what", choices=["fanout", "analysis", "estimate", "gpu", "crash", "rehearsal"])
     b.add_argument("--json", action="store_true", help="one line of JSON")
     b.add_argument("--quick", action="store_true", help="short windows, for a smoke test")
     b.add_argument("--address", help="crash: run the drivers on this Ray cluster instead of a local Ray")
+    b.add_argument("--pairs", help="rehearsal: pair counts, comma-separated (default 1500,15000)")
+    b.add_argument("--tree", help="rehearsal: the taxonomy's values_tree.csv (default: the demo taxonomy)")
+    b.add_argument("--frequencies", help="rehearsal: the taxonomy's values_frequencies.csv")
     b.set_defaults(fn=_cmd_bench)
     return p
 
