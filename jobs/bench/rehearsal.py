@@ -57,6 +57,7 @@ def overrides(run_dir: str, port: int, pairs: int, taxonomy: tuple[str, str] | N
     judges = max(10, pairs // 15)  # compliance draws in proportion: the paper's 1,000 at 15,000 pairs
     out = [
         f"run_dir={run_dir}",
+        "budget_usd=null",  # emulated calls: the demo's cap guards a real spend
         f"emulator.port={port}",
         "emulator.enabled=false",
         f"stages.pairs.n_pairs={pairs}",
