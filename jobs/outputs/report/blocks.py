@@ -7,11 +7,21 @@ from dataclasses import dataclass, field
 
 @dataclass
 class Figure:
-    """One plot, as a PNG data URI, with a text alternative."""
+    """One plot, as a PNG data URI, with a text alternative; or, where there is nothing to draw,
+    one line saying why (`empty`) instead of empty axes."""
 
     title: str
     alt: str
     png: str
+    empty: str = ""
+
+
+@dataclass(frozen=True)
+class Link:
+    """A table cell that links within the page (`#...`), such as a scenario in the explorer."""
+
+    text: str
+    href: str
 
 
 @dataclass
@@ -20,7 +30,7 @@ class Table:
 
     caption: str
     columns: list[str]
-    rows: list[list[str]]
+    rows: list[list[str | Link]]
 
 
 @dataclass
@@ -34,6 +44,8 @@ class Section:
     tables: list[Table] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
     missing: list[str] = field(default_factory=list)
+    collapsed: bool = False
+    """Shown folded, to open on demand (the run's facts, at the end)."""
 
 
 def pct(x: float | None, digits: int = 1) -> str:

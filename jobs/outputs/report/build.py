@@ -8,6 +8,7 @@ from actors.errors import ConfigError
 from jobs.outputs.report import facts, page
 from jobs.outputs.report.explorer import explorer_data
 from jobs.outputs.report.sections_analysis import disagreement_section, outliers_section, positions_section
+from jobs.outputs.report.sections_findings import findings_section
 from jobs.outputs.report.sections_judges import (
     compliance_section,
     judges_section,
@@ -38,8 +39,12 @@ def build_report(run_uri: str, options: ReportOptions | None = None) -> str:
     """Write the report of a run (finished, stopped or still running); returns its path."""
     opts = options or ReportOptions()
     src = RunSources.open(run_uri)
+    explorer = explorer_data(src, max_scenarios=opts.max_scenarios, max_chars=opts.max_chars)
+    run_facts = facts.facts_section(src)
+    run_facts.collapsed = True
+    # What was found first; how the run went (configuration, timings, engine figures, costs) last.
     sections = [
-        facts.facts_section(src),
+        findings_section(src, explorer),
         disagreement_section(src),
         positions_section(src),
         outliers_section(src),
@@ -47,12 +52,13 @@ def build_report(run_uri: str, options: ReportOptions | None = None) -> str:
         compliance_section(src),
         judges_section(src),
         values_section(src),
+        run_facts,
     ]
     html = page.render(
         run_id=str(src.manifest.get("run_id")),
         sections=sections,
         config_text=facts.config_text(src),
-        explorer=explorer_data(src, max_scenarios=opts.max_scenarios, max_chars=opts.max_chars),
+        explorer=explorer,
     )
     out = src.run.root.child("report")
     out.makedirs()

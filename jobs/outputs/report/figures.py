@@ -30,6 +30,16 @@ def _encode(fig: MplFigure, title: str, alt: str) -> Figure:
     return Figure(title, alt, "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode())
 
 
+def nothing(title: str, why: str) -> Figure:
+    """A plot with nothing to draw: one line saying why, instead of empty axes."""
+    return Figure(title, why, "", empty=why)
+
+
+def _blank(*arrays: object) -> bool:
+    """Whether no array holds a finite value other than 0."""
+    return not any(np.any(np.nan_to_num(np.asarray(a, dtype=float), nan=0.0) != 0) for a in arrays)
+
+
 def _grid(n: int, ncols: int, cell: tuple[float, float]) -> tuple[MplFigure, list]:
     ncols = max(1, min(ncols, n))
     nrows = math.ceil(n / ncols)
@@ -44,6 +54,8 @@ def histograms(
     counts: dict[str, np.ndarray], edges: np.ndarray, *, threshold: float, title: str, xlabel: str
 ) -> Figure:
     """One histogram per group from counts already binned on `edges`, with the threshold marked."""
+    if _blank(*counts.values()):
+        return nothing(title, "no scenario has a value yet")
     fig, axes = _grid(len(counts), 3, (3.4, 2.4))
     at_or_above = edges[:-1] >= threshold - 1e-9
     summary = []
@@ -67,6 +79,8 @@ def stacked_bars(
     ncols: int = 2,
 ) -> Figure:
     """Horizontal stacked bars of shares, one panel per group; rows are bars, columns segments."""
+    if _blank(*(shares for _, shares in panels.values())):
+        return nothing(title, "no rows to share out")
     fig, axes = _grid(len(panels), ncols, (5.2, 0.32 * max(len(v[0]) for v in panels.values()) + 1.2))
     colors = _colors(cmap, len(segments))
     for ax, (name, (labels, shares)) in zip(axes, panels.items(), strict=True):
@@ -98,6 +112,8 @@ def bars(
     annotate: list[str] | None = None,
 ) -> Figure:
     """Vertical bars, optionally with error bars and a text label on each."""
+    if _blank(values):
+        return nothing(title, f"every value is 0 ({', '.join(labels)})" if labels else "no values")
     fig = MplFigure(figsize=(max(4.0, 0.55 * len(labels) + 1.5), 3.0), layout="constrained")
     ax = fig.subplots()
     drawn = ax.bar(labels, values, yerr=errors, color="#4c72b0", capsize=3)
@@ -120,6 +136,8 @@ def grouped_bars(
     ylabel: str,
 ) -> Figure:
     """Bars per group, one colour per series, with optional error bars (e.g. rate by bin per family)."""
+    if _blank(*(vals for vals, _ in series.values())):
+        return nothing(title, f"every value is 0 ({', '.join(series)} over {', '.join(groups)})")
     fig = MplFigure(
         figsize=(max(4.5, 0.9 * len(groups) * max(1, len(series)) / 2 + 2), 3.0), layout="constrained"
     )
@@ -148,6 +166,8 @@ def heatmap(
     vmax: float | None = None,
 ) -> Figure:
     """A labelled matrix; values printed in the cells while they stay readable."""
+    if _blank(matrix):
+        return nothing(title, "every cell is 0 or empty")
     fig = MplFigure(
         figsize=(max(4.0, 0.42 * len(cols) + 2.5), max(2.5, 0.32 * len(rows) + 1.5)), layout="constrained"
     )
@@ -193,6 +213,8 @@ def heatmap_grid(
     entries inside each block. A (row, column) without a matrix, such as a model paired
     with itself, stays blank; a NaN entry inside a block is grey.
     """
+    if _blank(*cells.values()):
+        return nothing(title, "every panel is 0 or empty")
     k, step = len(ticks), len(ticks) + 1
     mosaic = np.full((len(rows) * step - 1, len(cols) * step - 1), np.nan)
     drawn = np.full(mosaic.shape, np.nan)

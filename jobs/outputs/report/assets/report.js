@@ -93,6 +93,7 @@
   function card(s) {
     const d = el("details", "scenario");
     d.dataset.id = s.id;
+    d.id = "scenario-" + s.id;
     const sum = el("summary");
     sum.appendChild(el("strong", null, "D=" + (s.d_max === null ? "?" : s.d_max.toFixed(2)) + " "));
     sum.appendChild(el("span", null, (s.value1 || "?") + " vs " + (s.value2 || "?") + ": "));
@@ -128,4 +129,15 @@
   }
   for (const c of [search, subset, topic, category]) c.addEventListener("input", apply);
   apply();
+
+  // A link to #scenario-<id> (the findings list them) opens that scenario, shown whatever the filters.
+  function openLinked() {
+    const node = location.hash.startsWith("#scenario-") ? document.getElementById(location.hash.slice(1)) : null;
+    if (!node) return;
+    node.hidden = false;
+    node.open = true;
+    node.scrollIntoView();
+  }
+  window.addEventListener("hashchange", openLinked);
+  openLinked();
 })();

@@ -18,6 +18,8 @@ class ParsedSection:
     cells: list[list[str]] = field(default_factory=list)
     missing: list[str] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
+    nothing: list[str] = field(default_factory=list)
+    """Plots with nothing to draw: their one line each."""
 
 
 class _Reader(HTMLParser):
@@ -43,7 +45,9 @@ class _Reader(HTMLParser):
             self.current.images += 1
         elif tag == "tr":
             self.row = []
-        elif tag in ("td", "th", "caption") or (tag == "p" and a.get("class") in ("missing", "note")):
+        elif tag in ("td", "th", "caption") or (
+            tag == "p" and a.get("class") in ("missing", "note", "nothing")
+        ):
             self.kind = a.get("class") or tag
             self.capture = []
         if tag == "script":
@@ -66,6 +70,8 @@ class _Reader(HTMLParser):
                 self.current.missing.append(text)
             elif self.kind == "note":
                 self.current.notes.append(text)
+            elif self.kind == "nothing":
+                self.current.nothing.append(text)
         elif tag == "tr" and self.current is not None and self.row is not None:
             self.current.cells.append(self.row)
             self.row = None

@@ -33,7 +33,8 @@ PLOTS = {
     "judges": 2,
     "values": 3,
 }
-"""Plots each section must show once every stage's tables exist."""
+"""Plots each section must show once every stage's tables exist (a plot with nothing to draw says so
+in one line instead)."""
 
 
 @pytest.fixture(scope="module")
@@ -61,8 +62,8 @@ def test_report_renders_without_errors_with_every_plot_and_table(
         page.wait_for_selector("#scenario-list details")
         for section, n in PLOTS.items():
             imgs = page.locator(f"section#{section} figure.plot img")
-            assert imgs.count() == n, section
-            for i in range(n):
+            assert imgs.count() + page.locator(f"section#{section} p.nothing").count() == n, section
+            for i in range(imgs.count()):
                 assert imgs.nth(i).evaluate("img => img.complete && img.naturalWidth > 100"), (section, i)
             assert page.locator(f"section#{section} p.missing").count() == 0, section
         for section in ("facts", "disagreement", "positions", "outliers", "refusals", "compliance", "judges"):
@@ -73,6 +74,33 @@ def test_report_renders_without_errors_with_every_plot_and_table(
         shot = tmp_path / "report.png"
         page.screenshot(path=str(shot))
         assert shot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert errors == []
+
+
+def test_the_first_screen_is_the_findings_and_a_finding_opens_its_scenario(
+    report: dict[str, Any], tmp_path: Path
+) -> None:
+    with browser_page() as (page, errors):
+        page.goto(report["path"].as_uri())
+        page.wait_for_selector("#scenario-list details")
+        shot = tmp_path / "first-screen.png"
+        page.screenshot(path=str(shot))  # the viewport only: what a reader sees first
+        assert shot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+        order = page.locator("main > section").evaluate_all("nodes => nodes.map(n => n.id)")
+        assert order[0] == "findings" and order[-2:] == ["facts", "explorer"]
+        height = page.evaluate("window.innerHeight")
+        findings = page.locator("section#findings").bounding_box()
+        assert findings is not None and findings["y"] < height / 4  # at the top of the first screen
+        assert page.locator(
+            "section#findings table.data caption", has_text="Where the models disagree"
+        ).count()
+        assert not page.locator("section#facts details.collapsed").evaluate("d => d.open")  # folded
+        link = page.locator("section#findings table.data a").first
+        sid = link.get_attribute("href").removeprefix("#scenario-")
+        assert sid == report["data"]["scenarios"][0]["id"]  # the highest D first
+        link.click()
+        card = page.locator(f"#scenario-list details#scenario-{sid}")
+        assert card.evaluate("d => d.open") and card.locator(".responses .response").count() > 0
     assert errors == []
 
 

@@ -45,6 +45,49 @@ def full_run(tmp_path: Path) -> Path:
     return tmp_path / "run"
 
 
+def test_the_findings_come_first_and_point_into_the_sections_and_the_explorer(full_run: Path) -> None:
+    page, html = build(full_run)
+    order = list(page.sections)
+    assert order[0] == "findings" and order[-2:] == ["facts", "explorer"]
+    assert '<details class="collapsed"><summary><h2>Run facts' in html  # how the run went: folded, last
+    cells = page.sections["findings"].cells
+    tables = pl.read_parquet(full_run / "tables" / "disagreement.parquet")
+    picks = pl.read_parquet(full_run / "tables" / "selections.parquet")
+    for subset in tables["subset"].unique().to_list():
+        mine = tables.filter(pl.col("subset") == subset)
+        scored, high = int(mine["d"].is_not_null().sum()), int(mine["high"].fill_null(False).sum())
+        row = next(r for r in cells if r[0] == subset)
+        assert row[1:] == [
+            f"{scored:,}",
+            f"{high:,} ({100 * high / scored:.1f}%)",
+            f"{picks.filter(pl.col('subset') == subset).height:,}",
+        ]
+    top = page.data["scenarios"][:10]
+    assert [html.count(f'href="#scenario-{s["id"]}"') for s in top] == [1] * len(top)
+    outliers = pl.read_parquet(full_run / "tables" / "outlier_counts.parquet").sort(
+        "n_outliers", "model", descending=[True, False]
+    )
+    most = outliers.row(0, named=True)
+    assert [most["model"], f"{most['n_outliers']:,}"] == next(r for r in cells if r[0] == most["model"])[:2]
+    rates = pl.read_parquet(full_run / "tables" / "refusal_rates.parquet").filter(pl.col("topic") == "all")
+    ranked = [r[0] for r in cells if len(r) == 4 and r[0] in set(rates["model"]) and r[1].endswith("%")]
+    assert ranked == rates.sort("refusal_rate", "model", descending=[True, False])["model"].to_list()
+    assert ["Fleiss' kappa, all judges", "0.432"] in cells
+
+
+def test_a_plot_with_nothing_to_draw_says_so_in_one_line(full_run: Path) -> None:
+    counts = full_run / "tables" / "outlier_counts.parquet"
+    none = pl.read_parquet(counts).with_columns(n_outliers=pl.lit(0, pl.Int64), outlier_rate=pl.lit(0.0))
+    pq.write_table(none.to_arrow().cast(pq.read_schema(counts)), counts)
+    page, _ = build(full_run)
+    assert page.sections["outliers"].images == 0
+    assert (
+        len(page.sections["outliers"].nothing) == 1
+        and "nothing to show, every value is 0" in (page.sections["outliers"].nothing[0])
+    )
+    assert any("none, no response stood apart" in c for c in page.sections["findings"].captions)
+
+
 def test_every_section_has_its_plots_and_tables(full_run: Path) -> None:
     page, _ = build(full_run)
     expected_images = {
