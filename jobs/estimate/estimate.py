@@ -25,11 +25,11 @@ from actors.store import CallStore
 from jobs.conf.batching import batch_capable, routing_for
 from jobs.conf.loader import account_limits, account_of, endpoint
 from jobs.conf.schema import RunConf
-from jobs.config import model_views, stage_context
-from jobs.engine.rundir import RunDir, default_cache
+from jobs.config import model_views, resolve_structured, stage_context
+from jobs.engine.rundir import Manifest, RunDir, default_cache
 from jobs.estimate.judges import judge_lines
 from jobs.estimate.lines import TYPICAL, Line, stage_done, typical, with_unwritten
-from jobs.estimate.requests import first_round_tables, from_earlier_requests, table_lines
+from jobs.estimate.requests import first_round_tables, from_earlier_requests, stored_first_round, table_lines
 from jobs.estimate.selection import SPARED_STAGES, Kept, kept_scenarios
 from jobs.stages.registry import BY_NAME
 from jobs.stages.responses import plan_for
@@ -52,6 +52,9 @@ class Estimate:
     binding: dict[str, str] = field(default_factory=dict)
     kept: Kept | None = None
     """The scenarios the responses answer; None where no responses are estimated."""
+    structured: dict[str, tuple[str, str, int]] = field(default_factory=dict)
+    """Stage -> (mode its calls were made with, the mode set now, stored first-round answers the
+    change leaves unused), for the stages whose `structured` setting was changed explicitly."""
 
     def as_dict(self) -> dict[str, Any]:
         rows = [
@@ -98,6 +101,10 @@ class Estimate:
             "wall_clock_s": {k: round(v, 1) for k, v in self.wall_s.items()},
             "total_wall_clock_s": round(sum(self.wall_s.values()), 1),
             "binding_limit": self.binding,
+            "structured_changes": {
+                stage: {"made_with": was, "set": now, "stored_not_reused": n}
+                for stage, (was, now, n) in self.structured.items()
+            },
         }
 
 
@@ -232,8 +239,15 @@ def lines(conf: RunConf, run: RunDir) -> tuple[list[Line], Kept | None]:
 
 def estimate(conf: RunConf) -> Estimate:
     """Dollars per line at registry prices; wall-clock per stage at the configured limits."""
-    found, kept = lines(conf, RunDir.open(conf.run_dir))
+    run = RunDir.open(conf.run_dir)
+    changed = resolve_structured(conf, Manifest(run.root))
+    found, kept = lines(conf, run)
     est = Estimate(lines=found, kept=kept)
+    if changed:
+        answered = CallStore(conf.cache_dir or default_cache(conf.run_dir)).answered_keys()
+        for name, recorded in changed.items():
+            mode = getattr(conf.stages, name).structured
+            est.structured[name] = (recorded, mode, stored_first_round(run, name, answered))
     limits = account_limits(conf)
     for ln in est.lines:
         if not ln.exact and ln.cached:
@@ -341,6 +355,11 @@ def format_estimate(est: Estimate) -> str:
         out.append(
             f"  batch saving: ${d['batch_saving_usd']:.2f} (all online: ${d['total_online_cost_usd']:.2f}); "
             "b = through the providers' batch APIs at their discount"
+        )
+    for stage, (was, now, n) in est.structured.items():
+        out.append(
+            f"  stages.{stage}.structured={now}, but this run's {stage} calls were made with '{was}': "
+            f"{n} stored first-round answers are not reused (their calls are counted to make)"
         )
     if est.kept is not None:
         out.append(f"  selection: {est.kept.note()}")
