@@ -112,7 +112,9 @@ class Spectrum(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
     value: str = Field(min_length=1)
-    spectrum: list[SpectrumPosition] = Field(json_schema_extra={"minItems": 7, "maxItems": 7})
+    spectrum: list[SpectrumPosition] = Field(
+        json_schema_extra={"minItems": len(POSITIONS), "maxItems": len(POSITIONS)}
+    )
 
     @model_validator(mode="after")
     def _ordered(self) -> Spectrum:
