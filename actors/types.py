@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -98,6 +99,9 @@ class CallSpec:
             reasoning_effort (OpenAI), thinking_budget (Anthropic / Gemini), top_p,
             cache_prefix (mark the system prompt as a cacheable prefix).
         sample: sample index, so repeated samples of one prompt get distinct keys.
+        response_schema: the answer's JSON shape, `{"name": ..., "schema": <JSON Schema>}`, sent as
+            each wire format's structured-output request (see `actors.providers.structured`);
+            None asks for free text. Part of the key only when set, so older keys stay valid.
     """
 
     model: str
@@ -106,6 +110,7 @@ class CallSpec:
     inputs: tuple[str, ...] = ()
     params: tuple[tuple[str, Any], ...] = ()
     sample: int = 0
+    response_schema: Mapping[str, Any] | None = None
 
     @property
     def param_dict(self) -> dict[str, Any]:
@@ -132,6 +137,8 @@ def call_key(endpoint: Endpoint, spec: CallSpec) -> str:
         "params": dict(sorted(spec.params)),
         "sample": spec.sample,
     }
+    if spec.response_schema is not None:
+        payload["response_schema"] = spec.response_schema
     return hashlib.sha256(canonical_json(payload).encode()).hexdigest()[:32]
 
 
@@ -183,16 +190,17 @@ class ParsedResponse:
 
 def spec_to_json(spec: CallSpec) -> str:
     """Serialise a spec for request tables and actor hand-off."""
-    return canonical_json(
-        {
-            "model": spec.model,
-            "kind": spec.kind,
-            "messages": [[m.role, m.content] for m in spec.messages],
-            "inputs": list(spec.inputs),
-            "params": dict(spec.params),
-            "sample": spec.sample,
-        }
-    )
+    fields: dict[str, Any] = {
+        "model": spec.model,
+        "kind": spec.kind,
+        "messages": [[m.role, m.content] for m in spec.messages],
+        "inputs": list(spec.inputs),
+        "params": dict(spec.params),
+        "sample": spec.sample,
+    }
+    if spec.response_schema is not None:
+        fields["response_schema"] = spec.response_schema
+    return canonical_json(fields)
 
 
 def spec_from_json(text: str) -> CallSpec:
@@ -204,6 +212,7 @@ def spec_from_json(text: str) -> CallSpec:
         inputs=tuple(d["inputs"]),
         params=tuple(sorted(d["params"].items())),
         sample=d["sample"],
+        response_schema=d.get("response_schema"),
     )
 
 

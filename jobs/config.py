@@ -15,9 +15,10 @@ import polars as pl
 
 from jobs.conf.loader import read_config
 from jobs.conf.schema import RunConf
-from jobs.engine.rundir import RunDir, default_cache
+from jobs.engine.rundir import Manifest, RunDir, default_cache
 from jobs.stages.base import Engine, ModelView, StageContext
-from jobs.stages.registry import StagesConf, check_stages
+from jobs.stages.registry import STAGES, StagesConf, check_stages
+from jobs.stages.structured import StructuredConf
 
 
 def model_views(conf: RunConf) -> Mapping[str, ModelView]:
@@ -64,3 +65,36 @@ def stage_context(
         cache_root=conf.cache_dir or default_cache(conf.run_dir),
         previews=MappingProxyType(dict(previews or {})),
     )
+
+
+def resolve_structured(conf: RunConf, manifest: Manifest) -> dict[str, str]:
+    """Fill in, in place, each stage's `structured` left unset: the mode the stage last ran with in
+    this run directory (`off` for a stage run by a release without the setting), `auto` for a
+    stage that never ran. The schema is part of every call key, so this is what keeps a resume
+    from asking again what the store holds.
+
+    Returns:
+        stage -> the mode it last ran with, for the stages set explicitly to another one: their
+        calls in the store are not reused (`stored_first_round` counts them).
+    """
+    changed: dict[str, str] = {}
+    for st in STAGES:
+        settings = getattr(conf.stages, st.name)
+        if not isinstance(settings, StructuredConf):
+            continue
+        entry = manifest.data["stages"].get(st.name, {})
+        recorded = entry.get("structured", "off") if entry.get("started_at") else None
+        if settings.structured is None:
+            settings.structured = recorded or "auto"
+        elif recorded is not None and settings.structured != recorded:
+            changed[st.name] = recorded
+    return changed
+
+
+def structured_record(conf: RunConf, name: str) -> dict[str, str]:
+    """What the manifest records of a stage's `structured` mode when it starts (nothing for a
+    stage without the setting)."""
+    settings = getattr(conf.stages, name)
+    if isinstance(settings, StructuredConf) and settings.structured is not None:
+        return {"structured": settings.structured}
+    return {}

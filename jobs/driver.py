@@ -18,13 +18,14 @@ from actors.errors import BudgetExceeded, CallsFailed, ConfigError, Interrupted
 from actors.store import CallStore
 from jobs.conf.loader import missing_keys, resolved_yaml
 from jobs.conf.schema import RunConf
-from jobs.config import model_views, stage_context
+from jobs.config import model_views, resolve_structured, stage_context, structured_record
 from jobs.engine.budget import Budget
 from jobs.engine.drain import on_signals, raise_interrupted
 from jobs.engine.emulation import emulator_for
 from jobs.engine.engine import Engine
 from jobs.engine.rundir import Manifest, RunDir, default_cache, now_iso
 from jobs.estimate.estimate import estimate
+from jobs.estimate.requests import stored_first_round
 from jobs.stages.registry import check_stages, stage
 
 log = logging.getLogger("specstress")
@@ -109,6 +110,28 @@ def refuse_imported(manifest: Manifest, names: list[str]) -> None:
         )
 
 
+def warn_structured_changes(conf: RunConf, run: RunDir, store: CallStore, changed: dict[str, str]) -> None:
+    """Say, for each stage whose `structured` setting differs from the mode its calls in this run
+    were made with, how many stored answers the change leaves unused: its calls are asked again."""
+    if not changed:
+        return
+    answered = store.answered_keys()
+    for name, recorded in changed.items():
+        mode = getattr(conf.stages, name).structured
+        log.warning(
+            "stages.%s.structured=%s: this run's %s calls were made with '%s'; the change alters their "
+            "keys, so %d stored first-round answers are not reused and are paid again "
+            "(`specstress estimate` prices it; set stages.%s.structured=%s to keep them)",
+            name,
+            mode,
+            name,
+            recorded,
+            stored_first_round(run, name, answered),
+            name,
+            recorded,
+        )
+
+
 def run_pipeline(conf: RunConf, *, stages: list[str] | None = None) -> dict[str, dict[str, Any]]:
     """Run `stages` (default: `conf.pipeline`) and return each stage's summary."""
     names = stages if stages is not None else list(conf.pipeline)
@@ -117,8 +140,9 @@ def run_pipeline(conf: RunConf, *, stages: list[str] | None = None) -> dict[str,
     run = RunDir.open(conf.run_dir)
     manifest = Manifest(run.root)
     refuse_imported(manifest, names)
-    run.root.write_text("config.yaml", resolved_yaml(conf))
     store = CallStore(conf.cache_dir or default_cache(conf.run_dir))
+    warn_structured_changes(conf, run, store, resolve_structured(conf, manifest))
+    run.root.write_text("config.yaml", resolved_yaml(conf))
     refuse_over_budget(conf, store, manifest.run_id)
     # pid and host let `specstress status` tell a live run from a killed one.
     session = {"started_at": now_iso(), "stages": names, "pid": os.getpid(), "host": socket.gethostname()}
@@ -135,7 +159,9 @@ def run_pipeline(conf: RunConf, *, stages: list[str] | None = None) -> dict[str,
         try:
             with on_signals(raise_interrupted):
                 for name in names:
-                    manifest.set_stage(name, state="running", started_at=now_iso())
+                    manifest.set_stage(
+                        name, state="running", started_at=now_iso(), **structured_record(conf, name)
+                    )
                     try:
                         summary = stage(name).run(stage_context(conf, name, run, engine))
                     except BaseException as exc:

@@ -143,6 +143,9 @@ class EmulatorConfig:
     cache_ttl_s: float = 300.0
     """Prompt-cache lifetime since last use, in seconds (Anthropic's is 5 minutes)."""
     batch: BatchBehaviour = field(default_factory=BatchBehaviour)
+    unstructured_models: tuple[str, ...] = ()
+    """Model ids that refuse a structured-output request (a response schema) with a 400, as
+    models and servers without the feature do."""
 
     def __post_init__(self) -> None:
         resolved = {resolve_account(name): limits for name, limits in self.accounts.items()}

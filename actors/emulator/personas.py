@@ -13,9 +13,10 @@ from __future__ import annotations
 import hashlib
 import random
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass
 from functools import lru_cache
-from typing import Literal, Protocol
+from typing import Any, Literal, Protocol
 
 from actors.emulator.config import OutputQuirks
 
@@ -90,6 +91,9 @@ class EmulatedRequest:
     max_tokens: int | None = None
     temperature: float | None = None
     thinking: bool = False
+    schema: Mapping[str, Any] | None = None
+    """The JSON Schema a structured-output request gives the answer (`dialects.structured`):
+    decoding keeps to it, so the answer is never malformed JSON."""
 
     @property
     def last_user(self) -> str:

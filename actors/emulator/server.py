@@ -35,8 +35,9 @@ from actors.emulator.dialects.base import (
 )
 from actors.emulator.dialects.gemini import GeminiDialect
 from actors.emulator.dialects.openai import OpenAIDialect
+from actors.emulator.dialects.structured import constrained
 from actors.emulator.faults import Fault, choose_fault, malform, truncate
-from actors.emulator.personas import persona_for
+from actors.emulator.personas import EmulatedRequest, persona_for
 from actors.emulator.prompt_cache import CacheUse, PromptCache
 from actors.emulator.stats import Stats, request_hash
 from actors.emulator.tokens import count_tokens, pieces, truncate_tokens
@@ -97,6 +98,8 @@ class Emulator:
             if not isinstance(body, dict):
                 raise WireError("the body must be a JSON object")
             parsed = dialect.parse_chat(body, model) if kind == "chat" else dialect.parse_embed(body, model)
+            if isinstance(parsed, ChatInput):
+                self.check_structured(parsed.request)
         except ValueError as exc:
             return self._error(dialect, "invalid", f"Invalid request: {exc}")
         fp = fingerprint(key)
@@ -135,6 +138,13 @@ class Emulator:
             body=data, content_type="application/json", headers=dialect.limit_headers(account.views())
         )
 
+    def check_structured(self, req: EmulatedRequest) -> None:
+        """Refuse a response schema to a model configured without structured outputs."""
+        if req.schema is not None and req.model_id in self.config.unstructured_models:
+            raise WireError(
+                f"a response schema (structured outputs) is not supported with model '{req.model_id}'"
+            )
+
     async def _inject(self, fault: Fault, request: web.Request, dialect: Dialect) -> web.Response | None:
         """Act out a fault; returns the response that replaces the answer, or None to answer anyway."""
         if fault == "server_500":
@@ -162,6 +172,8 @@ class Emulator:
         rng = random.Random(f"{self.config.seed}:{rhash}")
         reply = persona_for(req, self.config.quirks).reply(req, rng)
         thinking, text = reply.thinking, reply.text
+        if req.schema is not None:
+            text = constrained(text)
         thinking_tokens, text_tokens = count_tokens(thinking), count_tokens(text)
         finish = reply.finish_reason
         if req.max_tokens is not None and thinking_tokens + text_tokens > req.max_tokens:
@@ -185,6 +197,7 @@ class Emulator:
             thinking_tokens=thinking_tokens,
             cache=cache,
             response_id=rhash[:24],
+            tool=chat.answer_tool,
         )
 
     def embed(self, request: EmbedInput, dialect: Dialect) -> JSON:

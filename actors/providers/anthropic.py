@@ -2,17 +2,20 @@
 
 https://docs.anthropic.com/en/api/messages. The system prompt is a top-level list of
 text blocks, so it can carry `cache_control`. With thinking on, `max_tokens` covers the
-thinking budget plus the answer, and sampling parameters must be left out.
+thinking budget plus the answer, and sampling parameters must be left out. A structured
+answer comes back as a `tool_use` block's input (`actors.providers.structured`).
 """
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping
 from typing import Any
 
 from actors.errors import ProviderError
 from actors.providers.base import Adapter, WireModel, finish_flag, split_system
 from actors.providers.headers import anthropic_rate_limits, lower_keys
+from actors.providers.structured import anthropic_tool
 from actors.types import CallSpec, Endpoint, FinishReason, HttpCall, ParsedResponse, RateLimitInfo
 
 API_VERSION = "2023-06-01"
@@ -25,6 +28,7 @@ _FINISH: dict[str, FinishReason] = {
     "max_tokens": "length",
     "model_context_window_exceeded": "length",  # cut where the context window ran out, as max_tokens
     "refusal": "refusal",
+    "tool_use": "stop",  # a structured answer, given as the answer tool's input
 }
 
 
@@ -32,6 +36,8 @@ class _Block(WireModel):
     type: str
     text: str | None = None
     thinking: str | None = None
+    input: dict[str, Any] | None = None
+    """A `tool_use` block's arguments: a structured answer (`actors.providers.structured`)."""
 
 
 class _Usage(WireModel):
@@ -45,6 +51,14 @@ class _Message(WireModel):
     content: list[_Block]
     stop_reason: str | None = None
     usage: _Usage
+
+
+def answer_text(content: list[_Block]) -> str:
+    """The answer: a structured answer's tool input as JSON if the model called the tool, else its text."""
+    called = [b.input for b in content if b.type == "tool_use" and b.input is not None]
+    if called:
+        return json.dumps(called[0], ensure_ascii=False)
+    return "".join(b.text or "" for b in content if b.type == "text")
 
 
 class AnthropicAdapter(Adapter):
@@ -73,6 +87,8 @@ class AnthropicAdapter(Adapter):
             for name in ("temperature", "top_p"):
                 if name in params:
                     body[name] = params[name]
+        if spec.response_schema is not None:
+            body.update(anthropic_tool(spec.response_schema, thinking=bool(budget)))
         url = f"{endpoint.base_url.rstrip('/')}/v1/messages"
         return HttpCall(url=url, json=body, headers={"anthropic-version": API_VERSION})
 
@@ -86,7 +102,7 @@ class AnthropicAdapter(Adapter):
 
     def parse_chat(self, body: bytes) -> ParsedResponse:
         wire = self.validate(_Message, body)
-        text = "".join(b.text or "" for b in wire.content if b.type == "text")
+        text = answer_text(wire.content)
         thinking = "".join(b.thinking or "" for b in wire.content if b.type == "thinking")
         finish = _FINISH.get(wire.stop_reason or "", "other")
         usage = wire.usage

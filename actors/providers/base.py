@@ -33,10 +33,12 @@ NEUTRAL_PARAMS: frozenset[str] = frozenset(
         "thinking_budget",
         "cache_prefix",
         "dimensions",
+        "schema_format",
     }
 )
 """Generation parameters a `CallSpec` may carry (`dimensions`: an embedding's size, for models that
-can shorten theirs). A provider ignores those it has no use for."""
+can shorten theirs; `schema_format`: how an OpenAI-compatible server takes a response schema, see
+`actors.providers.structured`). A provider ignores those it has no use for."""
 
 W = TypeVar("W", bound="WireModel")
 

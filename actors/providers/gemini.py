@@ -14,6 +14,7 @@ from typing import Any
 from actors.providers.base import Adapter, WireModel, finish_flag, split_system
 from actors.providers.embeddings import build_gemini_embed, parse_gemini_embed
 from actors.providers.headers import parse_duration_s
+from actors.providers.structured import gemini_openapi
 from actors.types import CallSpec, Endpoint, FinishReason, HttpCall, ParsedResponse
 
 RETRY_INFO_TYPE = "type.googleapis.com/google.rpc.RetryInfo"
@@ -90,6 +91,9 @@ class GeminiAdapter(Adapter):
         if "thinking_budget" in params:
             budget = int(params["thinking_budget"])
             config["thinkingConfig"] = {"thinkingBudget": budget, "includeThoughts": budget != 0}
+        if spec.response_schema is not None:
+            config["responseMimeType"] = "application/json"
+            config["responseSchema"] = gemini_openapi(spec.response_schema["schema"])
         if config:
             body["generationConfig"] = config
         url = f"{endpoint.base_url.rstrip('/')}/v1beta/models/{endpoint.model_id}:generateContent"

@@ -14,6 +14,7 @@ from typing import Any
 from actors.providers.base import Adapter, WireModel, finish_flag
 from actors.providers.embeddings import build_openai_embed, parse_openai_embed
 from actors.providers.headers import lower_keys, openai_rate_limits
+from actors.providers.structured import openai_response_format
 from actors.types import CallSpec, Endpoint, FinishReason, HttpCall, ParsedResponse, RateLimitInfo
 
 _REASONING_MODEL = re.compile(r"^(?:.*/)?(?:o\d|gpt-5)")
@@ -75,6 +76,10 @@ class OpenAIAdapter(Adapter):
             body["max_completion_tokens" if reasoning else "max_tokens"] = params["max_tokens"]
         if "reasoning_effort" in params:
             body["reasoning_effort"] = params["reasoning_effort"]
+        if spec.response_schema is not None:
+            body["response_format"] = openai_response_format(
+                spec.response_schema, params.get("schema_format", "json_schema")
+            )
         return HttpCall(url=f"{endpoint.base_url.rstrip('/')}/chat/completions", json=body)
 
     def build_embed(self, endpoint: Endpoint, spec: CallSpec) -> HttpCall:

@@ -18,6 +18,7 @@ from omegaconf.errors import OmegaConfBaseException
 from actors.errors import ConfigError, SettingError
 from actors.limiter import AccountLimits
 from actors.providers import NEUTRAL_PARAMS
+from actors.providers.structured import SCHEMA_FORMATS
 from actors.settings import RateLimits, field_values
 from actors.types import Endpoint
 from jobs.conf.batching import check_batching
@@ -124,6 +125,12 @@ def validate(conf: RunConf) -> None:
             not unknown,
             f"{where}.params",
             f"unknown parameter(s) {sorted(unknown)}; known: {sorted(NEUTRAL_PARAMS)}",
+        )
+        schema_format = m.params.get("schema_format", SCHEMA_FORMATS[0])
+        check(
+            schema_format in SCHEMA_FORMATS,
+            f"{where}.params.schema_format",
+            f"must be one of {SCHEMA_FORMATS}, got '{schema_format}'",
         )
         check(m.timeout_s > 0, f"{where}.timeout_s", "must be > 0")
     e = conf.engine

@@ -25,11 +25,11 @@ from actors.store import CallStore
 from jobs.conf.batching import batch_capable, routing_for
 from jobs.conf.loader import account_limits, account_of, endpoint
 from jobs.conf.schema import RunConf
-from jobs.config import model_views, stage_context
-from jobs.engine.rundir import RunDir, default_cache
+from jobs.config import model_views, resolve_structured, stage_context
+from jobs.engine.rundir import Manifest, RunDir, default_cache
 from jobs.estimate.judges import judge_lines
 from jobs.estimate.lines import TYPICAL, Line, stage_done, typical, with_unwritten
-from jobs.estimate.requests import first_round_tables, from_earlier_requests, table_lines
+from jobs.estimate.requests import first_round_tables, from_earlier_requests, stored_first_round, table_lines
 from jobs.estimate.schedule import Schedule, schedule, stage_inputs
 from jobs.estimate.selection import SPARED_STAGES, Kept, kept_scenarios
 from jobs.stages.registry import BY_NAME
@@ -55,6 +55,9 @@ class Estimate:
     """The scenarios the responses answer; None where no responses are estimated."""
     schedule: Schedule | None = None
     """The whole run's time at the limits: stages in turn, overlapped, and the lower bound."""
+    structured: dict[str, tuple[str, str, int]] = field(default_factory=dict)
+    """Stage -> (mode its calls were made with, the mode set now, stored first-round answers the
+    change leaves unused), for the stages whose `structured` setting was changed explicitly."""
 
     def as_dict(self) -> dict[str, Any]:
         rows = [
@@ -109,6 +112,10 @@ class Estimate:
                 "overlap_saving": round(self.schedule.overlap_saving, 4),
                 "lower_bound_s": round(self.schedule.lower_bound_s, 1),
                 "lower_bound_by": self.schedule.bound_by,
+            },
+            "structured_changes": {
+                stage: {"made_with": was, "set": now, "stored_not_reused": n}
+                for stage, (was, now, n) in self.structured.items()
             },
         }
 
@@ -244,8 +251,15 @@ def lines(conf: RunConf, run: RunDir) -> tuple[list[Line], Kept | None]:
 
 def estimate(conf: RunConf) -> Estimate:
     """Dollars per line at registry prices; wall-clock per stage at the configured limits."""
-    found, kept = lines(conf, RunDir.open(conf.run_dir))
+    run = RunDir.open(conf.run_dir)
+    changed = resolve_structured(conf, Manifest(run.root))
+    found, kept = lines(conf, run)
     est = Estimate(lines=found, kept=kept)
+    if changed:
+        answered = CallStore(conf.cache_dir or default_cache(conf.run_dir)).answered_keys()
+        for name, recorded in changed.items():
+            mode = getattr(conf.stages, name).structured
+            est.structured[name] = (recorded, mode, stored_first_round(run, name, answered))
     limits = account_limits(conf)
     for ln in est.lines:
         if not ln.exact and ln.cached:
@@ -361,6 +375,11 @@ def format_estimate(est: Estimate) -> str:
         out.append(
             f"  batch saving: ${d['batch_saving_usd']:.2f} (all online: ${d['total_online_cost_usd']:.2f}); "
             "b = through the providers' batch APIs at their discount"
+        )
+    for stage, (was, now, n) in est.structured.items():
+        out.append(
+            f"  stages.{stage}.structured={now}, but this run's {stage} calls were made with '{was}': "
+            f"{n} stored first-round answers are not reused (their calls are counted to make)"
         )
     if est.kept is not None:
         out.append(f"  selection: {est.kept.note()}")

@@ -209,6 +209,15 @@ def first_round_tables(run: RunDir, stage: str) -> list[str]:
     return [p for p in run.requests.list_files(".parquet") if own.fullmatch(p.rsplit("/", 1)[-1])]
 
 
+def stored_first_round(run: RunDir, stage: str, answered: np.ndarray) -> int:
+    """How many of the first-round calls an earlier run of `stage` wrote have a stored answer."""
+    files = first_round_tables(run, stage)
+    if not files:
+        return 0
+    keys = pl.concat([run.root.scan_parquet(p).select("key") for p in files]).unique().collect()
+    return int(contains(answered, keys["key"].to_numpy().astype("S32")).sum())
+
+
 def from_earlier_requests(conf: RunConf, run: RunDir, stage: str, answered: np.ndarray) -> list[Line] | None:
     """Exact lines from the requests tables an earlier run of this stage wrote (first rounds, not repairs)."""
     files = first_round_tables(run, stage)

@@ -50,8 +50,9 @@ from jobs.stages.judging import (
     outcome_fields,
 )
 from jobs.stages.params import params_by_model
-from jobs.stages.repair import ParseError, call_with_repair, extract_json, first_round, wrong_shape
+from jobs.stages.repair import ParseError, extract_json, first_round, wrong_shape
 from jobs.stages.streaming import scan_table
+from jobs.stages.structured import Fallbacks, call_structured, json_schema, with_schema
 from jobs.stages.tables import write_table
 
 SPEC_CHUNK_CHARS = 20_000_000
@@ -95,6 +96,10 @@ class Judgement(BaseModel):
     model_config = ConfigDict(extra="forbid")
     reasoning: str = Field(min_length=1)
     decision: Literal["compliant", "non-compliant", "ambiguous"]
+
+
+JUDGEMENT_JSON = json_schema(Judgement)
+"""The judgement's JSON Schema, sent with `structured: auto`."""
 
 
 def parse_judgement(text: str) -> Judgement:
@@ -191,13 +196,18 @@ def _chunk_rows(system: str) -> int:
     return max(1, SPEC_CHUNK_CHARS // len(system))
 
 
+def _requests(ctx: StageContext[ComplianceConf], w: _Work) -> pl.DataFrame:
+    """The judges' call items: one per response and judge, with the judgement's schema if on."""
+    items = w.items.select("item_id", "prompt", model="judge")
+    return with_schema(items, ctx.settings, "judgement", JUDGEMENT_JSON)
+
+
 def plan(ctx: StageContext[ComplianceConf]) -> Plan:
     """Every judge's first call on every sampled response, once disagreement is known."""
     if not ctx.run.tables.exists("disagreement.parquet"):
         return {}
     w = _work(ctx)
-    requests = w.items.select("item_id", "prompt", model="judge")
-    return {"compliance_r0": first_round(requests, w.system, _params(ctx), _chunk_rows(w.system))}
+    return {"compliance_r0": first_round(_requests(ctx, w), w.system, _params(ctx), _chunk_rows(w.system))}
 
 
 def run(ctx: StageContext[ComplianceConf]) -> dict[str, Any]:
@@ -207,10 +217,12 @@ def run(ctx: StageContext[ComplianceConf]) -> dict[str, Any]:
     ctx.calls.check_models(judges)
     w = _work(ctx)
     families, judged, groups, resp, items = w.families, w.judged, w.groups, w.resp, w.items
-    outcomes, calls = call_with_repair(
+    fallbacks = Fallbacks()
+    outcomes, calls = call_structured(
         ctx,
         "compliance",
-        items.select("item_id", "prompt", model="judge"),
+        _requests(ctx, w),
+        fallbacks,
         parse=lambda _row, text: parse_judgement(text),
         params=_params(ctx),
         max_repairs=cc.max_repairs,
@@ -260,6 +272,7 @@ def run(ctx: StageContext[ComplianceConf]) -> dict[str, Any]:
         },
         "prompt_cache": cache_savings(ctx.models, ctx.calls.store, keys),
         "calls": calls,
+        **fallbacks.summary(),
     }
 
 

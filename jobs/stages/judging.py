@@ -21,6 +21,7 @@ from actors.errors import ConfigError
 from jobs.engine.rundir import RunDir
 from jobs.stages.base import StageContext
 from jobs.stages.streaming import scan_table
+from jobs.stages.structured import StructuredConf, check_structured
 
 SCOPES = ("selected", "high", "all")
 STATUSES = ("ok", "invalid", "call_failed")
@@ -42,7 +43,7 @@ class ScopeConf:
 
 
 @dataclass
-class JudgeCallConf:
+class JudgeCallConf(StructuredConf):
     """Generation settings of a judging call (shared by the four labelling stages)."""
 
     max_repairs: int = 1
@@ -73,6 +74,7 @@ def inherit_judged(settings: JudgedResponsesConf, stages: Any) -> None:
 def check_call(stage: str, jc: JudgeCallConf) -> None:
     if jc.max_repairs < 0 or jc.max_tokens < 1:
         raise ConfigError(f"config key 'stages.{stage}': max_repairs must be >= 0 and max_tokens >= 1")
+    check_structured(stage, jc)
 
 
 def check_scope(stage: str, sc: ScopeConf) -> None:

@@ -36,8 +36,9 @@ from jobs.stages.judging import (
     scoped_scenarios,
 )
 from jobs.stages.params import params_by_model
-from jobs.stages.repair import ParseError, call_with_repair, extract_json, first_round, wrong_shape
+from jobs.stages.repair import ParseError, extract_json, first_round, wrong_shape
 from jobs.stages.streaming import add_calls, scan_table, write_parts
+from jobs.stages.structured import Fallbacks, call_structured, json_schema, with_schema
 from jobs.stages.tables import read_table, write_table
 
 CATEGORIES: tuple[str, ...] = (
@@ -118,7 +119,11 @@ def refusal_prompt(query: str, response: str) -> str:
 class RefusalAnswer(BaseModel):
     model_config = ConfigDict(extra="forbid")
     reasoning: str = Field(min_length=1)
-    category: str
+    category: str = Field(json_schema_extra={"enum": list(CATEGORIES)})
+
+
+REFUSAL_JSON = json_schema(RefusalAnswer)
+"""The answer's JSON Schema, sent with `structured: auto`: the category one of `CATEGORIES`."""
 
 
 def parse_refusal(text: str) -> str:
@@ -217,7 +222,7 @@ def _items(ctx: StageContext[RefusalsConf]) -> Iterator[tuple[str, pl.DataFrame,
                 lambda r: refusal_prompt(r["query"], r["text"]), return_dtype=pl.String
             ),
         )
-        yield name, resp, items
+        yield name, resp, with_schema(items, rc, "refusal", REFUSAL_JSON)
 
 
 def plan(ctx: StageContext[RefusalsConf]) -> Plan:
@@ -232,13 +237,15 @@ def run(ctx: StageContext[RefusalsConf]) -> dict[str, Any]:
     rc = ctx.settings
     ctx.calls.check_models([rc.model])
     calls: dict[str, Any] = {}
+    fallbacks = Fallbacks()
 
     def parts() -> Iterator[pl.DataFrame]:
         for name, resp, items in _items(ctx):
-            outcomes, chunk_calls = call_with_repair(
+            outcomes, chunk_calls = call_structured(
                 ctx,
                 name,
                 items,
+                fallbacks,
                 parse=lambda _row, text: parse_refusal(text),
                 params=params_by_model(ctx),
                 max_repairs=rc.max_repairs,
@@ -273,6 +280,7 @@ def run(ctx: StageContext[RefusalsConf]) -> dict[str, Any]:
         "refusal_rate": dict(overall.select("model", "refusal_rate").iter_rows()),
         "hard_rate": dict(overall.select("model", "hard_rate").iter_rows()),
         "calls": calls,
+        **fallbacks.summary(),
     }
 
 

@@ -33,6 +33,8 @@ Reply again with only the corrected JSON object, in exactly the shape the first 
 _FENCE = re.compile(r"```(?:json)?\s*(.*?)```", re.DOTALL)
 CHUNK_ROWS = 10_000
 """Requests built at a time (their specs are held in memory)."""
+SCHEMA_COLUMN = "response_schema"
+"""Optional items column: the JSON of a call's `CallSpec.response_schema` (`jobs.stages.structured`)."""
 _RESULT_COLUMNS = ["status", "text", "finish_reason", "error_kind", "error", "cost_usd"]
 
 
@@ -90,7 +92,13 @@ class Attempted(Generic[T]):
 
 
 def _spec(
-    model: str, system: str | None, prompt: str, bad: str | None, error: str | None, params: dict[str, Any]
+    model: str,
+    system: str | None,
+    prompt: str,
+    bad: str | None,
+    error: str | None,
+    params: dict[str, Any],
+    schema: str | None = None,
 ) -> str:
     msgs: tuple[Message, ...] = ((Message("system", system),) if system else ()) + (Message("user", prompt),)
     if bad is not None:
@@ -98,20 +106,26 @@ def _spec(
             Message("assistant", bad if bad.strip() else "(empty answer)"),
             Message("user", REPAIR_PROMPT.format(error=error)),
         )
-    return spec_to_json(CallSpec(model=model, messages=msgs, params=tuple(sorted(params.items()))))
+    shape = json.loads(schema) if schema else None
+    return spec_to_json(
+        CallSpec(model=model, messages=msgs, params=tuple(sorted(params.items())), response_schema=shape)
+    )
 
 
 def request_chunks(
     items: pl.DataFrame, system: str | None, params: Callable[[str], dict[str, Any]], chunk_rows: int
 ) -> Iterator[pl.DataFrame]:
     """Requests (item_id, model, spec) of `items`, a chunk at a time; a row with a `bad` answer
-    becomes a repair call that shows it with its `err`, any other a first call."""
+    becomes a repair call that shows it with its `err`, any other a first call. A row's
+    `SCHEMA_COLUMN`, where set, is the JSON shape its calls ask for."""
     if "bad" not in items.columns:
         items = items.with_columns(bad=pl.lit(None, dtype=pl.String), err=pl.lit(None, dtype=pl.String))
+    if SCHEMA_COLUMN not in items.columns:
+        items = items.with_columns(pl.lit(None, dtype=pl.String).alias(SCHEMA_COLUMN))
     for part in items.iter_slices(chunk_rows):
         specs = [
-            _spec(r["model"], system, r["prompt"], r["bad"], r["err"], params(r["model"]))
-            for r in part.select("model", "prompt", "bad", "err").iter_rows(named=True)
+            _spec(r["model"], system, r["prompt"], r["bad"], r["err"], params(r["model"]), r[SCHEMA_COLUMN])
+            for r in part.select("model", "prompt", "bad", "err", SCHEMA_COLUMN).iter_rows(named=True)
         ]
         yield part.select("item_id", "model").with_columns(spec=pl.Series(specs, dtype=pl.String))
 

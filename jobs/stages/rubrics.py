@@ -26,8 +26,16 @@ from jobs.conf.batching import RoutingConf
 from jobs.stages.answer_scope import check_scope, inherit_scope, ready, scenarios_in_scope, scope_reads
 from jobs.stages.base import ModelView, Plan, Stage, StageContext
 from jobs.stages.params import params_by_model
-from jobs.stages.repair import ParseError, call_with_repair, extract_json, first_round, wrong_shape
+from jobs.stages.repair import ParseError, extract_json, first_round, wrong_shape
 from jobs.stages.streaming import add_calls, scan_table, write_parts
+from jobs.stages.structured import (
+    Fallbacks,
+    StructuredConf,
+    call_structured,
+    check_structured,
+    json_schema,
+    with_schema,
+)
 
 POSITIONS: tuple[str, ...] = (
     "extreme_oppose",
@@ -88,7 +96,7 @@ class SpectrumPosition(BaseModel):
     """One answer strategy on a spectrum."""
 
     model_config = ConfigDict(extra="forbid")
-    position: StrictInt = Field(ge=0, le=6)
+    position: StrictInt = Field(ge=0, le=6, json_schema_extra={"enum": list(range(len(POSITIONS)))})
     label: Literal[POSITIONS]  # type: ignore[valid-type]
     description: str = Field(min_length=1)
 
@@ -104,7 +112,9 @@ class Spectrum(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
     value: str = Field(min_length=1)
-    spectrum: list[SpectrumPosition]
+    spectrum: list[SpectrumPosition] = Field(
+        json_schema_extra={"minItems": len(POSITIONS), "maxItems": len(POSITIONS)}
+    )
 
     @model_validator(mode="after")
     def _ordered(self) -> Spectrum:
@@ -143,8 +153,12 @@ def parse_rubric(text: str, value1: str, value2: str) -> Rubric:
     return rubric
 
 
+RUBRIC_JSON = json_schema(Rubric)
+"""The rubric's JSON Schema, sent with `structured: auto`."""
+
+
 @dataclass
-class RubricsConf(RoutingConf):
+class RubricsConf(RoutingConf, StructuredConf):
     """Settings of the `rubrics` stage (config section `stages.rubrics`)."""
 
     model: str = "claude_opus_4"
@@ -193,6 +207,7 @@ def check(rc: RubricsConf, models: Mapping[str, ModelView]) -> None:
     if rc.max_repairs < 0 or rc.chunk_pairs < 1:
         raise ConfigError("config key 'stages.rubrics': max_repairs must be >= 0 and chunk_pairs >= 1")
     check_scope("rubrics", rc.scope)
+    check_structured("rubrics", rc)
 
 
 def _items(ctx: StageContext[RubricsConf]) -> Iterator[tuple[str, pl.DataFrame, pl.DataFrame]]:
@@ -215,7 +230,7 @@ def _items(ctx: StageContext[RubricsConf]) -> Iterator[tuple[str, pl.DataFrame, 
                 return_dtype=pl.String,
             ),
         )
-        yield f"rubrics_c{i}", chunk, items
+        yield f"rubrics_c{i}", chunk, with_schema(items, rc, "rubric", RUBRIC_JSON)
 
 
 def plan(ctx: StageContext[RubricsConf]) -> Plan:
@@ -232,6 +247,7 @@ def run(ctx: StageContext[RubricsConf]) -> dict[str, Any]:
     calls: dict[str, Any] = {}
     counts = {"ok": 0, "invalid": 0, "call_failed": 0}
     repaired = 0
+    fallbacks = Fallbacks()
 
     def parse(row: dict[str, Any], text: str) -> Rubric:
         return parse_rubric(text, row["value1"], row["value2"])
@@ -239,8 +255,14 @@ def run(ctx: StageContext[RubricsConf]) -> dict[str, Any]:
     def parts() -> Iterator[pl.DataFrame]:
         nonlocal repaired
         for stem, chunk, items in _items(ctx):
-            outcomes, chunk_calls = call_with_repair(
-                ctx, stem, items, parse=parse, params=params_by_model(ctx), max_repairs=rc.max_repairs
+            outcomes, chunk_calls = call_structured(
+                ctx,
+                stem,
+                items,
+                fallbacks,
+                parse=parse,
+                params=params_by_model(ctx),
+                max_repairs=rc.max_repairs,
             )
             add_calls(calls, chunk_calls)
             rows = []
@@ -266,7 +288,7 @@ def run(ctx: StageContext[RubricsConf]) -> dict[str, Any]:
             yield frame(rows, RUBRICS_SCHEMA)
 
     n = write_parts(ctx.run, "rubrics", parts(), RUBRICS_SCHEMA)
-    return {"pairs": n, **counts, "ok_after_repair": repaired, "calls": calls}
+    return {"pairs": n, **counts, "ok_after_repair": repaired, "calls": calls, **fallbacks.summary()}
 
 
 STAGE = Stage(

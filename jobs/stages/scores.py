@@ -49,9 +49,18 @@ from jobs.stages.answer_scope import (
 )
 from jobs.stages.base import ModelView, Plan, Stage, StageContext
 from jobs.stages.params import stage_params
-from jobs.stages.repair import call_with_repair, first_round, keyed_object, wrong_shape
+from jobs.stages.repair import first_round, keyed_object, wrong_shape
 from jobs.stages.rubrics import POSITIONS
 from jobs.stages.streaming import add_calls, scan_table, write_parts
+from jobs.stages.structured import (
+    Fallbacks,
+    StructuredConf,
+    call_structured,
+    check_structured,
+    json_schema,
+    labelled_schema,
+    with_schema,
+)
 
 SCORES_SCHEMA = pa.schema(
     [
@@ -123,6 +132,8 @@ class ScoreEntry(BaseModel):
 
 
 _SCORES = TypeAdapter(dict[str, ScoreEntry])
+SCORE_JSON = json_schema(ScoreEntry)
+"""One response's entry as JSON Schema; a call's schema keys it by the call's labels."""
 
 
 def parse_scores(text: str, labels: list[str]) -> dict[str, ScoreEntry]:
@@ -188,7 +199,7 @@ def score_prompt(
 
 
 @dataclass
-class ScoresConf(RoutingConf):
+class ScoresConf(RoutingConf, StructuredConf):
     """Settings of the `scores` stage (config section `stages.scores`)."""
 
     model: str = "claude_opus_4"
@@ -221,6 +232,7 @@ def check(sc: ScoresConf, models: Mapping[str, ModelView]) -> None:
     if sc.max_repairs < 0 or sc.chunk_scenarios < 1:
         raise ConfigError("config key 'stages.scores': max_repairs must be >= 0 and chunk_scenarios >= 1")
     check_scope("scores", sc.scope)
+    check_structured("scores", sc)
 
 
 @dataclass(frozen=True)
@@ -351,7 +363,10 @@ def _chunks(ctx: StageContext[ScoresConf]) -> Iterator[Chunk]:
             t, it = _targets(scen, mine, rubrics.get(scen["pair_id"]), sc, ctx.seed)
             targets += [(x, (scen["value1"], scen["value2"])) for x in t]
             items += it
-        frame_items = pl.DataFrame(items).with_columns(model=pl.lit(sc.model)) if items else None
+        frame_items = None
+        if items:
+            frame_items = pl.DataFrame(items).with_columns(model=pl.lit(sc.model))
+            frame_items = with_schema(frame_items, sc, "scores", labelled_schema("scores", SCORE_JSON))
         yield f"scores_c{i}", targets, frame_items, len(scens)
 
 
@@ -379,6 +394,7 @@ def run(ctx: StageContext[ScoresConf]) -> dict[str, Any]:
     calls: dict[str, Any] = {}
     counts: dict[str, int] = {}
     scored = {"scenarios": 0, "items": 0, "cost_usd": 0.0}  # answers made in this session or earlier
+    fallbacks = Fallbacks()
 
     def parse(row: dict[str, Any], text: str) -> dict[str, ScoreEntry]:
         return parse_scores(text, json.loads(row["labels"]))
@@ -388,8 +404,8 @@ def run(ctx: StageContext[ScoresConf]) -> dict[str, Any]:
             outcomes: dict[str, Any] = {}
             scored["scenarios"] += n_scenarios
             if items is not None:
-                outcomes, chunk_calls = call_with_repair(
-                    ctx, stem, items, parse=parse, params=_params(ctx), max_repairs=sc.max_repairs
+                outcomes, chunk_calls = call_structured(
+                    ctx, stem, items, fallbacks, parse=parse, params=_params(ctx), max_repairs=sc.max_repairs
                 )
                 add_calls(calls, chunk_calls)
                 scored["items"] += items.height
@@ -409,6 +425,7 @@ def run(ctx: StageContext[ScoresConf]) -> dict[str, Any]:
         "mode": sc.mode,
         "calls": calls,
         "selection": saving,
+        **fallbacks.summary(),
     }
 
 

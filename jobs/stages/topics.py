@@ -32,8 +32,9 @@ from jobs.stages.judging import (
     scoped_scenarios,
 )
 from jobs.stages.params import params_by_model
-from jobs.stages.repair import ParseError, call_with_repair, first_round, keyed_object
+from jobs.stages.repair import ParseError, first_round, keyed_object
 from jobs.stages.streaming import add_calls, scan_table, write_parts
+from jobs.stages.structured import Fallbacks, call_structured, keyed_schema, with_schema
 
 DEFAULT_TOPICS: tuple[str, ...] = (
     "cyber security",
@@ -111,7 +112,7 @@ def _items(ctx: StageContext[TopicsConf]) -> Iterator[tuple[str, pl.DataFrame, p
                 lambda q: topic_prompt(q, list(tc.topics)), return_dtype=pl.String
             ),
         )
-        yield name, part, items
+        yield name, part, with_schema(items, tc, "topics", keyed_schema(list(tc.topics), {"type": "boolean"}))
 
 
 def plan(ctx: StageContext[TopicsConf]) -> Plan:
@@ -127,13 +128,15 @@ def run(ctx: StageContext[TopicsConf]) -> dict[str, Any]:
     topics = list(tc.topics)
     ctx.calls.check_models([tc.model])
     calls: dict[str, Any] = {}
+    fallbacks = Fallbacks()
 
     def parts() -> Iterator[pl.DataFrame]:
         for name, part, items in _items(ctx):
-            outcomes, chunk_calls = call_with_repair(
+            outcomes, chunk_calls = call_structured(
                 ctx,
                 name,
                 items,
+                fallbacks,
                 parse=lambda _row, text: parse_topics(text, topics),
                 params=params_by_model(ctx),
                 max_repairs=tc.max_repairs,
@@ -163,6 +166,7 @@ def run(ctx: StageContext[TopicsConf]) -> dict[str, Any]:
         "call_failed": int((table["status"] == "call_failed").sum()),
         "by_topic": counts,
         "calls": calls,
+        **fallbacks.summary(),
     }
 
 

@@ -50,9 +50,10 @@ from jobs.stages.judging import (
     scoped_scenarios,
 )
 from jobs.stages.params import params_by_model
-from jobs.stages.repair import ParseError, call_with_repair, first_round, keyed_object
+from jobs.stages.repair import ParseError, first_round, keyed_object
 from jobs.stages.scores import assign_labels
 from jobs.stages.streaming import add_calls
+from jobs.stages.structured import Fallbacks, call_structured, labelled_schema, with_schema
 from jobs.stages.tables import write_table
 from jobs.stages.taxonomy import demo_taxonomy_paths, load_categories
 
@@ -145,7 +146,11 @@ def _items(
             {"item_id": sid, "model": vc.model, "prompt": prompt, "labels": json.dumps(list(label_maps[sid]))}
         )
     schema = {"item_id": pl.String, "model": pl.String, "prompt": pl.String, "labels": pl.String}
-    return pl.DataFrame(items, schema=schema), label_maps
+    phrases = {"type": "array", "items": {"type": "string"}, "maxItems": vc.max_values}
+    frame_items = with_schema(
+        pl.DataFrame(items, schema=schema), vc, "values", labelled_schema("values", phrases)
+    )
+    return frame_items, label_maps
 
 
 def check(vc: ValuesConf, models: Mapping[str, ModelView]) -> None:
@@ -190,11 +195,13 @@ def run(ctx: StageContext[ValuesConf]) -> dict[str, Any]:
     listed: list[dict[str, str]] = []
     present: list[dict[str, str]] = []
     statuses = {"ok": 0, "invalid": 0, "call_failed": 0}
+    fallbacks = Fallbacks()
     for name, items, label_maps in _chunks(ctx):
-        outcomes, chunk_calls = call_with_repair(
+        outcomes, chunk_calls = call_structured(
             ctx,
             name,
             items,
+            fallbacks,
             parse=lambda row, text: parse_values(text, json.loads(row["labels"]), vc.max_values),
             params=params_by_model(ctx),
             max_repairs=vc.max_repairs,
@@ -248,6 +255,7 @@ def run(ctx: StageContext[ValuesConf]) -> dict[str, Any]:
         "top_categories": dict(top.iter_rows()),
         "embedding": {k: v for k, v in emb_info.items() if k != "calls"},
         "calls": calls,
+        **fallbacks.summary(),
     }
 
 

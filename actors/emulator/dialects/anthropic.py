@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import json
 import math
 from datetime import UTC, datetime, timedelta
 
@@ -27,6 +28,7 @@ from actors.emulator.dialects.base import (
     require,
     text_of,
 )
+from actors.emulator.dialects.structured import anthropic_tool
 from actors.emulator.personas import EmulatedRequest
 
 _ERRORS: dict[ErrorShape, tuple[int, str]] = {
@@ -55,6 +57,18 @@ def _system(raw: object) -> tuple[str, str | None]:
     marked = [i for i, b in enumerate(raw) if b.get("cache_control")]
     prefix = "".join(texts[: marked[-1] + 1]) if marked else None
     return "".join(texts), prefix
+
+
+def _tool_input(out: ChatOutput) -> JSON | None:
+    """The forced tool's input: the answer's JSON object (an answer cut off before it closes, or
+    a refusal, goes back as text)."""
+    if out.tool is None or out.finish == "refusal":
+        return None
+    try:
+        called = json.loads(out.text)
+    except ValueError:
+        return None
+    return called if isinstance(called, dict) else None
 
 
 class AnthropicDialect(Dialect):
@@ -86,6 +100,7 @@ class AnthropicDialect(Dialect):
                 raise WireError("thinking.budget_tokens must be an integer below max_tokens")
             if body.get("temperature", 1) != 1:
                 raise WireError("temperature may only be set to 1 when thinking is enabled")
+        tool = anthropic_tool(body, enabled)
         request = EmulatedRequest(
             model_id=model_id,
             system=system,
@@ -93,9 +108,12 @@ class AnthropicDialect(Dialect):
             max_tokens=max_tokens,
             temperature=body.get("temperature"),
             thinking=enabled,
+            schema=tool[1] if tool else None,
         )
         texts = ((system,) if system else ()) + tuple(text for _, text in messages)
-        return ChatInput(request, texts, cache_prefix=prefix, show_thinking=enabled)
+        return ChatInput(
+            request, texts, cache_prefix=prefix, show_thinking=enabled, answer_tool=tool[0] if tool else None
+        )
 
     def parse_embed(self, body: JSON, model: str | None) -> EmbedInput:
         raise WireError("Anthropic has no embeddings endpoint")
@@ -129,9 +147,15 @@ class AnthropicDialect(Dialect):
         if out.thinking:
             signature = base64.b64encode(hashlib.sha256(out.thinking.encode()).digest()).decode()
             content.append({"type": "thinking", "thinking": out.thinking, "signature": signature})
-        if out.text:
-            content.append({"type": "text", "text": out.text})
         stop = {"stop": "end_turn", "length": "max_tokens", "refusal": "refusal"}[out.finish]
+        called = _tool_input(out)
+        if called is not None:
+            content.append(
+                {"type": "tool_use", "id": f"toolu_{out.response_id}", "name": out.tool, "input": called}
+            )
+            stop = "tool_use" if out.finish == "stop" else stop
+        elif out.text:
+            content.append({"type": "text", "text": out.text})
         return {
             "id": f"msg_{out.response_id}",
             "type": "message",

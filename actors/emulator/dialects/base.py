@@ -38,6 +38,8 @@ class ChatInput:
     """Text of an explicitly cache-marked prefix (Anthropic)."""
     show_thinking: bool = False
     """Whether the answer returns the thinking text, not just its token count."""
+    answer_tool: str | None = None
+    """The tool the request forces (Anthropic): the answer goes back as its input."""
 
     @property
     def input_tokens(self) -> int:
@@ -72,6 +74,8 @@ class ChatOutput:
     thinking_tokens: int
     cache: CacheUse
     response_id: str
+    tool: str | None = None
+    """The forced tool whose input the answer is (`ChatInput.answer_tool`)."""
 
     @property
     def output_tokens(self) -> int:

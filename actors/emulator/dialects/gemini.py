@@ -28,6 +28,7 @@ from actors.emulator.dialects.base import (
     require,
     text_of,
 )
+from actors.emulator.dialects.structured import gemini_schema
 from actors.emulator.personas import EmulatedRequest
 
 _ERRORS: dict[ErrorShape, tuple[int, str]] = {
@@ -78,6 +79,7 @@ class GeminiDialect(Dialect):
             max_tokens=proto_field(config, "max_output_tokens"),
             temperature=config.get("temperature"),
             thinking=proto_field(thinking_config, "thinking_budget", 0) != 0,
+            schema=gemini_schema(config, proto_field),
         )
         texts = ((system,) if system else ()) + tuple(text for _, text in messages)
         return ChatInput(request, texts, show_thinking=bool(proto_field(thinking_config, "include_thoughts")))

@@ -27,6 +27,7 @@ from actors.emulator.dialects.base import (
     require,
     text_of,
 )
+from actors.emulator.dialects.structured import openai_schema
 from actors.emulator.personas import EmulatedRequest
 from actors.providers.openai_chat import is_reasoning_model
 
@@ -80,6 +81,7 @@ class OpenAIDialect(Dialect):
             max_tokens=max_tokens,
             temperature=body.get("temperature"),
             thinking="reasoning_effort" in body or is_reasoning_model(model_id),
+            schema=openai_schema(body.get("response_format")),
         )
         return ChatInput(request, tuple(system) + tuple(text for _, text in messages))
 

@@ -58,7 +58,8 @@ def broken(good: dict[str, Any], rng: random.Random) -> str:
 def json_reply(
     good: dict[str, Any], req: EmulatedRequest, rng: random.Random, quirks: OutputQuirks, thinking: str = ""
 ) -> EmulatedReply:
-    """`good` as a fenced JSON answer, or broken at the `malformed_json` rate (never on a repair turn)."""
-    if not is_repair(req) and rng.random() < quirks.malformed_json:
+    """`good` as a fenced JSON answer, or broken at the `malformed_json` rate (never on a repair
+    turn, nor with a schema: structured outputs keep to it)."""
+    if not is_repair(req) and req.schema is None and rng.random() < quirks.malformed_json:
         return EmulatedReply(broken(good, rng), thinking if req.thinking else "")
     return EmulatedReply("```json\n" + json.dumps(good, indent=1) + "\n```", thinking if req.thinking else "")

@@ -4,7 +4,8 @@ It recognises the rubric task from the prompt text (the value lines and the spec
 labels it asks for) and builds each spectrum from the value names. At the
 `malformed_json` quirk rate it answers with one of the ways real models break JSON; a
 repair turn (a later user message quoting the validation error) is always answered
-properly, as a model that is shown its mistake usually does.
+properly, as a model that is shown its mistake usually does; so is a request with a schema,
+whose decoding keeps to it.
 """
 
 from __future__ import annotations
@@ -95,6 +96,6 @@ class RubricPersona:
         }
         repair = len(req.messages) > 1 and bool(_REPAIR.search(req.last_user))
         thinking = f"I need two spectrums, for {v1} and for {v2}." if req.thinking else ""
-        if not repair and rng.random() < self.quirks.malformed_json:
+        if not repair and req.schema is None and rng.random() < self.quirks.malformed_json:
             return EmulatedReply(_break(good, rng), thinking)
         return EmulatedReply("```json\n" + json.dumps(good, indent=1) + "\n```", thinking)

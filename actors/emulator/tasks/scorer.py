@@ -5,7 +5,8 @@ keys it asks for), finds each response's stance sentence ("more weight on X than
 "balance X and Y equally"...), matches X and Y to the two value names by shared word
 stems or value category, and turns the stated firmness into positions. It knows only
 what the prompt shows: no model names, no hidden fields. At the `malformed_json` quirk
-rate the first answer is broken in one of several ways; a repair turn is answered properly.
+rate the first answer is broken in one of several ways; a repair turn, or a request with a
+schema, is answered properly.
 """
 
 from __future__ import annotations
@@ -146,6 +147,6 @@ class ScorerPersona:
         scores = {lab: vars(place(texts.get(lab, ""), values)) for lab in labels}
         thinking = f"I will read each of the {len(labels)} responses for its stance." if req.thinking else ""
         repair = len(req.messages) > 1 and bool(_REPAIR.search(req.last_user))
-        if not repair and rng.random() < self.quirks.malformed_json:
+        if not repair and req.schema is None and rng.random() < self.quirks.malformed_json:
             return EmulatedReply(_break(scores, rng), thinking)
         return EmulatedReply(json.dumps(scores, indent=1), thinking)

@@ -104,6 +104,7 @@ def conf(url: str, run_dir: Path, *extra: str) -> RunConf:
         f"stages.compliance.spec={SPEC}",
         "stages.compliance.samples={random: 3, high_all: 3, high_family: 3}",
         "stages.compliance.per_bin=2",
+        "stages.compliance.structured=off",  # plain prompting: its malformed answers exercise the repair
         "stages.values.max_scenarios=4",
         "stages.values.scope=high",
         "stages.values.embedding={backend: hashing}",

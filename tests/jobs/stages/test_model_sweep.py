@@ -245,13 +245,15 @@ def test_adding_a_model_makes_only_the_new_calls(tmp_path: Path, mode: str) -> N
 
 def test_repair_succeeds_or_the_failure_is_recorded(tmp_path: Path) -> None:
     models = "stages.responses.models=[gpt_4o,grok_4]"
+    # Plain prompting: a schema would keep the emulator from breaking the JSON.
+    plain = ("stages.rubrics.structured=off", "stages.scores.structured=off")
     config = emulator_config(quirks=OutputQuirks(malformed_json=1.0))
     run_dir = tmp_path / "run"
     n = write_scenarios(run_dir)
     with EmulatorServer(config) as emu:
         runner = Runner(emu.url, run_dir)
         try:
-            out = runner(models)
+            out = runner(models, *plain)
             run = RunDir.open(str(run_dir))
             rubrics, scores = read_table(run, "rubrics"), read_table(run, "scores")
             assert (rubrics["status"] == "ok").all() and (rubrics["repairs"] == 1).all()
@@ -259,7 +261,7 @@ def test_repair_succeeds_or_the_failure_is_recorded(tmp_path: Path) -> None:
             assert (scores["status"] == "ok").all() and (scores["repairs"] == 1).all()
             assert out["scores"]["calls"]["made"] == 2 * n
             # Another rubric model, no repairs allowed: every rubric fails, with its reason.
-            runner(models, "stages.rubrics.model=claude_sonnet_4", "stages.rubrics.max_repairs=0")
+            runner(models, *plain, "stages.rubrics.model=claude_sonnet_4", "stages.rubrics.max_repairs=0")
             rubrics, scores = read_table(run, "rubrics"), read_table(run, "scores")
         finally:
             runner.engine.close()

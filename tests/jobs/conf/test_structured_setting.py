@@ -1,0 +1,60 @@
+"""`stages.<stage>.structured` sticks to a run directory: a resume keeps the mode its calls were made with."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from actors.errors import ConfigError
+from jobs.conf.schema import RunConf
+from jobs.config import load_config, resolve_structured, structured_record
+from jobs.engine.rundir import Manifest, RunDir
+
+DEMO = Path(__file__).resolve().parents[3] / "conf" / "demo.yaml"
+STRUCTURED = ("rubrics", "scores", "topics", "refusals", "compliance", "values")
+
+
+def setup(tmp_path: Path, *overrides: str, ran: dict[str, str | None]) -> tuple[RunConf, Manifest]:
+    """A demo config and a manifest whose `ran` stages started before, with their recorded mode
+    (None: recorded by a release without the setting)."""
+    conf = load_config(DEMO, [f"run_dir={tmp_path / 'run'}", *overrides])
+    manifest = Manifest(RunDir.open(conf.run_dir).root)
+    for name, mode in ran.items():
+        record = {"structured": mode} if mode else {}
+        manifest.data["stages"][name] = {"state": "done", "started_at": "2026-12-01T00:00:00+00:00", **record}
+    return conf, manifest
+
+
+def mode(conf: RunConf, name: str) -> str | None:
+    return getattr(conf.stages, name).structured
+
+
+def test_a_new_run_sends_schemas(tmp_path: Path) -> None:
+    conf, manifest = setup(tmp_path, ran={})
+    assert resolve_structured(conf, manifest) == {}
+    assert all(mode(conf, s) == "auto" for s in STRUCTURED)
+    assert structured_record(conf, "rubrics") == {"structured": "auto"}
+    assert structured_record(conf, "responses") == {}  # a stage without the setting
+
+
+def test_a_stage_run_before_the_setting_existed_resumes_without_schemas(tmp_path: Path) -> None:
+    conf, manifest = setup(tmp_path, ran={"rubrics": None, "scores": "auto"})
+    assert resolve_structured(conf, manifest) == {}
+    assert (mode(conf, "rubrics"), mode(conf, "scores"), mode(conf, "topics")) == ("off", "auto", "auto")
+
+
+def test_an_explicit_setting_wins_and_is_reported_when_it_changes_the_keys(tmp_path: Path) -> None:
+    conf, manifest = setup(
+        tmp_path,
+        "stages.rubrics.structured=auto",
+        "stages.scores.structured=off",
+        ran={"rubrics": None, "scores": "off"},
+    )
+    assert resolve_structured(conf, manifest) == {"rubrics": "off"}  # scores keeps its own mode: no change
+    assert (mode(conf, "rubrics"), mode(conf, "scores")) == ("auto", "off")
+
+
+def test_an_unknown_mode_names_the_key(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match=r"stages\.topics\.structured"):
+        load_config(DEMO, [f"run_dir={tmp_path}", "stages.topics.structured=json"])
