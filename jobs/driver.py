@@ -115,14 +115,17 @@ def blocked_by(conf: RunConf, name: str, skipped: dict[str, str]) -> tuple[str, 
     reads was not written because a stage found nothing valid upstream (an older copy from an
     earlier session would be stale); None if it can run. `skipped`: table -> that root stage."""
     reads = stage(name).tables_read(getattr(conf.stages, name))
-    missing = [t for t in reads if t in skipped]
-    if not missing:
+    by_root: dict[str, list[str]] = {}
+    for t in reads:
+        if t in skipped:
+            by_root.setdefault(skipped[t], []).append(f"'{t}'")
+    if not by_root:
         return None
     why = "; ".join(
-        f"it reads table '{t}', not written this session: stage '{skipped[t]}' found nothing valid upstream"
-        for t in missing
+        f"it reads {', '.join(tables)}, not written this session: stage '{root}' found nothing valid upstream"
+        for root, tables in by_root.items()
     )
-    return why, skipped[missing[0]]
+    return why, next(iter(by_root))
 
 
 def skipped_stages(run_dir: str) -> dict[str, str]:

@@ -34,7 +34,9 @@ def to_emulator_config(conf: EmulatorConf) -> EmulatorConfig:
 def emulated_key_envs(conf: RunConf) -> list[str]:
     """Key variables of the models whose base URL points at the emulator."""
     url = conf.emulator.url
-    return sorted({m.api_key_env for m in conf.models.values() if m.api_key_env and m.base_url.startswith(url)})
+    return sorted(
+        {m.api_key_env for m in conf.models.values() if m.api_key_env and m.base_url.startswith(url)}
+    )
 
 
 def fill_throwaway_keys(conf: RunConf) -> None:

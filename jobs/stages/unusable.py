@@ -98,12 +98,9 @@ def unusable_rows(run: RunDir, table: str) -> Unusable | None:
     else:
         return None
     by_status = dict(bad.group_by(key).len().sort(["len", key], descending=[True, False]).iter_rows())
-    if why == "detail":  # a reject's detail is an error kind, or empty: the reason says more
-        bad = bad.with_columns(
-            detail=pl.concat_str("reason", pl.col("detail").fill_null(""), separator=": ").str.strip_chars(
-                ": "
-            )
-        )
+    if why == "detail":  # an error kind, mostly empty: shown after its reason, where there is one
+        detail = pl.concat_str("reason", pl.lit(": "), "detail")
+        bad = bad.with_columns(detail=pl.when(pl.col("detail").fill_null("") != "").then(detail))
     return Unusable(
         table, rows, bad.height, {str(k): int(n) for k, n in by_status.items()}, _reasons(bad, why)
     )

@@ -299,7 +299,7 @@ def test_nothing_valid_upstream_skips_the_dependent_stages_with_the_reason(
     assert "fewer than two models have a valid score" in why and "set stages.disagreement" not in why
     assert f"rubrics: {n_rubrics} of {n_rubrics} rows unusable (invalid {n_rubrics})" in why
     assert '"no JSON object found in the answer"' in why and "no_rubric" in why
-    assert "table 'disagreement'" in skipped["topics"] and "stage 'disagreement'" in skipped["topics"]
+    assert "it reads 'disagreement'" in skipped["topics"] and "stage 'disagreement'" in skipped["topics"]
     assert not (run_dir / "tables" / "disagreement.parquet").exists()
     status = run_status(str(run_dir))
     assert status["run_state"] == "partial"
