@@ -110,6 +110,12 @@ def refuse_imported(manifest: Manifest, names: list[str]) -> None:
         )
 
 
+def models_named(conf: RunConf, names: list[str]) -> list[str]:
+    """The model keys the settings of stages `names` name (the registry may hold many more)."""
+    named = {m for n in names for keys in stage(n).models(getattr(conf.stages, n)).values() for m in keys}
+    return sorted(named)
+
+
 def blocked_by(conf: RunConf, name: str, skipped: dict[str, str]) -> tuple[str, str] | None:
     """(why, the stage at the root of it) when stage `name` cannot run this session: a table it
     reads was not written because a stage found nothing valid upstream (an older copy from an
@@ -158,7 +164,7 @@ def run_pipeline(conf: RunConf, *, stages: list[str] | None = None) -> dict[str,
     manifest.save()
     summaries: dict[str, dict[str, Any]] = {}
     with emulator_for(conf):
-        absent = missing_keys(conf, list(conf.models))
+        absent = missing_keys(conf, models_named(conf, names))
         if absent:
             log.warning("API-key variables not set: %s; calls to those models will fail", ", ".join(absent))
         start_ray(conf)
