@@ -56,7 +56,8 @@ class Unusable:
         if not self.unusable:
             return f"{self.table}: all {self.rows} rows usable"
         counts = ", ".join(f"{k} {n}" for k, n in self.by_status.items())
-        line = f"{self.table}: {self.unusable} of {self.rows} rows unusable ({counts})"
+        what = "generations rejected" if self.table in REJECTS else "rows unusable"
+        line = f"{self.table}: {self.unusable} of {self.rows} {what} ({counts})"
         if self.reasons:
             line += "; first reasons: " + "; ".join(f'"{r}" ({n})' for r, n in self.reasons)
         return line

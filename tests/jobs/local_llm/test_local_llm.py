@@ -24,7 +24,7 @@ import polars as pl
 import pytest
 
 from jobs.cli import EXIT_PARTIAL
-from tests.jobs.local_llm.seed import write_seed_scenarios
+from tests.jobs.local_llm.seed import write_seed_rubrics, write_seed_scenarios
 
 pytestmark = pytest.mark.slow
 
@@ -33,6 +33,7 @@ CONFIG = ROOT / "conf" / "local-llm.yaml"
 LATER = (
     "pipeline=[embeddings,diversity,responses,rubrics,scores,disagreement,topics,refusals,compliance,values]"
 )
+SCORED = "pipeline=[scores,disagreement,topics,refusals,compliance,values]"
 REQUIRE_ENV = "SPECSTRESS_REQUIRE_LOCAL_LLM"
 
 
@@ -136,7 +137,9 @@ def test_the_whole_pipeline_runs_to_the_end_on_a_real_small_model(server: str, t
     assert scenarios.height + rejects.height == pairs + 2 * kept_neutral
     if scenarios.is_empty():  # what SmolLM2-135M does: it never writes the FINAL QUERY: tag
         why = status["stages"]["embeddings"]["skipped"]
-        assert why.startswith("no scenario was kept to embed: scenario_rejects:")
+        assert why.startswith(
+            f"no scenario was kept to embed: scenario_rejects: {pairs} of {pairs} generations rejected"
+        )
         assert "it reads 'scenario_embeddings'" in status["stages"]["diversity"]["skipped"]
 
 
@@ -159,3 +162,23 @@ def test_the_later_stages_run_to_the_end_on_its_answers(server: str, tmp_path: P
     if status["stages"]["disagreement"]["state"] == "skipped":
         why = status["stages"]["disagreement"]["skipped"]
         assert "rubrics:" in why and "scores:" in why and "set stages.disagreement" not in why
+        page = (run_dir / "report" / "index.html").read_text()
+        assert "stage disagreement was skipped, tables/disagreement.parquet not written" in page
+
+
+def test_its_scores_are_repaired_within_bound_and_every_failure_kept(server: str, tmp_path: Path) -> None:
+    """With hand-written rubrics, so that the scorer runs whatever rubrics the model writes."""
+    run_dir = tmp_path / "run"
+    write_seed_scenarios(str(run_dir))
+    run_local(server, run_dir, "pipeline=[embeddings,diversity,responses]")
+    write_seed_rubrics(str(run_dir))
+    ran, status = run_local(server, run_dir, SCORED)
+    check_run(ran, status, run_dir)
+    responses, scores = table(run_dir, "responses"), table(run_dir, "scores")
+    assert scores.height == 2 * responses.height and "no_rubric" not in scores["status"].to_list()
+    assert scores["repairs"].max() <= 1  # type: ignore[operator]
+    assert (scores.filter(pl.col("status") != "ok")["error"].is_not_null()).all()
+    assert scores.filter(pl.col("status") == "ok")["position"].is_not_null().all()
+    if status["stages"]["disagreement"]["state"] == "skipped":
+        why = status["stages"]["disagreement"]["skipped"]
+        assert why.startswith("fewer than two models have a valid score") and "scores:" in why
