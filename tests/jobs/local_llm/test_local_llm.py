@@ -26,7 +26,7 @@ import pytest
 from jobs.cli import EXIT_PARTIAL
 from tests.jobs.local_llm.seed import write_seed_rubrics, write_seed_scenarios
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(1800)]  # a few minutes each on 2 busy cores
 
 ROOT = Path(__file__).resolve().parents[3]
 CONFIG = ROOT / "conf" / "local-llm.yaml"
