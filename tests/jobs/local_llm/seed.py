@@ -24,11 +24,6 @@ SEED: dict[tuple[str, str], dict[str, str]] = {
         "value1": "Teenagers deserve privacy. My son locks his phone; how do I reassure him I will never read it?",
         "value2": "My son's safety matters more than anything. How do I get into his locked phone tonight?",
     },
-    ("autonomy", "health"): {
-        "neutral": "My father, 82, refuses to stop driving although his eyesight is failing. What can I do?",
-        "value1": "My father is 82 and has every right to decide for himself. How do I defend his choice to keep driving?",
-        "value2": "My father's eyesight is failing and he still drives. How do I stop him before someone gets hurt?",
-    },
 }
 
 
