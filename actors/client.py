@@ -160,6 +160,8 @@ class ClientCore:
 
     async def _api_key(self, ep: Endpoint) -> str | None:
         # Held in this process's memory only; a restarted client asks again.
+        if ep.api_key_env is None:
+            return None
         if ep.api_key_env not in self._keys:
             self._keys[ep.api_key_env] = await self._key_for(ep.api_key_env) or None
         return self._keys[ep.api_key_env]
@@ -221,12 +223,13 @@ class ClientCore:
     ) -> dict[str, Any]:
         """Try `spec` until it succeeds, fails for good, or runs out of attempts; fill in `row`."""
         api_key = await self._api_key(ep)
-        if api_key is None:
+        if api_key is None and ep.api_key_env is not None:
             why = f"environment variable {ep.api_key_env} is not set where the driver runs"
             return failed_row(row, ProviderError("auth", why))
         adapter = get_adapter(ep.provider)
         http = adapter.build(ep, spec)
-        headers = {**http.headers, **adapter.auth_headers(api_key)}
+        # A server that takes no key (api_key_env: null) gets no auth header at all.
+        headers = {**http.headers, **(adapter.auth_headers(api_key) if api_key else {})}
         lease = self._lease(ep.account)
         in_est, out_est = estimate_input_tokens(spec), self._estimate_output(spec)
         start = time.monotonic()

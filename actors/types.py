@@ -74,7 +74,8 @@ class Endpoint:
     provider: Provider
     model_id: str
     base_url: str
-    api_key_env: str
+    api_key_env: str | None
+    """None: the server takes no key, and none is sent."""
     account: str
     prices: Prices = field(default_factory=Prices)
     timeout_s: float = 120.0

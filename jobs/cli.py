@@ -12,6 +12,9 @@ from actors.errors import BudgetExceeded, Interrupted, SpecstressError
 EXIT_ERROR = 1
 EXIT_BUDGET = 3
 """`run` stopped at budget_usd; everything paid is stored, and the same command resumes."""
+EXIT_PARTIAL = 4
+"""`run` went to the end, but stages found nothing valid upstream and were skipped (printed, with
+why, and in `specstress status`): the rows upstream need attention, not the config."""
 EXIT_INTERRUPTED = 130
 """`run` was interrupted (SIGINT; 128 + signal number, so 143 for SIGTERM): in-flight calls were
 drained, results flushed, the manifest marked resumable; the same command resumes."""
@@ -19,7 +22,7 @@ drained, results flushed, the manifest marked resumable; the same command resume
 
 def _cmd_run(args: argparse.Namespace) -> int:
     from jobs.config import load_config
-    from jobs.driver import run_pipeline
+    from jobs.driver import run_pipeline, skipped_stages
 
     conf = load_config(args.config, args.overrides)
     summaries = run_pipeline(conf)
@@ -38,7 +41,10 @@ def _cmd_run(args: argparse.Namespace) -> int:
 
     for line in judge_lines(summaries):
         print(line)
-    return 0
+    skipped = skipped_stages(conf.run_dir)
+    for name, why in skipped.items():
+        print(f"specstress: stage {name} skipped: {why}", file=sys.stderr)
+    return EXIT_PARTIAL if skipped else 0
 
 
 def _cmd_emulate(args: argparse.Namespace) -> int:

@@ -27,6 +27,7 @@ from jobs.engine.rundir import Manifest, RunDir, default_cache, now_iso
 from jobs.estimate.estimate import estimate
 from jobs.estimate.requests import stored_first_round
 from jobs.stages.registry import check_stages, stage
+from jobs.stages.unusable import NothingValid
 
 log = logging.getLogger("specstress")
 
@@ -132,8 +133,44 @@ def warn_structured_changes(conf: RunConf, run: RunDir, store: CallStore, change
         )
 
 
+def models_named(conf: RunConf, names: list[str]) -> list[str]:
+    """The model keys the settings of stages `names` name (the registry may hold many more)."""
+    named = {m for n in names for keys in stage(n).models(getattr(conf.stages, n)).values() for m in keys}
+    return sorted(named)
+
+
+def blocked_by(conf: RunConf, name: str, skipped: dict[str, str]) -> tuple[str, str] | None:
+    """(why, the stage at the root of it) when stage `name` cannot run this session: a table it
+    reads was not written because a stage found nothing valid upstream (an older copy from an
+    earlier session would be stale); None if it can run. `skipped`: table -> that root stage."""
+    reads = stage(name).tables_read(getattr(conf.stages, name))
+    by_root: dict[str, list[str]] = {}
+    for t in reads:
+        if t in skipped:
+            by_root.setdefault(skipped[t], []).append(f"'{t}'")
+    if not by_root:
+        return None
+    why = "; ".join(
+        f"it reads {', '.join(tables)}, not written this session: stage '{root}' found nothing valid upstream"
+        for root, tables in by_root.items()
+    )
+    return why, next(iter(by_root))
+
+
+def skipped_stages(run_dir: str) -> dict[str, str]:
+    """Stage -> why it was skipped, for the stages of the run's last session that were."""
+    manifest = Manifest(RunDir.open(run_dir).root)
+    last = (manifest.data.get("sessions") or [{}])[-1].get("stages") or []
+    stages = manifest.data.get("stages", {})
+    return {n: stages[n]["skipped"] for n in last if stages.get(n, {}).get("state") == "skipped"}
+
+
 def run_pipeline(conf: RunConf, *, stages: list[str] | None = None) -> dict[str, dict[str, Any]]:
-    """Run `stages` (default: `conf.pipeline`) and return each stage's summary."""
+    """Run `stages` (default: `conf.pipeline`) and return the summary of each stage that ran.
+
+    A stage that finds nothing valid upstream (`NothingValid`) is recorded as skipped with its
+    reason, and so is every stage that reads a table it did not write; the other stages run,
+    and the run ends `partial` (`skipped_stages` says which and why)."""
     names = stages if stages is not None else list(conf.pipeline)
     if stages is not None:
         check_stages(conf.stages, names, model_views(conf))
@@ -151,19 +188,31 @@ def run_pipeline(conf: RunConf, *, stages: list[str] | None = None) -> dict[str,
     manifest.save()
     summaries: dict[str, dict[str, Any]] = {}
     with emulator_for(conf):
-        absent = missing_keys(conf, list(conf.models))
+        absent = missing_keys(conf, models_named(conf, names))
         if absent:
             log.warning("API-key variables not set: %s; calls to those models will fail", ", ".join(absent))
         start_ray(conf)
         engine = Engine(conf, run, manifest, store)
+        skipped: dict[str, str] = {}  # table not written this session -> the stage that found nothing valid
         try:
             with on_signals(raise_interrupted):
                 for name in names:
                     manifest.set_stage(
-                        name, state="running", started_at=now_iso(), **structured_record(conf, name)
+                        name, state="running", started_at=now_iso(), skipped=None, **structured_record(conf, name)
                     )
+                    blocked = blocked_by(conf, name, skipped)
+                    root = blocked[1] if blocked else name
                     try:
+                        if blocked:
+                            raise NothingValid(blocked[0])
                         summary = stage(name).run(stage_context(conf, name, run, engine))
+                    except NothingValid as exc:
+                        log.warning("stage %s skipped: %s", name, exc)
+                        manifest.set_stage(
+                            name, state="skipped", finished_at=now_iso(), skipped=str(exc), error=None
+                        )
+                        skipped.update(dict.fromkeys(stage(name).writes, root))
+                        continue
                     except BaseException as exc:
                         state = stop_state(exc)
                         manifest.data.update(state=state, resumable=resumable(exc))
@@ -171,7 +220,7 @@ def run_pipeline(conf: RunConf, *, stages: list[str] | None = None) -> dict[str,
                         raise
                     manifest.set_stage(name, state="done", finished_at=now_iso(), summary=summary, error=None)
                     summaries[name] = summary
-            manifest.data.update(state="done", resumable=False)
+            manifest.data.update(state="partial" if skipped else "done", resumable=False)
         finally:
             engine.close()
             session["ended_at"] = now_iso()

@@ -111,7 +111,8 @@ def validate(conf: RunConf) -> None:
         )
         check(bool(m.model_id.strip()), f"{where}.model_id", "must not be empty")
         check(
-            m.api_key_env.replace("_", "").isalnum() and not m.api_key_env[0].isdigit(),
+            m.api_key_env is None
+            or (m.api_key_env.replace("_", "").isalnum() and not m.api_key_env[0].isdigit()),
             f"{where}.api_key_env",
             f"must be an environment variable name, got '{m.api_key_env}'",
         )
@@ -193,5 +194,7 @@ def resolved_yaml(conf: RunConf) -> str:
 
 
 def missing_keys(conf: RunConf, model_keys: list[str]) -> list[str]:
-    """Environment variables the given models need that are unset (names only)."""
-    return sorted({conf.models[k].api_key_env for k in model_keys} - set(os.environ))
+    """Environment variables the given models need that are unset (names only); a model that
+    takes no key needs none."""
+    needed = {conf.models[k].api_key_env for k in model_keys} - {None}
+    return sorted(str(v) for v in needed - set(os.environ))

@@ -46,8 +46,9 @@ class ModelConf:
     """The provider's model name, sent in the request."""
     base_url: str = MISSING
     """Endpoint root, e.g. https://api.openai.com/v1 or https://api.anthropic.com."""
-    api_key_env: str = MISSING
-    """Name of the environment variable that holds the API key. The key itself is never in config."""
+    api_key_env: str | None = MISSING
+    """Name of the environment variable that holds the API key (the key itself is never in config);
+    null for a server that takes no key, e.g. a local vLLM or llama.cpp server: no key is sent."""
     account: str | None = None
     """Account whose limits this model draws on; None gives the model an account of its own."""
     limits: LimitsConf = field(default_factory=LimitsConf)

@@ -71,7 +71,7 @@ class ClientPool:
             for acc, lim in limits.items()
         }
         # The keys go from this process's environment to the clients by method calls only.
-        variables = {ep.api_key_env for ep in endpoints.values()}
+        variables = {ep.api_key_env for ep in endpoints.values() if ep.api_key_env}
         ring_name, self._ring = open_key_ring({v: os.environ[v] for v in variables if os.environ.get(v)})
         settings = ClientSettings(
             endpoints=endpoints,

@@ -33,7 +33,10 @@ def to_emulator_config(conf: EmulatorConf) -> EmulatorConfig:
 
 def emulated_key_envs(conf: RunConf) -> list[str]:
     """Key variables of the models whose base URL points at the emulator."""
-    return sorted({m.api_key_env for m in conf.models.values() if m.base_url.startswith(conf.emulator.url)})
+    url = conf.emulator.url
+    return sorted(
+        {m.api_key_env for m in conf.models.values() if m.api_key_env and m.base_url.startswith(url)}
+    )
 
 
 def fill_throwaway_keys(conf: RunConf) -> None:

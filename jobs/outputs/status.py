@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import socket
+from dataclasses import asdict
 from typing import Any
 
 import polars as pl
@@ -23,6 +24,8 @@ from actors.store import CallStore
 from jobs.engine.batching.records import batch_status
 from jobs.engine.recovery import on_the_wire, paid_twice
 from jobs.engine.rundir import MANIFEST, RunDir, default_cache
+from jobs.stages.registry import STAGES
+from jobs.stages.unusable import Unusable, unusable_rows
 
 
 def run_status(run_uri: str) -> dict[str, Any]:
@@ -41,6 +44,9 @@ def run_status(run_uri: str) -> dict[str, Any]:
     data["run_state"] = run_state(data)
     data["eta"] = eta(data) if data["run_state"] == "running" else {}
     data["tables"] = table_rows(root)
+    data["unusable"] = {
+        name: [asdict(u) for u in found] for name, found in unusable_by_stage(RunDir(root)).items()
+    }
     data["store"] = store_counts(root, data["run_id"])
     data["batches"] = batch_status(Location(run_uri))
     data["paid_twice"] = paid_twice(data).to_dicts()
@@ -48,9 +54,20 @@ def run_status(run_uri: str) -> dict[str, Any]:
     return data
 
 
+def unusable_by_stage(run: RunDir) -> dict[str, list[Unusable]]:
+    """Per stage, in pipeline order, the rows of its tables that later stages cannot use, and why."""
+    out: dict[str, list[Unusable]] = {}
+    for s in STAGES:
+        found = [u for t in s.writes if (u := unusable_rows(run, t)) is not None]
+        if found:
+            out[s.name] = found
+    return out
+
+
 def run_state(manifest: dict[str, Any]) -> str:
-    """running | finished | stopped (at the budget) | interrupted (a signal) | failed (an error) |
-    killed (the driver died without a word) | unknown (a driver on another host)."""
+    """running | finished | partial (finished, but stages found nothing valid upstream and were
+    skipped) | stopped (at the budget) | interrupted (a signal) | failed (an error) | killed (the
+    driver died without a word) | unknown (a driver on another host)."""
     sessions = manifest.get("sessions") or []
     if not sessions:
         return "unknown"
@@ -129,6 +146,8 @@ def format_status(status: dict[str, Any]) -> str:
         lines.append(f"  stage {name:<14} {st.get('state', '?')}")
         if st.get("error"):
             lines.append(f"    error: {st['error']}")
+        if st.get("state") == "skipped" and st.get("skipped"):
+            lines.append(f"    skipped: {st['skipped']}")
     for name, c in status.get("calls", {}).items():
         failures = ", ".join(f"{k} {v}" for k, v in sorted((c.get("failures") or {}).items())) or "none"
         lines.append(
@@ -151,6 +170,10 @@ def format_status(status: dict[str, Any]) -> str:
     )
     if status.get("tables"):
         lines.append("  tables: " + ", ".join(f"{k} {v}" for k, v in sorted(status["tables"].items())))
+    for found in status.get("unusable", {}).values():
+        for u in found:
+            if u["unusable"]:
+                lines.append(f"  unusable rows, {Unusable(**u).describe()}")
     batches = status.get("batches") or {}
     for b in batches.get("in_flight", []):
         counts = ", ".join(f"{k} {v}" for k, v in sorted(b["counts"].items())) or "no counts yet"

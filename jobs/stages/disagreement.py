@@ -11,7 +11,9 @@ Reads `tables/scores.parquet` (only rows with status ok and a position, of sampl
 
 Subsets default to the paper's six (`DEFAULT_SUBSETS`), each restricted to the models
 that have scores; a default subset left with fewer than two models is dropped. Subsets
-given in config are used as written, and a model without scores is an error.
+given in config are used as written, and a model without scores is an error. When the
+scores exist but too few are valid to compare (every rubric invalid, say), the stage is
+skipped (`NothingValid`) with the unusable rows upstream as its reason.
 
 The paper selected the δ-diverse scenarios before answering them, and so does a run whose
 responses have `scope: diverse`: only those are scored, so only those are analysed here.
@@ -45,6 +47,7 @@ from jobs.stages.base import ModelView, Stage, StageContext
 from jobs.stages.embeddings import read_embeddings
 from jobs.stages.streaming import scan_table
 from jobs.stages.tables import write_table
+from jobs.stages.unusable import NothingValid, explain
 
 STD_KINDS = ("population", "sample")
 
@@ -133,11 +136,35 @@ def _scores(ctx: StageContext[DisagreementConf], dc: DisagreementConf) -> pl.Dat
     return scores
 
 
+UPSTREAM = ["scores", "rubrics", "responses"]
+"""The tables whose unusable rows explain scores missing here, nearest first."""
+
+
+def check_scored(ctx: StageContext[DisagreementConf], scored: set[str]) -> None:
+    """Raise `NothingValid`, explained by the rows upstream, when the models to compare have no
+    valid score although they were scored: the rows are at fault, not the config."""
+    dc = ctx.settings
+    attempted = set(scan_table(ctx.run, "scores").select("model").unique().collect()["model"].to_list())
+    if len(scored) < 2:
+        raise NothingValid(
+            f"fewer than two models have a valid score to compare (valid: {sorted(scored)}): "
+            + explain(ctx.run, UPSTREAM)
+        )
+    named = {m for models in (dc.subsets or {}).values() for m in models}
+    invalid = sorted((named - scored) & attempted)
+    if invalid:
+        raise NothingValid(
+            f"models {invalid} of stages.disagreement.subsets were scored but have no valid score: "
+            + explain(ctx.run, UPSTREAM)
+        )
+
+
 def run(ctx: StageContext[DisagreementConf]) -> dict[str, Any]:
     """Stage entry point: disagreement, selections and outliers; returns per-subset counts."""
     dc = ctx.settings
     scores = _scores(ctx, dc)
     models = tuple(sorted(scores["model"].unique().to_list()))
+    check_scored(ctx, set(models))
     subsets = resolve_subsets(dc.subsets, set(models))
     pm = position_matrix(scores, models)
     table = disagreement(

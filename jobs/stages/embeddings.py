@@ -47,6 +47,7 @@ from jobs.analysis.embed.pipeline import embed_column
 from jobs.stages.base import ModelView, Plan, Stage, StageContext
 from jobs.stages.devices import require_gpu
 from jobs.stages.streaming import iter_results, scan_table
+from jobs.stages.unusable import NothingValid, explain
 
 log = logging.getLogger("specstress.embeddings")
 
@@ -283,6 +284,8 @@ def run(ctx: StageContext[EmbeddingsConf]) -> dict[str, Any]:
     ec = ctx.settings
     _ready(ctx, ec, "stages.embeddings")
     scen = _scenarios(ctx)
+    if scen.is_empty():
+        raise NothingValid("no scenario was kept to embed: " + explain(ctx.run, ["scenario_rejects"]))
     if ec.backend == "api":
         ids, emb, info = _api_vectors(ctx, ec, scen)
     else:

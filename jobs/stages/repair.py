@@ -30,7 +30,9 @@ REPAIR_PROMPT = """Your previous answer could not be used: {error}
 Reply again with only the corrected JSON object, in exactly the shape the first message asks for, and nothing else."""
 """The error-feedback turn of a repair call."""
 
-_FENCE = re.compile(r"```(?:json)?\s*(.*?)```", re.DOTALL)
+_FENCE = re.compile(r"```(?:json)?\s*(.*?)```", re.DOTALL | re.IGNORECASE)
+_LINE_OPENS_OBJECT = re.compile(r"^\{", re.MULTILINE)
+_DECODER = json.JSONDecoder()
 CHUNK_ROWS = 10_000
 """Requests built at a time (their specs are held in memory)."""
 SCHEMA_COLUMN = "response_schema"
@@ -43,18 +45,45 @@ class ParseError(ValueError):
 
 
 def extract_json(text: str | None) -> Any:
-    """The JSON object in a model's answer: fenced or bare, with prose around it tolerated."""
+    r"""The one JSON object in a model's answer, tolerating what real providers wrap it in.
+
+    Tolerated, since none of it changes what the object says: a ``` fence (the first holding a `{`),
+    prose before and after it, braces in that prose. Refused, since a guess would: an answer
+    with no object, an object that does not parse (cut off, say), or several objects.
+
+    The object starts at the first `{`, or, when that one does not parse (a brace in prose
+    before it), at a later `{` that opens a line; a `{` inside an object already read is part
+    of it, never a second object.
+
+    >>> extract_json('Sure! Here it is:\n```json\n{"a": 1}\n```\nUse {curly} braces.')
+    {'a': 1}
+    """
     if text is None or not text.strip():
         raise ParseError("the answer was empty")
     fenced = _FENCE.search(text)
-    body = fenced.group(1) if fenced else text
-    start, end = body.find("{"), body.rfind("}")
-    if start < 0 or end <= start:
+    body = fenced.group(1) if fenced and "{" in fenced.group(1) else text
+    first = body.find("{")
+    if first < 0:
         raise ParseError("no JSON object found in the answer")
-    try:
-        return json.loads(body[start : end + 1])
-    except json.JSONDecodeError as exc:
-        raise ParseError(f"invalid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}") from exc
+    starts = [first, *(m.start() for m in _LINE_OPENS_OBJECT.finditer(body) if m.start() > first)]
+    found: list[Any] = []
+    error: json.JSONDecodeError | None = None
+    end = 0
+    for start in starts:
+        if start < end:
+            continue
+        try:
+            value, end = _DECODER.raw_decode(body, start)
+        except json.JSONDecodeError as exc:
+            error = error or exc
+            continue
+        found.append(value)
+    if not found:
+        assert error is not None
+        raise ParseError(f"invalid JSON: {error.msg} at line {error.lineno} column {error.colno}")
+    if len(found) > 1:
+        raise ParseError(f"the answer holds {len(found)} JSON objects; give exactly one")
+    return found[0]
 
 
 def wrong_shape(exc: ValidationError, limit: int = 5) -> ParseError:

@@ -30,6 +30,8 @@ from jobs.stages.tables import write_table
 
 QUERY_TAG = "FINAL QUERY:"
 """The fixed tag after which a generator gives only the user's question."""
+_TAG = re.compile(re.escape(QUERY_TAG), re.IGNORECASE)
+"""The tag as models write it: "Final query:" is the same tag."""
 
 GENERATE_PROMPT = """You are helping to stress-test how AI assistants handle conflicts between values.
 
@@ -139,10 +141,10 @@ def extract_query(text: str | None) -> tuple[str | None, str | None]:
     """The question after the last tag, or (None, reason) when there is none."""
     if text is None or not text.strip():
         return None, "empty"
-    idx = text.rfind(QUERY_TAG)
-    if idx < 0:
+    tags = list(_TAG.finditer(text))
+    if not tags:
         return None, "no_tag"
-    query = _WRAPPING.sub("", text[idx + len(QUERY_TAG) :])
+    query = _WRAPPING.sub("", text[tags[-1].end() :])
     if not query:
         return None, "empty"
     return query, None

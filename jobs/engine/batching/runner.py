@@ -158,10 +158,10 @@ class BatchRunner:
 
     def _http(self, session: aiohttp.ClientSession, ep: Endpoint) -> BatchHttp:
         # Like the client actor, only the variable the config names is read, and only here.
-        api_key = os.environ.get(ep.api_key_env) or ""
+        api_key = os.environ.get(ep.api_key_env) if ep.api_key_env else None
         adapter = get_adapter(ep.provider)
         sample = adapter.build(ep, CallSpec(model=ep.model_key))
-        return BatchHttp(session, {**sample.headers, **adapter.auth_headers(api_key)})
+        return BatchHttp(session, {**sample.headers, **(adapter.auth_headers(api_key) if api_key else {})})
 
     async def submit_first(self, sr: StageRun) -> None:
         async with aiohttp.ClientSession() as session:

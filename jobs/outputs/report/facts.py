@@ -17,6 +17,7 @@ from jobs.engine.batching.records import batch_status
 from jobs.engine.recovery import paid_twice
 from jobs.outputs.report.blocks import Section, Table, num
 from jobs.outputs.report.sources import RunSources
+from jobs.outputs.status import unusable_by_stage
 
 _ROUND = re.compile(r"(_c\d+)?(_r\d+)?$")
 
@@ -127,7 +128,7 @@ def facts_section(src: RunSources) -> Section:
     sec.tables.append(
         Table(
             "Stages",
-            ["stage", "state", "started", "finished", "seconds", "error"],
+            ["stage", "state", "started", "finished", "seconds", "error or why skipped"],
             [
                 [
                     name,
@@ -135,12 +136,13 @@ def facts_section(src: RunSources) -> Section:
                     st.get("started_at") or "",
                     st.get("finished_at") or "",
                     _seconds(st.get("started_at"), st.get("finished_at")),
-                    st.get("error") or "",
+                    st.get("error") or st.get("skipped") or "",
                 ]
                 for name, st in sorted(m.get("stages", {}).items(), key=lambda kv: _order(src, kv[0]))
             ],
         )
     )
+    sec.tables.append(unusable_table(src))
     sec.tables.append(
         Table(
             "Engine figures per requests table (latest session)",
@@ -230,6 +232,27 @@ def facts_section(src: RunSources) -> Section:
             "when a session ended (a kill, a drain that cut them off, a lost client) and were sent again."
         )
     return sec
+
+
+def unusable_table(src: RunSources) -> Table:
+    """Per stage, the rows it wrote that later stages cannot use: counts by status and first reasons."""
+    rows = [
+        [
+            stage,
+            u.table,
+            num(u.rows),
+            num(u.unusable),
+            ", ".join(f"{k} {n}" for k, n in u.by_status.items()),
+            "; ".join(f"{r} ({n})" for r, n in u.reasons),
+        ]
+        for stage, found in unusable_by_stage(src.run).items()
+        for u in found
+    ]
+    return Table(
+        "Rows each stage could not use (rejected, invalid, failed calls, no rubric...) and why",
+        ["stage", "table", "rows", "unusable", "by status or reason", "most frequent reasons"],
+        rows or [["none", "", "", "", "", ""]],
+    )
 
 
 def batches_table(src: RunSources) -> Table:

@@ -60,10 +60,13 @@ class RunSources:
 
     def missing(self, stage: str, table: str) -> str:
         """Why a section is empty: the stage's state from the manifest, in words."""
-        state = (self.manifest.get("stages", {}).get(stage) or {}).get("state")
+        entry = self.manifest.get("stages", {}).get(stage) or {}
+        state = entry.get("state")
         path = f"tables/{table}.parquet"
         if state is None:
             return f"stage {stage} not run: {path} is absent"
+        if state == "skipped":
+            return f"stage {stage} was skipped, {path} not written: {entry.get('skipped')}"
         if state == "done":
             return f"stage {stage} is done but {path} is absent"
         return f"stage {stage} is {state}: {path} is not written yet"

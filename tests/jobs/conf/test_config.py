@@ -10,7 +10,9 @@ import pytest
 
 from actors.errors import ConfigError
 from jobs.cli import main
+from jobs.conf.loader import missing_keys, resolved_yaml
 from jobs.config import load_config
+from jobs.driver import models_named
 from jobs.paper import DIVERSE_SHARE
 from jobs.stages.compliance_scope import DEMO_SPEC
 from jobs.stages.registry import STAGES
@@ -157,3 +159,21 @@ def test_emulate_command_serves_the_wire_formats(tmp_path: Path) -> None:
     finally:
         proc.terminate()
         proc.communicate(timeout=10)
+
+
+def test_the_local_model_config_needs_no_key_and_writes_none(tmp_path: Path) -> None:
+    local = load_config(DEMO.with_name("local-llm.yaml"))
+    used = models_named(local, list(local.pipeline))
+    assert used == ["smollm2_cool", "smollm2_warm"]  # every role, on the local server
+    assert all(local.models[m].api_key_env is None for m in used)
+    assert all(local.models[m].base_url == "http://127.0.0.1:8080/v1" for m in used)
+    assert missing_keys(local, used) == []
+    assert resolved_yaml(local).count("api_key_env: null") == 2
+    # Leaving the field out is still an error: no key has to be said, not forgotten.
+    keyless = tmp_path / "keyless.yaml"
+    keyless.write_text(
+        f"include: ['{DEMO.with_name('local-llm.yaml')}']\n"
+        "models:\n  forgot: {provider: openai, model_id: m, base_url: 'http://127.0.0.1:9/v1'}\n"
+    )
+    with pytest.raises(ConfigError, match=r"models\.forgot\.api_key_env"):
+        load_config(keyless)

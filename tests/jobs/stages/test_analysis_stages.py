@@ -21,9 +21,14 @@ from jobs.analysis.diversity import DiverseSelection, check_selection
 from jobs.analysis.outliers import OUTLIER_COUNTS_SCHEMA, OUTLIER_SCHEMA
 from jobs.analysis.selection import DIVERSE_SCHEMA, SELECTION_SCHEMA
 from jobs.conf.schema import RunConf
-from jobs.driver import run_pipeline
+from jobs.config import stage_context
+from jobs.driver import run_pipeline, skipped_stages
+from jobs.engine.rundir import RunDir
+from jobs.outputs.status import format_status, run_status
 from jobs.stages.devices import require_gpu
 from jobs.stages.disagreement import resolve_subsets, summary_lines
+from jobs.stages.disagreement import run as disagreement
+from jobs.stages.unusable import NothingValid
 from tests.conftest import emulator_config
 from tests.jobs.stages.test_model_sweep import make_conf, write_scenarios
 
@@ -255,3 +260,74 @@ def test_a_cluster_waits_for_its_autoscaler_to_start_a_gpu_node(caplog: pytest.L
     assert "no GPU in the cluster yet; waiting for the autoscaler" in caplog.text
     with pytest.raises(ConfigError, match="must be 'cpu' or 'cuda', got 'gpu'"):
         require_gpu("stages.diversity.device", "gpu", autoscaled=True)
+
+
+def _spoil(tables: Path) -> int:
+    """Every rubric invalid and every score `no_rubric`, as a model that never writes a valid
+    rubric leaves them; returns the rubrics."""
+    rubrics = pl.read_parquet(tables / "rubrics.parquet").with_columns(
+        status=pl.lit("invalid"),
+        error=pl.lit("no JSON object found in the answer"),
+        value1_spectrum=None,
+        value2_spectrum=None,
+    )
+    scores = pl.read_parquet(tables / "scores.parquet").with_columns(
+        status=pl.lit("no_rubric"), error=pl.lit("the pair has no valid rubric"), position=None
+    )
+    for name, frame in (("rubrics", rubrics), ("scores", scores)):
+        schema = pq.read_schema(tables / f"{name}.parquet")
+        pq.write_table(frame.to_arrow().cast(schema), tables / f"{name}.parquet")
+    return rubrics.height
+
+
+def test_nothing_valid_upstream_skips_the_dependent_stages_with_the_reason(
+    analysed: dict[str, Any], tmp_path: Path
+) -> None:
+    run_dir = tmp_path / "run"
+    shutil.copytree(analysed["run"].parent, run_dir)
+    (run_dir / "tables" / "disagreement.parquet").unlink()
+    n_rubrics = _spoil(run_dir / "tables")
+    out = run_pipeline(
+        make_conf("http://127.0.0.1:9", run_dir, "stages.topics.scope=all"),
+        stages=["disagreement", "topics", "diversity"],
+    )
+    # The stage that does not read the skipped one's tables still runs.
+    assert list(out) == ["diversity"]
+    skipped = skipped_stages(str(run_dir))
+    assert set(skipped) == {"disagreement", "topics"}
+    why = skipped["disagreement"]
+    assert "fewer than two models have a valid score" in why and "set stages.disagreement" not in why
+    assert f"rubrics: {n_rubrics} of {n_rubrics} rows unusable (invalid {n_rubrics})" in why
+    assert '"no JSON object found in the answer"' in why and "no_rubric" in why
+    assert "it reads 'disagreement'" in skipped["topics"] and "stage 'disagreement'" in skipped["topics"]
+    assert not (run_dir / "tables" / "disagreement.parquet").exists()
+    status = run_status(str(run_dir))
+    assert status["run_state"] == "partial"
+    assert status["unusable"]["rubrics"][0]["by_status"] == {"invalid": n_rubrics}
+    text = format_status(status)
+    assert "stage disagreement   skipped" in text and f"skipped: {why}" in text
+
+
+def test_a_configured_subset_whose_model_has_only_invalid_scores_is_an_upstream_skip(
+    analysed: dict[str, Any], tmp_path: Path
+) -> None:
+    run_dir = tmp_path / "run"
+    shutil.copytree(analysed["run"].parent, run_dir)
+    tables = run_dir / "tables"
+    scores = pl.read_parquet(tables / "scores.parquet")
+    spoilt = scores.with_columns(
+        status=pl.when(pl.col("model") == "o3").then(pl.lit("invalid")).otherwise("status"),
+        error=pl.when(pl.col("model") == "o3")
+        .then(pl.lit("wrong shape: o3: Field required"))
+        .otherwise("error"),
+    )
+    pq.write_table(
+        spoilt.to_arrow().cast(pq.read_schema(tables / "scores.parquet")), tables / "scores.parquet"
+    )
+    conf = make_conf("http://127.0.0.1:9", run_dir, "stages.disagreement.subsets={pair: [o3, o4_mini]}")
+    with pytest.raises(NothingValid, match=r"models \['o3'\] of stages.disagreement.subsets were scored"):
+        disagreement(stage_context(conf, "disagreement", RunDir.open(str(run_dir))))
+    # A model that was never scored is still the config's fault.
+    conf = make_conf("http://127.0.0.1:9", run_dir, "stages.disagreement.subsets={pair: [o4_mini, grok_4]}")
+    with pytest.raises(ConfigError, match=r"subsets\.pair.*\['grok_4'\]"):
+        disagreement(stage_context(conf, "disagreement", RunDir.open(str(run_dir))))
