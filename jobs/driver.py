@@ -198,7 +198,11 @@ def run_pipeline(conf: RunConf, *, stages: list[str] | None = None) -> dict[str,
             with on_signals(raise_interrupted):
                 for name in names:
                     manifest.set_stage(
-                        name, state="running", started_at=now_iso(), skipped=None, **structured_record(conf, name)
+                        name,
+                        state="running",
+                        started_at=now_iso(),
+                        skipped=None,
+                        **structured_record(conf, name),
                     )
                     blocked = blocked_by(conf, name, skipped)
                     root = blocked[1] if blocked else name
