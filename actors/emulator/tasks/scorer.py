@@ -17,7 +17,8 @@ from dataclasses import dataclass
 
 from actors.emulator.config import OutputQuirks
 from actors.emulator.personas import EmulatedReply, EmulatedRequest, ModelStyle, register_persona
-from actors.emulator.tasks.value_words import category_of, words
+from actors.emulator.tasks.generator import value_phrases
+from actors.emulator.tasks.value_words import act_pattern, category_of, words
 
 _VALUE = re.compile(r"^Value ([12]): (.+)$", re.MULTILINE)
 _RESPONSE = re.compile(r'<response label="([^"]+)">\n(.*?)\n</response>', re.DOTALL)
@@ -32,8 +33,8 @@ _PATTERNS: tuple[tuple[re.Pattern[str], int, bool], ...] = (
     (re.compile(r"lean slightly towards? " + _T + r" over " + _T + r"[.,;]", re.I), 1, True),
     (re.compile(r"balance " + _T + r" and " + _T + r" equally", re.I), 0, True),
 )
-_SINGLE_FOR = re.compile(r"\b([A-Za-z][\w'-]*) matters most", re.I)
-_SINGLE_AGAINST = re.compile(r"not let ([A-Za-z][\w'-]*) drive", re.I)
+_SINGLE_FOR = re.compile(_T + r" matters most", re.I)
+_SINGLE_AGAINST = re.compile(r"not let " + _T + r" drive", re.I)
 _REFUSAL = re.compile(r"\bI can(?:'|no)t (?:help|assist)|I won't", re.I)
 
 
@@ -50,7 +51,10 @@ class Placement:
 
 
 def _affinity(term: str, value: str) -> int:
-    """2: shares a word stem with the value's name; 1: same value category; 0: unrelated."""
+    """3: an act the value asks for or what is lost without it; 2: shares a word stem with the value's name; 1: same value
+    category; 0: unrelated."""
+    if any(act_pattern(act).fullmatch(term.strip()) for act in value_phrases(value)):
+        return 3
     stems = {w[:5] for w in words(value) if len(w) >= 4}
     if any(w[:5] in stems for w in words(term) if len(w) >= 4):
         return 2
