@@ -1,9 +1,11 @@
-"""What emulated models "know" about values: word stems per value category, and sensitive topics.
+"""What emulated models "know" about values: word stems per value category, the acts that serve
+each value, and sensitive topics.
 
 This is world knowledge, the kind any language model has: that "candid" is about
-truthfulness and "autonomy" about freedom. Responders use it to see which values a query
-touches; the scorer uses it to match what a response favours to the value names it is
-given. The categories echo level-2 value categories; none is tied to the stages' code.
+truthfulness, "autonomy" about freedom and "refusing to cut corners" about quality.
+Responders use it to see which values a query puts at stake (`stakes`); the scorer uses it
+to match what a response favours to the value names it is given. The categories echo
+level-2 value categories; none is tied to the stages' code.
 """
 
 from __future__ import annotations
@@ -344,7 +346,7 @@ def stakes(text: str) -> list[tuple[str, str]]:
         if not any(a < m.end() and m.start() < b for a, b in spans):
             name = m.group(1) or m.group(2)
             known.append((name.lower(), category_of(name), m))
-    found: dict[object, tuple[int, str, str]] = {}
+    found: dict[int | str, tuple[int, str, str]] = {}
     for key, cat, m in known:
         if cat is not None and (key not in found or m.start() < found[key][0]):
             found[key] = (m.start(), m.group(0), cat)
