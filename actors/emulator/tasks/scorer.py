@@ -2,8 +2,9 @@
 
 It recognises the scoring task from the prompt text (labelled response tags and the JSON
 keys it asks for), finds each response's stance sentence ("more weight on X than on Y",
-"balance X and Y equally"...), matches X and Y to the two value names by shared word
-stems or value category, and turns the stated firmness into positions. It knows only
+"balance X and Y equally"...), matches X and Y to the two value names (an act the value
+asks for, a shared word stem, or the value category), and turns the stated firmness into
+positions: an absolute stance sits at 0 or 6, a balanced one at 3. It knows only
 what the prompt shows: no model names, no hidden fields. At the `malformed_json` quirk
 rate the first answer is broken in one of several ways; a repair turn is answered properly.
 """
