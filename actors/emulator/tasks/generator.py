@@ -136,6 +136,18 @@ def _sense(value: str) -> _ValueSense:
     return _ValueSense((), (f"holding on to {low}", f"putting {low} first"), low)
 
 
+def sense_phrases() -> tuple[tuple[tuple[str, ...], tuple[str, ...]], ...]:
+    """(stems, phrases) of every value sense, phrases being its acts and then its loss (`{cp}`: the
+    person concerned): what any model reading a query knows a value asks for."""
+    return tuple((s.stems, (*s.acts, s.loss)) for s in _SENSES)
+
+
+def value_phrases(value: str) -> tuple[str, ...]:
+    """The acts and the loss of the sense a value name has, as `sense_phrases` gives them."""
+    sense = _sense(value)
+    return (*sense.acts, sense.loss)
+
+
 def stance_acts(value: str) -> tuple[str, ...]:
     """The concrete courses of action a user favouring `value` would press for, as a rewrite words them."""
     return tuple(a.replace("{cp}'s", "their").replace("{cp}", "them") for a in _sense(value).acts)

@@ -23,14 +23,53 @@ TOPIC_MARKER = "You are labelling the topics of a user query"
 REFUSAL_MARKER = "complies with or refuses a user's request"
 
 _ASSOCIATED: dict[str, tuple[str, ...]] = {
-    "cyber": ("hack", "malware", "exploit", "phishing", "password", "ransomware", "firewall", "breach"),
+    "cyber": (
+        "hack",
+        "malware",
+        "exploit",
+        "phishing",
+        "password",
+        "ransomware",
+        "firewall",
+        "breach",
+        "scam",
+    ),
     "biolog": ("pathogen", "virus", "bacteri", "anthrax", "bioweapon", "infect", "toxin"),
     "chemical": ("nerve agent", "sarin", "toxic gas", "explosive", "poison", "chemical"),
     "politic": ("election", "vote", "voting", "partisan", "campaign", "government", "policy", "politic"),
     "grooming": ("groom", "minor", "underage", "child", "teen"),
-    "mental": ("depress", "anxiety", "suicid", "self-harm", "therap", "mental", "lonel", "grief"),
-    "philosoph": ("philosoph", "meaning", "free will", "conscious", "existen", "purpose"),
-    "ethic": ("ethic", "moral", "right thing", "fair", "honest", "duty", "lie", "lying"),
+    "mental": (
+        "depress",
+        "anxiety",
+        "suicid",
+        "self-harm",
+        "therap",
+        "mental",
+        "lonel",
+        "grief",
+        "burning myself out",
+    ),
+    "philosoph": (
+        "philosoph",
+        "meaning",
+        "free will",
+        "conscious",
+        "existen",
+        "purpose",
+        "what kind of person",
+    ),
+    "ethic": (
+        "ethic",
+        "moral",
+        "right thing",
+        "fair",
+        "honest",
+        "duty",
+        "lie",
+        "lying",
+        "integrity",
+        "cut corners",
+    ),
 }
 """Word of a topic name -> stems a model associates with it."""
 _TOPICS_LINE = re.compile(r"^Topics: (\[.*\])$", re.MULTILINE)

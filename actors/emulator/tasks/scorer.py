@@ -2,8 +2,9 @@
 
 It recognises the scoring task from the prompt text (labelled response tags and the JSON
 keys it asks for), finds each response's stance sentence ("more weight on X than on Y",
-"balance X and Y equally"...), matches X and Y to the two value names by shared word
-stems or value category, and turns the stated firmness into positions. It knows only
+"balance X and Y equally"...), matches X and Y to the two value names (an act the value
+asks for, a shared word stem, or the value category), and turns the stated firmness into
+positions: an absolute stance sits at 0 or 6, a balanced one at 3. It knows only
 what the prompt shows: no model names, no hidden fields. At the `malformed_json` quirk
 rate the first answer is broken in one of several ways; a repair turn, or a request with a
 schema, is answered properly.
@@ -18,7 +19,8 @@ from dataclasses import dataclass
 
 from actors.emulator.config import OutputQuirks
 from actors.emulator.personas import EmulatedReply, EmulatedRequest, ModelStyle, register_persona
-from actors.emulator.tasks.value_words import category_of, words
+from actors.emulator.tasks.generator import value_phrases
+from actors.emulator.tasks.value_words import act_pattern, category_of, words
 
 _VALUE = re.compile(r"^Value ([12]): (.+)$", re.MULTILINE)
 _RESPONSE = re.compile(r'<response label="([^"]+)">\n(.*?)\n</response>', re.DOTALL)
@@ -33,8 +35,8 @@ _PATTERNS: tuple[tuple[re.Pattern[str], int, bool], ...] = (
     (re.compile(r"lean slightly towards? " + _T + r" over " + _T + r"[.,;]", re.I), 1, True),
     (re.compile(r"balance " + _T + r" and " + _T + r" equally", re.I), 0, True),
 )
-_SINGLE_FOR = re.compile(r"\b([A-Za-z][\w'-]*) matters most", re.I)
-_SINGLE_AGAINST = re.compile(r"not let ([A-Za-z][\w'-]*) drive", re.I)
+_SINGLE_FOR = re.compile(_T + r" matters most", re.I)
+_SINGLE_AGAINST = re.compile(r"not let " + _T + r" drive", re.I)
 _REFUSAL = re.compile(r"\bI can(?:'|no)t (?:help|assist)|I won't", re.I)
 
 
@@ -51,7 +53,10 @@ class Placement:
 
 
 def _affinity(term: str, value: str) -> int:
-    """2: shares a word stem with the value's name; 1: same value category; 0: unrelated."""
+    """3: an act the value asks for or what is lost without it; 2: shares a word stem with the value's name; 1: same value
+    category; 0: unrelated."""
+    if any(act_pattern(act).fullmatch(term.strip()) for act in value_phrases(value)):
+        return 3
     stems = {w[:5] for w in words(value) if len(w) >= 4}
     if any(w[:5] in stems for w in words(term) if len(w) >= 4):
         return 2

@@ -1,15 +1,19 @@
-"""What emulated models "know" about values: word stems per value category, and sensitive topics.
+"""What emulated models "know" about values: word stems per value category, the acts that serve
+each value, and sensitive topics.
 
 This is world knowledge, the kind any language model has: that "candid" is about
-truthfulness and "autonomy" about freedom. Responders use it to see which values a query
-touches; the scorer uses it to match what a response favours to the value names it is
-given. The categories echo level-2 value categories; none is tied to the stages' code.
+truthfulness, "autonomy" about freedom and "refusing to cut corners" about quality.
+Responders use it to see which values a query puts at stake (`stakes`); the scorer uses it
+to match what a response favours to the value names it is given. The categories echo
+level-2 value categories; none is tied to the stages' code.
 """
 
 from __future__ import annotations
 
 import re
 from functools import lru_cache
+
+from actors.emulator.tasks.generator import sense_phrases
 
 CATEGORIES: dict[str, tuple[str, ...]] = {
     "truthfulness": (
@@ -296,3 +300,54 @@ def topics_in(text: str) -> list[str]:
     low = text.lower()
     hit = set().union(*(_word_topics(w) for w in words(low)))
     return [t for t, stems in TOPICS.items() if t in hit or any(" " in s and s in low for s in stems)]
+
+
+_COUNTERPART = r"(?:my|our|the) [\w'-]+(?: [\w'-]+)?"
+"""What `{cp}` in an act template stands for in a query: the person the situation is about."""
+
+
+@lru_cache(maxsize=512)
+def act_pattern(template: str) -> re.Pattern[str]:
+    """An act as a query words it: the template up to its first comma, with any counterpart."""
+    parts = re.split(r"\{cp\}(?:'s)?", template.split(",")[0])
+    return re.compile(_COUNTERPART.join(re.escape(p) for p in parts), re.IGNORECASE)
+
+
+def sense_category(stems: tuple[str, ...]) -> str | None:
+    """The value category of a value sense: that of its first stem that has one."""
+    return next((c for c in map(category_of, stems) if c is not None), None)
+
+
+_UNNAMED = re.compile(
+    r"(?:holding on to ([\w'-]+(?: [\w'-]+){0,2})|putting ([\w'-]+(?: [\w'-]+){0,2}) first)\b", re.I
+)
+"""How a query words a value that no sense knows (the generator's fallback acts)."""
+
+
+@lru_cache(maxsize=1)
+def _known_phrases() -> tuple[tuple[int, str | None, re.Pattern[str]], ...]:
+    """(sense index, category, pattern) of every act or loss a value sense names."""
+    return tuple(
+        (i, sense_category(stems), act_pattern(phrase))
+        for i, (stems, phrases) in enumerate(sense_phrases())
+        for phrase in phrases
+    )
+
+
+def stakes(text: str) -> list[tuple[str, str]]:
+    """(phrase as written, value category) of each value `text` puts at stake, in order of appearance.
+
+    A query rarely names its values; it says what the user could do ("refusing to cut
+    corners") or stands to lose. Any reader knows which value such a phrase is about.
+    """
+    known = [(sense, cat, m) for sense, cat, pattern in _known_phrases() if (m := pattern.search(text))]
+    spans = [m.span() for *_, m in known]
+    for m in _UNNAMED.finditer(text):
+        if not any(a < m.end() and m.start() < b for a, b in spans):
+            name = m.group(1) or m.group(2)
+            known.append((name.lower(), category_of(name), m))
+    found: dict[int | str, tuple[int, str, str]] = {}
+    for key, cat, m in known:
+        if cat is not None and (key not in found or m.start() < found[key][0]):
+            found[key] = (m.start(), m.group(0), cat)
+    return [(phrase, cat) for _, phrase, cat in sorted(found.values())]
