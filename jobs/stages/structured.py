@@ -26,7 +26,7 @@ from typing import Any, TypeVar
 import polars as pl
 from pydantic import BaseModel, TypeAdapter
 
-from actors.errors import ConfigError
+from actors.errors import CallsFailed, ConfigError
 from actors.types import canonical_json
 from jobs.stages.base import StageContext
 from jobs.stages.repair import SCHEMA_COLUMN, Attempted, call_with_repair, first_round
@@ -210,10 +210,18 @@ def _probe(
     seen.update(first["model"].to_list())
     name = f"{stem}_probe"
     path = ctx.calls.write_requests(name, first_round(first, system, params))
-    add_calls(calls, ctx.calls.run(name, path).as_dict())
+    try:
+        add_calls(calls, ctx.calls.run(name, path).as_dict())
+        every_probe_failed = None
+    except CallsFailed as exc:  # a refused schema is an answer here; any other failure is raised below
+        every_probe_failed = exc
     answers = ctx.calls.results(path, ["status", "error_kind", "error"]).collect()
+    refused = False
     for row in answers.iter_rows(named=True):
         error = f"{row['error_kind']}: {row['error']}"
         probe = Attempted("call_failed", None, error, row["key"], row["key"], 0)
         if row["status"] != "ok" and refuses_schema(probe):
             fallbacks.reasons[row["model"]] = error
+            refused = True
+    if every_probe_failed is not None and not refused:
+        raise every_probe_failed

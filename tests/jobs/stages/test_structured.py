@@ -17,6 +17,7 @@ from typing import Any
 import polars as pl
 import pytest
 
+from actors.errors import CallsFailed
 from actors.types import spec_from_json
 from jobs.engine.rundir import RunDir
 from jobs.stages.base import StageContext
@@ -44,6 +45,8 @@ class Engine:
 
     refusing: set[str] = field(default_factory=set)
     refusing_items: set[str] = field(default_factory=set)
+    broken: set[str] = field(default_factory=set)
+    """Models whose every call fails for another cause (a wrong key)."""
     tables: dict[str, pl.DataFrame] = field(default_factory=dict)
     sent: list[tuple[str, str, str, bool]] = field(default_factory=list)
     """(table, model, item, with schema) per request run."""
@@ -57,6 +60,8 @@ class Engine:
         table = self.tables[path]
         for model, item, spec in table.select("model", "item_id", "spec").iter_rows():
             self.sent.append((stage, model, item, spec_from_json(spec).response_schema is not None))
+        if (self.results(path, ["status"]).collect()["status"] != "ok").all():
+            raise CallsFailed(f"stage '{stage}': all {table.height} calls failed")  # as the engine does
         return SimpleNamespace(as_dict=lambda: {"requests": table.height})
 
     def results(self, path: str, columns: list[str]) -> pl.LazyFrame:
@@ -65,7 +70,14 @@ class Engine:
             schema = spec_from_json(r["spec"]).response_schema is not None
             refused = schema and (r["model"] in self.refusing or r["item_id"] in self.refusing_items)
             answer = {"status": "failed", "error_kind": "client", "error": REFUSAL, "text": None}
-            if not refused:
+            if r["model"] in self.broken:
+                answer = {
+                    "status": "failed",
+                    "error_kind": "auth",
+                    "error": "invalid x-api-key",
+                    "text": None,
+                }
+            elif not refused:
                 answer = {"status": "ok", "error_kind": None, "error": None, "text": GOOD}
             rows.append({**r, **answer, "finish_reason": "stop", "cost_usd": 0.0})
         return pl.DataFrame(rows).select("item_id", "model", "key", *columns).lazy()
@@ -113,6 +125,21 @@ def test_a_model_that_refuses_the_schema_costs_one_probe_then_goes_plain(tmp_pat
     assert [m for _, m in with_schema_sent if m == "old"] == ["old"]  # only its probe
     assert ("topics_c1_probe", "old") not in with_schema_sent  # probed once per stage
     assert all(schema for _, m, _, schema in engine.sent if m == "new")
+
+
+def test_a_lone_model_whose_probe_is_refused_goes_plain_rather_than_failing_the_stage(tmp_path: Path) -> None:
+    """Every call of the probe failed, which stops a stage elsewhere; here it is the answer sought."""
+    engine = Engine(refusing={"local"})
+    ctx, fallbacks = context(engine, tmp_path), Fallbacks()
+    outcomes = ask(ctx, "rubrics_c0", items({"local": 3}), fallbacks)
+    assert {o.status for o in outcomes.values()} == {"ok"} and list(fallbacks.reasons) == ["local"]
+
+
+def test_a_probe_that_fails_for_another_cause_still_stops_the_stage(tmp_path: Path) -> None:
+    ctx, fallbacks = context(Engine(broken={"nokey"}), tmp_path), Fallbacks()
+    with pytest.raises(CallsFailed, match="all 1 calls failed"):
+        ask(ctx, "rubrics_c0", items({"nokey": 3}), fallbacks)
+    assert fallbacks.reasons == {}
 
 
 def test_the_probe_is_the_first_calls_own_request(tmp_path: Path) -> None:
