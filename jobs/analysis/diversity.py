@@ -267,6 +267,16 @@ def _runs(cells: np.ndarray, start: np.ndarray, stop: np.ndarray) -> list[tuple[
     return list(zip(a[firsts].tolist(), b[lasts].tolist(), strict=True))
 
 
+_GROUP_BELOW = 0.9
+"""A cell whose candidate runs hold at least this share of the centres prunes too little to
+be worth its own small GEMMs: it joins consecutive such cells in one block of rows."""
+
+
+def _prunes(runs: list[tuple[int, int]], n_centres: int) -> bool:
+    """Do `runs` leave out enough of the `n_centres` centres to scan their cell on its own?"""
+    return sum(b - a for a, b in runs) < _GROUP_BELOW * n_centres
+
+
 def _scan_block(centres: _Centres, rows: np.ndarray, runs: list[tuple[int, int]]) -> np.ndarray:
     """Accept `rows` in order unless a centre in `runs` or an earlier row of the block is within δ.
 
@@ -346,6 +356,27 @@ def default_n_cells(n: int) -> int:
     return int(min(4096, max(1, round(4 * math.sqrt(n)))))
 
 
+def _nearest_in(
+    centres: _Centres,
+    pts: np.ndarray,
+    runs: list[tuple[int, int]],
+    batch_size: int,
+    center: np.ndarray,
+    best: np.ndarray,
+) -> None:
+    """Lower `best` (squared distance) and `center` of `pts` with the centres in `runs`."""
+    space = centres.space
+    for s in range(0, len(pts), batch_size):
+        p = pts[s : s + batch_size]
+        for pos, cidx in centres.candidates(p, runs, np.ones(len(p), dtype=bool)):
+            sq = space.sqdist(p[pos], cidx)
+            j = sq.argmin(axis=1)
+            v = sq[np.arange(len(pos)), j]
+            better = v < best[p[pos]]
+            best[p[pos[better]]] = v[better]
+            center[p[pos[better]]] = cidx[j[better]]
+
+
 def _nearest_centers(
     centres: _Centres, part: _Partition, cell_runs: list[tuple[int, int]], delta: float, batch_size: int
 ) -> tuple[np.ndarray, np.ndarray]:
@@ -366,18 +397,17 @@ def _nearest_centers(
     for j, (a, b) in enumerate(cell_runs):
         if b > a:
             radius[j] = np.linalg.norm(x[centres.idx[a:b]] - part.centroids[j], axis=1).max()
+    everything = [(0, centres.n)]
+    unpruned: list[np.ndarray] = []  # points of cells that prune too little, searched together
     for i in range(part.n_cells):
         pts = part.members[i][~is_center[part.members[i]]]
         runs = _runs(np.flatnonzero(part.min_to_centroid[i] <= radius + delta + _PRUNE_MARGIN), start, stop)
-        for s in range(0, len(pts), batch_size):
-            p = pts[s : s + batch_size]
-            for pos, cidx in centres.candidates(p, runs, np.ones(len(p), dtype=bool)):
-                sq = space.sqdist(p[pos], cidx)
-                j = sq.argmin(axis=1)
-                v = sq[np.arange(len(pos)), j]
-                better = v < best[p[pos]]
-                best[p[pos[better]]] = v[better]
-                center[p[pos[better]]] = cidx[j[better]]
+        if _prunes(runs, centres.n):
+            _nearest_in(centres, pts, runs, batch_size, center, best)
+        else:
+            unpruned.append(pts)
+    if unpruned:
+        _nearest_in(centres, np.concatenate(unpruned), everything, batch_size, center, best)
     center[is_center] = np.flatnonzero(is_center)
     # GEMM distances lose precision near 0; report each point's distance from the difference.
     dist = np.empty(n, dtype=_F32)
@@ -448,22 +478,48 @@ def delta_select(
         start = np.zeros(c, dtype=np.int64)  # cell j's centres are centres.idx[start[j]:stop[j]]
         stop = np.zeros(c, dtype=np.int64)
         parts_order: list[np.ndarray] = []
+        group: list[tuple[int, np.ndarray]] = []  # consecutive cells scanned as one block
+
+        def candidate_runs(i: int) -> list[tuple[int, int]]:
+            """The slices of done cells' centres the triangle inequality cannot rule out for cell i."""
+            near = part.min_to_centroid[i] <= radius + delta + _PRUNE_MARGIN
+            return _runs(np.flatnonzero(near), start, stop)
+
+        def scan_group(prior: list[tuple[int, int]]) -> None:
+            rows = np.concatenate([pts for _, pts in group])
+            first = centres.n
+            for s in range(0, len(rows), batch_size):
+                _scan_block(centres, rows[s : s + batch_size], [*prior, (first, centres.n)])
+            # rows run cell by cell, so each cell's acceptances are one contiguous slice
+            owner = part.assign[centres.idx[first : centres.n]]
+            for i, _ in group:
+                mine = np.flatnonzero(owner == i)
+                start[i] = stop[i] = first
+                if mine.size:
+                    start[i], stop[i] = first + mine[0], first + mine[-1] + 1
+                    own = x[centres.idx[start[i] : stop[i]]]
+                    radius[i] = np.linalg.norm(own - part.centroids[i], axis=1).max()
+            group.clear()
+
         for i in rng.permutation(c):
             pts = part.members[i]
             if not pts.size:
                 continue
             pts = pts[rng.permutation(len(pts))]
             parts_order.append(pts)
-            prior = _runs(
-                np.flatnonzero(part.min_to_centroid[i] <= radius + delta + _PRUNE_MARGIN), start, stop
-            )
-            start[i] = stop[i] = centres.n
-            for s in range(0, len(pts), batch_size):
-                _scan_block(centres, pts[s : s + batch_size], [*prior, (int(start[i]), centres.n)])
-            stop[i] = centres.n
-            if stop[i] > start[i]:
-                own = x[centres.idx[start[i] : stop[i]]]
-                radius[i] = np.linalg.norm(own - part.centroids[i], axis=1).max()
+            prior = candidate_runs(i)
+            rows = sum(len(p) for _, p in group) + len(pts)
+            if not _prunes(prior, centres.n) and rows <= batch_size:
+                group.append((int(i), pts))
+                continue
+            if group:  # its centres now exist, so this cell's candidates must count them
+                scan_group([(0, centres.n)])
+                prior = candidate_runs(i)
+            group.append((int(i), pts))
+            if _prunes(prior, centres.n):
+                scan_group(prior)
+        if group:
+            scan_group([(0, centres.n)])
         cell_runs = list(zip(start.tolist(), stop.tolist(), strict=True))
         used_order = np.concatenate(parts_order)
 
