@@ -233,27 +233,27 @@ class _Centres:
         before each chunk, so the caller can drop rows it has settled.
         """
         space = self.space
-        for start, stop in runs:
-            for s in range(start, stop, _COL_CHUNK):
-                live = np.flatnonzero(alive)
-                if not live.size:
-                    return
-                g = space.y[rows[live]] @ self.low[s : min(s + _COL_CHUNK, stop)].T
-                space.low_checks += g.size
-                thr = space.low_threshold[rows[live]]
-                near = np.flatnonzero(g.max(axis=1) >= thr)
-                if not near.size:
-                    continue
-                cols = np.flatnonzero((g[near] >= thr[near, None]).any(axis=0))
-                yield live[near], self.idx[s + cols]
-
-
-_RUN_GAP = 2048
-"""Centres of non-candidate cells a run may span: a wider GEMM is cheaper than another call."""
+        if len(runs) == 1:
+            slices = [slice(s, min(s + _COL_CHUNK, runs[0][1])) for s in range(*runs[0], _COL_CHUNK)]
+        else:  # many cells' slices: gathered into full-width chunks, fewer and larger GEMMs
+            pos = np.concatenate([np.arange(a, b) for a, b in runs]) if runs else np.empty(0, np.int64)
+            slices = [pos[s : s + _COL_CHUNK] for s in range(0, len(pos), _COL_CHUNK)]
+        for cols in slices:
+            live = np.flatnonzero(alive)
+            if not live.size:
+                return
+            g = space.y[rows[live]] @ self.low[cols].T
+            space.low_checks += g.size
+            thr = space.low_threshold[rows[live]]
+            near = np.flatnonzero(g.max(axis=1) >= thr)
+            if not near.size:
+                continue
+            hit = np.flatnonzero((g[near] >= thr[near, None]).any(axis=0))
+            yield live[near], self.idx[cols][hit]
 
 
 def _runs(cells: np.ndarray, start: np.ndarray, stop: np.ndarray) -> list[tuple[int, int]]:
-    """Merged buffer slices holding the centres of `cells` (gaps up to `_RUN_GAP` are bridged).
+    """Merged buffer slices holding the centres of `cells`.
 
     Cells own disjoint slices, so sorted by start they are sorted by stop too.
     """
@@ -262,7 +262,7 @@ def _runs(cells: np.ndarray, start: np.ndarray, stop: np.ndarray) -> list[tuple[
         return []
     by_start = np.argsort(start[cells])
     a, b = start[cells][by_start], stop[cells][by_start]
-    cut = np.flatnonzero(a[1:] - b[:-1] > _RUN_GAP) + 1
+    cut = np.flatnonzero(a[1:] != b[:-1]) + 1
     firsts, lasts = np.r_[0, cut], np.r_[cut - 1, len(a) - 1]
     return list(zip(a[firsts].tolist(), b[lasts].tolist(), strict=True))
 
