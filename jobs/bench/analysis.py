@@ -139,7 +139,7 @@ def delta_case(x: np.ndarray, delta: float) -> dict[str, Any]:
         "low_gemm_efficiency": round(low_per_s / res["gemm_low_pairs_per_s"], 3),
         "gemm_full_pairs_per_s": round(res["gemm_full_pairs_per_s"]),
         "gemm_full_gflops": round(res["gemm_full_pairs_per_s"] * 2 * x.shape[1] / 1e9, 1),
-        "brute_force_gemm_seconds": round(brute_seconds, 1),
+        "brute_force_gemm_seconds": round(brute_seconds, 2),
         "speedup_vs_brute_force_gemm": round(brute_seconds / res["seconds"], 2),
     }
 
