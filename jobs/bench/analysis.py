@@ -4,7 +4,13 @@
   a fresh process (so the peak RSS is the selection's own). The vectors are clustered:
   the 500 real queries embedded with the local model (when installed; else random
   seeds, `real_seeds=false`), each spread by paraphrase-like perturbations: a seed's own
-  low-rank "topic" directions plus isotropic noise, at mixed strengths.
+  low-rank "topic" directions plus isotropic noise, at mixed strengths. δ = 0.4 keeps
+  about 16% of them; `delta_clustered` has the full figures (`delta_case`).
+- `delta_realistic`: the same over 410,000 x 384 vectors shaped like the paper's scenarios
+  (`realistic_vectors`: anisotropic, 30% near-duplicate rewrites), where δ = 0.4 keeps
+  about 70%, as the paper's 300k of 410k; `delta_realistic_3072`: 100,000 such points
+  mapped isometrically to 3,072 dimensions (a Gemini embedding's width; 410,000 would
+  need 5 GB for the input alone).
 - `naive_seconds_extrapolated`: a plain numpy farthest-first loop on a 20k subsample,
   timed per centre and scaled by n·k to 410k points and our centre count; `speedup`.
 - `coverage_ok` / `separation_ok`: exact float64 checks on a 5,000-point sample.
@@ -26,26 +32,116 @@ import numpy as np
 import polars as pl
 
 from jobs.analysis.disagreement import MODEL_KEYS, disagreement, position_matrix
-from jobs.analysis.diversity import check_selection, delta_select, farthest_first
+from jobs.analysis.diversity import DiverseSelection, check_selection, delta_select, farthest_first
 from jobs.analysis.embed.backends import bare_throughput, local_model_path
 from jobs.analysis.embed.pipeline import pipeline_throughput
 from jobs.analysis.kcenter import weighted_kcenter
 from jobs.analysis.outliers import outliers
-from jobs.bench.data import D, numbered_texts, queries, seeds, synthetic_vectors
+from jobs.bench.data import (
+    D_GEMINI,
+    D,
+    isometric_lift,
+    numbered_texts,
+    queries,
+    realistic_vectors,
+    seeds,
+    synthetic_vectors,
+)
 from jobs.bench.gpu import gpu_bench
 from jobs.bench.process import in_fresh_process, peak_rss_mb
 
 
+def _gemm_pairs_per_s(dim: int, rows: int = 160, cols: int = 16_384, seconds: float = 1.0) -> float:
+    """This machine's float32 BLAS rate, now, as (row, column) dot products per second.
+
+    The shape is the scan's: a cell's rows (about 160 at 410k) against a chunk of centres.
+    """
+    rng = np.random.default_rng(0)
+    a = rng.standard_normal((rows, dim), dtype=np.float32)
+    b = rng.standard_normal((cols, dim), dtype=np.float32)
+    a @ b.T  # warm up the BLAS threads
+    done, t0 = 0, time.perf_counter()
+    while (elapsed := time.perf_counter() - t0) < seconds:
+        a @ b.T
+        done += 1
+    return done * rows * cols / elapsed
+
+
 def _delta_child(path: str, delta: float, conn: Any) -> None:
     x = np.load(path)
+    low_rate_before = _gemm_pairs_per_s(_LOW_COLUMNS)
+    full_rate_before = _gemm_pairs_per_s(x.shape[1])
     t0 = time.perf_counter()
     sel = delta_select(x, delta=delta, seed=0)
     secs = time.perf_counter() - t0
     rss_mb = peak_rss_mb()
+    low_rate = (low_rate_before + _gemm_pairs_per_s(_LOW_COLUMNS)) / 2
+    full_rate = (full_rate_before + _gemm_pairs_per_s(x.shape[1])) / 2
     np.savez(
         path + ".sel.npz", diverse=sel.diverse, center=sel.center, dist=sel.center_distance, order=sel.order
     )
-    conn.send({"seconds": secs, "peak_rss_mb": rss_mb, "n_cells": sel.n_cells})
+    conn.send(
+        {
+            "seconds": secs,
+            "peak_rss_mb": rss_mb,
+            "n_cells": sel.n_cells,
+            "low_checks": sel.low_checks,
+            "full_checks": sel.full_checks,
+            "gemm_low_pairs_per_s": low_rate,
+            "gemm_full_pairs_per_s": full_rate,
+        }
+    )
+
+
+_LOW_COLUMNS = 33
+"""The low view's GEMM depth: 32 projected coordinates and the augmented column."""
+
+
+def delta_case(x: np.ndarray, delta: float) -> dict[str, Any]:
+    """δ-select `x` in a fresh process and report time, memory, checks and their GEMM ceiling.
+
+    - `low_checks_per_s` / `gemm_low_pairs_per_s`: the low view's pair tests per second of the
+      whole selection, against a bare BLAS GEMM of the same depth (33) in the same process
+      (the mean of one timed before and one after): `low_gemm_efficiency`.
+    - `brute_force_gemm_seconds`: what the same greedy scan would take testing every
+      (point, earlier centre) pair and every (point, centre) pair for the nearest centre in
+      all dimensions at the measured full-depth GEMM rate: `speedup_vs_brute_force_gemm`.
+    - `coverage_ok` / `separation_ok`: exact float64 checks on a 5,000-point sample.
+    """
+    n = len(x)
+    with tempfile.TemporaryDirectory() as tmp:
+        path = os.path.join(tmp, "x.npy")
+        np.save(path, x)
+        res = in_fresh_process(_delta_child, path, delta)
+        sel_np = np.load(path + ".sel.npz")
+    sel = DiverseSelection(
+        sel_np["diverse"], sel_np["center"], sel_np["dist"], sel_np["order"], res["n_cells"]
+    )
+    k = int(sel.diverse.sum())
+    cov, sep = check_selection(x, sel, delta=delta, sample=5_000, seed=1)
+    brute_pairs = n * k / 2 + (n - k) * k
+    brute_seconds = brute_pairs / res["gemm_full_pairs_per_s"]
+    low_per_s = res["low_checks"] / res["seconds"]
+    return {
+        "n_points": n,
+        "dim": x.shape[1],
+        "seconds": round(res["seconds"], 2),
+        "peak_rss_mb": round(res["peak_rss_mb"], 1),
+        "cells": res["n_cells"],
+        "centers": k,
+        "kept_share": round(k / n, 4),
+        "coverage_ok": cov,
+        "separation_ok": sep,
+        "low_checks": res["low_checks"],
+        "full_checks": res["full_checks"],
+        "low_checks_per_s": round(low_per_s),
+        "gemm_low_pairs_per_s": round(res["gemm_low_pairs_per_s"]),
+        "low_gemm_efficiency": round(low_per_s / res["gemm_low_pairs_per_s"], 3),
+        "gemm_full_pairs_per_s": round(res["gemm_full_pairs_per_s"]),
+        "gemm_full_gflops": round(res["gemm_full_pairs_per_s"] * 2 * x.shape[1] / 1e9, 1),
+        "brute_force_gemm_seconds": round(brute_seconds, 2),
+        "speedup_vs_brute_force_gemm": round(brute_seconds / res["seconds"], 2),
+    }
 
 
 def _scores(n: int, rng: np.random.Generator) -> pl.DataFrame:
@@ -72,29 +168,26 @@ def run_analysis_bench(quick: bool = False) -> dict[str, Any]:
     n_naive = 4_000 if quick else 20_000
     n_kc = 7_000 if quick else 70_000
     n_scores = 41_000 if quick else 410_000
+    n_3072 = 10_000 if quick else 100_000
     delta = 0.4
     out: dict[str, Any] = {"quick": quick, "n_points": n, "dim": D}
 
     seed_vectors, out["real_seeds"] = seeds(rng)
     x = synthetic_vectors(n, seed_vectors, rng)
 
-    with tempfile.TemporaryDirectory() as tmp:
-        path = os.path.join(tmp, "x.npy")
-        np.save(path, x)
-        res = in_fresh_process(_delta_child, path, delta)
-        sel_np = np.load(path + ".sel.npz")
-    out["delta_seconds"] = round(res["seconds"], 2)
-    out["delta_peak_rss_mb"] = round(res["peak_rss_mb"], 1)
-    out["delta_cells"] = res["n_cells"]
-    from jobs.analysis.diversity import DiverseSelection
-
-    sel = DiverseSelection(
-        sel_np["diverse"], sel_np["center"], sel_np["dist"], sel_np["order"], res["n_cells"]
+    clustered = delta_case(x, delta)
+    out["delta_seconds"] = clustered["seconds"]
+    out["delta_peak_rss_mb"] = clustered["peak_rss_mb"]
+    out["delta_cells"] = clustered["cells"]
+    k = out["delta_centers"] = clustered["centers"]
+    out["coverage_ok"], out["separation_ok"] = clustered["coverage_ok"], clustered["separation_ok"]
+    out["delta_clustered"] = clustered
+    out["delta_realistic"] = delta_case(realistic_vectors(n, seed_vectors, np.random.default_rng(1)), delta)
+    # generated at its own size: a subsample would lose most rewrites' originals
+    realistic = realistic_vectors(n_3072, seed_vectors, np.random.default_rng(1))
+    out["delta_realistic_3072"] = delta_case(
+        isometric_lift(realistic, D_GEMINI, np.random.default_rng(2)), delta
     )
-    k = int(sel.diverse.sum())
-    out["delta_centers"] = k
-    cov, sep = check_selection(x, sel, delta=delta, sample=5_000, seed=1)
-    out["coverage_ok"], out["separation_ok"] = cov, sep
 
     sub = x[rng.choice(n, n_naive, replace=False)]
     t0 = time.perf_counter()

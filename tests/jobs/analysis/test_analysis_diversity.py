@@ -105,3 +105,73 @@ def test_bad_arguments_name_the_parameter(kwargs: dict, name: str) -> None:
 def test_empty_input() -> None:
     sel = delta_select(np.zeros((0, 4), np.float32))
     assert sel.diverse.size == 0 and sel.center.size == 0
+
+
+def greedy_reference(x: np.ndarray, order: np.ndarray, delta: float) -> np.ndarray:
+    """The greedy δ-net by definition: visit `order`, keep a point unless a kept one is within δ (float64)."""
+    x64 = x.astype(np.float64)
+    kept: list[int] = []
+    for i in order:
+        if not kept or np.square(x64[kept] - x64[i]).sum(axis=1).min() > delta**2:
+            kept.append(int(i))
+    diverse = np.zeros(len(x), dtype=bool)
+    diverse[kept] = True
+    return diverse
+
+
+def near_duplicates(
+    rng: np.random.Generator, n: int, d: int, share: float, spread: tuple[float, float]
+) -> np.ndarray:
+    """Anisotropic unit vectors (variance decaying over directions) plus `share` of rewrites of them,
+    each moved along the leading directions by an L2 distance drawn from `spread`."""
+    scale = np.arange(1, d + 1) ** -0.8
+    n_orig = n - int(share * n)
+    orig = rng.normal(size=(n_orig, d)) * scale
+    orig /= np.linalg.norm(orig, axis=1, keepdims=True)
+    step = rng.normal(size=(n - n_orig, d)) * scale
+    step /= np.linalg.norm(step, axis=1, keepdims=True)
+    dup = orig[rng.integers(0, n_orig, n - n_orig)] + step * rng.uniform(*spread, (n - n_orig, 1))
+    x = np.concatenate([orig, dup / np.linalg.norm(dup, axis=1, keepdims=True)])
+    return x[rng.permutation(n)].astype(np.float32)
+
+
+@pytest.mark.parametrize(
+    ("kind", "d", "delta"),
+    [("random", 8, 0.9), ("random", 48, 1.2), ("clusters", 96, 0.6), ("dups", 64, 0.4), ("dups", 200, 0.4)],
+)
+def test_scan_equals_the_reference_greedy_net_in_the_same_order(kind: str, d: int, delta: float) -> None:
+    """Above 32 dimensions the low view is a true projection, so its bound does the pruning."""
+    rng = np.random.default_rng(d)
+    if kind == "dups":
+        x = near_duplicates(rng, 1200, d, share=0.3, spread=(0.05, 0.45))
+    else:
+        x = unit(rng, 1200, d, clusters=6 if kind == "clusters" else 0)
+    order = rng.permutation(len(x))
+    plain = delta_select(x, delta=delta, order=order, batch_size=100)
+    assert np.array_equal(plain.diverse, greedy_reference(x, order, delta))
+    cells = delta_select(x, delta=delta, seed=5, n_cells=30)
+    assert np.array_equal(cells.diverse, greedy_reference(x, cells.order, delta))
+    assert brute_force_ok(x, cells.diverse, delta) == (True, True)
+    assert 1 < cells.diverse.sum() < len(x)
+    assert cells.low_checks > 0 and cells.full_checks > 0
+
+
+def test_pairs_a_hair_either_side_of_delta_are_decided_exactly() -> None:
+    """Rewrites at δ(1 ± 1e-6), moved along the leading direction so the low view sees all of it."""
+    rng = np.random.default_rng(3)
+    d, delta = 64, 0.4
+    base = near_duplicates(rng, 300, d, share=0.0, spread=(0.0, 0.0))
+    lead = np.zeros(d)
+    lead[0] = 1.0
+    tangent = lead - (base.astype(np.float64) @ lead)[:, None] * base
+    tangent /= np.linalg.norm(tangent, axis=1, keepdims=True)
+    chord = delta * (1 + rng.choice([-1e-6, 1e-6], len(base)))
+    angle = 2 * np.arcsin(chord / 2)[:, None]
+    moved = np.cos(angle) * base + np.sin(angle) * tangent
+    x = np.concatenate([base, moved.astype(np.float32)])
+    order = np.r_[np.arange(len(base)), len(base) + np.arange(len(base))]
+    sel = delta_select(x, delta=delta, order=order)
+    assert np.array_equal(sel.diverse, greedy_reference(x, order, delta))
+    # the float64 distances decide: some rewrites land just inside δ, some just outside
+    gap = np.sqrt(np.square(x[len(base) :].astype(np.float64) - base).sum(axis=1))
+    assert (gap <= delta).any() and (gap > delta).any()
