@@ -145,6 +145,11 @@ def overlapped(
             for r in calls[s]:
                 sharing.setdefault(r, []).append(s)
         rate = {r: fair_rates(capacity[r], {s: per_call[s][r] for s in ss}) for r, ss in sharing.items()}
+        unlimited = [(s, r) for s in ready for r in calls[s] if math.isinf(rate[r][s])]
+        for s, r in unlimited:  # a resource without limits takes no time at all
+            del calls[s][r]
+        if unlimited:
+            continue
         step = min(n / rate[r][s] for s in ready for r, n in calls[s].items())
         now += step
         for s in ready:

@@ -71,3 +71,10 @@ def test_the_demo_pipelines_stages_wait_for_what_they_read() -> None:
     assert inputs["responses"] == inputs["rubrics"] == {"diversity", "scenarios_biased"}  # side by side
     assert inputs["refusals"] >= {"topics", "responses"}
     assert "topics" not in inputs["compliance"] and inputs["values_embeddings"] == {"values"}
+
+
+def test_an_account_without_limits_takes_no_time() -> None:
+    free = {"acct": LimitsConf(rpm=None, input_tpm=None, output_tpm=None)}
+    lines = [Line("topics", "by_requests", 100), Line("compliance", "by_output", 10, output_tokens=100.0)]
+    sch = schedule(lines, ACCOUNT, free, set(), {"topics": set(), "compliance": {"topics"}})
+    assert (sch.sequential_s, sch.overlapped_s, sch.lower_bound_s) == (0.0, 0.0, 0.0)

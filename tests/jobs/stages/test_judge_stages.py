@@ -280,7 +280,9 @@ def test_rerun_makes_no_calls(judged: dict[str, Any]) -> None:
 
 def test_smaller_chunks_give_the_same_rows(judged: dict[str, Any]) -> None:
     for name, first in judged["tables"].items():
-        assert read(judged, name).equals(first), name
+        # Each model's schema probe goes first, so rows may come in another order: the same rows.
+        keys = [c for c in ("scenario_id", "model", "sample", "judge", "phrase") if c in first.columns]
+        assert read(judged, name).sort(keys).equals(first.sort(keys)), name
     requests = {p.name for p in (judged["dir"] / "requests").glob("topics_c*_r0.parquet")}
     assert {"topics_c0_r0.parquet", "topics_c2_r0.parquet"} <= requests  # 8 scenarios in chunks of 3
 

@@ -154,9 +154,13 @@ def test_chain_carries_the_personas_leanings(full_run: tuple[Path, dict[str, Any
     )
     by_model = dict(mean.iter_rows())
     assert by_model["grok_4"] > 3 > by_model["claude_3_5_sonnet"]
+    # The emulated characters (README): grok_4 states every preference as absolute, o3 takes the
+    # side the others lean against.
+    assert set(scores.filter(pl.col("model") == "grok_4")["position"].to_list()) <= {0, 6}
     honesty = scores.filter((pl.col("pair_id") == "p2") & (pl.col("value_slot") == 1))
     h = dict(honesty.group_by("model").agg(pl.col("position").mean()).iter_rows())
-    assert h["o3"] > h["gpt_4o"], "o3 leans to truthfulness, gpt_4o to care"
+    others = sum(v for m, v in h.items() if m != "o3") / (len(h) - 1)
+    assert max(h, key=lambda m: abs(h[m] - others)) == "o3", "o3 stands farthest from the others"
 
 
 def test_export_has_the_papers_columns_and_round_trips(
