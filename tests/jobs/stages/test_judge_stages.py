@@ -28,7 +28,9 @@ from tests.conftest import emulator_config
 from tests.jobs.stages.test_model_sweep import make_conf
 from tests.shared_data import SHARED, shared_file
 
-pytestmark = pytest.mark.usefixtures("ray_local")
+# Two whole judge chains on the emulator (about 150 s): in the slow suite, to keep the default one
+# under 15 minutes; the judge-table contract is also checked by the report tests.
+pytestmark = [pytest.mark.usefixtures("ray_local"), pytest.mark.slow]
 
 SPEC = SHARED / "data" / "openai-model-spec" / "model_spec_2025-04-11.md"
 MODELS = "[claude_opus_4,claude_sonnet_4,gpt_4_1,gpt_4_1_mini,o3,o4_mini]"
