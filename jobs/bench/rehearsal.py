@@ -120,21 +120,26 @@ class PeakSampler:
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
 
+    def _sample(self) -> None:
+        self.driver_mb = max(self.driver_mb, self.me.memory_info().rss / 2**20)
+        for p in self.me.children(recursive=True):
+            with contextlib.suppress(psutil.Error):
+                if p.name().startswith("ray::"):
+                    self.worker_mb = max(self.worker_mb, p.memory_info().rss / 2**20)
+
     def _run(self) -> None:
         while not self._stop.wait(SAMPLE_S):
-            self.driver_mb = max(self.driver_mb, self.me.memory_info().rss / 2**20)
-            for p in self.me.children(recursive=True):
-                with contextlib.suppress(psutil.Error):
-                    if p.name().startswith("ray::"):
-                        self.worker_mb = max(self.worker_mb, p.memory_info().rss / 2**20)
+            self._sample()
 
     def __enter__(self) -> PeakSampler:
+        self._sample()  # a stage shorter than one period is measured too
         self._thread.start()
         return self
 
     def __exit__(self, *exc: object) -> None:
         self._stop.set()
         self._thread.join()
+        self._sample()
 
 
 @dataclass
