@@ -38,6 +38,7 @@ from jobs.conf.schema import RunConf
 from jobs.config import load_config
 from jobs.driver import run_pipeline
 from jobs.engine.emulation import fill_throwaway_keys
+from jobs.engine.rundir import default_cache
 from jobs.estimate.estimate import estimate
 from jobs.estimate.schedule import PARTS
 from jobs.stages.registry import BY_NAME
@@ -155,7 +156,7 @@ class StageFigures:
 
 
 def _stored(conf: RunConf) -> int:
-    calls = Path(conf.cache_dir or f"{conf.run_dir}/cache") / "calls"
+    calls = Path(conf.cache_dir or default_cache(conf.run_dir)) / "calls"
     return pads.dataset(calls, format="parquet").count_rows() if calls.exists() else 0
 
 

@@ -153,18 +153,33 @@ def sample_groups(
     so it counts the judged scenarios exactly once the disagreement table exists.
     """
     sz = cc.samples
-    scored = scan_table(run, "disagreement").filter(pl.col("d").is_not_null()).select("scenario_id").unique()
+    scored = (
+        scan_table(run, "disagreement")
+        .filter(pl.col("d").is_not_null())
+        .select("scenario_id")
+        .unique()
+        .collect()["scenario_id"]
+        .to_list()
+    )
+    read: dict[str, pl.DataFrame] = {}
+
+    def subset_rows(name: str, key: str) -> pl.DataFrame:
+        """A subset's scored rows, read once however many draws use them."""
+        if name not in read:
+            read[name] = _scored(run, name, key)
+        return read[name]
+
     rows: list[tuple[str, str, str | None, str | None, list[str]]] = [
         (
             "sample",
             "random",
             None,
             None,
-            _draw(scored.collect()["scenario_id"].to_list(), sz.random, seed, "random"),
+            _draw(scored, sz.random, seed, "random"),
         )
     ]
     if sz.high_all != 0:
-        high = _scored(run, ALL_MODELS, "samples.high_all").filter(pl.col("high"))
+        high = subset_rows(ALL_MODELS, "samples.high_all").filter(pl.col("high"))
         rows.append(
             (
                 "sample",
@@ -176,7 +191,7 @@ def sample_groups(
         )
     for fam in families:
         if sz.high_family != 0:
-            high = _scored(run, fam, f"families.{fam}").filter(pl.col("high"))
+            high = subset_rows(fam, f"families.{fam}").filter(pl.col("high"))
             ids = _draw(high["scenario_id"].to_list(), sz.high_family, seed, f"high_family|{fam}")
             rows.append(("sample", "high_family", fam, fam, ids))
     per_bin = None if cc.scope == "all" else cc.per_bin
@@ -184,14 +199,11 @@ def sample_groups(
         if per_bin == 0:
             continue
         key = "bin_subset" if cc.bin_subset else f"families.{fam}"
-        binned = _scored(run, subset, key)
+        binned = subset_rows(subset, key)
         for (label,), members in binned.group_by("bin", maintain_order=True):
             ids = _draw(members["scenario_id"].to_list(), per_bin, seed, f"bin|{subset}|{label}")
             rows.append(("bin", str(label), fam, subset, ids))
-    if cc.scope == "all":
-        judged = sorted(scored.collect()["scenario_id"].to_list())
-    else:
-        judged = sorted({s for *_, ids in rows for s in ids})
+    judged = sorted(scored) if cc.scope == "all" else sorted({s for *_, ids in rows for s in ids})
     groups = pl.DataFrame(
         [
             {"group_kind": kind, "group": g, "family": fam, "subset": sub, "scenario_id": s}
