@@ -121,40 +121,40 @@ def parse_spec(text: str, *, name: str = "<text>") -> Spec:
         raise SpecError(name, _nul_problem(nul))
     if not text.strip():
         raise SpecError(name, "is empty (nothing but whitespace)")
-    line_starts = [0, *(m.end() for m in _LINE_BREAK.finditer(text))]
-
-    def offset(line: int) -> int:
-        return line_starts[line] if line < len(line_starts) else len(text)
-
-    tokens = _MARKDOWN.parse(text)
-    # (level, heading text, start, body_start); a heading_open's inline content follows it.
-    heads = [
-        (int(tok.tag[1]), _heading_text(tokens[i + 1]), offset(tok.map[0]), offset(tok.map[1]))
-        for i, tok in enumerate(tokens)
-        if tok.type == "heading_open" and tok.level == 0 and tok.map is not None
-    ]
+    heads = _headings(text)
     sections: list[Section] = []
     first = heads[0][2] if heads else len(text)
     if text[:first].strip():
         sections.append(Section(PREAMBLE, 0, "", (), None, 0, 0, first, text[:first]))
-    open_: list[tuple[Section, str]] = []  # the ancestors of the next heading, with their slug paths
+    ancestors: list[Section] = []  # of the next heading, top down
     slugs_under: dict[str | None, Counter[str]] = {}
     for i, (level, heading, start, body_start) in enumerate(heads):
         end = heads[i + 1][2] if i + 1 < len(heads) else len(text)
-        while open_ and open_[-1][0].level >= level:
-            open_.pop()
-        parent, parent_slugs = open_[-1] if open_ else (None, "")
+        while ancestors and ancestors[-1].level >= level:
+            ancestors.pop()
+        parent = ancestors[-1] if ancestors else None
         parent_id = parent.id if parent else None
         slug = _slug(heading)
         seen = slugs_under.setdefault(parent_id, Counter())
         seen[slug] += 1
         segment = slug if seen[slug] == 1 else f"{slug}~{seen[slug]}"
-        slugs = f"{parent_slugs}/{segment}" if parent else segment
-        path = (*parent.path, heading) if parent else (heading,)
-        sid = f"{slugs}@{_digest(heading)}"
-        section = Section(sid, level, heading, path, parent_id, start, body_start, end, text[body_start:end])
+        if parent:
+            slugs, path = f"{parent.id.rpartition('@')[0]}/{segment}", (*parent.path, heading)
+        else:
+            slugs, path = segment, (heading,)
+        section = Section(
+            f"{slugs}@{_digest(heading)}",
+            level,
+            heading,
+            path,
+            parent_id,
+            start,
+            body_start,
+            end,
+            text[body_start:end],
+        )
         sections.append(section)
-        open_.append((section, slugs))
+        ancestors.append(section)
     return Spec(name, text, tuple(sections))
 
 
@@ -173,6 +173,21 @@ def unknown_ids(cited: Iterable[str], known: Iterable[str]) -> list[str]:
     """
     known_ids = set(known)
     return list(dict.fromkeys(c for c in cited if c not in known_ids))
+
+
+def _headings(text: str) -> list[tuple[int, str, int, int]]:
+    """(level, heading text, start, body_start) of each top-level heading, in document order."""
+    line_starts = [0, *(m.end() for m in _LINE_BREAK.finditer(text))]
+
+    def offset(line: int) -> int:
+        return line_starts[line] if line < len(line_starts) else len(text)
+
+    tokens = _MARKDOWN.parse(text)
+    return [  # a heading_open is followed by its inline content
+        (int(tok.tag[1]), _heading_text(tokens[i + 1]), offset(tok.map[0]), offset(tok.map[1]))
+        for i, tok in enumerate(tokens)
+        if tok.type == "heading_open" and tok.level == 0 and tok.map is not None
+    ]
 
 
 def _heading_text(inline: Token) -> str:
