@@ -43,7 +43,8 @@ PREAMBLE = "preamble"
 """The id of the text before the first heading."""
 
 HASH_HEX = 6
-"""Hex digits of the heading hash in an id (24 bits: a clash needs equal slugs as well)."""
+"""Hex digits of the heading hash in an id: it only tells wordings apart, as the slug paths of
+siblings are made unique, so 24 bits are plenty."""
 
 _MARKDOWN = MarkdownIt("commonmark")
 _LINE_BREAK = re.compile(r"\r\n|\r|\n")  # what markdown-it counts as a line end
