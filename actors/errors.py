@@ -47,6 +47,20 @@ class SettingError(ConfigError, ValueError):
         self.problem = problem
 
 
+class SpecError(ConfigError):
+    """A model spec file cannot be read as markdown text (`jobs/spec/sections.py`).
+
+    Attributes:
+        file: the spec file at fault (or the label given for a text held in memory).
+        problem: what is wrong, e.g. "is not UTF-8 (byte 0xff at offset 12)".
+    """
+
+    def __init__(self, file: str, problem: str) -> None:
+        super().__init__(f"spec {file}: {problem}")
+        self.file = file
+        self.problem = problem
+
+
 class BudgetExceeded(SpecstressError):
     """The estimated or actual spend passes `budget_usd`."""
 
