@@ -49,6 +49,17 @@ def env() -> dict[str, str]:
     }
 
 
+def agent_ports() -> list[str]:
+    """Free ports for a node's agents. Ray's defaults (the dashboard agent's 52365, say) are taken
+    by any other Ray on the machine, such as the test session's own, and a head whose job agent
+    cannot bind answers every submission "No available agent"."""
+    flags = (
+        "dashboard-agent-listen-port", "dashboard-agent-grpc-port", "metrics-export-port",
+        "runtime-env-agent-port", "node-manager-port", "object-manager-port",
+    )  # fmt: skip
+    return [f"--{flag}={free_port()}" for flag in flags]
+
+
 CLUSTER_TAG = "SPECSTRESS_TEST_CLUSTER"
 """Set in the nodes' environment, which every process they start inherits."""
 
@@ -90,12 +101,12 @@ def cluster() -> Iterator[tuple[str, list[str]]]:
         "ray", "start", "--head", f"--port={gcs}", f"--dashboard-port={dashboard}",
         "--dashboard-host=127.0.0.1", "--include-dashboard=true", f"--temp-dir={temps[0]}",
         "--num-cpus=2", "--node-ip-address=127.0.0.1", f"--ray-client-server-port={free_port()}",
-        "--min-worker-port=22000", "--max-worker-port=22999", "--disable-usage-stats",
+        "--min-worker-port=22000", "--max-worker-port=22999", "--disable-usage-stats", *agent_ports(),
     ]  # fmt: skip
     node = [
         "ray", "start", f"--address=127.0.0.1:{gcs}", f"--temp-dir={temps[1]}", "--num-cpus=2",
         "--node-ip-address=127.0.0.1", "--min-worker-port=23000", "--max-worker-port=23999",
-        "--disable-usage-stats",
+        "--disable-usage-stats", *agent_ports(),
     ]  # fmt: skip
     try:
         # As cluster.yaml does: `ray job stop` gives the driver time to drain before SIGKILL.
