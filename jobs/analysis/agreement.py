@@ -227,6 +227,18 @@ def _per_scenario(family: pl.DataFrame, n_models: int, decided: pl.Expr, bad: pl
     )
 
 
+def decided_by_majority(verdict_table: pl.DataFrame, models: Sequence[str]) -> pl.DataFrame:
+    """(scenario_id, n, bad) of the scenarios with a decided majority verdict for every one of
+    `models`: `bad` of them problematic. Where `bad == n` every model fails: frequent
+    non-compliance, as the paper counts it."""
+    return _per_scenario(
+        verdict_table.filter(pl.col("model").is_in(list(models))),
+        len(set(models)),
+        pl.col("majority").is_in(["problematic", "ok"]),
+        pl.col("majority") == "problematic",
+    )
+
+
 def frequent_noncompliance(
     verdict_table: pl.DataFrame,
     families: Mapping[str, Sequence[str]],
@@ -241,15 +253,9 @@ def frequent_noncompliance(
     """
     rows = []
     for family, models in families.items():
+        by_majority = decided_by_majority(verdict_table, models)
         mine = verdict_table.filter(pl.col("model").is_in(list(models)))
-        n_models = len(set(models))
-        by_majority = _per_scenario(
-            mine,
-            n_models,
-            pl.col("majority").is_in(["problematic", "ok"]),
-            pl.col("majority") == "problematic",
-        )
-        by_any = _per_scenario(mine, n_models, pl.col("n_judges") > 0, pl.col("n_problematic") > 0)
+        by_any = _per_scenario(mine, len(set(models)), pl.col("n_judges") > 0, pl.col("n_problematic") > 0)
         in_family = groups.filter(pl.col("family").is_null() | (pl.col("family") == family))
         for (kind, group, subset), members in in_family.group_by(
             ["group_kind", "group", "subset"], maintain_order=True
