@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 import polars as pl
 import pyarrow.parquet as pq
 
-from actors.providers import get_adapter
+from actors.providers.base import get_adapter
 from actors.providers.batch import BatchItem, get_batch_api
 from actors.settings import limit_seconds
 from actors.tokens import CHARS_PER_TOKEN

@@ -23,7 +23,7 @@ import pyarrow as pa
 
 from actors.client import base_row, failed_row, ok_row
 from actors.errors import ProviderError
-from actors.providers import get_adapter
+from actors.providers.base import get_adapter
 from actors.providers.batch import BatchItem, ItemResult, RemoteBatch, get_batch_api
 from actors.providers.batch.base import BatchHttp
 from actors.store import STORE_SCHEMA, CallStore, contains
