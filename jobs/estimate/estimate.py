@@ -22,10 +22,11 @@ from omegaconf import OmegaConf
 
 from actors.settings import limit_seconds
 from actors.store import CallStore
-from jobs.conf.batching import batch_capable, routing_for
+from jobs.conf.batching import routing_for
 from jobs.conf.loader import account_limits, account_of, endpoint
 from jobs.conf.schema import RunConf
 from jobs.config import model_views, resolve_structured, stage_context
+from jobs.engine.batching.decide import batch_capable
 from jobs.engine.rundir import Manifest, RunDir, default_cache
 from jobs.estimate.judges import judge_lines
 from jobs.estimate.lines import TYPICAL, Line, stage_done, typical, with_unwritten

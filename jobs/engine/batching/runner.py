@@ -28,9 +28,9 @@ from actors.providers.batch import BatchItem, ItemResult, RemoteBatch, get_batch
 from actors.providers.batch.base import BatchHttp
 from actors.store import STORE_SCHEMA, CallStore, contains
 from actors.types import CallSpec, Endpoint
-from jobs.conf.batching import RoutingConf, limits_for
+from jobs.conf.batching import RoutingConf
 from jobs.conf.schema import RunConf
-from jobs.engine.batching.decide import Chunk, Load, cutoff_due, poll_sleep_s, request_body
+from jobs.engine.batching.decide import Chunk, Load, cutoff_due, limits_for, poll_sleep_s, request_body
 from jobs.engine.batching.records import BATCHES_DIR, BatchLedger, BatchRecord
 from jobs.engine.pending import Pending
 from jobs.engine.rundir import RunDir

@@ -9,8 +9,11 @@ from pathlib import Path
 import pytest
 
 from actors.errors import ConfigError
+from actors.providers.batch import get_batch_api
 from jobs.cli import main
+from jobs.conf.batching import BATCH_PROVIDERS
 from jobs.conf.loader import missing_keys, resolved_yaml
+from jobs.conf.schema import PROVIDERS
 from jobs.config import load_config
 from jobs.driver import models_named
 from jobs.paper import DIVERSE_SHARE
@@ -43,6 +46,11 @@ DEFAULT = DEMO.with_name("default.yaml")
 def test_bad_values_name_their_key(override: str, key: str) -> None:
     with pytest.raises(ConfigError, match=key.replace(".", r"\.")):
         load_config(DEMO, [override])
+
+
+def test_batch_providers_are_the_wire_formats_with_a_batch_api() -> None:
+    """`batch.providers` keys are checked against a list, so that loading a config imports no adapter."""
+    assert [p for p in PROVIDERS if get_batch_api(p) is not None] == list(BATCH_PROVIDERS)
 
 
 SPEC = f"stages.compliance.spec={DEMO_SPEC}"
