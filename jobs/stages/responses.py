@@ -23,7 +23,7 @@ import pyarrow.dataset as pads
 from actors.errors import ConfigError
 from actors.types import chat, spec_to_json
 from jobs.conf.batching import RoutingConf
-from jobs.paper import PAPER_MODELS
+from jobs.paper.models import PAPER_MODELS
 from jobs.stages.answer_scope import (
     check_scope,
     ready,

@@ -16,7 +16,7 @@ from jobs.conf.loader import missing_keys, resolved_yaml
 from jobs.conf.schema import PROVIDERS
 from jobs.config import load_config
 from jobs.driver import models_named
-from jobs.paper import DIVERSE_SHARE
+from jobs.paper.figures import DIVERSE_SHARE
 from jobs.stages.compliance_scope import DEMO_SPEC
 from jobs.stages.registry import STAGES
 

@@ -18,7 +18,7 @@ from jobs.config import load_config, stage_context
 from jobs.driver import run_pipeline
 from jobs.engine.engine import Engine
 from jobs.engine.rundir import Manifest, RunDir, default_cache
-from jobs.paper import PAPER_MODELS
+from jobs.paper.models import PAPER_MODELS
 from jobs.release.export import export_release
 from jobs.stages.registry import BY_NAME
 from jobs.stages.scenarios import SCENARIO_SCHEMA
