@@ -18,7 +18,7 @@ from jobs.config import load_config
 from jobs.driver import models_named
 from jobs.paper.figures import DIVERSE_SHARE
 from jobs.stages.compliance_scope import DEMO_SPEC
-from jobs.stages.registry import STAGES
+from jobs.stages.settings.pipeline import STAGE_SPECS
 
 DEMO = Path(__file__).resolve().parents[3] / "conf" / "demo.yaml"
 DEFAULT = DEMO.with_name("default.yaml")
@@ -65,7 +65,7 @@ def test_both_shipped_configs_load() -> None:
     assert paper.models["claude_opus_4"].api_key_env == "ANTHROPIC_API_KEY"
     assert paper.stages.pairs.n_pairs == 150_000
     # Both run every stage, selecting the δ-diverse scenarios before paying for responses.
-    assert list(paper.pipeline) == list(demo.pipeline) == [s.name for s in STAGES]
+    assert list(paper.pipeline) == list(demo.pipeline) == [s.name for s in STAGE_SPECS]
     assert paper.pipeline.index("diversity") < paper.pipeline.index("responses")
     for conf in (demo, paper):
         assert (
