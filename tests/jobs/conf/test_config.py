@@ -100,15 +100,15 @@ def test_a_config_error_prints_only_its_own_line() -> None:
     ]
 
 
-def test_verbose_shows_the_libraries_lines_too() -> None:
+def test_verbose_shows_the_libraries_lines_too(tmp_path: Path) -> None:
+    """A command that gets past its config imports the libraries; -v shows their lines."""
     done = subprocess.run(
-        [sys.executable, "-m", "jobs.cli", "-v", "run", str(DEMO), "stages.pairs.nn_pairs=1"],
+        [sys.executable, "-m", "jobs.cli", "-v", "estimate", str(DEMO), f"run_dir={tmp_path}/run"],
         capture_output=True,
         text=True,
         timeout=120,
     )
-    assert done.returncode == 1 and "faiss.loader" in done.stderr
-    assert done.stderr.splitlines()[-1].startswith("specstress: error: config key 'stages.pairs.nn_pairs'")
+    assert done.returncode == 0 and "faiss.loader" in done.stderr
 
 
 def test_estimate_counts_the_paper_scale_generation_calls(
