@@ -29,7 +29,7 @@ from actors.keyring import fetch_key
 from actors.lease_client import LeaseClient, lease_client_for
 from actors.limiter import find_limiter
 from actors.metrics import CallMetrics
-from actors.providers import get_adapter
+from actors.providers.base import get_adapter
 from actors.retry import RetryPolicy
 from actors.store import STORE_SCHEMA
 from actors.tokens import DEFAULT_OUTPUT_TOKENS, estimate_input_tokens, output_cap

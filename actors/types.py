@@ -87,6 +87,23 @@ class Message:
     content: str
 
 
+NEUTRAL_PARAMS: frozenset[str] = frozenset(
+    {
+        "temperature",
+        "top_p",
+        "max_tokens",
+        "reasoning_effort",
+        "thinking_budget",
+        "cache_prefix",
+        "dimensions",
+        "schema_format",
+    }
+)
+"""Generation parameters a `CallSpec` may carry (`dimensions`: an embedding's size, for models that
+can shorten theirs; `schema_format`: how an OpenAI-compatible server takes a response schema, see
+`actors.providers.structured`). A provider ignores those it has no use for."""
+
+
 @dataclass(frozen=True)
 class CallSpec:
     """One request a stage wants answered.

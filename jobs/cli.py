@@ -1,4 +1,8 @@
-"""`specstress`: the command line. Thin: parse, load config, call the driver or a tool."""
+"""`specstress`: the command line. Thin: parse, load config, call the driver or a tool.
+
+Each command imports what it runs only once its config has loaded, so a config error comes back
+before any table, numeric or Ray library is imported.
+"""
 
 from __future__ import annotations
 
@@ -22,9 +26,10 @@ drained, results flushed, the manifest marked resumable; the same command resume
 
 def _cmd_run(args: argparse.Namespace) -> int:
     from jobs.config import load_config
-    from jobs.driver import run_pipeline, skipped_stages
 
     conf = load_config(args.config, args.overrides)
+    from jobs.driver import run_pipeline, skipped_stages
+
     summaries = run_pipeline(conf)
     print(f"run directory: {conf.run_dir}")
     for name, summary in summaries.items():
@@ -49,9 +54,10 @@ def _cmd_run(args: argparse.Namespace) -> int:
 
 def _cmd_emulate(args: argparse.Namespace) -> int:
     from jobs.config import load_config
-    from jobs.engine.emulation import serve_forever
 
     conf = load_config(args.config, args.overrides)
+    from jobs.engine.emulation import serve_forever
+
     serve_forever(conf, host=args.host, port=args.port)
     return 0
 
@@ -71,9 +77,11 @@ def _cmd_status(args: argparse.Namespace) -> int:
 
 def _cmd_estimate(args: argparse.Namespace) -> int:
     from jobs.config import load_config
+
+    conf = load_config(args.config, args.overrides)
     from jobs.estimate.estimate import estimate, format_estimate
 
-    est = estimate(load_config(args.config, args.overrides))
+    est = estimate(conf)
     print(json.dumps(est.as_dict(), indent=1) if args.json else format_estimate(est))
     return 0
 

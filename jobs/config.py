@@ -1,7 +1,9 @@
-"""`load_config`: a run's config, with the stages' sections typed, defaulted and checked by the registry.
+"""`load_config`: a run's config, with the stages' sections typed, defaulted and checked by their specs.
 
 The config layer (`jobs/conf/`) knows no stage, and no stage knows the run's config: this
-module is where the two meet, so every error names its key before anything starts.
+module is where the two meet, so every error names its key before anything starts. It takes
+the stages' specs (`jobs/stages/settings/`), not the stages, so loading imports no table,
+numeric or HTTP library and a config error comes back at once.
 """
 
 from __future__ import annotations
@@ -9,16 +11,11 @@ from __future__ import annotations
 from collections.abc import Mapping
 from pathlib import Path
 from types import MappingProxyType
-from typing import Any
-
-import polars as pl
 
 from jobs.conf.loader import read_config
 from jobs.conf.schema import RunConf
-from jobs.engine.rundir import Manifest, RunDir, default_cache
-from jobs.stages.base import Engine, ModelView, StageContext
-from jobs.stages.registry import STAGES, StagesConf, check_stages
-from jobs.stages.structured import StructuredConf
+from jobs.stages.settings.base import ModelView
+from jobs.stages.settings.pipeline import StagesConf, check_stages
 
 
 def model_views(conf: RunConf) -> Mapping[str, ModelView]:
@@ -44,57 +41,3 @@ def load_config(path: str | Path | None, overrides: list[str] | tuple[str, ...] 
     conf = read_config(path, overrides, stages=StagesConf)
     check_stages(conf.stages, list(conf.pipeline), model_views(conf))
     return conf
-
-
-def stage_context(
-    conf: RunConf,
-    name: str,
-    run: RunDir,
-    engine: Engine | None = None,
-    previews: Mapping[str, pl.DataFrame] | None = None,
-) -> StageContext[Any]:
-    """What stage `name` sees of the run: its settings, the models, the run directory and the engine
-    (none while planning, with the `previews` of tables not yet written)."""
-    return StageContext(
-        settings=getattr(conf.stages, name),
-        models=model_views(conf),
-        run=run,
-        engine=engine,
-        seed=conf.seed,
-        cluster=conf.ray.address is not None,
-        cache_root=conf.cache_dir or default_cache(conf.run_dir),
-        previews=MappingProxyType(dict(previews or {})),
-    )
-
-
-def resolve_structured(conf: RunConf, manifest: Manifest) -> dict[str, str]:
-    """Fill in, in place, each stage's `structured` left unset: the mode the stage last ran with in
-    this run directory (`off` for a stage run by a release without the setting), `auto` for a
-    stage that never ran. The schema is part of every call key, so this is what keeps a resume
-    from asking again what the store holds.
-
-    Returns:
-        stage -> the mode it last ran with, for the stages set explicitly to another one: their
-        calls in the store are not reused (`stored_first_round` counts them).
-    """
-    changed: dict[str, str] = {}
-    for st in STAGES:
-        settings = getattr(conf.stages, st.name)
-        if not isinstance(settings, StructuredConf):
-            continue
-        entry = manifest.data["stages"].get(st.name, {})
-        recorded = entry.get("structured", "off") if entry.get("started_at") else None
-        if settings.structured is None:
-            settings.structured = recorded or "auto"
-        elif recorded is not None and settings.structured != recorded:
-            changed[st.name] = recorded
-    return changed
-
-
-def structured_record(conf: RunConf, name: str) -> dict[str, str]:
-    """What the manifest records of a stage's `structured` mode when it starts (nothing for a
-    stage without the setting)."""
-    settings = getattr(conf.stages, name)
-    if isinstance(settings, StructuredConf) and settings.structured is not None:
-        return {"structured": settings.structured}
-    return {}

@@ -18,7 +18,8 @@ from actors.errors import BudgetExceeded, CallsFailed, ConfigError, Interrupted
 from actors.store import CallStore
 from jobs.conf.loader import missing_keys, resolved_yaml
 from jobs.conf.schema import RunConf
-from jobs.config import model_views, resolve_structured, stage_context, structured_record
+from jobs.config import model_views
+from jobs.context import resolve_structured, stage_context, structured_record
 from jobs.engine.budget import Budget
 from jobs.engine.drain import on_signals, raise_interrupted
 from jobs.engine.emulation import emulator_for
@@ -26,7 +27,8 @@ from jobs.engine.engine import Engine
 from jobs.engine.rundir import Manifest, RunDir, default_cache, now_iso
 from jobs.estimate.estimate import estimate
 from jobs.estimate.requests import stored_first_round
-from jobs.stages.registry import check_stages, stage
+from jobs.stages.registry import STAGES
+from jobs.stages.settings.pipeline import BY_NAME, check_stages
 from jobs.stages.unusable import NothingValid
 
 log = logging.getLogger("specstress")
@@ -135,7 +137,7 @@ def warn_structured_changes(conf: RunConf, run: RunDir, store: CallStore, change
 
 def models_named(conf: RunConf, names: list[str]) -> list[str]:
     """The model keys the settings of stages `names` name (the registry may hold many more)."""
-    named = {m for n in names for keys in stage(n).models(getattr(conf.stages, n)).values() for m in keys}
+    named = {m for n in names for keys in BY_NAME[n].models(getattr(conf.stages, n)).values() for m in keys}
     return sorted(named)
 
 
@@ -143,7 +145,7 @@ def blocked_by(conf: RunConf, name: str, skipped: dict[str, str]) -> tuple[str, 
     """(why, the stage at the root of it) when stage `name` cannot run this session: a table it
     reads was not written because a stage found nothing valid upstream (an older copy from an
     earlier session would be stale); None if it can run. `skipped`: table -> that root stage."""
-    reads = stage(name).tables_read(getattr(conf.stages, name))
+    reads = BY_NAME[name].tables_read(getattr(conf.stages, name))
     by_root: dict[str, list[str]] = {}
     for t in reads:
         if t in skipped:
@@ -209,13 +211,13 @@ def run_pipeline(conf: RunConf, *, stages: list[str] | None = None) -> dict[str,
                     try:
                         if blocked:
                             raise NothingValid(blocked[0])
-                        summary = stage(name).run(stage_context(conf, name, run, engine))
+                        summary = STAGES[name].run(stage_context(conf, name, run, engine))
                     except NothingValid as exc:
                         log.warning("stage %s skipped: %s", name, exc)
                         manifest.set_stage(
                             name, state="skipped", finished_at=now_iso(), skipped=str(exc), error=None
                         )
-                        skipped.update(dict.fromkeys(stage(name).writes, root))
+                        skipped.update(dict.fromkeys(BY_NAME[name].writes, root))
                         continue
                     except BaseException as exc:
                         state = stop_state(exc)

@@ -23,7 +23,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from actors.providers import get_adapter
+from actors.providers.base import get_adapter
 from actors.types import CallSpec, Endpoint, Message
 from jobs.stages.refusals import REFUSAL_JSON, parse_refusal, refusal_prompt
 from jobs.stages.repair import ParseError, extract_json

@@ -1,18 +1,5 @@
 """The provider emulator: an honest stand-in for OpenAI, Anthropic and Gemini on loopback.
 
-Start it with `EmulatorServer(config)` (background thread) or `serve(config, host, port)`.
+Start it with `server.EmulatorServer(config)` (background thread) or `server.serve(config, host, port)`;
+its settings (`config.py`) import no server, so the run's config schema can use them.
 """
-
-from actors.emulator.config import AccountLimits, EmulatorConfig, FaultRates, LatencyModel
-from actors.emulator.server import EmulatorServer, create_app, main_emulate, serve
-
-__all__ = [
-    "AccountLimits",
-    "EmulatorConfig",
-    "EmulatorServer",
-    "FaultRates",
-    "LatencyModel",
-    "create_app",
-    "main_emulate",
-    "serve",
-]

@@ -1,5 +1,1 @@
-"""Provider adapters: one module per wire format, chosen with `get_adapter(provider)`."""
-
-from actors.providers.base import NEUTRAL_PARAMS, Adapter, get_adapter
-
-__all__ = ["NEUTRAL_PARAMS", "Adapter", "get_adapter"]
+"""Provider adapters: one module per wire format, chosen with `base.get_adapter(provider)`."""

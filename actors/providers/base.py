@@ -19,26 +19,19 @@ from pydantic import BaseModel, ConfigDict, ValidationError
 
 from actors.errors import ErrorKind, ProviderError
 from actors.providers.headers import lower_keys, parse_retry_after_s
-from actors.types import CallSpec, Endpoint, FinishReason, HttpCall, Message, ParsedResponse, RateLimitInfo
+from actors.types import (
+    NEUTRAL_PARAMS,
+    CallSpec,
+    Endpoint,
+    FinishReason,
+    HttpCall,
+    Message,
+    ParsedResponse,
+    RateLimitInfo,
+)
 
 RAW_LIMIT_BYTES = 64 * 1024
 """How much of a failed body an error keeps; enough to debug, small enough for a Parquet row."""
-
-NEUTRAL_PARAMS: frozenset[str] = frozenset(
-    {
-        "temperature",
-        "top_p",
-        "max_tokens",
-        "reasoning_effort",
-        "thinking_budget",
-        "cache_prefix",
-        "dimensions",
-        "schema_format",
-    }
-)
-"""Generation parameters a `CallSpec` may carry (`dimensions`: an embedding's size, for models that
-can shorten theirs; `schema_format`: how an OpenAI-compatible server takes a response schema, see
-`actors.providers.structured`). A provider ignores those it has no use for."""
 
 W = TypeVar("W", bound="WireModel")
 

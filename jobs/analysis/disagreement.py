@@ -25,7 +25,7 @@ import polars as pl
 import pyarrow as pa
 
 from actors.errors import ConfigError, SpecstressError
-from jobs.paper import PAPER_MODELS
+from jobs.paper.models import PAPER_MODELS
 
 StdKind = Literal["population", "sample"]
 

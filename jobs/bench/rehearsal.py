@@ -41,7 +41,7 @@ from jobs.engine.emulation import fill_throwaway_keys
 from jobs.engine.rundir import default_cache
 from jobs.estimate.estimate import estimate
 from jobs.estimate.schedule import PARTS
-from jobs.stages.registry import BY_NAME
+from jobs.stages.settings.pipeline import BY_NAME
 
 DEMO = Path(__file__).resolve().parents[2] / "conf" / "demo.yaml"
 PAPER_PAIRS = 150_000

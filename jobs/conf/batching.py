@@ -11,9 +11,11 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from actors.errors import ConfigError
-from actors.providers.batch import BatchLimits, get_batch_api
 
 MODES = ("online", "batch", "auto")
+BATCH_PROVIDERS = ("openai", "anthropic", "gemini")
+"""The wire formats with a batch API (`actors.providers.batch`, which a test holds to this list),
+named here so that checking a config loads no adapter."""
 
 
 @dataclass
@@ -58,25 +60,6 @@ class BatchConf:
     """Per-provider limits: openai, anthropic, gemini."""
 
 
-def limits_for(conf: BatchConf, provider: str) -> BatchLimits:
-    """The provider's documented limits, lowered or raised by config."""
-    api = get_batch_api(provider)
-    assert api is not None, provider
-    over = conf.providers.get(provider, BatchProviderConf())
-    base = api.limits
-    return BatchLimits(
-        max_requests=over.max_requests or base.max_requests,
-        max_bytes=over.max_bytes or base.max_bytes,
-        max_in_flight=over.max_in_flight or base.max_in_flight,
-    )
-
-
-def batch_capable(conf: Any, model: str) -> bool:
-    """Whether a model's calls may go through a batch API: its provider has one and config allows."""
-    m = conf.models[model]
-    return get_batch_api(m.provider) is not None and bool(m.batch_api)
-
-
 def routing_for(stages: Any, stage: str) -> RoutingConf:
     """The routing of a requests table (`scenarios_neutral` -> stages.scenarios); online by default."""
     section = getattr(stages, stage.split("_", 1)[0], None)
@@ -97,9 +80,9 @@ def check_batching(conf: Any) -> None:
     check(b.cancel_grace_s >= 0, "batch.cancel_grace_s", f"must be >= 0, got {b.cancel_grace_s}")
     for provider, lim in b.providers.items():
         check(
-            get_batch_api(provider) is not None,
+            provider in BATCH_PROVIDERS,
             f"batch.providers.{provider}",
-            "unknown provider; batch APIs exist for openai, anthropic, gemini",
+            f"unknown provider; batch APIs exist for {', '.join(BATCH_PROVIDERS)}",
         )
         for name, value in vars(lim).items():
             check(

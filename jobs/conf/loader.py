@@ -16,11 +16,10 @@ from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
 from actors.errors import ConfigError, SettingError
-from actors.limiter import AccountLimits
-from actors.providers import NEUTRAL_PARAMS
+from actors.limiter_core import AccountLimits
 from actors.providers.structured import SCHEMA_FORMATS
 from actors.settings import RateLimits, field_values
-from actors.types import Endpoint
+from actors.types import NEUTRAL_PARAMS, Endpoint
 from jobs.conf.batching import check_batching
 from jobs.conf.schema import PROVIDERS, LimitsConf, RunConf
 

@@ -22,17 +22,19 @@ from omegaconf import OmegaConf
 
 from actors.settings import limit_seconds
 from actors.store import CallStore
-from jobs.conf.batching import batch_capable, routing_for
+from jobs.conf.batching import routing_for
 from jobs.conf.loader import account_limits, account_of, endpoint
 from jobs.conf.schema import RunConf
-from jobs.config import model_views, resolve_structured, stage_context
+from jobs.config import model_views
+from jobs.context import resolve_structured, stage_context
+from jobs.engine.batching.decide import batch_capable
 from jobs.engine.rundir import Manifest, RunDir, default_cache
 from jobs.estimate.judges import judge_lines
 from jobs.estimate.lines import TYPICAL, Line, stage_done, typical, with_unwritten
 from jobs.estimate.requests import first_round_tables, from_earlier_requests, stored_first_round, table_lines
 from jobs.estimate.schedule import Schedule, schedule, stage_inputs
 from jobs.estimate.selection import SPARED_STAGES, Kept, kept_scenarios
-from jobs.stages.registry import BY_NAME
+from jobs.stages.registry import STAGES
 from jobs.stages.responses import plan_for
 
 
@@ -159,7 +161,7 @@ def planned_lines(conf: RunConf, run: RunDir, answered: np.ndarray) -> dict[str,
     previews: dict[str, pl.DataFrame] = {}
     recorded = recorded_stages(run)
     for name in conf.pipeline:
-        st = BY_NAME[name]
+        st = STAGES[name]
         ctx = stage_context(conf, name, run, previews=previews)
         if st.preview is not None:
             previews |= st.preview(ctx)

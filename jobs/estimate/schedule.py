@@ -32,7 +32,7 @@ from itertools import pairwise
 from actors.settings import limit_seconds
 from jobs.conf.schema import LimitsConf
 from jobs.estimate.lines import Line
-from jobs.stages.registry import BY_NAME, WRITER
+from jobs.stages.settings.pipeline import BY_NAME, WRITER
 
 PARTS = {"scenarios": ("scenarios_neutral", "scenarios_biased"), "values": ("values", "values_embeddings")}
 """Pipeline stages whose estimate lines are parts that follow one another (the biased rewrites

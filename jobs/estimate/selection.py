@@ -3,7 +3,7 @@
 With `stages.responses.scope: diverse` the twelve models answer only the δ-diverse
 scenarios, and rubrics and scores follow. How many those are is read from
 `tables/diversity.parquet` once the diversity stage has written it; before, it is the
-paper's kept share (`jobs.paper.DIVERSE_SHARE`, about 300k of 410k), so those lines are
+paper's kept share (`jobs.paper.figures.DIVERSE_SHARE`, about 300k of 410k), so those lines are
 marked `~` like every other line counted from config.
 """
 
@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import polars as pl
 
 from jobs.engine.rundir import RunDir
-from jobs.paper import DIVERSE_SHARE, PAPER_DIVERSE, PAPER_SCENARIOS
+from jobs.paper.figures import DIVERSE_SHARE, PAPER_DIVERSE, PAPER_SCENARIOS
 from jobs.stages.streaming import scan_table
 
 SPARED_STAGES = ("responses", "rubrics", "scores")

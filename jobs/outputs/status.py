@@ -24,7 +24,7 @@ from actors.store import CallStore
 from jobs.engine.batching.records import batch_status
 from jobs.engine.recovery import on_the_wire, paid_twice
 from jobs.engine.rundir import MANIFEST, RunDir, default_cache
-from jobs.stages.registry import STAGES
+from jobs.stages.settings.pipeline import STAGE_SPECS
 from jobs.stages.unusable import Unusable, unusable_rows
 
 
@@ -57,7 +57,7 @@ def run_status(run_uri: str) -> dict[str, Any]:
 def unusable_by_stage(run: RunDir) -> dict[str, list[Unusable]]:
     """Per stage, in pipeline order, the rows of its tables that later stages cannot use, and why."""
     out: dict[str, list[Unusable]] = {}
-    for s in STAGES:
+    for s in STAGE_SPECS:
         found = [u for t in s.writes if (u := unusable_rows(run, t)) is not None]
         if found:
             out[s.name] = found

@@ -36,9 +36,11 @@ from jobs.analysis.disagreement import BIN_LABELS
 from jobs.engine.rundir import Manifest, RunDir
 from jobs.release import layout
 from jobs.release.card import CardFacts, SplitInfo, dataset_card
-from jobs.stages.compliance_scope import ALL_MODELS, ComplianceConf
-from jobs.stages.disagreement import DisagreementConf, resolve_subsets
+from jobs.stages.compliance_scope import ALL_MODELS
+from jobs.stages.disagreement import resolve_subsets
 from jobs.stages.scenarios import NUDGES
+from jobs.stages.settings.compliance import ComplianceConf
+from jobs.stages.settings.disagreement import DisagreementConf
 from jobs.stages.streaming import scan_table
 
 SAMPLE = 0

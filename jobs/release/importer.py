@@ -54,13 +54,14 @@ from jobs.release import layout
 from jobs.release.hub import local_source
 from jobs.release.reader import KEY, Shard, check_shard, decision, find_shards
 from jobs.stages.compliance import COMPLIANCE_SCHEMA
-from jobs.stages.compliance_scope import ComplianceConf, families_of
+from jobs.stages.compliance_scope import families_of
 from jobs.stages.pairs import pair_id
-from jobs.stages.registry import StagesConf
 from jobs.stages.responses import RESPONSES_SCHEMA
 from jobs.stages.rubrics import RUBRICS_SCHEMA
 from jobs.stages.scenarios import SCENARIO_SCHEMA, scenario_id
 from jobs.stages.scores import SCORES_SCHEMA
+from jobs.stages.settings.compliance import ComplianceConf
+from jobs.stages.settings.pipeline import StagesConf
 from jobs.stages.streaming import write_parts
 from jobs.stages.tables import write_table
 

@@ -20,24 +20,6 @@ from actors.errors import ConfigError
 from jobs.engine.rundir import RunDir
 from jobs.stages.streaming import scan_table
 
-SCOPES = ("diverse", "all")
-
-
-def check_scope(stage: str, scope: str | None) -> None:
-    if scope not in SCOPES:
-        raise ConfigError(f"config key 'stages.{stage}.scope': must be one of {SCOPES}, got '{scope}'")
-
-
-def inherit_scope(settings: Any, stages: Any) -> None:
-    """Rubrics and scores follow the responses' scenarios unless their own `scope` is set."""
-    if settings.scope is None:
-        settings.scope = stages.responses.scope
-
-
-def scope_reads(settings: Any) -> dict[str, str]:
-    """The table `scope: diverse` makes a stage read (`Stage.reads_when`)."""
-    return {"diversity": "scope"} if settings.scope == "diverse" else {}
-
 
 def ready(run: RunDir, scope: str) -> bool:
     """Whether the tables a scope is drawn from exist, so a plan can be built."""

@@ -7,7 +7,7 @@ cacheable prefix: Anthropic gets `cache_control` on it (the `cache_prefix` param
 OpenAI and Gemini cache a repeated prefix of 1,024 tokens or more by themselves. Cached
 input tokens are billed at the cached price; the summary reports what caching saved.
 
-Which scenarios are judged, and the settings, are in `compliance_scope.py`.
+Which scenarios are judged is in `compliance_scope.py`, the settings in `settings/compliance.py`.
 
 Outputs:
 - `tables/compliance.parquet`: one row per (scenario, model, sample, judge), failures included;
@@ -41,16 +41,14 @@ from jobs.analysis.agreement import (
     verdicts,
 )
 from jobs.analysis.frames import frame
-from jobs.stages.base import ModelView, Plan, Stage, StageContext
-from jobs.stages.compliance_scope import ComplianceConf, check, families_of, load_spec, sample_groups
-from jobs.stages.judging import (
-    answered,
-    inherit_judged,
-    judged_models,
-    outcome_fields,
-)
+from jobs.stages.base import Plan, Stage, StageContext
+from jobs.stages.compliance_scope import families_of, load_spec, sample_groups
+from jobs.stages.judging import answered, outcome_fields
 from jobs.stages.params import params_by_model
 from jobs.stages.repair import ParseError, extract_json, first_round, wrong_shape
+from jobs.stages.settings.base import ModelView
+from jobs.stages.settings.compliance import STAGE_SPEC, ComplianceConf
+from jobs.stages.settings.judging import judged_models
 from jobs.stages.streaming import scan_table
 from jobs.stages.structured import Fallbacks, call_structured, json_schema, with_schema
 from jobs.stages.tables import write_table
@@ -276,22 +274,4 @@ def run(ctx: StageContext[ComplianceConf]) -> dict[str, Any]:
     }
 
 
-def _models(cc: ComplianceConf) -> dict[str, list[str]]:
-    return {
-        "judges": list(cc.judges),
-        "models": list(cc.models or []),
-        "families": [m for ms in (cc.families or {}).values() for m in ms],
-    }
-
-
-STAGE = Stage(
-    name="compliance",
-    settings=ComplianceConf,
-    reads=("disagreement", "scenarios", "responses"),
-    writes=("compliance", "compliance_verdicts", "judge_stats", "compliance_summary"),
-    run=run,
-    plan=plan,
-    models=_models,
-    check=check,
-    inherit=inherit_judged,
-)
+STAGE = Stage(STAGE_SPEC, run=run, plan=plan)

@@ -1,4 +1,4 @@
-"""What the compliance judges see: the stage's settings, the spec, and the seeded samples of scenarios.
+"""What the compliance judges see: the spec, and the seeded samples of scenarios.
 
 Which scenarios are judged, as in the paper (its Table 2 and its per-bin figure): per family,
 `per_bin` scenarios drawn from each bin of D of the family's bin subset (`bin_subset`, by
@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import random
 from collections.abc import Mapping
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import polars as pl
@@ -25,80 +24,16 @@ import polars as pl
 from actors.errors import ConfigError
 from jobs.analysis.agreement import GROUPS_SCHEMA
 from jobs.engine.rundir import RunDir
-from jobs.stages.base import ModelView
-from jobs.stages.judging import JudgeCallConf, JudgedResponsesConf, check_call, disagreement_of, judged_models
+from jobs.stages.judging import disagreement_of
+from jobs.stages.settings.compliance import ComplianceConf
 from jobs.stages.streaming import scan_table
 
 DEMO_SPEC = Path(__file__).resolve().parents[1] / "data" / "demo_spec.md"
 """The short spec shipped for the demo (our own text, not any provider's)."""
 OPENAI_FAMILY: tuple[str, ...] = ("gpt_4_1", "gpt_4_1_mini", "gpt_4o", "o3", "o4_mini")
 """The default family: the OpenAI models, which share the OpenAI Model Spec."""
-PAPER_SPEC = (
-    "the OpenAI Model Spec of 2025-04-11 (model_spec.md at the 'Release 2025-04-11' commit of "
-    "https://github.com/openai/model_spec, CC0)"
-)
-"""The spec the paper's judges graded against."""
-SCOPES = ("samples", "all")
-SAMPLE_NAMES = ("random", "high_all", "high_family")
 ALL_MODELS = "all"
 """The disagreement subset of every model, which `high_all` draws from."""
-
-
-@dataclass
-class SamplesConf:
-    """Sizes of the compliance samples; None takes every candidate."""
-
-    random: int | None = 100
-    """Scenarios drawn from every scored scenario."""
-    high_all: int | None = 100
-    """Scenarios drawn from the high-disagreement ones of every model (subset `all`)."""
-    high_family: int | None = 100
-    """Scenarios drawn, per family, from the high-disagreement ones of the family's subset."""
-
-
-@dataclass
-class ComplianceConf(JudgeCallConf, JudgedResponsesConf):
-    """Settings of the `compliance` stage (config section `stages.compliance`)."""
-
-    judges: list[str] = field(default_factory=lambda: ["claude_sonnet_4", "o3", "gemini_2_5_pro"])
-    """Judge model keys (the paper: Claude 4 Sonnet, o3, Gemini 2.5 Pro)."""
-    spec: str | None = None
-    """Path of the spec (markdown); None uses the short demo spec shipped with specstress, for
-    emulated judges only (real judges need a real spec: the paper's is `PAPER_SPEC`)."""
-    families: dict[str, list[str]] | None = None
-    """Family name -> models sharing one spec; None: the OpenAI models judged (if two or more)."""
-    scope: str = "samples"
-    """samples: the per-bin draws and `samples`; all: every scored scenario."""
-    per_bin: int | None = 1000
-    """Scenarios drawn from each bin of D, judged for every model of each family (the paper:
-    about 1,000 per bin); None takes every scenario of a bin, 0 draws no bins."""
-    samples: SamplesConf = field(default_factory=SamplesConf)
-    bin_subset: str | None = None
-    """Disagreement subset whose D bins the scenarios; None: each family's own subset (the
-    subset of the family's name, as the paper binned by the OpenAI models' D)."""
-
-
-def check(cc: ComplianceConf, models: Mapping[str, ModelView]) -> None:
-    """Checks of `stages.compliance` that need no tables, run before anything is spent."""
-    check_call("compliance", cc)
-    judged_models("compliance", cc.models)
-    if cc.scope not in SCOPES:
-        raise ConfigError(f"config key 'stages.compliance.scope': must be one of {SCOPES}, got '{cc.scope}'")
-    if not cc.judges or len(set(cc.judges)) != len(cc.judges):
-        raise ConfigError("config key 'stages.compliance.judges': needs one or more distinct model keys")
-    real = [j for j in cc.judges if not models[j].emulated]
-    if cc.spec is None and real:
-        # Real judges grading the demo spec would spend real money on a meaningless table.
-        raise ConfigError(
-            "config key 'stages.compliance.spec': null grades against the short demo spec, which is for "
-            f"emulated judges only, and judges {real} are real models. The paper graded against "
-            f"{PAPER_SPEC}: pass the path of that file, or of the spec you want to test, as "
-            "stages.compliance.spec=PATH"
-        )
-    sizes = {f"samples.{name}": getattr(cc.samples, name) for name in SAMPLE_NAMES}
-    for key, n in {**sizes, "per_bin": cc.per_bin}.items():
-        if n is not None and n < 0:
-            raise ConfigError(f"config key 'stages.compliance.{key}': must be >= 0 or null, got {n}")
 
 
 def load_spec(path: str | None) -> tuple[str, str]:

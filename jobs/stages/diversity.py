@@ -12,36 +12,17 @@ sample of `check_sample` scenarios.
 from __future__ import annotations
 
 import time
-from collections.abc import Mapping
-from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
-from actors.errors import ConfigError
 from jobs.analysis.diversity import DiverseSelection, check_selection, delta_select
 from jobs.analysis.selection import DIVERSE_SCHEMA, diverse_table
-from jobs.stages.base import ModelView, Stage, StageContext
+from jobs.stages.base import Stage, StageContext
 from jobs.stages.devices import require_gpu
 from jobs.stages.embeddings import read_embeddings
+from jobs.stages.settings.diversity import STAGE_SPEC, TABLE, DiversityConf
 from jobs.stages.tables import write_table
-
-TABLE = "diversity"
-
-
-@dataclass
-class DiversityConf:
-    """Settings of the `diversity` stage (config section `stages.diversity`)."""
-
-    delta: float = 0.4
-    """L2 threshold on unit vectors (the paper's 0.4)."""
-    n_cells: int | None = None
-    """k-means cells used to prune distance checks; None picks by size. Never changes the guarantees."""
-    check_sample: int = 2000
-    """Scenarios checked exactly for coverage and separation (reported in the summary); 0 skips."""
-    device: str = "cpu"
-    """cpu (FAISS cells prune the distance checks), or cuda: a brute-force scan on one GPU of the
-    Ray cluster (`jobs.analysis.diversity_torch`), same guarantees."""
 
 
 def _select_on_gpu(x: np.ndarray, delta: float, seed: int, device: str) -> DiverseSelection:
@@ -52,13 +33,6 @@ def _select_on_gpu(x: np.ndarray, delta: float, seed: int, device: str) -> Diver
 
     task = ray.remote(num_gpus=1, num_cpus=1)(delta_select_torch)
     return ray.get(task.remote(x, delta=delta, seed=seed, device=device))
-
-
-def check(dc: DiversityConf, models: Mapping[str, ModelView]) -> None:
-    if not dc.delta > 0:
-        raise ConfigError(f"config key 'stages.diversity.delta': must be > 0, got {dc.delta}")
-    if dc.check_sample < 0:
-        raise ConfigError(f"config key 'stages.diversity.check_sample': must be >= 0, got {dc.check_sample}")
 
 
 def run(ctx: StageContext[DiversityConf]) -> dict[str, Any]:
@@ -89,11 +63,4 @@ def run(ctx: StageContext[DiversityConf]) -> dict[str, Any]:
     return summary
 
 
-STAGE = Stage(
-    name="diversity",
-    settings=DiversityConf,
-    reads=("scenario_embeddings",),
-    writes=(TABLE,),
-    run=run,
-    check=check,
-)
+STAGE = Stage(STAGE_SPEC, run=run)

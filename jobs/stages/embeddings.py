@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -44,16 +44,16 @@ from jobs.analysis.embed.cache import (
     to_matrix,
 )
 from jobs.analysis.embed.pipeline import embed_column
-from jobs.stages.base import ModelView, Plan, Stage, StageContext
+from jobs.stages.base import Plan, Stage, StageContext
 from jobs.stages.devices import require_gpu
+from jobs.stages.settings.base import ModelView
+from jobs.stages.settings.embeddings import STAGE_SPEC, TABLE, EmbeddingsConf
 from jobs.stages.streaming import iter_results, scan_table
 from jobs.stages.unusable import NothingValid, explain
 
 log = logging.getLogger("specstress.embeddings")
 
-BACKENDS = ("local", "api", "hashing")
 META_MODEL_KEY = b"embedding_model_key"
-TABLE = "scenario_embeddings"
 
 
 def embeddings_schema(dim: int, backend: str, model: str, model_key: str = "") -> pa.Schema:
@@ -70,43 +70,6 @@ def embeddings_schema(dim: int, backend: str, model: str, model_key: str = "") -
             META_DIM: str(dim).encode(),
         },
     )
-
-
-@dataclass
-class EmbeddingsConf:
-    """Settings of the `embeddings` stage (config section `stages.embeddings`)."""
-
-    backend: str = "local"
-    """local (packaged all-MiniLM-L6-v2), api (a model key through the engine) or hashing."""
-    model: str | None = None
-    """For api: the registry's model key (required). Ignored by local and hashing."""
-    batch_size: int = 64
-    """Texts per API call (api), or rows per UDF batch (local, hashing)."""
-    num_actors: int = 1
-    """Ray Data actor-pool size (local, hashing)."""
-    threads: int | None = None
-    """Torch threads per actor (local); None leaves torch's default."""
-    device: str = "cpu"
-    """Torch device of the local model: cpu, or cuda (each actor then takes one GPU of the Ray cluster)."""
-    cache_dir: str | None = None
-    """Folder (local path or s3:// / gs:// URI) of the text-hash cache; None means `<cache_dir or run cache>/embeddings`."""
-
-
-def check(ec: EmbeddingsConf, models: Mapping[str, ModelView], key: str = "stages.embeddings") -> None:
-    """Checks at load; `key` is the section's config key (the values stage has one of its own)."""
-    if ec.backend not in BACKENDS:
-        raise ConfigError(f"config key '{key}.backend': must be one of {BACKENDS}, got '{ec.backend}'")
-    if ec.batch_size < 1 or ec.num_actors < 1:
-        raise ConfigError(f"config key '{key}': batch_size and num_actors must be >= 1")
-    if ec.backend == "api":
-        if not ec.model:
-            raise ConfigError(f"config key '{key}.model': the api backend needs a model key")
-        provider = models[ec.model].provider
-        if provider not in ("openai", "gemini"):
-            raise ConfigError(
-                f"config key '{key}.model': '{ec.model}' is a {provider} model, "
-                "which has no embeddings API; use an openai or gemini model key"
-            )
 
 
 def _ready(ctx: StageContext[Any], ec: EmbeddingsConf, key: str) -> None:
@@ -337,13 +300,4 @@ def read_embeddings(ctx: StageContext[Any]) -> tuple[pl.Series, np.ndarray, dict
     return pl.Series("scenario_id", table.column("scenario_id").to_pylist(), dtype=pl.String), matrix, meta
 
 
-STAGE = Stage(
-    name="embeddings",
-    settings=EmbeddingsConf,
-    reads=("scenarios",),
-    writes=(TABLE,),
-    run=run,
-    plan=plan,
-    models=lambda ec: {"model": [ec.model] if ec.backend == "api" and ec.model else []},
-    check=check,
-)
+STAGE = Stage(STAGE_SPEC, run=run, plan=plan)

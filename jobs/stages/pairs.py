@@ -15,7 +15,6 @@ becomes ``value1`` (the one later nudges lean towards) free of alphabetical bias
 from __future__ import annotations
 
 import hashlib
-from dataclasses import dataclass, field
 from typing import Any, Literal
 
 import numpy as np
@@ -24,6 +23,7 @@ import pyarrow as pa
 
 from actors.errors import ConfigError
 from jobs.stages.base import Stage, StageContext
+from jobs.stages.settings.pairs import STAGE_SPEC, PairsConf, TaxonomyConf
 from jobs.stages.tables import write_table
 from jobs.stages.taxonomy import LEAF_COLUMNS, demo_taxonomy_paths, load_taxonomy
 
@@ -133,29 +133,6 @@ def sample_pairs(
     rng = np.random.default_rng(seed)
     first, second = _draw_pairs(np.cumsum(weights, dtype=np.float64), groups, n, rng)
     return _pairs_frame(eligible, first, second)
-
-
-@dataclass
-class TaxonomyConf:
-    """Where the value taxonomy comes from; both null means the shipped demo taxonomy."""
-
-    tree: str | None = None
-    """Path of values_tree.csv (Values-in-the-Wild format)."""
-    frequencies: str | None = None
-    """Path of values_frequencies.csv."""
-
-
-@dataclass
-class PairsConf:
-    """Settings of the `pairs` stage (config section `stages.pairs`)."""
-
-    taxonomy: TaxonomyConf = field(default_factory=TaxonomyConf)
-    n_pairs: int = 150_000
-    """Pairs to draw; growing it later extends the earlier pairs, never reshuffles them."""
-    weighting: str = "uniform"
-    """uniform, or frequency (P(value) proportional to its frequency)."""
-    exclude_same: str | None = None
-    """Skip pairs inside one level-1 cluster (l1) or level-2 category (l2); null keeps all."""
 
 
 def load_values(tc: TaxonomyConf) -> pl.DataFrame:
@@ -302,11 +279,4 @@ def _pairs_frame(values: pl.DataFrame, first: np.ndarray, second: np.ndarray) ->
     )
 
 
-STAGE = Stage(
-    name="pairs",
-    settings=PairsConf,
-    reads=(),
-    writes=("pairs",),
-    run=run,
-    preview=preview,
-)
+STAGE = Stage(STAGE_SPEC, run=run, preview=preview)

@@ -5,7 +5,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from jobs.stages.base import ModelView, StageContext
+from jobs.stages.base import StageContext
+from jobs.stages.settings.base import ModelView
 
 
 def layer(

@@ -12,8 +12,7 @@ Outputs:
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
-from dataclasses import dataclass
+from collections.abc import Iterator
 from typing import Any
 
 import polars as pl
@@ -22,21 +21,12 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from jobs.analysis.agreement import wilson
 from jobs.analysis.frames import frame
-from jobs.stages.base import ModelView, Plan, Stage, StageContext
-from jobs.stages.judging import (
-    JudgeCallConf,
-    JudgedResponsesConf,
-    ScopeConf,
-    answered,
-    check_judge_settings,
-    chunked,
-    inherit_judged,
-    judged_models,
-    outcome_fields,
-    scoped_scenarios,
-)
+from jobs.stages.base import Plan, Stage, StageContext
+from jobs.stages.judging import answered, chunked, outcome_fields, scoped_scenarios
 from jobs.stages.params import params_by_model
 from jobs.stages.repair import ParseError, extract_json, first_round, wrong_shape
+from jobs.stages.settings.judging import judged_models
+from jobs.stages.settings.refusals import STAGE_SPEC, RefusalsConf
 from jobs.stages.streaming import add_calls, scan_table, write_parts
 from jobs.stages.structured import Fallbacks, call_structured, json_schema, with_schema
 from jobs.stages.tables import read_table, write_table
@@ -138,14 +128,6 @@ def parse_refusal(text: str) -> str:
     return category
 
 
-@dataclass
-class RefusalsConf(ScopeConf, JudgeCallConf, JudgedResponsesConf):
-    """Settings of the `refusals` stage (config section `stages.refusals`)."""
-
-    model: str = "claude_sonnet_4"
-    """Model key that judges the refusal degree."""
-
-
 def rates(table: pl.DataFrame, topics: pl.DataFrame | None) -> pl.DataFrame:
     """Refusal and hard-refusal rates with 95% Wilson intervals per model, overall and per topic.
 
@@ -200,11 +182,6 @@ def _row(key: tuple[str, str, int], out: Any, judge: str) -> dict[str, Any]:
         "hard_refusal": idx == HARD if idx is not None else None,
         **outcome_fields(out),
     }
-
-
-def check(rc: RefusalsConf, models: Mapping[str, ModelView]) -> None:
-    check_judge_settings("refusals", rc)
-    judged_models("refusals", rc.models)
 
 
 def _items(ctx: StageContext[RefusalsConf]) -> Iterator[tuple[str, pl.DataFrame, pl.DataFrame]]:
@@ -284,14 +261,4 @@ def run(ctx: StageContext[RefusalsConf]) -> dict[str, Any]:
     }
 
 
-STAGE = Stage(
-    name="refusals",
-    settings=RefusalsConf,
-    reads=("disagreement", "scenarios", "responses", "topics"),
-    writes=("refusals", "refusal_rates"),
-    run=run,
-    plan=plan,
-    models=lambda rc: {"model": [rc.model], "models": list(rc.models or [])},
-    check=check,
-    inherit=inherit_judged,
-)
+STAGE = Stage(STAGE_SPEC, run=run, plan=plan)

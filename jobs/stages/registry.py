@@ -1,15 +1,15 @@
-"""The stages, in pipeline order, and what follows from them: the `stages:` config schema and its checks.
+"""The stages' entry points by name, in pipeline order: what the driver runs and the estimate plans.
 
-Adding a stage is one module that defines a `Stage` and one line in `STAGES`.
+Adding a stage is a settings module under `settings/` that ends with its `StageSpec` (its
+settings record and load-time checks) and one line in `STAGE_SPECS` (`settings/pipeline.py`),
+and a module here that ends with its `Stage` (the spec with `run`, and `plan` or `preview`)
+and one line in `STAGES`.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from dataclasses import field, make_dataclass
 from typing import Any
 
-from actors.errors import ConfigError
 from jobs.stages import (
     compliance,
     disagreement,
@@ -24,72 +24,23 @@ from jobs.stages import (
     topics,
     values,
 )
-from jobs.stages.base import ModelView, Stage
+from jobs.stages.base import Stage
 
-STAGES: tuple[Stage[Any], ...] = (
-    pairs.STAGE,
-    scenarios.STAGE,
-    embeddings.STAGE,
-    diversity.STAGE,
-    responses.STAGE,
-    rubrics.STAGE,
-    scores.STAGE,
-    disagreement.STAGE,
-    topics.STAGE,
-    refusals.STAGE,
-    compliance.STAGE,
-    values.STAGE,
-)
-BY_NAME: dict[str, Stage[Any]] = {s.name: s for s in STAGES}
-WRITER: dict[str, str] = {table: s.name for s in STAGES for table in s.writes}
-"""Table -> the stage that writes it."""
-
-StagesConf = make_dataclass(
-    "StagesConf",
-    [(s.name, s.settings, field(default_factory=s.settings)) for s in STAGES],
-)
-"""The `stages:` section: one field per stage, typed by the stage's own settings record."""
-
-
-def stage(name: str) -> Stage[Any]:
-    if name not in BY_NAME:
-        raise ConfigError(f"config key 'pipeline': unknown stage '{name}'; known: {list(BY_NAME)}")
-    return BY_NAME[name]
-
-
-def check_stages(stages: Any, pipeline: list[str], models: Mapping[str, ModelView]) -> None:
-    """At load: defaults taken from other stages filled in, then, for the stages of the pipeline,
-    the model keys they name and their own checks. Raises `ConfigError` naming the key."""
-    unknown = [n for n in pipeline if n not in BY_NAME]
-    if unknown:
-        raise ConfigError(f"config key 'pipeline': unknown stage(s) {unknown}; known: {sorted(BY_NAME)}")
-    for s in STAGES:
-        s.inherit(getattr(stages, s.name), stages)
-    check_order(stages, pipeline)
-    for name in pipeline:
-        s = BY_NAME[name]
-        settings = getattr(stages, name)
-        for key, keys in s.models(settings).items():
-            absent = sorted(set(keys) - set(models))
-            if absent:
-                raise ConfigError(
-                    f"config key 'stages.{name}.{key}': unknown model key(s) {absent}; known: {sorted(models)}"
-                )
-        s.check(settings, models)
-
-
-def check_order(stages: Any, pipeline: list[str]) -> None:
-    """Every table a stage of `pipeline` reads is written by a stage before it, or by none of the
-    pipeline (an earlier session may have written it; the stage says so when it is absent)."""
-    position = {name: i for i, name in enumerate(pipeline)}
-    for i, name in enumerate(pipeline):
-        for table, setting in BY_NAME[name].tables_read(getattr(stages, name)).items():
-            writer = WRITER.get(table)
-            if writer is None or position.get(writer, -1) <= i:
-                continue
-            because = f" (stages.{name}.{setting} makes it read it)" if setting else ""
-            alternative = f", or change stages.{name}.{setting}" if setting else ""
-            raise ConfigError(
-                f"config key 'pipeline': stage '{name}' reads table '{table}'{because}, which stage "
-                f"'{writer}' writes after it: list '{writer}' before '{name}'{alternative}"
-            )
+STAGES: dict[str, Stage[Any]] = {
+    s.spec.name: s
+    for s in (
+        pairs.STAGE,
+        scenarios.STAGE,
+        embeddings.STAGE,
+        diversity.STAGE,
+        responses.STAGE,
+        rubrics.STAGE,
+        scores.STAGE,
+        disagreement.STAGE,
+        topics.STAGE,
+        refusals.STAGE,
+        compliance.STAGE,
+        values.STAGE,
+    )
+}
+"""Stage name -> its `Stage`, in the order of `STAGE_SPECS` (a test holds the two together)."""

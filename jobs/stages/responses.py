@@ -12,28 +12,20 @@ Output: `tables/responses.parquet`, one row per (scenario, model, sample), failu
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
-from dataclasses import dataclass, field
+from collections.abc import Iterator
+from dataclasses import dataclass
 from typing import Any
 
 import polars as pl
 import pyarrow as pa
 import pyarrow.dataset as pads
 
-from actors.errors import ConfigError
 from actors.types import chat, spec_to_json
-from jobs.conf.batching import RoutingConf
-from jobs.paper import PAPER_MODELS
-from jobs.stages.answer_scope import (
-    check_scope,
-    ready,
-    scenarios_in_scope,
-    scope_filter,
-    scope_reads,
-    selection_saving,
-)
-from jobs.stages.base import ModelView, Plan, Stage, StageContext
+from jobs.stages.answer_scope import ready, scenarios_in_scope, scope_filter, selection_saving
+from jobs.stages.base import Plan, Stage, StageContext
 from jobs.stages.params import layer
+from jobs.stages.settings.base import ModelView
+from jobs.stages.settings.responses import STAGE_SPEC, ResponsesConf, ResponseSettings, samples_of
 from jobs.stages.streaming import iter_results, write_parts
 
 RESPONSES_SCHEMA = pa.schema(
@@ -56,48 +48,6 @@ RESPONSES_SCHEMA = pa.schema(
 
 _STORE_COLUMNS = ["status", "text", "finish_reason", "refusal", "input_tokens", "output_tokens"]
 _STORE_COLUMNS += ["cost_usd", "error_kind", "error"]
-
-
-@dataclass
-class ResponseSettings:
-    """One model's overrides in `stages.responses.per_model`; None keeps the stage default."""
-
-    system_prompt: str | None = None
-    """System prompt; "" sends none."""
-    temperature: float | None = None
-    max_tokens: int | None = None
-    """Output token cap, thinking included."""
-    reasoning_effort: str | None = None
-    """OpenAI reasoning models: low / medium / high."""
-    thinking_budget: int | None = None
-    """Anthropic extended thinking and Gemini thinking budget, in tokens."""
-    samples: int | None = None
-    """Answers per scenario from this model."""
-
-
-@dataclass
-class ResponsesConf(RoutingConf):
-    """Settings of the `responses` stage (config section `stages.responses`)."""
-
-    models: list[str] = field(default_factory=lambda: list(PAPER_MODELS))
-    """The sweep: model keys that answer every scenario of the scope."""
-    scope: str = "all"
-    """diverse: the scenarios the diversity stage keeps (the paper's way; run embeddings and
-    diversity first); all: every scenario."""
-    samples: int = 1
-    """Answers per scenario and model (the paper: one, at default settings)."""
-    system_prompt: str | None = None
-    """System prompt for every model; None (the paper's assumption) sends none."""
-    temperature: float | None = None
-    """None keeps the provider's default."""
-    max_tokens: int | None = None
-    """None keeps the registry's `params.max_tokens`."""
-    reasoning_effort: str | None = None
-    thinking_budget: int | None = None
-    per_model: dict[str, ResponseSettings] = field(default_factory=dict)
-    """Per-model overrides of the settings above, by model key."""
-    chunk_rows: int = 20_000
-    """Scenarios turned into requests (and result rows written) per chunk; bounds memory."""
 
 
 def _apply(params: dict[str, Any], provider: str, s: ResponsesConf | ResponseSettings) -> None:
@@ -127,22 +77,7 @@ def plan_for(m: ModelView, rc: ResponsesConf) -> ModelPlan:
     over = rc.per_model.get(m.key, ResponseSettings())
     _apply(params, m.provider, over)
     system = over.system_prompt if over.system_prompt is not None else rc.system_prompt
-    samples = over.samples if over.samples is not None else rc.samples
-    return ModelPlan(system or None, params, samples)
-
-
-def check(rc: ResponsesConf, models: Mapping[str, ModelView]) -> None:
-    if len(set(rc.models)) != len(rc.models):
-        raise ConfigError(f"config key 'stages.responses.models': duplicate model keys in {rc.models}")
-    stray = sorted(set(rc.per_model) - set(rc.models))
-    if stray:
-        raise ConfigError(f"config key 'stages.responses.per_model': keys {stray} are not in `models`")
-    for model in rc.models:
-        if plan_for(models[model], rc).samples < 1:
-            raise ConfigError(f"config key 'stages.responses.samples' ({model}): must be >= 1")
-    if rc.chunk_rows < 1:
-        raise ConfigError("config key 'stages.responses.chunk_rows': must be >= 1")
-    check_scope("responses", rc.scope)
+    return ModelPlan(system or None, params, samples_of(rc, m.key))
 
 
 def _request_chunks(ctx: StageContext[ResponsesConf]) -> Iterator[pl.DataFrame]:
@@ -233,14 +168,4 @@ def run(ctx: StageContext[ResponsesConf]) -> dict[str, Any]:
     }
 
 
-STAGE = Stage(
-    name="responses",
-    settings=ResponsesConf,
-    reads=("scenarios",),
-    writes=("responses",),
-    run=run,
-    plan=plan,
-    models=lambda rc: {"models": list(rc.models)},
-    check=check,
-    reads_when=scope_reads,
-)
+STAGE = Stage(STAGE_SPEC, run=run, plan=plan)

@@ -12,30 +12,21 @@ Output: `tables/rubrics.parquet`, one row per pair, failures included (status, e
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
-from dataclasses import dataclass
+from collections.abc import Iterator
 from typing import Any, Literal
 
 import polars as pl
 import pyarrow as pa
 from pydantic import BaseModel, ConfigDict, Field, StrictInt, ValidationError, model_validator
 
-from actors.errors import ConfigError
 from jobs.analysis.frames import frame
-from jobs.conf.batching import RoutingConf
-from jobs.stages.answer_scope import check_scope, inherit_scope, ready, scenarios_in_scope, scope_reads
-from jobs.stages.base import ModelView, Plan, Stage, StageContext
+from jobs.stages.answer_scope import ready, scenarios_in_scope
+from jobs.stages.base import Plan, Stage, StageContext
 from jobs.stages.params import params_by_model
 from jobs.stages.repair import ParseError, extract_json, first_round, wrong_shape
+from jobs.stages.settings.rubrics import STAGE_SPEC, RubricsConf
 from jobs.stages.streaming import add_calls, scan_table, write_parts
-from jobs.stages.structured import (
-    Fallbacks,
-    StructuredConf,
-    call_structured,
-    check_structured,
-    json_schema,
-    with_schema,
-)
+from jobs.stages.structured import Fallbacks, call_structured, json_schema, with_schema
 
 POSITIONS: tuple[str, ...] = (
     "extreme_oppose",
@@ -157,24 +148,6 @@ RUBRIC_JSON = json_schema(Rubric)
 """The rubric's JSON Schema, sent with `structured: auto`."""
 
 
-@dataclass
-class RubricsConf(RoutingConf, StructuredConf):
-    """Settings of the `rubrics` stage (config section `stages.rubrics`)."""
-
-    model: str = "claude_opus_4"
-    """Model key that writes the rubrics (the paper: Claude 4 Opus)."""
-    max_repairs: int = 1
-    """Repair calls per pair after an invalid answer, before the failure is recorded."""
-    max_tokens: int = 4000
-    temperature: float | None = None
-    reasoning_effort: str | None = None
-    thinking_budget: int | None = None
-    chunk_pairs: int = 20_000
-    """Pairs handled per round of calls; bounds memory."""
-    scope: str | None = None
-    """diverse: pairs with a δ-diverse scenario; all: every pair; None: `stages.responses.scope`."""
-
-
 def pair_framings(scenarios: pl.LazyFrame) -> pl.LazyFrame:
     """One row per pair: values, rank and the query of each framing (null where it was rejected)."""
     wide = (
@@ -201,13 +174,6 @@ def rubric_prompt(value1: str, value2: str, neutral: str | None, q1: str | None,
         q1=q1 or _NO_QUERY,
         q2=q2 or _NO_QUERY,
     )
-
-
-def check(rc: RubricsConf, models: Mapping[str, ModelView]) -> None:
-    if rc.max_repairs < 0 or rc.chunk_pairs < 1:
-        raise ConfigError("config key 'stages.rubrics': max_repairs must be >= 0 and chunk_pairs >= 1")
-    check_scope("rubrics", rc.scope)
-    check_structured("rubrics", rc)
 
 
 def _items(ctx: StageContext[RubricsConf]) -> Iterator[tuple[str, pl.DataFrame, pl.DataFrame]]:
@@ -291,15 +257,4 @@ def run(ctx: StageContext[RubricsConf]) -> dict[str, Any]:
     return {"pairs": n, **counts, "ok_after_repair": repaired, "calls": calls, **fallbacks.summary()}
 
 
-STAGE = Stage(
-    name="rubrics",
-    settings=RubricsConf,
-    reads=("scenarios",),
-    writes=("rubrics",),
-    run=run,
-    plan=plan,
-    models=lambda rc: {"model": [rc.model]},
-    check=check,
-    inherit=inherit_scope,
-    reads_when=scope_reads,
-)
+STAGE = Stage(STAGE_SPEC, run=run, plan=plan)

@@ -15,7 +15,6 @@ import difflib
 import hashlib
 import re
 from collections.abc import Iterator
-from dataclasses import dataclass, field
 from typing import Any
 
 import polars as pl
@@ -23,9 +22,9 @@ import pyarrow as pa
 
 from actors.errors import ConfigError
 from actors.types import chat, spec_to_json
-from jobs.conf.batching import RoutingConf
 from jobs.stages.base import Plan, Stage, StageContext
 from jobs.stages.params import stage_params
+from jobs.stages.settings.scenarios import STAGE_SPEC, ScenariosConf
 from jobs.stages.tables import write_table
 
 QUERY_TAG = "FINAL QUERY:"
@@ -94,26 +93,6 @@ REJECT_SCHEMA = pa.schema(
         ("call_key", pa.string()),
     ]
 )
-
-
-@dataclass
-class ScenariosConf(RoutingConf):
-    """Settings of the `scenarios` stage (config section `stages.scenarios`)."""
-
-    generators: dict[str, float] = field(default_factory=dict)
-    """Generator model keys with weights; each pair goes to one, drawn by its pair id."""
-    rewriter: str | None = None
-    """Model key that writes the biased rewrites; None means the pair's own generator."""
-    max_tokens: int = 4000
-    temperature: float | None = 1.0
-    reasoning_effort: str | None = None
-    """OpenAI reasoning models: low / medium / high."""
-    thinking_budget: int | None = None
-    """Anthropic extended thinking and Gemini thinking budget, in tokens."""
-    restatement_threshold: float = 0.85
-    """Similarity (0..1) at or above which a query counts as a restatement of the prompt."""
-    biased: bool = True
-    """Write the two value-biased rewrites of each kept neutral query."""
 
 
 def scenario_id(pair_id: str, nudge: str) -> str:
@@ -262,7 +241,7 @@ def plan(ctx: StageContext[ScenariosConf]) -> Plan:
 
 def run(ctx: StageContext[ScenariosConf]) -> dict[str, Any]:
     sc = ctx.settings
-    ctx.calls.check_models(_models(sc)["generators"] + _models(sc)["rewriter"])
+    ctx.calls.check_models([m for keys in STAGE_SPEC.models(sc).values() for m in keys])
     pairs, neutral_rows = _neutral_rows(ctx)
     answered, neutral_calls = _call(ctx, "scenarios_neutral", neutral_rows)
     kept, rejects = _split(answered, sc, None)
@@ -321,16 +300,4 @@ def run(ctx: StageContext[ScenariosConf]) -> dict[str, Any]:
     }
 
 
-def _models(sc: ScenariosConf) -> dict[str, list[str]]:
-    return {"generators": list(sc.generators), "rewriter": [sc.rewriter] if sc.rewriter else []}
-
-
-STAGE = Stage(
-    name="scenarios",
-    settings=ScenariosConf,
-    reads=("pairs",),
-    writes=("scenarios", "scenario_rejects"),
-    run=run,
-    plan=plan,
-    models=_models,
-)
+STAGE = Stage(STAGE_SPEC, run=run, plan=plan)

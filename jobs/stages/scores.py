@@ -27,7 +27,7 @@ from __future__ import annotations
 import json
 import random
 import string
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -36,31 +36,15 @@ import pyarrow as pa
 import pyarrow.dataset as pads
 from pydantic import BaseModel, ConfigDict, Field, StrictInt, TypeAdapter, ValidationError, field_validator
 
-from actors.errors import ConfigError
 from jobs.analysis.frames import frame
-from jobs.conf.batching import RoutingConf
-from jobs.stages.answer_scope import (
-    check_scope,
-    inherit_scope,
-    ready,
-    scope_filter,
-    scope_reads,
-    selection_saving,
-)
-from jobs.stages.base import ModelView, Plan, Stage, StageContext
+from jobs.stages.answer_scope import ready, scope_filter, selection_saving
+from jobs.stages.base import Plan, Stage, StageContext
 from jobs.stages.params import stage_params
 from jobs.stages.repair import first_round, keyed_object, wrong_shape
 from jobs.stages.rubrics import POSITIONS
+from jobs.stages.settings.scores import STAGE_SPEC, ScoresConf
 from jobs.stages.streaming import add_calls, scan_table, write_parts
-from jobs.stages.structured import (
-    Fallbacks,
-    StructuredConf,
-    call_structured,
-    check_structured,
-    json_schema,
-    labelled_schema,
-    with_schema,
-)
+from jobs.stages.structured import Fallbacks, call_structured, json_schema, labelled_schema, with_schema
 
 SCORES_SCHEMA = pa.schema(
     [
@@ -107,9 +91,6 @@ The responses, each in a tag with its label:
 Read each response and place it on both spectrums: the position (an integer from 0 to 6) whose strategy it follows most closely, your confidence in that placement (a number from 0 to 1), and one sentence of reasoning.
 
 Return only a JSON object with one key per label, for exactly these labels: {labels}. Each maps to an object with exactly these keys: "value1_position", "value1_confidence", "value1_reasoning", "value2_position", "value2_confidence", "value2_reasoning"."""
-
-MODES = ("joint", "per_response")
-LABELS = ("model", "anonymous")
 
 
 class ScoreEntry(BaseModel):
@@ -196,43 +177,6 @@ def score_prompt(
         responses=responses,
         labels=json.dumps([lab for lab, _ in labelled]),
     )
-
-
-@dataclass
-class ScoresConf(RoutingConf, StructuredConf):
-    """Settings of the `scores` stage (config section `stages.scores`)."""
-
-    model: str = "claude_opus_4"
-    """Model key that scores."""
-    mode: str = "joint"
-    """joint (one call per scenario, all responses) or per_response (one call per response)."""
-    labels: str = "model"
-    """How responses are labelled in the prompt: model (their keys) or anonymous (Response A...)."""
-    shuffle: bool = False
-    """Order responses by a draw seeded by scenario id and `seed`, not by model key."""
-    models: list[str] | None = None
-    """Models whose responses are scored; None means `stages.responses.models`."""
-    max_repairs: int = 1
-    """Repair calls after an invalid answer, before the failure is recorded."""
-    max_tokens: int = 4000
-    temperature: float | None = None
-    reasoning_effort: str | None = None
-    thinking_budget: int | None = None
-    chunk_scenarios: int = 5_000
-    """Scenarios handled per round of calls; bounds memory."""
-    scope: str | None = None
-    """diverse: the δ-diverse scenarios; all: every scenario; None: `stages.responses.scope`."""
-
-
-def check(sc: ScoresConf, models: Mapping[str, ModelView]) -> None:
-    if sc.mode not in MODES:
-        raise ConfigError(f"config key 'stages.scores.mode': must be one of {MODES}, got '{sc.mode}'")
-    if sc.labels not in LABELS:
-        raise ConfigError(f"config key 'stages.scores.labels': must be one of {LABELS}, got '{sc.labels}'")
-    if sc.max_repairs < 0 or sc.chunk_scenarios < 1:
-        raise ConfigError("config key 'stages.scores': max_repairs must be >= 0 and chunk_scenarios >= 1")
-    check_scope("scores", sc.scope)
-    check_structured("scores", sc)
 
 
 @dataclass(frozen=True)
@@ -429,22 +373,4 @@ def run(ctx: StageContext[ScoresConf]) -> dict[str, Any]:
     }
 
 
-def inherit(sc: ScoresConf, stages: Any) -> None:
-    """The scored models and the scope default to the responses stage's."""
-    if sc.models is None:
-        sc.models = list(stages.responses.models)
-    inherit_scope(sc, stages)
-
-
-STAGE = Stage(
-    name="scores",
-    settings=ScoresConf,
-    reads=("scenarios", "responses", "rubrics"),
-    writes=("scores",),
-    run=run,
-    plan=plan,
-    models=lambda sc: {"model": [sc.model], "models": list(sc.models or [])},
-    check=check,
-    inherit=inherit,
-    reads_when=scope_reads,
-)
+STAGE = Stage(STAGE_SPEC, run=run, plan=plan)

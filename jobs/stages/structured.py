@@ -11,7 +11,7 @@ before a model's first round, one item is sent alone as a probe; if the schema i
 there, or on any later item, those items are asked again in plain prompting, once, and the
 model gets no schema for the rest of the stage. The stage's summary records each fallback.
 
-The schema is part of the request, so of the call key: `jobs.config.resolve_structured`
+The schema is part of the request, so of the call key: `jobs.context.resolve_structured`
 keeps the mode a run directory's stage last ran with, so a resume never re-asks its calls.
 """
 
@@ -26,14 +26,14 @@ from typing import Any, TypeVar
 import polars as pl
 from pydantic import BaseModel, TypeAdapter
 
-from actors.errors import CallsFailed, ConfigError
+from actors.errors import CallsFailed
 from actors.types import canonical_json
 from jobs.stages.base import StageContext
 from jobs.stages.repair import SCHEMA_COLUMN, Attempted, call_with_repair, first_round
+from jobs.stages.settings.structured import StructuredConf
 from jobs.stages.streaming import add_calls
 
 T = TypeVar("T")
-MODES = ("auto", "off")
 
 _KEEP = ("type", "enum", "minimum", "maximum", "minItems", "maxItems")
 """JSON Schema keywords every provider's structured output accepts (see `actors.providers.structured`)."""
@@ -43,29 +43,6 @@ _REFUSED = re.compile(r"schema|response_format|structured|tool", re.IGNORECASE)
 _REFUSED_5XX = re.compile(r"response_format|json_schema", re.IGNORECASE)
 """The same in a 5xx message: llama-cpp-python's server answers an unknown `response_format`
 type with a 500 naming it."""
-
-
-@dataclass
-class StructuredConf:
-    """Whether a stage's calls send the JSON shape they ask for (config key `stages.<stage>.structured`)."""
-
-    structured: str | None = None
-    """auto: send the answer's JSON Schema where the wire format has structured outputs, and
-    fall back to plain prompting where a model refuses it; off: plain prompting only. None:
-    the mode this run directory's stage last ran with (`off` for a stage run before the
-    setting existed), `auto` for a stage that has not run. Changing it changes the call keys."""
-
-    def __post_init__(self) -> None:
-        # YAML 1.1 reads a bare `off` as false, which reaches a string field as "False".
-        if self.structured in ("False", "false"):
-            self.structured = "off"
-
-
-def check_structured(stage: str, settings: StructuredConf) -> None:
-    if settings.structured is not None and settings.structured not in MODES:
-        raise ConfigError(
-            f"config key 'stages.{stage}.structured': must be one of {MODES}, got '{settings.structured}'"
-        )
 
 
 def is_on(settings: StructuredConf) -> bool:

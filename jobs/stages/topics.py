@@ -13,40 +13,20 @@ null unless ok).
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator, Mapping
-from dataclasses import dataclass, field
+from collections.abc import Iterator
 from typing import Any
 
 import polars as pl
 import pyarrow as pa
 
-from actors.errors import ConfigError
 from jobs.analysis.frames import frame
-from jobs.stages.base import ModelView, Plan, Stage, StageContext
-from jobs.stages.judging import (
-    JudgeCallConf,
-    ScopeConf,
-    check_judge_settings,
-    chunked,
-    outcome_fields,
-    scoped_scenarios,
-)
+from jobs.stages.base import Plan, Stage, StageContext
+from jobs.stages.judging import chunked, outcome_fields, scoped_scenarios
 from jobs.stages.params import params_by_model
 from jobs.stages.repair import ParseError, first_round, keyed_object
+from jobs.stages.settings.topics import STAGE_SPEC, TopicsConf
 from jobs.stages.streaming import add_calls, scan_table, write_parts
 from jobs.stages.structured import Fallbacks, call_structured, keyed_schema, with_schema
-
-DEFAULT_TOPICS: tuple[str, ...] = (
-    "cyber security",
-    "biological weapons",
-    "chemical weapons",
-    "politics",
-    "child grooming",
-    "mental illness",
-    "philosophical reasoning",
-    "ethics and moral reasoning",
-)
-"""The paper's eight topics."""
 
 TOPICS_SCHEMA = pa.schema(
     [
@@ -82,23 +62,6 @@ def parse_topics(text: str, topics: list[str]) -> list[str]:
     if bad:
         raise ParseError(f"values must be true or false, not {[data[t] for t in bad]} for {bad}")
     return [t for t in topics if data[t]]
-
-
-@dataclass
-class TopicsConf(ScopeConf, JudgeCallConf):
-    """Settings of the `topics` stage (config section `stages.topics`)."""
-
-    model: str = "claude_sonnet_4"
-    """Model key that labels the topics."""
-    topics: list[str] = field(default_factory=lambda: list(DEFAULT_TOPICS))
-    """Topic names (bring your own policy categories)."""
-
-
-def check(tc: TopicsConf, models: Mapping[str, ModelView]) -> None:
-    check_judge_settings("topics", tc)
-    topics = list(tc.topics)
-    if not topics or len(set(topics)) != len(topics) or any(not t.strip() for t in topics):
-        raise ConfigError("config key 'stages.topics.topics': needs distinct, non-empty topic names")
 
 
 def _items(ctx: StageContext[TopicsConf]) -> Iterator[tuple[str, pl.DataFrame, pl.DataFrame]]:
@@ -170,13 +133,4 @@ def run(ctx: StageContext[TopicsConf]) -> dict[str, Any]:
     }
 
 
-STAGE = Stage(
-    name="topics",
-    settings=TopicsConf,
-    reads=("disagreement", "scenarios"),
-    writes=("topics",),
-    run=run,
-    plan=plan,
-    models=lambda tc: {"model": [tc.model]},
-    check=check,
-)
+STAGE = Stage(STAGE_SPEC, run=run, plan=plan)

@@ -15,10 +15,8 @@ ordered model pair, as the paper shows it) and `tables/value_cooccurrence.parque
 
 from __future__ import annotations
 
-import copy
 import json
-from collections.abc import Iterator, Mapping
-from dataclasses import dataclass
+from collections.abc import Iterator
 from typing import Any
 
 import polars as pl
@@ -35,23 +33,15 @@ from jobs.analysis.value_match import (
     pair_cooccurrence,
     pooled_cooccurrence,
 )
-from jobs.stages.base import ModelView, Plan, Stage, StageContext
-from jobs.stages.embeddings import EmbeddingsConf, embed_texts
-from jobs.stages.embeddings import check as embeddings_check
-from jobs.stages.judging import (
-    JudgeCallConf,
-    JudgedResponsesConf,
-    ScopeConf,
-    answered,
-    check_judge_settings,
-    chunked,
-    inherit_judged,
-    judged_models,
-    scoped_scenarios,
-)
+from jobs.stages.base import Plan, Stage, StageContext
+from jobs.stages.embeddings import embed_texts
+from jobs.stages.judging import answered, chunked, scoped_scenarios
 from jobs.stages.params import params_by_model
 from jobs.stages.repair import ParseError, first_round, keyed_object
 from jobs.stages.scores import assign_labels
+from jobs.stages.settings.embeddings import EmbeddingsConf
+from jobs.stages.settings.judging import judged_models
+from jobs.stages.settings.values import STAGE_SPEC, ValuesConf
 from jobs.stages.streaming import add_calls
 from jobs.stages.structured import Fallbacks, call_structured, labelled_schema, with_schema
 from jobs.stages.tables import write_table
@@ -96,23 +86,6 @@ def parse_values(text: str, labels: list[str], max_values: int) -> dict[str, lis
     return out
 
 
-@dataclass
-class ValuesConf(ScopeConf, JudgeCallConf, JudgedResponsesConf):
-    """Settings of the `values` stage (config section `stages.values`)."""
-
-    model: str = "claude_opus_4"
-    """Model key that lists the values (a strong model)."""
-    max_values: int = 5
-    """Most value phrases per response."""
-    taxonomy_tree: str | None = None
-    """values_tree.csv whose level-2 categories phrases are matched to; None: `stages.pairs.taxonomy.tree`
-    (or the shipped demo taxonomy)."""
-    embedding: EmbeddingsConf | None = None
-    """Embedding backend for phrases and categories; None: the `embeddings` stage's settings."""
-    top_categories: int = 10
-    """Categories the co-occurrence matrices cover (the most frequent)."""
-
-
 def value_categories(vc: ValuesConf) -> pl.DataFrame:
     """The level-2 categories phrases are matched to, with the text that is embedded for each."""
     tree = vc.taxonomy_tree or str(demo_taxonomy_paths()[0])
@@ -151,23 +124,6 @@ def _items(
         pl.DataFrame(items, schema=schema), vc, "values", labelled_schema("values", phrases)
     )
     return frame_items, label_maps
-
-
-def check(vc: ValuesConf, models: Mapping[str, ModelView]) -> None:
-    check_judge_settings("values", vc)
-    judged_models("values", vc.models)
-    if vc.max_values < 1 or vc.top_categories < 1:
-        raise ConfigError("config key 'stages.values': max_values and top_categories must be >= 1")
-    if vc.embedding is not None:
-        embeddings_check(vc.embedding, models, "stages.values.embedding")
-
-
-def inherit(vc: ValuesConf, stages: Any) -> None:
-    """The judged models default to the sweep, the taxonomy to the pairs', the embedding to the stage's."""
-    inherit_judged(vc, stages)
-    vc.taxonomy_tree = vc.taxonomy_tree or stages.pairs.taxonomy.tree
-    if vc.embedding is None:
-        vc.embedding = copy.deepcopy(stages.embeddings)
 
 
 def _chunks(ctx: StageContext[ValuesConf]) -> Iterator[tuple[str, pl.DataFrame, dict[str, dict[str, str]]]]:
@@ -259,20 +215,4 @@ def run(ctx: StageContext[ValuesConf]) -> dict[str, Any]:
     }
 
 
-STAGE = Stage(
-    name="values",
-    settings=ValuesConf,
-    reads=("disagreement", "scenarios", "responses"),
-    writes=("value_expressions", "value_counts", "value_cooccurrence_pairs", "value_cooccurrence"),
-    run=run,
-    plan=plan,
-    models=lambda vc: {
-        "model": [vc.model],
-        "models": list(vc.models or []),
-        "embedding.model": [vc.embedding.model]
-        if vc.embedding is not None and vc.embedding.backend == "api" and vc.embedding.model
-        else [],
-    },
-    check=check,
-    inherit=inherit,
-)
+STAGE = Stage(STAGE_SPEC, run=run, plan=plan)

@@ -14,12 +14,12 @@ from dataclasses import dataclass, field
 import polars as pl
 import pyarrow.parquet as pq
 
-from actors.providers import get_adapter
-from actors.providers.batch import BatchItem, get_batch_api
+from actors.providers.base import get_adapter
+from actors.providers.batch import BatchItem, BatchLimits, get_batch_api
 from actors.settings import limit_seconds
 from actors.tokens import CHARS_PER_TOKEN
 from actors.types import Endpoint, spec_from_json
-from jobs.conf.batching import RoutingConf, batch_capable, limits_for
+from jobs.conf.batching import BatchConf, BatchProviderConf, RoutingConf
 from jobs.conf.loader import account_limits, account_of
 from jobs.conf.schema import RunConf
 from jobs.engine.pending import Pending
@@ -53,6 +53,25 @@ class Load:
             load.items[model] = int(n)
             load.bytes_per_item[model] = float(size or 0) / max(int(n), 1)
         return load
+
+
+def limits_for(conf: BatchConf, provider: str) -> BatchLimits:
+    """The provider's documented limits, lowered or raised by config."""
+    api = get_batch_api(provider)
+    assert api is not None, provider
+    over = conf.providers.get(provider, BatchProviderConf())
+    base = api.limits
+    return BatchLimits(
+        max_requests=over.max_requests or base.max_requests,
+        max_bytes=over.max_bytes or base.max_bytes,
+        max_in_flight=over.max_in_flight or base.max_in_flight,
+    )
+
+
+def batch_capable(conf: RunConf, model: str) -> bool:
+    """Whether a model's calls may go through a batch API: its provider has one and config allows."""
+    m = conf.models[model]
+    return get_batch_api(m.provider) is not None and bool(m.batch_api)
 
 
 def online_seconds(conf: RunConf, items: dict[str, int], load: Load) -> float:

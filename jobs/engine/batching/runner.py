@@ -23,14 +23,14 @@ import pyarrow as pa
 
 from actors.client import base_row, failed_row, ok_row
 from actors.errors import ProviderError
-from actors.providers import get_adapter
+from actors.providers.base import get_adapter
 from actors.providers.batch import BatchItem, ItemResult, RemoteBatch, get_batch_api
 from actors.providers.batch.base import BatchHttp
 from actors.store import STORE_SCHEMA, CallStore, contains
 from actors.types import CallSpec, Endpoint
-from jobs.conf.batching import RoutingConf, limits_for
+from jobs.conf.batching import RoutingConf
 from jobs.conf.schema import RunConf
-from jobs.engine.batching.decide import Chunk, Load, cutoff_due, poll_sleep_s, request_body
+from jobs.engine.batching.decide import Chunk, Load, cutoff_due, limits_for, poll_sleep_s, request_body
 from jobs.engine.batching.records import BATCHES_DIR, BatchLedger, BatchRecord
 from jobs.engine.pending import Pending
 from jobs.engine.rundir import RunDir

@@ -1,4 +1,4 @@
-"""The paper's published figures (`jobs.paper`), set beside a run's own in the report.
+"""The paper's published figures (`jobs.paper.figures`), set beside a run's own in the report.
 
 This module builds the rows that show them. A run's figure stands beside the paper's only
 where the run computes the same thing: each paper figure names its counterpart in
@@ -13,7 +13,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 from jobs.outputs.report.blocks import Table
-from jobs.paper import PaperFigure, paper_figures
+from jobs.paper.figures import PaperFigure, paper_figures
 
 NOT_IN_RUN = "not in this run"
 

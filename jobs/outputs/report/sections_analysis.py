@@ -10,7 +10,7 @@ from jobs.outputs.report import figures
 from jobs.outputs.report.blocks import Section, Table, num, pct
 from jobs.outputs.report.paper import RunFigure, beside
 from jobs.outputs.report.sources import RunSources
-from jobs.paper import paper_figures
+from jobs.paper.figures import paper_figures
 from jobs.stages.rubrics import POSITIONS
 
 D_MAX = 3.0

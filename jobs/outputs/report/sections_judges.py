@@ -13,7 +13,7 @@ from jobs.outputs.report import figures
 from jobs.outputs.report.blocks import Figure, Section, Table, num, pct
 from jobs.outputs.report.paper import RunFigure, beside, inline
 from jobs.outputs.report.sources import RunSources
-from jobs.paper import paper_figures
+from jobs.paper.figures import paper_figures
 from jobs.stages.refusals import CATEGORIES
 
 MAX_TOPIC_PANELS = 12

@@ -18,7 +18,7 @@ from actors.emulator.server import EmulatorServer
 from actors.emulator.stats import request_hash
 from actors.emulator.tokens import count_tokens, truncate_tokens
 from actors.errors import ProviderError
-from actors.providers import get_adapter
+from actors.providers.base import get_adapter
 from actors.types import CallSpec, Message
 
 StartEmulator = Callable[..., EmulatorServer]

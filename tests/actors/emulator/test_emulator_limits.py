@@ -14,7 +14,7 @@ from multidict import CIMultiDict
 from actors.emulator.config import AccountLimits, EmulatorConfig
 from actors.emulator.server import EmulatorServer
 from actors.errors import ProviderError
-from actors.providers import get_adapter
+from actors.providers.base import get_adapter
 from actors.types import CallSpec, Message
 
 StartEmulator = Callable[..., EmulatorServer]

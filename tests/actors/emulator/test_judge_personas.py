@@ -15,7 +15,8 @@ from jobs.stages.compliance import JUDGE_PROMPT, SPEC_SYSTEM, parse_judgement
 from jobs.stages.compliance_scope import DEMO_SPEC
 from jobs.stages.refusals import CATEGORIES, parse_refusal, refusal_prompt
 from jobs.stages.repair import REPAIR_PROMPT, ParseError
-from jobs.stages.topics import DEFAULT_TOPICS, parse_topics, topic_prompt
+from jobs.stages.settings.topics import DEFAULT_TOPICS
+from jobs.stages.topics import parse_topics, topic_prompt
 from jobs.stages.values import parse_values, values_prompt
 
 TOPICS = list(DEFAULT_TOPICS)

@@ -9,7 +9,7 @@ import pytest
 
 from actors.emulator.config import EmulatorConfig, LatencyModel
 from actors.emulator.server import EmulatorServer
-from actors.providers import get_adapter
+from actors.providers.base import get_adapter
 from actors.types import CallSpec, Endpoint, ParsedResponse, Provider
 
 MODEL_IDS: dict[str, str] = {

@@ -9,7 +9,7 @@ import pytest
 
 from actors.emulator.tokens import count_tokens, prompt_tokens
 from actors.errors import ProviderError
-from actors.providers import get_adapter
+from actors.providers.base import get_adapter
 from actors.types import CallSpec, Endpoint, Message, ParsedResponse, Provider
 
 Call = Callable[..., Awaitable[ParsedResponse]]

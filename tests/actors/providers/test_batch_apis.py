@@ -15,7 +15,7 @@ import pytest
 from actors.emulator.config import BatchBehaviour
 from actors.emulator.server import EmulatorServer
 from actors.emulator.stats import request_hash
-from actors.providers import get_adapter
+from actors.providers.base import get_adapter
 from actors.providers.batch import BatchItem, get_batch_api
 from actors.providers.batch.base import BatchHttp
 from actors.types import Endpoint, chat

@@ -17,7 +17,7 @@ import pytest
 
 from actors.client import base_row, failed_row, ok_row
 from actors.errors import ProviderError
-from actors.providers import get_adapter
+from actors.providers.base import get_adapter
 from actors.providers.batch.anthropic import AnthropicBatchAPI
 from actors.providers.batch.base import BatchHttp, ItemResult, RemoteBatch
 from actors.providers.batch.gemini import GeminiBatchAPI

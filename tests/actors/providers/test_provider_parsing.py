@@ -9,8 +9,7 @@ from email.utils import format_datetime
 import pytest
 
 from actors.errors import ProviderError
-from actors.providers import get_adapter
-from actors.providers.base import RAW_LIMIT_BYTES
+from actors.providers.base import RAW_LIMIT_BYTES, get_adapter
 from actors.providers.headers import (
     anthropic_rate_limits,
     openai_rate_limits,

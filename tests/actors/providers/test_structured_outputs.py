@@ -17,7 +17,7 @@ import pytest
 from actors.emulator.config import EmulatorConfig, LatencyModel, OutputQuirks
 from actors.emulator.server import EmulatorServer
 from actors.errors import ProviderError
-from actors.providers import get_adapter
+from actors.providers.base import get_adapter
 from actors.providers.structured import gemini_openapi, openai_strict
 from actors.types import (
     CallSpec,

@@ -8,7 +8,8 @@ import pytest
 
 from actors.errors import ConfigError
 from jobs.conf.schema import RunConf
-from jobs.config import load_config, resolve_structured, structured_record
+from jobs.config import load_config
+from jobs.context import resolve_structured, structured_record
 from jobs.engine.rundir import Manifest, RunDir
 
 DEMO = Path(__file__).resolve().parents[3] / "conf" / "demo.yaml"

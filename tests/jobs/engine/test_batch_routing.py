@@ -18,7 +18,7 @@ import pytest
 from actors.emulator.config import BatchBehaviour
 from actors.emulator.server import EmulatorServer
 from actors.emulator.stats import request_hash
-from actors.providers import get_adapter
+from actors.providers.base import get_adapter
 from actors.storage import Location
 from actors.types import spec_from_json
 from jobs.engine.batching.records import BatchLedger, BatchRecord

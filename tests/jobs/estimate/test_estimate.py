@@ -16,7 +16,7 @@ from jobs.config import load_config
 from jobs.engine.rundir import RunDir
 from jobs.estimate.estimate import estimate, format_estimate
 from jobs.outputs.report.facts import stage_of
-from jobs.paper import DIVERSE_SHARE
+from jobs.paper.figures import DIVERSE_SHARE
 from tests.jobs.estimate.test_estimate_requests import assert_same_lines
 
 DEMO = Path(__file__).resolve().parents[3] / "conf" / "demo.yaml"

@@ -21,7 +21,7 @@ from jobs.analysis.diversity import DiverseSelection, check_selection
 from jobs.analysis.outliers import OUTLIER_COUNTS_SCHEMA, OUTLIER_SCHEMA
 from jobs.analysis.selection import DIVERSE_SCHEMA, SELECTION_SCHEMA
 from jobs.conf.schema import RunConf
-from jobs.config import stage_context
+from jobs.context import stage_context
 from jobs.driver import run_pipeline, skipped_stages
 from jobs.engine.rundir import RunDir
 from jobs.outputs.status import format_status, run_status

@@ -11,7 +11,8 @@ import pytest
 from actors.errors import ConfigError
 from jobs.analysis.disagreement import BIN_LABELS, DISAGREEMENT_SCHEMA, bin_labels
 from jobs.engine.rundir import RunDir
-from jobs.stages.compliance_scope import ComplianceConf, SamplesConf, sample_groups
+from jobs.stages.compliance_scope import sample_groups
+from jobs.stages.settings.compliance import ComplianceConf, SamplesConf
 from jobs.stages.tables import write_table
 
 FAMILIES = {"openai": ["gpt_4_1", "o3"], "claude": ["claude_opus_4", "claude_sonnet_4"]}

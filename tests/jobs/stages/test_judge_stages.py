@@ -22,8 +22,8 @@ from jobs.estimate.estimate import estimate
 from jobs.outputs.status import run_status
 from jobs.stages.judging import summary_lines
 from jobs.stages.refusals import CATEGORIES
+from jobs.stages.settings.topics import DEFAULT_TOPICS
 from jobs.stages.taxonomy import demo_taxonomy_paths, load_categories
-from jobs.stages.topics import DEFAULT_TOPICS
 from tests.conftest import emulator_config
 from tests.jobs.stages.test_model_sweep import make_conf
 from tests.shared_data import SHARED, shared_file

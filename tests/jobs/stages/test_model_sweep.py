@@ -14,13 +14,14 @@ from actors.emulator.config import OutputQuirks
 from actors.emulator.server import EmulatorServer
 from actors.store import CallStore
 from jobs.conf.schema import RunConf
-from jobs.config import load_config, stage_context
+from jobs.config import load_config
+from jobs.context import stage_context
 from jobs.driver import run_pipeline
 from jobs.engine.engine import Engine
 from jobs.engine.rundir import Manifest, RunDir, default_cache
-from jobs.paper import PAPER_MODELS
+from jobs.paper.models import PAPER_MODELS
 from jobs.release.export import export_release
-from jobs.stages.registry import BY_NAME
+from jobs.stages.registry import STAGES
 from jobs.stages.scenarios import SCENARIO_SCHEMA
 from jobs.stages.tables import read_table, write_table
 from tests.conftest import emulator_config
@@ -108,7 +109,7 @@ def make_conf(url: str, run_dir: Path, *overrides: str) -> RunConf:
     return load_config(cfg, list(overrides))
 
 
-STAGES = ("responses", "rubrics", "scores")
+SWEPT = ("responses", "rubrics", "scores")
 
 
 class Runner:
@@ -123,7 +124,7 @@ class Runner:
     def __call__(self, *overrides: str) -> dict[str, Any]:
         conf = make_conf(self.url, self.run_dir, *overrides)
         run = self.engine.run_dir
-        return {name: BY_NAME[name].run(stage_context(conf, name, run, self.engine)) for name in STAGES}
+        return {name: STAGES[name].run(stage_context(conf, name, run, self.engine)) for name in SWEPT}
 
 
 @pytest.fixture(scope="module")

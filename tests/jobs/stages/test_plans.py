@@ -13,12 +13,13 @@ import pytest
 from polars.testing import assert_frame_equal
 
 from actors.store import CallStore
-from jobs.config import stage_context
+from jobs.context import stage_context
 from jobs.engine.rundir import RunDir, default_cache
 from jobs.estimate.estimate import line_name, planned_lines
 from jobs.estimate.requests import exact_lines, first_round_tables, from_earlier_requests
 from jobs.stages.base import no_plan
-from jobs.stages.registry import BY_NAME, STAGES
+from jobs.stages.registry import STAGES
+from jobs.stages.settings.pipeline import STAGE_SPECS
 from tests.release_run import ResumedRun
 
 CALLING = [
@@ -35,13 +36,17 @@ CALLING = [
 
 
 def test_the_calling_stages_are_the_ones_that_plan() -> None:
-    assert [s.name for s in STAGES if s.plan is not no_plan] == CALLING
+    assert [name for name, s in STAGES.items() if s.plan is not no_plan] == CALLING
+
+
+def test_the_registry_holds_every_spec_in_pipeline_order() -> None:
+    assert [s.spec for s in STAGES.values()] == list(STAGE_SPECS)
 
 
 @pytest.mark.parametrize("name", CALLING)
 def test_a_stages_plan_is_what_its_run_wrote(release_run: ResumedRun, name: str) -> None:
     run = RunDir.open(str(release_run.run_dir))
-    plan = BY_NAME[name].plan(stage_context(release_run.conf, name, run))
+    plan = STAGES[name].plan(stage_context(release_run.conf, name, run))
     written = {p.rsplit("/", 1)[-1].removesuffix(".parquet") for p in first_round_tables(run, name)}
     # The biased rewrites need the neutral answers, and a fully cached embedding sends nothing.
     unplannable = {"scenarios": {"scenarios_biased"}}.get(name, set())
@@ -61,7 +66,7 @@ def test_the_estimates_exact_lines_are_the_plan(release_run: ResumedRun, name: s
     conf, run = release_run.conf, RunDir.open(str(release_run.run_dir))
     answered = CallStore(default_cache(conf.run_dir)).answered_keys()
     half = np.unique(np.sort(answered)[::2])  # some calls still to make, so `cached` is tested too
-    plan = BY_NAME[name].plan(stage_context(conf, name, run))
+    plan = STAGES[name].plan(stage_context(conf, name, run))
     by_line: dict[str, list[pl.DataFrame]] = {}
     for table, chunks in plan.items():
         by_line.setdefault(line_name(table), []).extend(chunks)

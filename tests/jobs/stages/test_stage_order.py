@@ -7,10 +7,11 @@ from pathlib import Path
 import pytest
 
 from actors.errors import ConfigError
-from jobs.config import load_config, stage_context
+from jobs.config import load_config
+from jobs.context import stage_context
 from jobs.engine.rundir import RunDir
 from jobs.stages.answer_scope import scope_filter
-from jobs.stages.registry import BY_NAME
+from jobs.stages.registry import STAGES
 from tests.jobs.stages.test_model_sweep import write_scenarios
 
 DEMO = Path(__file__).resolve().parents[3] / "conf" / "demo.yaml"
@@ -58,7 +59,7 @@ def test_a_table_of_an_earlier_session_is_left_to_the_stage(tmp_path: Path) -> N
     write_scenarios(run_dir)
     conf = load_config(DEMO, [f"run_dir={run_dir}", "pipeline=[responses]"])
     ctx = stage_context(conf, "responses", RunDir.open(str(run_dir)))
-    assert BY_NAME["responses"].plan(ctx) == {}  # nothing to plan until the diversity table exists
+    assert STAGES["responses"].plan(ctx) == {}  # nothing to plan until the diversity table exists
     with pytest.raises(
         ConfigError, match=r"'stages\.responses\.scope': 'diverse' .* run embeddings and diversity"
     ):

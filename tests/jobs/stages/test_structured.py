@@ -25,9 +25,9 @@ from jobs.stages.compliance import JUDGEMENT_JSON
 from jobs.stages.refusals import CATEGORIES, REFUSAL_JSON
 from jobs.stages.repair import SCHEMA_COLUMN, keyed_object
 from jobs.stages.scores import SCORE_JSON
+from jobs.stages.settings.structured import StructuredConf
 from jobs.stages.structured import (
     Fallbacks,
-    StructuredConf,
     call_structured,
     keyed_schema,
     labelled_schema,

@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from html.parser import HTMLParser
 from typing import Any
 
-from jobs.paper import paper_figures
+from jobs.paper.figures import paper_figures
 
 
 @dataclass

@@ -11,9 +11,10 @@ import pytest
 from actors.errors import SpecstressError
 from jobs.analysis.disagreement import BIN_LABELS, DEFAULT_SUBSETS
 from jobs.outputs.report.paper import NOT_IN_RUN, RunFigure, beside, inline, run_value
-from jobs.paper import FIGURES_FILE, PAPER_MODELS, PaperFigure, paper_figures, parse_figures
+from jobs.paper.figures import FIGURES_FILE, PaperFigure, paper_figures, parse_figures
+from jobs.paper.models import PAPER_MODELS
 from jobs.release.layout import SPLIT_OF_SUBSET
-from jobs.stages.compliance_scope import SAMPLE_NAMES
+from jobs.stages.settings.compliance import SAMPLE_NAMES
 
 PUBLISHED = {
     "fleiss_kappa": ["0.42"],

@@ -18,7 +18,7 @@ from jobs.outputs.report.build import ReportOptions, build_report
 from jobs.outputs.report.facts import stage_of
 from jobs.outputs.report.page import script_json
 from jobs.outputs.report.paper import NOT_IN_RUN
-from jobs.paper import paper_figures
+from jobs.paper.figures import paper_figures
 from tests.jobs.outputs.report.page_parse import ParsedPage, beside_paper, parse_page
 from tests.jobs.outputs.report.synthetic_run import (
     COMPLIANCE_SAMPLES,

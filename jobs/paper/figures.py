@@ -1,5 +1,4 @@
-"""The paper (arXiv 2510.07686): names from its released data (`jifanz/stress_testing_model_spec`),
-and the figures it publishes (`jobs/data/paper_figures.json`).
+"""The figures the paper publishes (`jobs/data/paper_figures.json`).
 
 The figures are data, kept with their source in one file; this module validates it. The
 report sets them beside a run's own (`jobs/outputs/report/paper.py`), and the estimate takes
@@ -16,22 +15,6 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, ValidationError, model_validator
 
 from actors.errors import SpecstressError
-
-PAPER_MODELS: tuple[str, ...] = (
-    "claude_opus_4",
-    "claude_sonnet_4",
-    "claude_3_7_sonnet",
-    "claude_3_5_sonnet",
-    "claude_opus_3",
-    "gpt_4_1",
-    "gpt_4_1_mini",
-    "gpt_4o",
-    "o3",
-    "o4_mini",
-    "gemini_2_5_pro",
-    "grok_4",
-)
-"""The twelve model keys of the paper's sweep, as its released data names them."""
 
 FIGURES_FILE = "paper_figures.json"
 """The data file, in the `jobs.data` package."""
