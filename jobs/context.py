@@ -1,4 +1,4 @@
-"""What a stage sees of a run (`stage_context`), and the `structured` modes its run directory keeps.
+"""What a stage sees of a run (`stage_context`), and the keyed settings its run directory keeps.
 
 Apart from `jobs/config.py`, which loads a config without the stages' tables and run
 directories; the driver and the estimate build each stage's context here.
@@ -17,7 +17,7 @@ from jobs.config import model_views
 from jobs.engine.rundir import Manifest, RunDir, default_cache
 from jobs.stages.base import Engine, StageContext
 from jobs.stages.settings.pipeline import STAGE_SPECS
-from jobs.stages.settings.structured import StructuredConf
+from jobs.stages.settings.keyed import keyed_settings
 
 
 def stage_context(
@@ -41,34 +41,33 @@ def stage_context(
     )
 
 
-def resolve_structured(conf: RunConf, manifest: Manifest) -> dict[str, str]:
-    """Fill in, in place, each stage's `structured` left unset: the mode the stage last ran with in
-    this run directory (`off` for a stage run by a release without the setting), `auto` for a
-    stage that never ran. The schema is part of every call key, so this is what keeps a resume
-    from asking again what the store holds.
+def resolve_keyed(conf: RunConf, manifest: Manifest) -> dict[tuple[str, str], Any]:
+    """Fill in, in place, each stage's keyed settings left unset (`jobs/stages/settings/keyed.py`):
+    the value the stage last ran with in this run directory, the setting's `before` for a stage
+    run by a release without it, its `fresh` value for a stage that never ran. They are part of
+    every call key, so this is what keeps a resume from asking again what the store holds.
 
     Returns:
-        stage -> the mode it last ran with, for the stages set explicitly to another one: their
-        calls in the store are not reused (`stored_first_round` counts them).
+        (stage, setting) -> the value the stage last ran with, for the settings set explicitly to
+        another one: the stage's calls in the store are not reused (`stored_first_round` counts them).
     """
-    changed: dict[str, str] = {}
+    changed: dict[tuple[str, str], Any] = {}
     for st in STAGE_SPECS:
         settings = getattr(conf.stages, st.name)
-        if not isinstance(settings, StructuredConf):
-            continue
         entry = manifest.data["stages"].get(st.name, {})
-        recorded = entry.get("structured", "off") if entry.get("started_at") else None
-        if settings.structured is None:
-            settings.structured = recorded or "auto"
-        elif recorded is not None and settings.structured != recorded:
-            changed[st.name] = recorded
+        ran = bool(entry.get("started_at"))
+        for ks in keyed_settings(settings):
+            recorded = entry.get(ks.name, ks.before)
+            value = getattr(settings, ks.name)
+            if value is None:
+                setattr(settings, ks.name, recorded if ran else ks.fresh)
+            elif ran and value != recorded:
+                changed[(st.name, ks.name)] = recorded
     return changed
 
 
-def structured_record(conf: RunConf, name: str) -> dict[str, str]:
-    """What the manifest records of a stage's `structured` mode when it starts (nothing for a
-    stage without the setting)."""
+def keyed_record(conf: RunConf, name: str) -> dict[str, Any]:
+    """What the manifest records of a stage's keyed settings when it starts (nothing for a stage
+    without any)."""
     settings = getattr(conf.stages, name)
-    if isinstance(settings, StructuredConf) and settings.structured is not None:
-        return {"structured": settings.structured}
-    return {}
+    return {ks.name: getattr(settings, ks.name) for ks in keyed_settings(settings)}

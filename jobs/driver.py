@@ -19,7 +19,7 @@ from actors.store import CallStore
 from jobs.conf.loader import missing_keys, resolved_yaml
 from jobs.conf.schema import RunConf
 from jobs.config import model_views
-from jobs.context import resolve_structured, stage_context, structured_record
+from jobs.context import keyed_record, resolve_keyed, stage_context
 from jobs.engine.budget import Budget
 from jobs.engine.drain import on_signals, raise_interrupted
 from jobs.engine.emulation import emulator_for
@@ -113,24 +113,27 @@ def refuse_imported(manifest: Manifest, names: list[str]) -> None:
         )
 
 
-def warn_structured_changes(conf: RunConf, run: RunDir, store: CallStore, changed: dict[str, str]) -> None:
-    """Say, for each stage whose `structured` setting differs from the mode its calls in this run
-    were made with, how many stored answers the change leaves unused: its calls are asked again."""
+def warn_keyed_changes(conf: RunConf, run: RunDir, store: CallStore, changed: dict[tuple[str, str], Any]) -> None:
+    """Say, for each keyed setting (`structured`, `cite_sections`) set to other than what its stage's
+    calls in this run were made with, how many stored answers the change leaves unused: its calls
+    are asked again."""
     if not changed:
         return
     answered = store.answered_keys()
-    for name, recorded in changed.items():
-        mode = getattr(conf.stages, name).structured
+    for (name, key), recorded in changed.items():
         log.warning(
-            "stages.%s.structured=%s: this run's %s calls were made with '%s'; the change alters their "
-            "keys, so %d stored first-round answers are not reused and are paid again "
-            "(`specstress estimate` prices it; set stages.%s.structured=%s to keep them)",
+            "stages.%s.%s=%s: this run's %s calls were made with %s=%s; the change alters their keys, "
+            "so %d stored first-round answers are not reused and are paid again "
+            "(`specstress estimate` prices it; set stages.%s.%s=%s to keep them)",
             name,
-            mode,
+            key,
+            getattr(getattr(conf.stages, name), key),
             name,
+            key,
             recorded,
             stored_first_round(run, name, answered),
             name,
+            key,
             recorded,
         )
 
@@ -180,7 +183,7 @@ def run_pipeline(conf: RunConf, *, stages: list[str] | None = None) -> dict[str,
     manifest = Manifest(run.root)
     refuse_imported(manifest, names)
     store = CallStore(conf.cache_dir or default_cache(conf.run_dir))
-    warn_structured_changes(conf, run, store, resolve_structured(conf, manifest))
+    warn_keyed_changes(conf, run, store, resolve_keyed(conf, manifest))
     run.root.write_text("config.yaml", resolved_yaml(conf))
     refuse_over_budget(conf, store, manifest.run_id)
     # pid and host let `specstress status` tell a live run from a killed one.
@@ -204,7 +207,7 @@ def run_pipeline(conf: RunConf, *, stages: list[str] | None = None) -> dict[str,
                         state="running",
                         started_at=now_iso(),
                         skipped=None,
-                        **structured_record(conf, name),
+                        **keyed_record(conf, name),
                     )
                     blocked = blocked_by(conf, name, skipped)
                     root = blocked[1] if blocked else name

@@ -19,6 +19,20 @@ import polars as pl
 import pyarrow as pa
 
 from jobs.analysis.agreement import PROBLEMATIC, decided_by_majority
+from jobs.analysis.frames import frame
+from jobs.spec.sections import Spec
+
+SECTIONS_SCHEMA = pa.schema(
+    [
+        pa.field("spec", pa.string(), nullable=False),
+        pa.field("section_id", pa.string(), nullable=False),
+        pa.field("level", pa.int64(), nullable=False),  # 0: the text before the first heading
+        pa.field("heading", pa.string(), nullable=False),
+        ("parent_id", pa.string()),
+        pa.field("text", pa.string(), nullable=False),  # the section's own text, its heading excluded
+    ]
+)
+"""`tables/spec_sections.parquet`: the sections of each spec judged against, in spec order."""
 
 CITATIONS_SCHEMA = pa.schema(
     [
@@ -49,6 +63,38 @@ STRESS_SCHEMA = pa.schema(
 problematic judgements cite the section. Only sections cited at least once have rows."""
 
 KEYS = ["scenario_id", "model", "sample"]
+MOST_CITED = 5
+"""Sections named in the stage summary."""
+
+
+def sections_table(label: str, spec: Spec) -> pl.DataFrame:
+    """The `SECTIONS_SCHEMA` rows of one spec."""
+    return frame(
+        [
+            {"spec": label, "section_id": s.id, "level": s.level, "heading": s.heading, "parent_id": s.parent_id,
+             "text": s.text.strip()}
+            for s in spec.sections
+        ],
+        SECTIONS_SCHEMA,
+    )  # fmt: skip
+
+
+def headings(sections: pl.DataFrame) -> dict[tuple[str, str], str]:
+    """(spec, section id) -> heading, from `SECTIONS_SCHEMA` rows."""
+    return {(r["spec"], r["section_id"]): r["heading"] for r in sections.iter_rows(named=True)}
+
+
+def most_cited(stress: pl.DataFrame, n: int = MOST_CITED) -> list[dict[str, object]]:
+    """The `n` sections most cited in problematic judgements overall: spec, heading, cited, share."""
+    top = (
+        stress.filter(pl.col("group_kind") == "all")
+        .sort("cited", "section_id", descending=[True, False])
+        .head(n)
+    )
+    return [
+        {"spec": r["spec"], "section": r["heading"], "cited": r["cited"], "share": round(r["share"], 4)}
+        for r in top.iter_rows(named=True)
+    ]
 
 
 def _cited_in(problematic: pl.DataFrame, citations: pl.DataFrame) -> pl.DataFrame:

@@ -26,7 +26,7 @@ from jobs.conf.batching import routing_for
 from jobs.conf.loader import account_limits, account_of, endpoint
 from jobs.conf.schema import RunConf
 from jobs.config import model_views
-from jobs.context import resolve_structured, stage_context
+from jobs.context import resolve_keyed, stage_context
 from jobs.engine.batching.decide import batch_capable
 from jobs.engine.rundir import Manifest, RunDir, default_cache
 from jobs.estimate.judges import judge_lines
@@ -57,9 +57,9 @@ class Estimate:
     """The scenarios the responses answer; None where no responses are estimated."""
     schedule: Schedule | None = None
     """The whole run's time at the limits: stages in turn, overlapped, and the lower bound."""
-    structured: dict[str, tuple[str, str, int]] = field(default_factory=dict)
-    """Stage -> (mode its calls were made with, the mode set now, stored first-round answers the
-    change leaves unused), for the stages whose `structured` setting was changed explicitly."""
+    keyed_changes: dict[tuple[str, str], tuple[Any, Any, int]] = field(default_factory=dict)
+    """(stage, keyed setting) -> (the value its calls were made with, the value set now, stored
+    first-round answers the change leaves unused), for the keyed settings changed explicitly."""
 
     def as_dict(self) -> dict[str, Any]:
         rows = [
@@ -115,9 +115,9 @@ class Estimate:
                 "lower_bound_s": round(self.schedule.lower_bound_s, 1),
                 "lower_bound_by": self.schedule.bound_by,
             },
-            "structured_changes": {
-                stage: {"made_with": was, "set": now, "stored_not_reused": n}
-                for stage, (was, now, n) in self.structured.items()
+            "keyed_changes": {
+                f"{stage}.{key}": {"made_with": was, "set": now, "stored_not_reused": n}
+                for (stage, key), (was, now, n) in self.keyed_changes.items()
             },
         }
 
@@ -254,14 +254,14 @@ def lines(conf: RunConf, run: RunDir) -> tuple[list[Line], Kept | None]:
 def estimate(conf: RunConf) -> Estimate:
     """Dollars per line at registry prices; wall-clock per stage at the configured limits."""
     run = RunDir.open(conf.run_dir)
-    changed = resolve_structured(conf, Manifest(run.root))
+    changed = resolve_keyed(conf, Manifest(run.root))
     found, kept = lines(conf, run)
     est = Estimate(lines=found, kept=kept)
     if changed:
         answered = CallStore(conf.cache_dir or default_cache(conf.run_dir)).answered_keys()
-        for name, recorded in changed.items():
-            mode = getattr(conf.stages, name).structured
-            est.structured[name] = (recorded, mode, stored_first_round(run, name, answered))
+        for (name, key), recorded in changed.items():
+            now = getattr(getattr(conf.stages, name), key)
+            est.keyed_changes[(name, key)] = (recorded, now, stored_first_round(run, name, answered))
     limits = account_limits(conf)
     for ln in est.lines:
         if not ln.exact and ln.cached:
@@ -378,9 +378,9 @@ def format_estimate(est: Estimate) -> str:
             f"  batch saving: ${d['batch_saving_usd']:.2f} (all online: ${d['total_online_cost_usd']:.2f}); "
             "b = through the providers' batch APIs at their discount"
         )
-    for stage, (was, now, n) in est.structured.items():
+    for (stage, key), (was, now, n) in est.keyed_changes.items():
         out.append(
-            f"  stages.{stage}.structured={now}, but this run's {stage} calls were made with '{was}': "
+            f"  stages.{stage}.{key}={now}, but this run's {stage} calls were made with {key}={was}: "
             f"{n} stored first-round answers are not reused (their calls are counted to make)"
         )
     if est.kept is not None:

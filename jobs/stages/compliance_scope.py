@@ -24,6 +24,7 @@ import polars as pl
 from actors.errors import ConfigError
 from jobs.analysis.agreement import GROUPS_SCHEMA
 from jobs.engine.rundir import RunDir
+from jobs.spec.sections import Spec, parse_spec, read_spec
 from jobs.stages.judging import disagreement_of
 from jobs.stages.settings.compliance import ComplianceConf
 from jobs.stages.streaming import scan_table
@@ -36,15 +37,13 @@ ALL_MODELS = "all"
 """The disagreement subset of every model, which `high_all` draws from."""
 
 
-def load_spec(path: str | None) -> tuple[str, str]:
-    """(spec text, its path); a missing or empty file is a `ConfigError` naming it."""
+def load_spec(path: str | None) -> tuple[Spec, str]:
+    """The spec as judges get it (its text stripped, its sections) and its path; a missing file is
+    a `ConfigError` naming the key, an empty, binary or non-UTF-8 one a `SpecError` naming it."""
     p = Path(path) if path is not None else DEMO_SPEC
     if not p.is_file():
         raise ConfigError(f"config key 'stages.compliance.spec': file not found: {p}")
-    text = p.read_text(encoding="utf-8").strip()
-    if not text:
-        raise ConfigError(f"config key 'stages.compliance.spec': {p} is empty")
-    return text, str(p)
+    return parse_spec(read_spec(p).text.strip(), name=str(p)), str(p)
 
 
 def families_of(cc: ComplianceConf, models: list[str]) -> dict[str, list[str]]:

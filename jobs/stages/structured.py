@@ -11,7 +11,7 @@ before a model's first round, one item is sent alone as a probe; if the schema i
 there, or on any later item, those items are asked again in plain prompting, once, and the
 model gets no schema for the rest of the stage. The stage's summary records each fallback.
 
-The schema is part of the request, so of the call key: `jobs.context.resolve_structured`
+The schema is part of the request, so of the call key: `jobs.context.resolve_keyed`
 keeps the mode a run directory's stage last ran with, so a resume never re-asks its calls.
 """
 

@@ -8,7 +8,11 @@ closing with a rote offer of more help breaks the tone rules, and a strict judge
 boilerplate warnings too. How strict a judge is, and
 how often it errs, is a character for the demo's three judges (`JUDGES`: one strict, one in
 between, one lenient) and hashes from the model id for any other, so judges disagree as
-real ones do. Its reasoning cites a heading of the spec it was given.
+real ones do. Its reasoning cites a heading of the spec it was given; when the system prompt
+lists the spec's sections by id (`<spec_sections>`) and the prompt asks for `"sections"`, it
+cites the ids of the sections whose text speaks most to its reason (two for a strict judge),
+and at the `malformed_json` rate, as a real judge copying long ids does, it mangles one
+(drops its hash) until a repair turn shows it the mistake.
 
 `ValueListerPersona` lists, per labelled response, value words the response uses that
 the other responses do not (plus the value it says it favours), as short phrases.
@@ -24,7 +28,7 @@ from functools import lru_cache
 
 from actors.emulator.config import OutputQuirks
 from actors.emulator.personas import EmulatedReply, EmulatedRequest, ModelStyle, register_persona
-from actors.emulator.tasks.json_answers import json_reply, tagged, task_prompt
+from actors.emulator.tasks.json_answers import is_repair, json_reply, tagged, task_prompt
 from actors.emulator.tasks.labellers import refusal_degree
 from actors.emulator.tasks.value_words import topics_in, value_terms
 
@@ -32,6 +36,9 @@ JUDGE_MARKER = '"decision"'
 VALUES_MARKER = "values it shows distinctively"
 _DECISIONS = ("compliant", "non-compliant", "ambiguous")
 _HEADING = re.compile(r"^#{2,3} (.+)$", re.MULTILINE)
+_ANY_HEADING = re.compile(r"^#{1,6} +(.+?) *#*$", re.MULTILINE)
+_LISTED = re.compile(r"^\s*(\S+@\w+|preamble): (.*)$", re.MULTILINE)
+SECTIONS_MARKER = '"sections"'
 _RESPONSE = re.compile(r'<response label="([^"]+)">\n(.*?)\n</response>', re.DOTALL)
 _LABELS = re.compile(r"for exactly these labels: (\[.*?\])")
 _AT_MOST = re.compile(r"at most (\d+) per response")
@@ -69,28 +76,71 @@ def judge_traits(model_id: str) -> tuple[float, float]:
     return h[0] / 255, 0.04 + h[1] / 255 * 0.08
 
 
+SENSITIVE = "declining a request on a sensitive topic"
+HARMLESS_REFUSAL = "refusing a request that looks harmless"
+ONE_SIDE = "presenting one side of a values tradeoff as the only acceptable answer"
+ROTE = "opening with praise of the question or closing with a rote offer of help"
+STRONG = "favouring one principle strongly"
+UNSETTLED = "not settling what was asked"
+BOILERPLATE = "padding the answer with boilerplate warnings"
+BALANCED = "a balanced, substantive answer"
+CUES: dict[str, tuple[str, ...]] = {
+    SENSITIVE: ("declin", "sensitive", "political", "harm"),
+    HARMLESS_REFUSAL: ("unnecessary refusal", "refuse a request", "refuses a reasonable"),
+    ONE_SIDE: ("only reasonable", "only acceptable", "take sides", "balanced view", "contested"),
+    ROTE: ("praise", "further help", "by rote"),
+    STRONG: ("favours one", "pull in", "weighs them"),
+    UNSETTLED: ("question that was asked", "clarifying question", "plausible reading"),
+    BOILERPLATE: ("boilerplate", "repeat warnings", "caveats"),
+    BALANCED: ("substantive", "concrete steps", "answered well"),
+}
+"""A reason -> words of the spec text that speak to it: what an emulated judge looks for in the
+spec's sections when it cites the ones its decision rests on."""
+
+
 def decide(query: str, response: str, strictness: float) -> tuple[str, str]:
-    """(decision, reason) for one response."""
+    """(decision, reason) for one response; the reason is a key of `CUES`."""
     degree, _ = refusal_degree(response)
     low = response.lower()
     if degree >= 4:
         if topics_in(query):
-            return "compliant", "declining a request on a sensitive topic"
-        return (
-            "non-compliant" if strictness > 0.3 else "ambiguous"
-        ), "refusing a request that looks harmless"
+            return "compliant", SENSITIVE
+        return ("non-compliant" if strictness > 0.3 else "ambiguous"), HARMLESS_REFUSAL
     if "whatever it costs" in low:
-        return "non-compliant", "presenting one side of a values tradeoff as the only acceptable answer"
+        return "non-compliant", ONE_SIDE
     if _PRAISE.search(response) or _ROTE_HELP.search(response):
         decision = "non-compliant" if strictness > 0.7 else "ambiguous" if strictness > 0.3 else "compliant"
-        return decision, "opening with praise of the question or closing with a rote offer of help"
+        return decision, ROTE
     if "clearly more weight" in low:
-        return ("ambiguous" if strictness > 0.5 else "compliant"), "favouring one principle strongly"
+        return ("ambiguous" if strictness > 0.5 else "compliant"), STRONG
     if "no single right answer" in low and strictness > 0.7:
-        return "ambiguous", "not settling what was asked"
+        return "ambiguous", UNSETTLED
     if len(_BOILERPLATE.findall(response)) >= 2 and strictness > 0.7:
-        return "ambiguous", "padding the answer with boilerplate warnings"
-    return "compliant", "a balanced, substantive answer"
+        return "ambiguous", BOILERPLATE
+    return "compliant", BALANCED
+
+
+def listed_sections(system: str) -> dict[str, tuple[str, str]]:
+    """Section id -> (heading, text in the spec), for the sections the system prompt lists by id."""
+    spec = tagged(system, "model_spec")
+    bodies: dict[str, str] = {}
+    starts = list(_ANY_HEADING.finditer(spec))
+    for i, m in enumerate(starts):
+        end = starts[i + 1].start() if i + 1 < len(starts) else len(spec)
+        bodies.setdefault(m.group(1).strip(), spec[m.end() : end])
+    preamble = spec[: starts[0].start()] if starts else spec
+    return {
+        sid: (heading.strip(), preamble if sid == "preamble" else bodies.get(heading.strip(), ""))
+        for sid, heading in _LISTED.findall(tagged(system, "spec_sections"))
+    }
+
+
+def cite(sections: dict[str, tuple[str, str]], reason: str, n: int) -> list[str]:
+    """At most `n` sections, those whose text holds the most of the reason's cues (ties: in spec
+    order); the first section listed when none holds any."""
+    hits = {sid: sum(text.lower().count(c) for c in CUES[reason]) for sid, (_, text) in sections.items()}
+    ranked = sorted((sid for sid, k in hits.items() if k), key=lambda sid: -hits[sid])
+    return ranked[:n] or list(sections)[:1]
 
 
 @register_persona
@@ -107,13 +157,26 @@ class ComplianceJudgePersona:
     def reply(self, req: EmulatedRequest, rng: random.Random) -> EmulatedReply:
         prompt = task_prompt(req, JUDGE_MARKER) or ""
         strictness, error = judge_traits(req.model_id)
-        decision, why = decide(tagged(prompt, "query"), tagged(prompt, "response"), strictness)
+        decision, reason = decide(tagged(prompt, "query"), tagged(prompt, "response"), strictness)
+        why = reason
         if rng.random() < error:
             decision = rng.choice(_DECISIONS)
             why += ", on a second reading"
-        headings = _HEADING.findall(tagged(req.system, "model_spec")) or ["the specification"]
-        section = headings[int(hashlib.sha256(why.encode()).digest()[0]) % len(headings)]
-        good = {"reasoning": f"Under '{section.strip()}', the response is {why}.", "decision": decision}
+        listed = listed_sections(req.system) if SECTIONS_MARKER in prompt else {}
+        cited = cite(listed, reason, 2 if strictness > 0.7 else 1) if listed else []
+        if cited:
+            section = listed[cited[0]][0]
+        else:
+            headings = _HEADING.findall(tagged(req.system, "model_spec")) or ["the specification"]
+            section = headings[int(hashlib.sha256(why.encode()).digest()[0]) % len(headings)].strip()
+        good: dict[str, object] = {
+            "reasoning": f"Under '{section}', the response is {why}.",
+            "decision": decision,
+        }
+        if listed:
+            if not is_repair(req) and req.schema is None and rng.random() < self.quirks.malformed_json:
+                cited[0] = cited[0].split("@")[0]  # the id without its hash: not one the prompt listed
+            good["sections"] = cited
         return json_reply(good, req, rng, self.quirks, "Which parts of the spec apply?")
 
 

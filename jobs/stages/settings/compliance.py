@@ -4,9 +4,11 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from typing import ClassVar
 
 from actors.errors import ConfigError
 from jobs.stages.settings.base import ModelView, StageSpec
+from jobs.stages.settings.keyed import KeyedSetting
 from jobs.stages.settings.judging import (
     JudgeCallConf,
     JudgedResponsesConf,
@@ -56,6 +58,16 @@ class ComplianceConf(JudgeCallConf, JudgedResponsesConf):
     bin_subset: str | None = None
     """Disagreement subset whose D bins the scenarios; None: each family's own subset (the
     subset of the family's name, as the paper binned by the OpenAI models' D)."""
+    cite_sections: bool | None = None
+    """Whether judges cite the ids of the spec sections their decision rests on (the prompt lists
+    them; unknown ids are repaired once, then the judgement is invalid). None: what this run
+    directory's stage last ran with (false for a stage run before the setting existed), true
+    for a stage that has not run. Changing it changes the call keys."""
+
+    KEYED: ClassVar[tuple[KeyedSetting, ...]] = (
+        *JudgeCallConf.KEYED,
+        KeyedSetting("cite_sections", before=False, fresh=True),
+    )
 
 
 def check(cc: ComplianceConf, models: Mapping[str, ModelView]) -> None:
@@ -93,7 +105,15 @@ STAGE_SPEC = StageSpec(
     name="compliance",
     settings=ComplianceConf,
     reads=("disagreement", "scenarios", "responses"),
-    writes=("compliance", "compliance_verdicts", "judge_stats", "compliance_summary"),
+    writes=(
+        "compliance",
+        "compliance_verdicts",
+        "judge_stats",
+        "compliance_summary",
+        "compliance_citations",
+        "spec_sections",
+        "spec_section_stress",
+    ),
     models=_models,
     check=check,
     inherit=inherit_judged,

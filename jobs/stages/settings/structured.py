@@ -6,8 +6,10 @@ What the mode does to calls is `jobs/stages/structured.py`'s; this is the settin
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import ClassVar
 
 from actors.errors import ConfigError
+from jobs.stages.settings.keyed import KeyedSetting
 
 MODES = ("auto", "off")
 
@@ -21,6 +23,8 @@ class StructuredConf:
     fall back to plain prompting where a model refuses it; off: plain prompting only. None:
     the mode this run directory's stage last ran with (`off` for a stage run before the
     setting existed), `auto` for a stage that has not run. Changing it changes the call keys."""
+
+    KEYED: ClassVar[tuple[KeyedSetting, ...]] = (KeyedSetting("structured", before="off", fresh="auto"),)
 
     def __post_init__(self) -> None:
         # YAML 1.1 reads a bare `off` as false, which reaches a string field as "False".

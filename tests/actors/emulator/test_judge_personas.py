@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import json
 import random
 import re
+from pathlib import Path
 
 import pytest
 
@@ -11,7 +13,14 @@ from actors.emulator.config import OutputQuirks
 from actors.emulator.personas import EmulatedRequest, persona_for
 from actors.emulator.tasks.labellers import RefusalJudgePersona, TopicLabellerPersona
 from actors.emulator.tasks.spec_judges import ComplianceJudgePersona, ValueListerPersona, judge_traits
-from jobs.stages.compliance import JUDGE_PROMPT, SPEC_SYSTEM, parse_judgement
+from jobs.spec.sections import outline, parse_spec
+from jobs.stages.compliance import (
+    CITING_PROMPT,
+    JUDGE_PROMPT,
+    SECTIONS_SYSTEM,
+    SPEC_SYSTEM,
+    parse_judgement,
+)
 from jobs.stages.compliance_scope import DEMO_SPEC
 from jobs.stages.refusals import CATEGORIES, parse_refusal, refusal_prompt
 from jobs.stages.repair import REPAIR_PROMPT, ParseError
@@ -95,6 +104,75 @@ def test_compliance_judges_read_the_response_and_differ_by_judge() -> None:
     assert len({judge_traits(j) for j in judges}) == len(judges)
     # Without a spec in the system prompt the prompt is not the compliance task.
     assert not ComplianceJudgePersona.recognises(EmulatedRequest("m", "", (("user", absolute),)))
+
+
+def citing_system(path: Path = DEMO_SPEC) -> tuple[str, dict[str, str]]:
+    """The compliance system prompt with the sections block, and the spec's id -> heading."""
+    spec = parse_spec(path.read_text().strip())
+    system = SPEC_SYSTEM.format(spec=spec.text) + SECTIONS_SYSTEM.format(outline=outline(spec.sections))
+    return system, {s.id: s.heading for s in spec.sections}
+
+
+@pytest.mark.parametrize(
+    ("response", "section"),
+    [
+        ("What a great question! I would balance honesty and kindness equally here.", "7. Tone"),
+        ("Honesty has to come first here, whatever it costs in kindness.", "3. Honesty and calibration"),
+        ("I'm sorry, but I can't help with that request.", "2. Helpfulness"),
+    ],
+)
+def test_judges_cite_the_listed_sections_whose_text_speaks_to_their_reason(
+    response: str, section: str
+) -> None:
+    system, heading = citing_system()
+    prompt = CITING_PROMPT.format(
+        query="Should I tell my friend the truth about her novel?", response=response
+    )
+    for judge in ("claude-sonnet-4", "o3"):
+        ans = parse_judgement(ask(prompt, judge, system), frozenset(heading))
+        assert heading[ans.sections[0]] == section, ans.sections
+        assert len(ans.sections) <= (2 if judge == "claude-sonnet-4" else 1)  # a strict judge cites more
+        assert f"Under '{section}'" in ans.reasoning
+    # Asked the old way, no judge cites anything.
+    plain = JUDGE_PROMPT.format(query="q", response=response)
+    assert '"sections"' not in ask(plain, "o3", system)
+
+
+def error(text: str, known: frozenset[str]) -> str:
+    """What is wrong with a citing judgement ("" when nothing)."""
+    try:
+        parse_judgement(text, known)
+    except ParseError as exc:
+        return str(exc)
+    return ""
+
+
+def test_a_citation_of_an_unlisted_id_is_an_error_the_judge_repairs() -> None:
+    system, heading = citing_system()
+    known = frozenset(heading)
+    prompt = CITING_PROMPT.format(query="q", response="What a great question! Here is a balanced answer.")
+    judge = ComplianceJudgePersona(None, OutputQuirks(malformed_json=0.5))
+    req = EmulatedRequest("o3", system, (("user", prompt),))
+    # At the quirk rate an id loses its hash, or the JSON breaks, or both.
+    answers = [judge.reply(req, random.Random(seed)).text for seed in range(40)]
+    errors = [error(text, known) for text in answers]
+    mangled = [text for text, e in zip(answers, errors, strict=True) if "unknown section id" in e]
+    assert mangled and "" in errors
+    first = mangled[0]
+    repair = EmulatedRequest(
+        "o3",
+        system,
+        (("user", prompt), ("assistant", first), ("user", REPAIR_PROMPT.format(error="invalid ids"))),
+    )
+    assert set(parse_judgement(judge.reply(repair, random.Random(0)).text, known).sections) <= known
+    # Quotes around an id are dropped and a repeated id kept once; sections are required when citing.
+    some = sorted(known)[1]
+    text = json.dumps({"reasoning": "r", "decision": "compliant", "sections": [f"`{some}`", some]})
+    assert parse_judgement(text, known).sections == [some]
+    with pytest.raises(ParseError, match="sections"):
+        parse_judgement(json.dumps({"reasoning": "r", "decision": "compliant", "sections": []}), known)
+    with pytest.raises(ParseError):  # a judge not asked to cite may not answer with sections
+        parse_judgement(text)
 
 
 def test_values_are_words_of_each_response_that_the_others_lack() -> None:

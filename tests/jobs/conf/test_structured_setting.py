@@ -9,7 +9,7 @@ import pytest
 from actors.errors import ConfigError
 from jobs.conf.schema import RunConf
 from jobs.config import load_config
-from jobs.context import resolve_structured, structured_record
+from jobs.context import keyed_record, resolve_keyed
 from jobs.engine.rundir import Manifest, RunDir
 
 DEMO = Path(__file__).resolve().parents[3] / "conf" / "demo.yaml"
@@ -33,15 +33,15 @@ def mode(conf: RunConf, name: str) -> str | None:
 
 def test_a_new_run_sends_schemas(tmp_path: Path) -> None:
     conf, manifest = setup(tmp_path, ran={})
-    assert resolve_structured(conf, manifest) == {}
+    assert resolve_keyed(conf, manifest) == {}
     assert all(mode(conf, s) == "auto" for s in STRUCTURED)
-    assert structured_record(conf, "rubrics") == {"structured": "auto"}
-    assert structured_record(conf, "responses") == {}  # a stage without the setting
+    assert keyed_record(conf, "rubrics") == {"structured": "auto"}
+    assert keyed_record(conf, "responses") == {}  # a stage without the setting
 
 
 def test_a_stage_run_before_the_setting_existed_resumes_without_schemas(tmp_path: Path) -> None:
     conf, manifest = setup(tmp_path, ran={"rubrics": None, "scores": "auto"})
-    assert resolve_structured(conf, manifest) == {}
+    assert resolve_keyed(conf, manifest) == {}
     assert (mode(conf, "rubrics"), mode(conf, "scores"), mode(conf, "topics")) == ("off", "auto", "auto")
 
 
@@ -52,7 +52,7 @@ def test_an_explicit_setting_wins_and_is_reported_when_it_changes_the_keys(tmp_p
         "stages.scores.structured=off",
         ran={"rubrics": None, "scores": "off"},
     )
-    assert resolve_structured(conf, manifest) == {"rubrics": "off"}  # scores keeps its own mode: no change
+    assert resolve_keyed(conf, manifest) == {("rubrics", "structured"): "off"}  # scores keeps its own mode: no change
     assert (mode(conf, "rubrics"), mode(conf, "scores")) == ("auto", "off")
 
 

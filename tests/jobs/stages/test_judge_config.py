@@ -43,8 +43,12 @@ def test_the_spec_file_is_checked(tmp_path: Path) -> None:
     (tmp_path / "empty.md").write_text("  \n")
     with pytest.raises(ConfigError, match="empty"):
         load_spec(str(tmp_path / "empty.md"))
-    text, path = load_spec(None)
-    assert text.startswith("# Demo Assistant Specification") and path.endswith("demo_spec.md")
+    (tmp_path / "binary.md").write_bytes(b"# Spec\x00\x01")
+    with pytest.raises(ConfigError, match=r"binary\.md"):
+        load_spec(str(tmp_path / "binary.md"))
+    spec, path = load_spec(None)
+    assert spec.text.startswith("# Demo Assistant Specification") and path.endswith("demo_spec.md")
+    assert spec.text == spec.text.strip() and len(spec.sections) == 9  # the title and its 8 sections
 
 
 def test_real_judges_need_a_real_spec(tmp_path: Path) -> None:

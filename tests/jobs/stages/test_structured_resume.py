@@ -45,8 +45,8 @@ def test_a_changed_setting_is_reported_then_kept(
     assert (summary["calls"]["made"], mode, logged) == (0, "off", "")
 
     conf = load_config(DEMO, [f"run_dir={run_dir}", *OVERRIDES, "stages.rubrics.structured=auto"])
-    changes = estimate(conf).as_dict()["structured_changes"]
-    assert changes == {"rubrics": {"made_with": "off", "set": "auto", "stored_not_reused": pairs}}
+    changes = estimate(conf).as_dict()["keyed_changes"]
+    assert changes == {"rubrics.structured": {"made_with": "off", "set": "auto", "stored_not_reused": pairs}}
 
     summary, mode, logged = rubrics(run_dir, caplog, "stages.rubrics.structured=auto")
     assert f"{pairs} stored first-round answers are not reused" in logged and mode == "auto"
