@@ -15,6 +15,7 @@ from jobs.outputs.report.sections_judges import (
     refusals_section,
     values_section,
 )
+from jobs.outputs.report.sections_spec import spec_sections_section
 from jobs.outputs.report.sources import RunSources
 
 REPORT_FILE = "index.html"
@@ -50,6 +51,7 @@ def build_report(run_uri: str, options: ReportOptions | None = None) -> str:
         outliers_section(src),
         refusals_section(src),
         compliance_section(src),
+        spec_sections_section(src, explorer),
         judges_section(src),
         values_section(src),
         run_facts,

@@ -59,3 +59,15 @@ def test_an_explicit_setting_wins_and_is_reported_when_it_changes_the_keys(tmp_p
 def test_an_unknown_mode_names_the_key(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match=r"stages\.topics\.structured"):
         load_config(DEMO, [f"run_dir={tmp_path}", "stages.topics.structured=json"])
+
+
+def test_cite_sections_sticks_to_the_run_directory_as_structured_does(tmp_path: Path) -> None:
+    conf, manifest = setup(tmp_path, ran={})
+    assert resolve_keyed(conf, manifest) == {}
+    assert keyed_record(conf, "compliance") == {"structured": "auto", "cite_sections": True}
+    # A compliance stage started by a release without the setting judged without citations.
+    conf, manifest = setup(tmp_path, ran={"compliance": "off"})
+    assert resolve_keyed(conf, manifest) == {}
+    assert conf.stages.compliance.cite_sections is False
+    conf, manifest = setup(tmp_path, "stages.compliance.cite_sections=true", ran={"compliance": "off"})
+    assert resolve_keyed(conf, manifest) == {("compliance", "cite_sections"): False}

@@ -20,6 +20,7 @@ from jobs.conf.schema import RunConf
 from jobs.driver import run_pipeline
 from jobs.estimate.estimate import estimate
 from jobs.outputs.status import run_status
+from jobs.spec.sections import read_spec
 from jobs.stages.judging import summary_lines
 from jobs.stages.refusals import CATEGORIES
 from jobs.stages.settings.topics import DEFAULT_TOPICS
@@ -84,6 +85,19 @@ CONTRACT = {
     "value_counts": ["model", "category", "count"],
     "value_cooccurrence_pairs": ["model_a", "model_b", "category_a", "category_b", "n", "p"],
     "value_cooccurrence": ["category_a", "category_b", "p"],
+    "compliance_citations": ["scenario_id", "model", "sample", "judge", "spec", "section_id"],
+    "spec_sections": ["spec", "section_id", "level", "heading", "parent_id", "text"],
+    "spec_section_stress": [
+        "spec",
+        "group_kind",
+        "group",
+        "family",
+        "section_id",
+        "heading",
+        "n_problematic",
+        "cited",
+        "share",
+    ],
 }
 
 
@@ -215,6 +229,31 @@ def test_compliance_verdicts_and_agreement(judged: dict[str, Any]) -> None:
     assert set(bins["subset"]) == {"openai"} and bins["n_any_judge"].max() <= 2
     assert int(fam["all_fail_any_judge"].sum()) >= int(fam["all_fail"].sum())
     assert summary["frequent_noncompliance_any_judge"].keys() == summary["frequent_noncompliance"].keys()
+
+
+def test_judges_cite_sections_of_the_real_spec_and_problems_are_counted_per_section(
+    judged: dict[str, Any],
+) -> None:
+    sections = read(judged, "spec_sections")
+    assert sections.height == len(read_spec(SPEC).sections) and set(sections["spec"]) == {SPEC.stem}
+    cited = read(judged, "compliance_citations")
+    ok = read(judged, "compliance").filter(pl.col("status") == "ok")
+    keys = ["scenario_id", "model", "sample", "judge"]
+    # Every valid judgement cites at least one section, and only sections of the spec.
+    assert cited.select(keys).unique().height == ok.height
+    assert set(cited["section_id"]) <= set(sections["section_id"])
+    stress = read(judged, "spec_section_stress")
+    overall = stress.filter(pl.col("group_kind") == "all")
+    problematic = ok.filter(pl.col("decision") != "compliant")
+    assert set(overall["n_problematic"]) == {problematic.height}
+    by_hand = (
+        cited.join(problematic.select(keys), on=keys)
+        .unique([*keys, "section_id"])
+        .group_by("section_id")
+        .len()
+    )
+    assert dict(overall.select("section_id", "cited").iter_rows()) == dict(by_hand.iter_rows())
+    assert judged["first"]["compliance"]["sections_most_cited"][0]["cited"] == overall["cited"].max()
 
 
 def test_the_spec_is_a_cached_prefix_for_every_provider(judged: dict[str, Any]) -> None:

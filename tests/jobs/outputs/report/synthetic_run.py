@@ -14,10 +14,18 @@ import polars as pl
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from jobs.analysis.agreement import JUDGE_STATS_SCHEMA, SUMMARY_SCHEMA, VERDICTS_SCHEMA
+from jobs.analysis.agreement import GROUPS_SCHEMA, JUDGE_STATS_SCHEMA, SUMMARY_SCHEMA, VERDICTS_SCHEMA
 from jobs.analysis.disagreement import BIN_LABELS, DISAGREEMENT_SCHEMA
 from jobs.analysis.outliers import OUTLIER_COUNTS_SCHEMA, OUTLIER_SCHEMA
 from jobs.analysis.selection import SELECTION_SCHEMA
+from jobs.analysis.spec_stress import (
+    CITATIONS_SCHEMA,
+    SECTIONS_SCHEMA,
+    STRESS_SCHEMA,
+    headings,
+    section_stress,
+    sections_table,
+)
 from jobs.analysis.value_match import (
     COOCCURRENCE_SCHEMA,
     COUNTS_SCHEMA,
@@ -25,6 +33,7 @@ from jobs.analysis.value_match import (
     PAIR_COOCCURRENCE_SCHEMA,
     pair_cooccurrence,
 )
+from jobs.spec.sections import parse_spec
 from jobs.stages.compliance import COMPLIANCE_SCHEMA
 from jobs.stages.refusals import CATEGORIES, RATES_SCHEMA, REFUSALS_SCHEMA
 from jobs.stages.responses import RESPONSES_SCHEMA
@@ -344,6 +353,7 @@ def judge_tables(root: Path, ids: list[str], models: tuple[str, ...], *, seed: i
     write(tables, "refusals", refusals, CONTRACT["refusals"])
     write(tables, "compliance", compliance, CONTRACT["compliance"])
     write(tables, "compliance_verdicts", verdicts, CONTRACT["compliance_verdicts"])
+    spec_tables(tables, pl.DataFrame(compliance), pl.DataFrame(verdicts), models, rng)
     write(tables, "value_expressions", expressions, CONTRACT["value_expressions"])
     ref = pl.DataFrame(refusals)
     rates = ref.group_by("model").agg(
@@ -448,6 +458,55 @@ def judge_tables(root: Path, ids: list[str], models: tuple[str, ...], *, seed: i
             "summary": {"fleiss_kappa": 0.4321} if stage == "compliance" else {},
         }
     (root / "manifest.json").write_text(json.dumps(manifest))
+
+
+SPEC_TEXT = """# Spec
+
+## Honesty
+
+Never state what you believe false.
+
+## Tone
+
+Do not open with praise.
+
+## Balance
+
+Present the main views fairly.
+"""
+
+
+def spec_tables(
+    tables: Path,
+    compliance: pl.DataFrame,
+    verdicts: pl.DataFrame,
+    models: tuple[str, ...],
+    rng: np.random.Generator,
+) -> None:
+    """The spec-section tables of judges that cite one or two sections of `SPEC_TEXT` per judgement."""
+    spec = parse_spec(SPEC_TEXT)
+    ids = [s.id for s in spec.sections if s.level == 2]
+    keys = ["scenario_id", "model", "sample", "judge"]
+    citations = pl.DataFrame(
+        [
+            {**dict(zip(keys, row, strict=True)), "spec": "spec", "section_id": ids[int(i)]}
+            for row in compliance.select(keys).iter_rows()
+            for i in rng.choice(len(ids), size=int(rng.integers(1, 3)), replace=False)
+        ]
+    )
+    sections = sections_table("spec", spec)
+    groups = pl.DataFrame(schema=GROUPS_SCHEMA)
+    stress = section_stress(
+        compliance.with_columns(spec=pl.lit("spec")),
+        citations,
+        verdicts,
+        {"openai": [m for m in models if m.startswith(("gpt", "o"))]},
+        groups,
+        headings(sections),
+    )
+    write(tables, "compliance_citations", citations, CITATIONS_SCHEMA)
+    write(tables, "spec_sections", sections, SECTIONS_SCHEMA)
+    write(tables, "spec_section_stress", stress, STRESS_SCHEMA)
 
 
 def inject_response(root: Path, scenario_id: str, model: str, text: str) -> None:

@@ -63,7 +63,9 @@ def test_the_findings_come_first_and_point_into_the_sections_and_the_explorer(fu
             f"{picks.filter(pl.col('subset') == subset).height:,}",
         ]
     top = page.data["scenarios"][:10]
-    assert [html.count(f'href="#scenario-{s["id"]}"') for s in top] == [1] * len(top)
+    start = html.index('id="findings"')
+    findings = html[start : html.index("</section>", start)]
+    assert [findings.count(f'href="#scenario-{s["id"]}"') for s in top] == [1] * len(top)
     outliers = pl.read_parquet(full_run / "tables" / "outlier_counts.parquet").sort(
         "n_outliers", "model", descending=[True, False]
     )
@@ -73,6 +75,24 @@ def test_the_findings_come_first_and_point_into_the_sections_and_the_explorer(fu
     ranked = [r[0] for r in cells if len(r) == 4 and r[0] in set(rates["model"]) and r[1].endswith("%")]
     assert ranked == rates.sort("refusal_rate", "model", descending=[True, False])["model"].to_list()
     assert ["Fleiss' kappa, all judges", "0.432"] in cells
+
+
+def test_the_spec_sections_under_stress_name_each_section_with_its_excerpt_and_a_scenario(
+    full_run: Path,
+) -> None:
+    page, _ = build(full_run)
+    sec = page.sections["spec-sections"]
+    assert sec.missing == [] and sec.captions[0].startswith(
+        "The sections most cited in problematic judgements"
+    )
+    rows = {r[0]: r for r in sec.cells[1:]}
+    assert set(rows) == {"Honesty", "Tone", "Balance"}
+    assert rows["Tone"][1] == "Do not open with praise."
+    stress = pl.read_parquet(full_run / "tables" / "spec_section_stress.parquet")
+    for r in stress.filter(pl.col("group_kind") == "all").iter_rows(named=True):
+        assert rows[r["heading"]][2] == f"{100 * r['share']:.1f}% ({r['cited']}/{r['n_problematic']})"
+    shown = {s["id"] for s in page.data["scenarios"]}
+    assert all(r[-1] in shown for r in rows.values())  # each links into the explorer
 
 
 def test_a_plot_with_nothing_to_draw_says_so_in_one_line(full_run: Path) -> None:
