@@ -16,8 +16,8 @@ from jobs.conf.schema import RunConf
 from jobs.config import model_views
 from jobs.engine.rundir import Manifest, RunDir, default_cache
 from jobs.stages.base import Engine, StageContext
-from jobs.stages.settings.pipeline import STAGE_SPECS
 from jobs.stages.settings.keyed import keyed_settings
+from jobs.stages.settings.pipeline import STAGE_SPECS
 
 
 def stage_context(

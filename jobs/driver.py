@@ -113,7 +113,9 @@ def refuse_imported(manifest: Manifest, names: list[str]) -> None:
         )
 
 
-def warn_keyed_changes(conf: RunConf, run: RunDir, store: CallStore, changed: dict[tuple[str, str], Any]) -> None:
+def warn_keyed_changes(
+    conf: RunConf, run: RunDir, store: CallStore, changed: dict[tuple[str, str], Any]
+) -> None:
     """Say, for each keyed setting (`structured`, `cite_sections`) set to other than what its stage's
     calls in this run were made with, how many stored answers the change leaves unused: its calls
     are asked again."""

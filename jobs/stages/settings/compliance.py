@@ -8,7 +8,6 @@ from typing import ClassVar
 
 from actors.errors import ConfigError
 from jobs.stages.settings.base import ModelView, StageSpec
-from jobs.stages.settings.keyed import KeyedSetting
 from jobs.stages.settings.judging import (
     JudgeCallConf,
     JudgedResponsesConf,
@@ -16,6 +15,7 @@ from jobs.stages.settings.judging import (
     inherit_judged,
     judged_models,
 )
+from jobs.stages.settings.keyed import KeyedSetting
 
 PAPER_SPEC = (
     "the OpenAI Model Spec of 2025-04-11 (model_spec.md at the 'Release 2025-04-11' commit of "

@@ -52,7 +52,9 @@ def test_an_explicit_setting_wins_and_is_reported_when_it_changes_the_keys(tmp_p
         "stages.scores.structured=off",
         ran={"rubrics": None, "scores": "off"},
     )
-    assert resolve_keyed(conf, manifest) == {("rubrics", "structured"): "off"}  # scores keeps its own mode: no change
+    assert resolve_keyed(conf, manifest) == {
+        ("rubrics", "structured"): "off"
+    }  # scores keeps its own mode: no change
     assert (mode(conf, "rubrics"), mode(conf, "scores")) == ("auto", "off")
 
 
