@@ -1,7 +1,8 @@
 """Gemini generateContent and batchEmbedContents, as the emulator speaks them.
 
 Shapes follow https://ai.google.dev/api/generate-content and the google.rpc error
-model: a 429 is RESOURCE_EXHAUSTED with a `RetryInfo` detail and no rate-limit headers.
+model: a 429 is RESOURCE_EXHAUSTED with a `RetryInfo` detail and no rate-limit headers, and a
+request without a key a 403 PERMISSION_DENIED, as the API answers "unregistered callers".
 A declined answer is a candidate with `finishReason: SAFETY` and no content. Thoughts
 are billed in `thoughtsTokenCount`, apart from `candidatesTokenCount`. Requests are
 protobuf JSON, which accepts each field by its lowerCamelCase or its snake_case name;
@@ -32,7 +33,7 @@ from actors.emulator.dialects.structured import gemini_schema
 from actors.emulator.personas import EmulatedRequest
 
 _ERRORS: dict[ErrorShape, tuple[int, str]] = {
-    "auth": (401, "UNAUTHENTICATED"),
+    "auth": (403, "PERMISSION_DENIED"),  # a request without a key ("unregistered callers")
     "invalid": (400, "INVALID_ARGUMENT"),
     "not_found": (404, "NOT_FOUND"),
     "server": (500, "INTERNAL"),

@@ -148,6 +148,15 @@ def test_bad_request_is_the_sdks_client_error(connect: Connect) -> None:
     assert (caught.value.code, caught.value.status) == (400, "INVALID_ARGUMENT")
 
 
+def test_a_request_without_a_key_is_the_sdks_permission_denied(start_emulator: StartEmulator) -> None:
+    emu = start_emulator()
+    options = types.HttpOptions(base_url=emu.url, retry_options=types.HttpRetryOptions(attempts=1))
+    # The SDK insists on a key, so one that is only spaces: the emulator reads it as none.
+    with genai.Client(api_key=" ", http_options=options) as sdk, pytest.raises(errors.ClientError) as caught:
+        sdk.models.generate_content(model=MODEL, contents="hi")
+    assert (caught.value.code, caught.value.status) == (403, "PERMISSION_DENIED")
+
+
 def _inline(n: int) -> list[types.InlinedRequest]:
     return [
         types.InlinedRequest(
