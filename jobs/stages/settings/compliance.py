@@ -22,6 +22,8 @@ PAPER_SPEC = (
     "https://github.com/openai/model_spec, CC0)"
 )
 """The spec the paper's judges graded against."""
+ACROSS_VERSIONS = ("spec_version_flips", "spec_section_shift")
+"""The tables comparing spec versions; every other table of the stage has rows per version."""
 SCOPES = ("samples", "all")
 SAMPLE_NAMES = ("random", "high_all", "high_family")
 
@@ -149,6 +151,7 @@ STAGE_SPEC = StageSpec(
         "compliance_citations",
         "spec_sections",
         "spec_section_stress",
+        *ACROSS_VERSIONS,
     ),
     models=_models,
     check=check,

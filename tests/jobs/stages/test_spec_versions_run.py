@@ -11,7 +11,9 @@ import pytest
 
 from actors.emulator.server import EmulatorServer
 from jobs.driver import run_pipeline
+from jobs.outputs.report.build import build_report
 from tests.conftest import emulator_config
+from tests.jobs.outputs.report.page_parse import parse_page
 from tests.jobs.stages.test_judge_stages import PIPELINE
 from tests.jobs.stages.test_model_sweep import make_conf
 
@@ -84,3 +86,18 @@ def test_rewritten_sections_get_a_shift_row(versions_run: dict[str, Any]) -> Non
     shift = read(versions_run, "spec_section_shift")
     assert shift.height > 0 and set(shift["status"]) == {"rewritten"}
     assert (shift["spec_a"] == "v1").all() and (shift["spec_b"] == "v2").all()
+
+
+def test_the_report_compares_the_versions_and_shows_the_first_elsewhere(versions_run: dict[str, Any]) -> None:
+    page = parse_page(Path(build_report(str(versions_run["dir"]))).read_text())
+    sec = page.sections["spec-versions"]
+    assert sec.missing == [] and sec.notes == []
+    assert sec.captions[:3] == [
+        "Problematic responses per version (majority verdict)",
+        "Frequent non-compliance per version and family (every model of the family problematic)",
+        "Verdicts that flipped between versions, on the same responses (McNemar's test)",
+    ]
+    flips = read(versions_run, "spec_version_flips").row(0, named=True)
+    assert ["v1 → v2", "all", str(flips["n"])] in [r[:3] for r in sec.cells]
+    judged = [r for r in page.sections["judges"].cells if r and r[0] == "problematic_rate"]
+    assert judged and len(judged) == 3  # one row per judge: the first version's
