@@ -415,7 +415,11 @@ def run(ctx: StageContext[ComplianceConf]) -> dict[str, Any]:
     shift = shift_table(tables["compliance_verdicts"], table, citations, specs)
     write_table(ctx.run, "spec_version_flips", flips, arrow_schema(FLIPS_SCHEMA))
     write_table(ctx.run, "spec_section_shift", shift, arrow_schema(SECTION_SHIFT_SCHEMA))
-    keys = {k for o in outcomes.values() for k in (o.call_key, o.final_call_key) if k}
+    keys: dict[str, set[str]] = {label: set() for label in w.versions}
+    for item, label in w.items.select("item_id", "spec").iter_rows():
+        out = outcomes.get(item)
+        if out is not None:
+            keys[label].update(k for k in (out.call_key, out.final_call_key) if k)
     first = next(iter(w.versions))
     return {
         "spec": w.versions[first].path,
@@ -431,7 +435,16 @@ def run(ctx: StageContext[ComplianceConf]) -> dict[str, Any]:
         "call_failed": int((table["status"] == "call_failed").sum()),
         **figures[first],
         **({"versions": figures} if len(w.versions) > 1 else {}),
-        "prompt_cache": cache_savings(ctx.models, ctx.calls.store, keys),
+        "prompt_cache": cache_savings(ctx.models, ctx.calls.store, set().union(*keys.values())),
+        **(
+            {
+                "prompt_cache_per_version": {
+                    v: cache_savings(ctx.models, ctx.calls.store, ks) for v, ks in keys.items()
+                }
+            }
+            if len(w.versions) > 1
+            else {}
+        ),
         "calls": calls,
         **fallbacks.summary(),
     }

@@ -68,6 +68,8 @@ def test_each_family_is_judged_against_its_own_versions(versions_run: dict[str, 
         ("v2", "anthropic"),
     }
     assert set(versions_run["summary"]["versions"]) == {"v1", "v2"}
+    per_version = versions_run["summary"]["prompt_cache_per_version"]
+    assert sum(c["calls"] for c in per_version.values()) == versions_run["summary"]["prompt_cache"]["calls"]
 
 
 def test_the_same_responses_are_judged_under_both_versions(versions_run: dict[str, Any]) -> None:
