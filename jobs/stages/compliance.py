@@ -287,12 +287,11 @@ def _work(ctx: StageContext[ComplianceConf]) -> _Work:
         ]
     )
     if several:
+        # An Enum holds each version's system prompt once, however many items carry it.
         systems = {k: v.system for k, v in versions.items()}
+        enum = pl.Enum(list(dict.fromkeys(systems.values())))
         items = items.with_columns(
-            pl.col("spec")
-            .replace_strict(systems, return_dtype=pl.String)
-            .cast(pl.Categorical)
-            .alias(SYSTEM_COLUMN)
+            pl.col("spec").replace_strict(systems, return_dtype=enum).alias(SYSTEM_COLUMN)
         )
     return _Work(versions, families, by_family, judged, groups, resp, items)
 

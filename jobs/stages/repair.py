@@ -39,7 +39,8 @@ SCHEMA_COLUMN = "response_schema"
 """Optional items column: the JSON of a call's `CallSpec.response_schema` (`jobs.stages.structured`)."""
 SYSTEM_COLUMN = "system"
 """Optional items column: the item's own system prompt, replacing the shared one where set (items
-judged against different specs). Make it `pl.Categorical` so each distinct prompt is held once."""
+judged against different specs). Make it `pl.Enum` or `pl.Categorical` so each distinct prompt
+is held once."""
 _RESULT_COLUMNS = ["status", "text", "finish_reason", "error_kind", "error", "cost_usd"]
 
 
