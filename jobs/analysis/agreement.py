@@ -46,6 +46,7 @@ VERDICTS_SCHEMA = pa.schema(
         pa.field("n_judges", pa.int64(), nullable=False),  # judges that answered
         pa.field("n_problematic", pa.int64(), nullable=False),
         pa.field("majority", pa.string(), nullable=False),  # one of MAJORITIES
+        ("spec", pa.string()),  # the spec version's label; a table without the column holds one version
     ]
 )
 """`tables/compliance_verdicts.parquet`: one row per judged response."""
@@ -56,6 +57,7 @@ JUDGE_STATS_SCHEMA = pa.schema(
         ("judge_b", pa.string()),  # null on per-judge rows
         pa.field("metric", pa.string(), nullable=False),  # problematic_rate | pairwise_agreement
         ("value", pa.float64()),  # null when no item qualifies
+        ("spec", pa.string()),  # the spec version's label; a table without the column holds one version
     ]
 )
 
@@ -87,6 +89,7 @@ SUMMARY_SCHEMA = pa.schema(
         pa.field("all_fail_any_judge", pa.int64(), nullable=False),  # ... each flagged by some judge
         ("frequent_noncompliance_any_judge", pa.float64()),  # all_fail_any_judge / n_any_judge
         ("se_any_judge", pa.float64()),
+        ("spec", pa.string()),  # the spec version's label; a table without the column holds one version
     ]
 )
 """`tables/compliance_summary.parquet`: frequent non-compliance per group and family."""

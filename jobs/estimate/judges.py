@@ -27,7 +27,7 @@ from jobs.estimate.requests import (
     from_earlier_requests,
 )
 from jobs.stages.compliance import SPEC_SYSTEM
-from jobs.stages.compliance_scope import bin_subsets, families_of, load_spec, sample_groups
+from jobs.stages.compliance_scope import bin_subsets, families_of, load_versions, models_under, sample_groups
 from jobs.stages.params import stage_params
 from jobs.stages.streaming import scan_table
 from jobs.stages.values import value_categories
@@ -120,19 +120,27 @@ def judge_lines(
 
 
 def _compliance_lines(conf: RunConf, run: RunDir, n_scen: int) -> list[Line]:
-    """Compliance counted from config: one line per judge, the spec a cached prefix after the first call."""
+    """Compliance counted from config: one line per judge, summed over the spec versions; each
+    version's spec is the cached prefix of its own calls after the first."""
     cc = conf.stages.compliance
     n = _compliance_scenarios(conf, run, n_scen)
-    spec, _ = load_spec(cc.spec)
-    spec_tokens = len(SPEC_SYSTEM.format(spec=spec)) / CHARS_PER_TOKEN
-    calls = n * len(cc.models or conf.stages.responses.models)
+    models = list(cc.models or conf.stages.responses.models)
+    families = families_of(cc, models)
+    versions = [
+        (
+            n * len(models_under(cc, families, models, label)),
+            len(SPEC_SYSTEM.format(spec=spec.text)) / CHARS_PER_TOKEN,
+        )
+        for label, (spec, _) in load_versions(cc).items()
+    ]
     lines = []
     for judge in cc.judges:
-        line = _line(conf, "compliance", judge, calls, cc)
-        line.input_tokens += calls * spec_tokens
-        if calls and spec_tokens >= MIN_CACHED_TOKENS:
-            line.cached_input_tokens = (calls - 1) * spec_tokens
-            if conf.models[judge].provider == "anthropic":
-                line.cache_write_tokens = spec_tokens
+        line = _line(conf, "compliance", judge, sum(calls for calls, _ in versions), cc)
+        for calls, spec_tokens in versions:
+            line.input_tokens += calls * spec_tokens
+            if calls and spec_tokens >= MIN_CACHED_TOKENS:
+                line.cached_input_tokens += (calls - 1) * spec_tokens
+                if conf.models[judge].provider == "anthropic":
+                    line.cache_write_tokens += spec_tokens
         lines.append(line)
     return lines

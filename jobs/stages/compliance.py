@@ -15,7 +15,11 @@ Outputs:
 - `tables/judge_stats.parquet`: each judge's problematic rate, pairwise percent agreement;
 - `tables/compliance_summary.parquet`: frequent non-compliance per disagreement bin (of
   each family's bin subset) and per sample, per family, by majority and by any judge, each
-  with its n and standard error.
+  with its n and standard error;
+- with several versions of the spec (`specs`), every table above per version (its `spec`
+  column), and `tables/spec_version_flips.parquet` and `tables/spec_section_shift.parquet`
+  (`jobs.analysis.spec_versions`): the verdicts that flipped from each version to the next,
+  and the rewritten sections' share of the problems before and after.
 Fleiss' kappa is in the stage summary (`fleiss_kappa`).
 """
 
@@ -23,7 +27,6 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any, Literal
 
 import polars as pl
@@ -51,12 +54,25 @@ from jobs.analysis.spec_stress import (
     section_stress,
     sections_table,
 )
+from jobs.analysis.spec_versions import (
+    FLIPS_SCHEMA,
+    SECTION_SHIFT_SCHEMA,
+    arrow_schema,
+    flips_table,
+    shift_table,
+)
 from jobs.spec.sections import Spec, outline, unknown_ids
 from jobs.stages.base import Plan, Stage, StageContext
-from jobs.stages.compliance_scope import families_of, load_spec, sample_groups
+from jobs.stages.compliance_scope import (
+    families_of,
+    family_versions,
+    load_versions,
+    models_under,
+    sample_groups,
+)
 from jobs.stages.judging import answered, outcome_fields
 from jobs.stages.params import params_by_model
-from jobs.stages.repair import ParseError, extract_json, first_round, wrong_shape
+from jobs.stages.repair import SYSTEM_COLUMN, ParseError, extract_json, first_round, wrong_shape
 from jobs.stages.settings.base import ModelView
 from jobs.stages.settings.compliance import STAGE_SPEC, ComplianceConf
 from jobs.stages.settings.judging import judged_models
@@ -76,6 +92,7 @@ COMPLIANCE_SCHEMA = pa.schema(
         ("reasoning", pa.string()),
         pa.field("status", pa.string(), nullable=False),  # ok | invalid | call_failed
         ("error", pa.string()),
+        ("spec", pa.string()),  # the spec version's label; a table without the column holds one version
     ]
 )
 
@@ -180,34 +197,59 @@ def cache_savings(models: Mapping[str, ModelView], store: CallStore, keys: set[s
 
 
 @dataclass(frozen=True)
-class _Work:
-    """What the judges are asked: the sampled responses, once per judge, under the spec."""
+class _Version:
+    """One version of the spec, as its judges get it."""
 
     spec: Spec
-    spec_path: str
-    label: str
-    """The spec's label in the tables: its file name without the suffix."""
+    path: str
     system: str
     known: frozenset[str] | None
     """The ids judges may cite; None when they cite none."""
+
+
+@dataclass(frozen=True)
+class _Work:
+    """What the judges are asked: the sampled responses, once per judge and version of the spec."""
+
+    versions: dict[str, _Version]
+    """Label (the name in the tables) -> version, in the order configured."""
     families: dict[str, list[str]]
+    family_versions: dict[str, list[str]]
+    """Family -> the labels of the versions its models are judged against."""
     judged: list[str]
     groups: pl.DataFrame
     resp: pl.DataFrame
-    """The judged responses (scenario_id, model, sample, text, query)."""
+    """The judged responses (scenario_id, model, sample, text, query, spec): one row per version."""
     items: pl.DataFrame
-    """One call item per response and judge (item_id, scenario_id, model, sample, prompt, judge)."""
+    """One call item per response, judge and version (item_id, scenario_id, model, sample, prompt,
+    judge, spec, and with several versions each item's own system prompt)."""
+
+    @property
+    def system(self) -> str | None:
+        """The shared system prompt; None when versions differ per item."""
+        return next(iter(self.versions.values())).system if len(self.versions) == 1 else None
+
+    @property
+    def longest(self) -> int:
+        return max(len(v.system) for v in self.versions.values())
+
+
+def _version(spec: Spec, path: str, cite: bool) -> _Version:
+    system = SPEC_SYSTEM.format(spec=spec.text)
+    if cite:
+        system += SECTIONS_SYSTEM.format(outline=outline(spec.sections))
+    return _Version(spec, path, system, frozenset(spec.ids) if cite else None)
 
 
 def _work(ctx: StageContext[ComplianceConf]) -> _Work:
     cc = ctx.settings
-    spec, spec_path = load_spec(cc.spec)
-    system = SPEC_SYSTEM.format(spec=spec.text)
-    if cc.cite_sections:
-        system += SECTIONS_SYSTEM.format(outline=outline(spec.sections))
+    versions = {
+        k: _version(spec, path, bool(cc.cite_sections)) for k, (spec, path) in load_versions(cc).items()
+    }
     prompt = CITING_PROMPT if cc.cite_sections else JUDGE_PROMPT
     models = judged_models("compliance", cc.models)
     families = families_of(cc, models)
+    by_family = family_versions(cc, families, list(versions))
     judged, groups = sample_groups(ctx.run, ctx.seed, cc, families)
     queries = (
         scan_table(ctx.run, "scenarios")
@@ -215,12 +257,19 @@ def _work(ctx: StageContext[ComplianceConf]) -> _Work:
         .filter(pl.col("scenario_id").is_in(judged))
         .collect()
     )
-    resp = answered(ctx, judged, models, cc.sample).join(queries, on="scenario_id", how="inner")
+    answers = answered(ctx, judged, models, cc.sample).join(queries, on="scenario_id", how="inner")
+    resp = pl.concat(
+        [answers.filter(pl.col("model").is_in(models_under(cc, families, models, v))).with_columns(spec=pl.lit(v))
+         for v in versions]
+    )  # fmt: skip
     per_item = resp.with_columns(
         prompt=pl.struct("query", "text").map_elements(
             lambda r: prompt.format(query=r["query"], response=r["text"]), return_dtype=pl.String
         )
     )
+    # One version keeps the item ids and shared system prompt runs made before versions existed.
+    several = len(versions) > 1
+    tag = [pl.col("spec")] if several else []
     items = pl.concat(
         [
             per_item.select(
@@ -229,15 +278,22 @@ def _work(ctx: StageContext[ComplianceConf]) -> _Work:
                 "sample",
                 "prompt",
                 item_id=pl.concat_str(
-                    "scenario_id", "model", pl.col("sample").cast(pl.String), pl.lit(j), separator="|"
+                    "scenario_id", "model", pl.col("sample").cast(pl.String), pl.lit(j), *tag, separator="|"
                 ),
                 judge=pl.lit(j),
+                spec="spec",
             )
             for j in cc.judges
         ]
     )
-    known = frozenset(spec.ids) if cc.cite_sections else None
-    return _Work(spec, spec_path, Path(spec_path).stem, system, known, families, judged, groups, resp, items)
+    if several:
+        # An Enum holds each version's system prompt once, however many items carry it.
+        systems = {k: v.system for k, v in versions.items()}
+        enum = pl.Enum(list(dict.fromkeys(systems.values())))
+        items = items.with_columns(
+            pl.col("spec").replace_strict(systems, return_dtype=enum).alias(SYSTEM_COLUMN)
+        )
+    return _Work(versions, families, by_family, judged, groups, resp, items)
 
 
 def _params(ctx: StageContext[ComplianceConf]) -> Callable[[str], dict[str, Any]]:
@@ -245,15 +301,18 @@ def _params(ctx: StageContext[ComplianceConf]) -> Callable[[str], dict[str, Any]
     return lambda m: {**params(m), "cache_prefix": True}
 
 
-def _chunk_rows(system: str) -> int:
+def _chunk_rows(w: _Work) -> int:
     """Every request carries the whole spec: build few at a time (about 20 MB of specs)."""
-    return max(1, SPEC_CHUNK_CHARS // len(system))
+    return max(1, SPEC_CHUNK_CHARS // w.longest)
 
 
 def _requests(ctx: StageContext[ComplianceConf], w: _Work) -> pl.DataFrame:
-    """The judges' call items: one per response and judge, with the judgement's schema if on."""
-    items = w.items.select("item_id", "prompt", model="judge")
-    return with_schema(items, ctx.settings, "judgement", JUDGEMENT_JSON if w.known is None else CITING_JSON)
+    """The judges' call items: one per response, judge and version, with the judgement's schema if on."""
+    own = [SYSTEM_COLUMN] if SYSTEM_COLUMN in w.items.columns else []
+    items = w.items.select("item_id", "prompt", *own, model="judge", version="spec")
+    return with_schema(
+        items, ctx.settings, "judgement", CITING_JSON if ctx.settings.cite_sections else JUDGEMENT_JSON
+    )
 
 
 def plan(ctx: StageContext[ComplianceConf]) -> Plan:
@@ -261,77 +320,15 @@ def plan(ctx: StageContext[ComplianceConf]) -> Plan:
     if not ctx.run.tables.exists("disagreement.parquet"):
         return {}
     w = _work(ctx)
-    return {"compliance_r0": first_round(_requests(ctx, w), w.system, _params(ctx), _chunk_rows(w.system))}
+    return {"compliance_r0": first_round(_requests(ctx, w), w.system, _params(ctx), _chunk_rows(w))}
 
 
-def run(ctx: StageContext[ComplianceConf]) -> dict[str, Any]:
-    """Stage entry point: judge the sampled responses, then verdicts, agreement and the summary."""
-    cc = ctx.settings
-    judges = list(cc.judges)
-    ctx.calls.check_models(judges)
-    w = _work(ctx)
-    families, judged, groups, resp, items = w.families, w.judged, w.groups, w.resp, w.items
-    fallbacks = Fallbacks()
-    outcomes, calls = call_structured(
-        ctx,
-        "compliance",
-        _requests(ctx, w),
-        fallbacks,
-        parse=lambda _row, text: parse_judgement(text, w.known),
-        params=_params(ctx),
-        max_repairs=cc.max_repairs,
-        system=w.system,
-        chunk_rows=_chunk_rows(w.system),
-    )
-    rows, cited = [], []
-    for r in items.select("item_id", "scenario_id", "model", "sample", "judge").iter_rows(named=True):
-        out = outcomes.get(r["item_id"])
-        value = out.value if out is not None else None
-        keys = {k: r[k] for k in ("scenario_id", "model", "sample", "judge")}
-        rows.append(
-            {
-                **keys,
-                "decision": value.decision if value else None,
-                "reasoning": value.reasoning if value else None,
-                **outcome_fields(out),
-            }
-        )
-        if isinstance(value, CitingJudgement):
-            cited += [{**keys, "spec": w.label, "section_id": sid} for sid in value.sections]
-    table = frame(rows, COMPLIANCE_SCHEMA)
-    citations = frame(cited, CITATIONS_SCHEMA)
-    write_table(ctx.run, "compliance", table, COMPLIANCE_SCHEMA)
-    verdict_table = verdicts(table, resp.select("scenario_id", "model", "sample"))
-    write_table(ctx.run, "compliance_verdicts", verdict_table, VERDICTS_SCHEMA)
-    stats, stat_summary = judge_stats(table, judges)
-    write_table(ctx.run, "judge_stats", stats, JUDGE_STATS_SCHEMA)
-    summary_table = frequent_noncompliance(verdict_table, families, groups)
-    write_table(ctx.run, "compliance_summary", summary_table, SUMMARY_SCHEMA)
-    sections = sections_table(w.label, w.spec)
-    stress = section_stress(
-        table.with_columns(spec=pl.lit(w.label)),
-        citations,
-        verdict_table,
-        families,
-        groups,
-        headings(sections),
-    )
-    write_table(ctx.run, "compliance_citations", citations, CITATIONS_SCHEMA)
-    write_table(ctx.run, "spec_sections", sections, SECTIONS_SCHEMA)
-    write_table(ctx.run, "spec_section_stress", stress, STRESS_SCHEMA)
-    keys = {k for o in outcomes.values() for k in (o.call_key, o.final_call_key) if k}
+def _figures(
+    summary_table: pl.DataFrame, stat_summary: dict[str, Any], verdict_table: pl.DataFrame
+) -> dict[str, Any]:
+    """One version's figures in the stage summary."""
     majorities = dict(verdict_table.group_by("majority").len().iter_rows())
     return {
-        "spec": w.spec_path,
-        "cite_sections": bool(cc.cite_sections),
-        "sections_most_cited": most_cited(stress),
-        "judges": judges,
-        "scenarios": len(judged),
-        "responses": resp.height,
-        "judgements": table.height,
-        "ok": int((table["status"] == "ok").sum()),
-        "invalid": int((table["status"] == "invalid").sum()),
-        "call_failed": int((table["status"] == "call_failed").sum()),
         **stat_summary,
         "majority": {m: int(majorities.get(m, 0)) for m in MAJORITIES},
         "frequent_noncompliance": {
@@ -342,7 +339,111 @@ def run(ctx: StageContext[ComplianceConf]) -> dict[str, Any]:
             f"{r['family']}|{r['group_kind']}|{r['group']}": r["frequent_noncompliance_any_judge"]
             for r in summary_table.iter_rows(named=True)
         },
-        "prompt_cache": cache_savings(ctx.models, ctx.calls.store, keys),
+    }
+
+
+def run(ctx: StageContext[ComplianceConf]) -> dict[str, Any]:
+    """Stage entry point: judge the sampled responses under each version of the spec, then per
+    version verdicts, agreement and the summary, and across versions the flips."""
+    cc = ctx.settings
+    judges = list(cc.judges)
+    ctx.calls.check_models(judges)
+    w = _work(ctx)
+    fallbacks = Fallbacks()
+    outcomes, calls = call_structured(
+        ctx,
+        "compliance",
+        _requests(ctx, w),
+        fallbacks,
+        parse=lambda row, text: parse_judgement(text, w.versions[row["version"]].known),
+        params=_params(ctx),
+        max_repairs=cc.max_repairs,
+        system=w.system,
+        chunk_rows=_chunk_rows(w),
+    )
+    rows, cited = [], []
+    for r in w.items.select("item_id", "scenario_id", "model", "sample", "judge", "spec").iter_rows(
+        named=True
+    ):
+        out = outcomes.get(r["item_id"])
+        value = out.value if out is not None else None
+        keys = {k: r[k] for k in ("scenario_id", "model", "sample", "judge", "spec")}
+        rows.append(
+            {
+                **keys,
+                "decision": value.decision if value else None,
+                "reasoning": value.reasoning if value else None,
+                **outcome_fields(out),
+            }
+        )
+        if isinstance(value, CitingJudgement):
+            cited += [{**keys, "section_id": sid} for sid in value.sections]
+    table = frame(rows, COMPLIANCE_SCHEMA)
+    citations = frame(cited, CITATIONS_SCHEMA)
+    parts: dict[str, list[pl.DataFrame]] = {}
+    figures: dict[str, dict[str, Any]] = {}
+    for label, version in w.versions.items():
+        mine = table.filter(pl.col("spec") == label)
+        families = {f: ms for f, ms in w.families.items() if label in w.family_versions[f]}
+        verdict_table = verdicts(mine, w.resp.filter(pl.col("spec") == label)).with_columns(
+            spec=pl.lit(label)
+        )
+        stats, stat_summary = judge_stats(mine, judges)
+        summary_table = frequent_noncompliance(verdict_table, families, w.groups)
+        sections = sections_table(label, version.spec)
+        stress = section_stress(mine, citations, verdict_table, families, w.groups, headings(sections))
+        for name, part in {
+            "compliance_verdicts": verdict_table,
+            "judge_stats": stats.with_columns(spec=pl.lit(label)),
+            "compliance_summary": summary_table.with_columns(spec=pl.lit(label)),
+            "spec_sections": sections,
+            "spec_section_stress": stress,
+        }.items():
+            parts.setdefault(name, []).append(part)
+        figures[label] = _figures(summary_table, stat_summary, verdict_table)
+    tables = {name: pl.concat(p) for name, p in parts.items()}
+    specs = {label: v.spec for label, v in w.versions.items()}
+    write_table(ctx.run, "compliance", table, COMPLIANCE_SCHEMA)
+    write_table(ctx.run, "compliance_verdicts", tables["compliance_verdicts"], VERDICTS_SCHEMA)
+    write_table(ctx.run, "judge_stats", tables["judge_stats"], JUDGE_STATS_SCHEMA)
+    write_table(ctx.run, "compliance_summary", tables["compliance_summary"], SUMMARY_SCHEMA)
+    write_table(ctx.run, "compliance_citations", citations, CITATIONS_SCHEMA)
+    write_table(ctx.run, "spec_sections", tables["spec_sections"], SECTIONS_SCHEMA)
+    write_table(ctx.run, "spec_section_stress", tables["spec_section_stress"], STRESS_SCHEMA)
+    flips = flips_table(tables["compliance_verdicts"], list(w.versions), w.families)
+    shift = shift_table(tables["compliance_verdicts"], table, citations, specs)
+    write_table(ctx.run, "spec_version_flips", flips, arrow_schema(FLIPS_SCHEMA))
+    write_table(ctx.run, "spec_section_shift", shift, arrow_schema(SECTION_SHIFT_SCHEMA))
+    keys: dict[str, set[str]] = {label: set() for label in w.versions}
+    for item, label in w.items.select("item_id", "spec").iter_rows():
+        out = outcomes.get(item)
+        if out is not None:
+            keys[label].update(k for k in (out.call_key, out.final_call_key) if k)
+    first = next(iter(w.versions))
+    return {
+        "spec": w.versions[first].path,
+        **({"specs": {k: v.path for k, v in w.versions.items()}} if len(w.versions) > 1 else {}),
+        "cite_sections": bool(cc.cite_sections),
+        "sections_most_cited": most_cited(tables["spec_section_stress"]),
+        "judges": judges,
+        "scenarios": len(w.judged),
+        "responses": w.resp.height,
+        "judgements": table.height,
+        "ok": int((table["status"] == "ok").sum()),
+        "invalid": int((table["status"] == "invalid").sum()),
+        "call_failed": int((table["status"] == "call_failed").sum()),
+        **figures[first],
+        **({"versions": figures} if len(w.versions) > 1 else {}),
+        "prompt_cache": cache_savings(ctx.models, ctx.calls.store, set().union(*keys.values())),
+        **(
+            {
+                "prompt_cache_per_version": {
+                    v: cache_savings(ctx.models, ctx.calls.store, ks) for v, ks in keys.items()
+                }
+            }
+            if len(w.versions) > 1
+            else {}
+        ),
         "calls": calls,
         **fallbacks.summary(),
     }

@@ -37,13 +37,22 @@ ALL_MODELS = "all"
 """The disagreement subset of every model, which `high_all` draws from."""
 
 
-def load_spec(path: str | None) -> tuple[Spec, str]:
+def load_spec(path: str | None, key: str = "spec") -> tuple[Spec, str]:
     """The spec as judges get it (its text stripped, its sections) and its path; a missing file is
     a `ConfigError` naming the key, an empty, binary or non-UTF-8 one a `SpecError` naming it."""
     p = Path(path) if path is not None else DEMO_SPEC
     if not p.is_file():
-        raise ConfigError(f"config key 'stages.compliance.spec': file not found: {p}")
+        raise ConfigError(f"config key 'stages.compliance.{key}': file not found: {p}")
     return parse_spec(read_spec(p).text.strip(), name=str(p)), str(p)
+
+
+def load_versions(cc: ComplianceConf) -> dict[str, tuple[Spec, str]]:
+    """Label -> (spec, path) of each version judged, in the order configured; one `spec` is
+    labelled by its file name without the suffix."""
+    if cc.specs is None:
+        spec, path = load_spec(cc.spec)
+        return {Path(path).stem: (spec, path)}
+    return {label: load_spec(path, f"specs.{label}") for label, path in cc.specs.items()}
 
 
 def families_of(cc: ComplianceConf, models: list[str]) -> dict[str, list[str]]:
@@ -58,6 +67,30 @@ def families_of(cc: ComplianceConf, models: list[str]) -> dict[str, list[str]]:
                 f"(judged: {models})"
             )
     return {k: list(v) for k, v in cc.families.items()}
+
+
+def family_versions(
+    cc: ComplianceConf, families: Mapping[str, list[str]], labels: list[str]
+) -> dict[str, list[str]]:
+    """Family -> the labels of the versions its models are judged against, in `labels`' order:
+    its `family_specs`, or every version."""
+    named = cc.family_specs or {}
+    unknown = sorted(set(named) - set(families))
+    if unknown:
+        raise ConfigError(
+            f"config key 'stages.compliance.family_specs': no such family {unknown} (families: {sorted(families)})"
+        )
+    return {f: [v for v in labels if f not in named or v in named[f]] for f in families}
+
+
+def models_under(
+    cc: ComplianceConf, families: Mapping[str, list[str]], models: list[str], label: str
+) -> list[str]:
+    """The models judged against version `label`: those of a family judged against it, and those
+    in no family `family_specs` names."""
+    named = cc.family_specs or {}
+    chosen = {m for f, vs in named.items() for m in families[f] if label in vs}
+    return [m for m in models if m in chosen or not any(m in families[f] for f in named)]
 
 
 def bin_subsets(cc: ComplianceConf, families: Mapping[str, list[str]]) -> dict[str, str]:

@@ -37,6 +37,10 @@ CHUNK_ROWS = 10_000
 """Requests built at a time (their specs are held in memory)."""
 SCHEMA_COLUMN = "response_schema"
 """Optional items column: the JSON of a call's `CallSpec.response_schema` (`jobs.stages.structured`)."""
+SYSTEM_COLUMN = "system"
+"""Optional items column: the item's own system prompt, replacing the shared one where set (items
+judged against different specs). Make it `pl.Enum` or `pl.Categorical` so each distinct prompt
+is held once."""
 _RESULT_COLUMNS = ["status", "text", "finish_reason", "error_kind", "error", "cost_usd"]
 
 
@@ -146,15 +150,18 @@ def request_chunks(
 ) -> Iterator[pl.DataFrame]:
     """Requests (item_id, model, spec) of `items`, a chunk at a time; a row with a `bad` answer
     becomes a repair call that shows it with its `err`, any other a first call. A row's
-    `SCHEMA_COLUMN`, where set, is the JSON shape its calls ask for."""
+    `SCHEMA_COLUMN`, where set, is the JSON shape its calls ask for; its `SYSTEM_COLUMN`, where
+    set, its system prompt instead of `system`."""
     if "bad" not in items.columns:
         items = items.with_columns(bad=pl.lit(None, dtype=pl.String), err=pl.lit(None, dtype=pl.String))
-    if SCHEMA_COLUMN not in items.columns:
-        items = items.with_columns(pl.lit(None, dtype=pl.String).alias(SCHEMA_COLUMN))
+    for column in (SCHEMA_COLUMN, SYSTEM_COLUMN):
+        if column not in items.columns:
+            items = items.with_columns(pl.lit(None, dtype=pl.String).alias(column))
+    cols = ("model", "prompt", "bad", "err", SCHEMA_COLUMN, SYSTEM_COLUMN)
     for part in items.iter_slices(chunk_rows):
         specs = [
-            _spec(r["model"], system, r["prompt"], r["bad"], r["err"], params(r["model"]), r[SCHEMA_COLUMN])
-            for r in part.select("model", "prompt", "bad", "err", SCHEMA_COLUMN).iter_rows(named=True)
+            _spec(m, own or system, prompt, bad, err, params(m), schema)
+            for m, prompt, bad, err, schema, own in part.select(cols).iter_rows()
         ]
         yield part.select("item_id", "model").with_columns(spec=pl.Series(specs, dtype=pl.String))
 
@@ -187,7 +194,8 @@ def call_with_repair(
             whatever `parse` reads from the row.
         parse: (row, answer text) -> value; raises `ParseError` (or ValueError) on a bad answer.
         params: model key -> generation parameters.
-        system: a system prompt shared by every item, e.g. a long prefix worth caching.
+        system: a system prompt shared by every item, e.g. a long prefix worth caching; an
+            item's `SYSTEM_COLUMN`, where set, replaces it.
         chunk_rows: requests built at a time (their specs are held in memory).
 
     Returns:

@@ -16,6 +16,7 @@ from jobs.outputs.report.sections_judges import (
     values_section,
 )
 from jobs.outputs.report.sections_spec import spec_sections_section
+from jobs.outputs.report.sections_versions import spec_versions_section
 from jobs.outputs.report.sources import RunSources
 
 REPORT_FILE = "index.html"
@@ -52,6 +53,7 @@ def build_report(run_uri: str, options: ReportOptions | None = None) -> str:
         refusals_section(src),
         compliance_section(src),
         spec_sections_section(src, explorer),
+        spec_versions_section(src),
         judges_section(src),
         values_section(src),
         run_facts,

@@ -13,7 +13,11 @@ from actors.errors import SpecstressError
 from actors.storage import Location
 from actors.store import CallStore
 from jobs.engine.rundir import MANIFEST, RunDir, default_cache
+from jobs.stages.settings.compliance import ACROSS_VERSIONS, STAGE_SPEC
 from jobs.stages.streaming import scan_table
+
+VERSIONED = frozenset(STAGE_SPEC.writes) - set(ACROSS_VERSIONS)
+"""Judging tables with a row set per spec version (`spec` column) when several were judged."""
 
 
 @dataclass
@@ -39,20 +43,36 @@ class RunSources:
     def has(self, name: str) -> bool:
         return self.run.tables.exists(f"{name}.parquet")
 
-    def scan(self, name: str) -> pl.LazyFrame | None:
-        """A table, lazily; local runs use polars' own reader, whose filters skip row groups and columns."""
+    def scan(self, name: str, *, every_version: bool = False) -> pl.LazyFrame | None:
+        """A table, lazily; local runs use polars' own reader, whose filters skip row groups and columns.
+
+        Of a judging table of several spec versions only the first version's rows, the ones the
+        report's judging sections show, unless `every_version`.
+        """
         if not self.has(name):
             return None
-        if self.run.root.is_local:
-            return pl.scan_parquet(self.run.table_path(name))
-        return scan_table(self.run, name)
+        lf = (
+            pl.scan_parquet(self.run.table_path(name))
+            if self.run.root.is_local
+            else scan_table(self.run, name)
+        )
+        first = self.first_version()
+        if first is None or every_version or name not in VERSIONED:
+            return lf
+        return lf.filter(pl.col("spec") == first)
 
-    def frame(self, name: str) -> pl.DataFrame | None:
+    def frame(self, name: str, *, every_version: bool = False) -> pl.DataFrame | None:
         """A small (aggregate-sized) table, read once; only for tables that do not grow with the run."""
-        if name not in self._frames:
-            lf = self.scan(name)
-            self._frames[name] = None if lf is None else lf.collect()
-        return self._frames[name]
+        key = f"{name}|every" if every_version else name
+        if key not in self._frames:
+            lf = self.scan(name, every_version=every_version)
+            self._frames[key] = None if lf is None else lf.collect()
+        return self._frames[key]
+
+    def first_version(self) -> str | None:
+        """The label of the first spec version judged when the compliance stage judged several; else None."""
+        summary = ((self.manifest.get("stages") or {}).get("compliance") or {}).get("summary") or {}
+        return next(iter(summary.get("specs") or {}), None)
 
     def stage_setting(self, stage: str, key: str, default: Any) -> Any:
         value = (self.config.get("stages") or {}).get(stage, {}) or {}

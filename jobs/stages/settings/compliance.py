@@ -22,6 +22,8 @@ PAPER_SPEC = (
     "https://github.com/openai/model_spec, CC0)"
 )
 """The spec the paper's judges graded against."""
+ACROSS_VERSIONS = ("spec_version_flips", "spec_section_shift")
+"""The tables comparing spec versions; every other table of the stage has rows per version."""
 SCOPES = ("samples", "all")
 SAMPLE_NAMES = ("random", "high_all", "high_family")
 
@@ -47,6 +49,14 @@ class ComplianceConf(JudgeCallConf, JudgedResponsesConf):
     spec: str | None = None
     """Path of the spec (markdown); None uses the short demo spec shipped with specstress, for
     emulated judges only (real judges need a real spec: the paper's is `PAPER_SPEC`)."""
+    specs: dict[str, str] | None = None
+    """Spec versions judged side by side, label -> path: the same sample is judged against each,
+    and the report compares them (rates per version, verdict flips, rewritten sections). Set
+    this or `spec`, not both."""
+    family_specs: dict[str, list[str]] | None = None
+    """Family name -> labels of `specs` its models are judged against (e.g. each family against
+    its provider's spec); a model in no family named here is judged against every version.
+    None: every model against every version."""
     families: dict[str, list[str]] | None = None
     """Family name -> models sharing one spec; None: the OpenAI models judged (if two or more)."""
     scope: str = "samples"
@@ -78,8 +88,9 @@ def check(cc: ComplianceConf, models: Mapping[str, ModelView]) -> None:
         raise ConfigError(f"config key 'stages.compliance.scope': must be one of {SCOPES}, got '{cc.scope}'")
     if not cc.judges or len(set(cc.judges)) != len(cc.judges):
         raise ConfigError("config key 'stages.compliance.judges': needs one or more distinct model keys")
+    _check_versions(cc)
     real = [j for j in cc.judges if not models[j].emulated]
-    if cc.spec is None and real:
+    if cc.spec is None and cc.specs is None and real:
         # Real judges grading the demo spec would spend real money on a meaningless table.
         raise ConfigError(
             "config key 'stages.compliance.spec': null grades against the short demo spec, which is for "
@@ -91,6 +102,33 @@ def check(cc: ComplianceConf, models: Mapping[str, ModelView]) -> None:
     for key, n in {**sizes, "per_bin": cc.per_bin}.items():
         if n is not None and n < 0:
             raise ConfigError(f"config key 'stages.compliance.{key}': must be >= 0 or null, got {n}")
+
+
+def _check_versions(cc: ComplianceConf) -> None:
+    """`specs` and `family_specs` name what exists: one spec form, known labels and families."""
+    key = "config key 'stages.compliance"
+    if cc.spec is not None and cc.specs is not None:
+        raise ConfigError(
+            "config keys 'stages.compliance.spec' and 'stages.compliance.specs' are both set: use `spec` "
+            "for one spec, or `specs` (label -> path) for versions judged side by side"
+        )
+    if cc.specs is not None and not cc.specs:
+        raise ConfigError(f"{key}.specs': needs one or more label -> path entries, or null")
+    if cc.family_specs is None:
+        return
+    labels = sorted(cc.specs or {})
+    if not labels:
+        raise ConfigError(f"{key}.family_specs': names labels of `specs`, which is not set")
+    for family, named in cc.family_specs.items():
+        unknown = sorted(set(named) - set(labels))
+        if not named or unknown:
+            raise ConfigError(
+                f"{key}.family_specs.{family}': needs labels of `specs`; unknown: {unknown} (labels: {labels})"
+            )
+        if cc.families is not None and family not in cc.families:
+            raise ConfigError(
+                f"{key}.family_specs.{family}': no such family in `families` ({sorted(cc.families)})"
+            )
 
 
 def _models(cc: ComplianceConf) -> dict[str, list[str]]:
@@ -113,6 +151,7 @@ STAGE_SPEC = StageSpec(
         "compliance_citations",
         "spec_sections",
         "spec_section_stress",
+        *ACROSS_VERSIONS,
     ),
     models=_models,
     check=check,

@@ -201,3 +201,23 @@ def test_before_disagreement_runs_compliance_counts_its_draws_at_most_every_scen
     assert judged(two, "stages.compliance.bin_subset=all") == {4 + 4 + 2 * 4 + 3 * 5}
     # Draws larger than the scenarios, or whole bins, are bounded by the scenarios answered.
     assert judged("stages.compliance.per_bin=100") == judged("stages.compliance.per_bin=null") == {kept}
+
+
+def test_before_disagreement_runs_each_spec_version_is_priced_for_the_models_judged_against_it(
+    tmp_path: Path,
+) -> None:
+    data = DEMO.parents[1] / "jobs" / "data"
+    base = [f"run_dir={tmp_path / 'run'}", "stages.pairs.n_pairs=40"]
+    versions = f"stages.compliance.specs={{v1: {data / 'demo_spec.md'}, v2: {data / 'demo_spec_revised.md'}}}"
+    families = "stages.compliance.families={openai: [o3, o4_mini], claude: [claude_opus_4, claude_sonnet_4]}"
+
+    def lines(*extra: str) -> dict[str, dict]:
+        found = estimate(load_config(DEMO, [*base, families, *extra])).as_dict()["lines"]
+        return {ln["model"]: ln for ln in found if ln["stage"] == "compliance"}
+
+    one, both = lines(), lines(versions)
+    # Every model's responses are judged twice; the Claude family against v2 only: 12 + 10 of 12.
+    only_v2 = lines(versions, "stages.compliance.family_specs={claude: [v2]}")
+    for judge in ("claude_sonnet_4", "o3", "gemini_2_5_pro"):
+        assert both[judge]["calls"] == 2 * one[judge]["calls"]
+        assert only_v2[judge]["calls"] == one[judge]["calls"] * 22 // 12

@@ -18,6 +18,7 @@ from jobs.outputs.report.build import ReportOptions, build_report
 from jobs.outputs.report.facts import stage_of
 from jobs.outputs.report.page import script_json
 from jobs.outputs.report.paper import NOT_IN_RUN
+from jobs.outputs.report.sections_versions import ONE_VERSION
 from jobs.paper.figures import paper_figures
 from tests.jobs.outputs.report.page_parse import ParsedPage, beside_paper, parse_page
 from tests.jobs.outputs.report.synthetic_run import (
@@ -394,3 +395,9 @@ def test_pair_cooccurrence_is_drawn_for_the_top_categories_and_models(
     assert "the 2 most frequent of 4 categories: 1 " in note
     assert f"the 3 of {len(MODELS)} models that show the most values" in note
     assert page.sections["values"].images == 3
+
+
+def test_one_spec_version_has_nothing_to_compare_in_one_line(full_run: Path) -> None:
+    page, _ = build(full_run)
+    sec = page.sections["spec-versions"]
+    assert sec.notes == [ONE_VERSION] and sec.cells == [] and sec.missing == []
