@@ -54,7 +54,7 @@ def _requests(conf: RunConf, rows: int) -> Iterator[pl.DataFrame]:
     """Compliance-like requests: one judge per row in turn, each a distinct scenario and response,
     in chunks of the stage's size (so the table's row groups are the stage's too)."""
     cc = conf.stages.compliance
-    text, _ = load_spec(cc.spec)
+    text = load_spec(cc.spec)[0].text
     system = SPEC_SYSTEM.format(spec=(text * (SPEC_CHARS // len(text) + 1))[:SPEC_CHARS])
     chunk = max(1, SPEC_CHUNK_CHARS // len(system))
     views = model_views(conf)
