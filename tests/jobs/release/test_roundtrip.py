@@ -109,7 +109,9 @@ def test_judge_verdicts_come_back(round_trip: dict[str, Any]) -> None:
             table(round_trip["original"], name).sort(sort),
             table(round_trip["again"], name).sort(sort),
         )
-        assert after.equals(before), name
+        # The release names no spec: its one version comes back without the run's label.
+        assert after["spec"].is_null().all() and set(before["spec"]) == {"demo_spec"}
+        assert after.drop("spec").equals(before.drop("spec")), name
     decided = ["scenario_id", "model", "judge", "decision"]
     before = table(round_trip["original"], "compliance").select(decided).sort(decided)
     assert table(round_trip["again"], "compliance").select(decided).sort(decided).equals(before)
