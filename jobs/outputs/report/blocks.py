@@ -48,6 +48,11 @@ class Section:
     """Shown folded, to open on demand (the run's facts, at the end)."""
 
 
+def clip(text: str, chars: int) -> str:
+    """`text` cut at `chars` characters, with an ellipsis where it was cut."""
+    return text if len(text) <= chars else text[:chars] + "…"
+
+
 def pct(x: float | None, digits: int = 1) -> str:
     return "" if x is None else f"{100 * x:.{digits}f}%"
 

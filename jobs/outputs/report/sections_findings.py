@@ -10,7 +10,7 @@ from typing import Any
 
 import polars as pl
 
-from jobs.outputs.report.blocks import Link, Section, Table, num, pct
+from jobs.outputs.report.blocks import Link, Section, Table, clip, num, pct
 from jobs.outputs.report.sources import RunSources
 
 TOP_SCENARIOS = 10
@@ -71,7 +71,7 @@ def _top_scenarios(scenarios: list[dict[str, Any]]) -> Table | None:
     rows = []
     for s in scenarios:
         query = (s.get("query") or "").replace("\n", " ")
-        short = query if len(query) <= QUERY_CHARS else query[:QUERY_CHARS] + "…"
+        short = clip(query, QUERY_CHARS)
         d = s.get("d_max")
         rows.append(
             [

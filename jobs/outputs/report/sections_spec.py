@@ -14,7 +14,7 @@ from typing import Any
 import polars as pl
 
 from jobs.analysis.agreement import PROBLEMATIC
-from jobs.outputs.report.blocks import Link, Section, Table, pct
+from jobs.outputs.report.blocks import Link, Section, Table, clip, pct
 from jobs.outputs.report.sources import RunSources
 
 TOP_SECTIONS = 8
@@ -25,8 +25,7 @@ EXCERPT_CHARS = 160
 
 
 def excerpt(text: str | None) -> str:
-    flat = " ".join((text or "").split())
-    return flat if len(flat) <= EXCERPT_CHARS else flat[:EXCERPT_CHARS] + "…"
+    return clip(" ".join((text or "").split()), EXCERPT_CHARS)
 
 
 def _linked(src: RunSources, shown: list[str]) -> dict[tuple[str, str], str]:
