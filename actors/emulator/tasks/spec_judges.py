@@ -120,8 +120,10 @@ def decide(query: str, response: str, strictness: float) -> tuple[str, str]:
     return "compliant", BALANCED
 
 
+@lru_cache(maxsize=16)
 def listed_sections(system: str) -> dict[str, tuple[str, str]]:
-    """Section id -> (heading, text in the spec), for the sections the system prompt lists by id."""
+    """Section id -> (heading, text in the spec), for the sections the system prompt lists by id
+    (read once per spec: every judge call of a version carries the same system prompt)."""
     spec = tagged(system, "model_spec")
     bodies: dict[str, str] = {}
     starts = list(_ANY_HEADING.finditer(spec))
