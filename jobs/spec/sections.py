@@ -98,6 +98,12 @@ def read_spec(path: str | Path) -> Spec:
         SpecError: naming the file, when it is missing or unreadable, binary (holds a NUL
             byte; UTF-16 text does too), not UTF-8, or empty apart from whitespace.
     """
+    return parse_spec(read_spec_text(path), name=str(path))
+
+
+def read_spec_text(path: str | Path) -> str:
+    """The text of a UTF-8 markdown file, unparsed (a byte-order mark is dropped); raises
+    `SpecError` as `read_spec` does for a file it cannot read as text."""
     name = str(path)
     try:
         data = Path(path).read_bytes()
@@ -109,7 +115,7 @@ def read_spec(path: str | Path) -> Spec:
         text = data.decode("utf-8-sig")
     except UnicodeDecodeError as e:
         raise SpecError(name, f"is not UTF-8 text (byte 0x{data[e.start]:02x} at offset {e.start})") from None
-    return parse_spec(text, name=name)
+    return text
 
 
 def parse_spec(text: str, *, name: str = "<text>") -> Spec:

@@ -24,7 +24,7 @@ import polars as pl
 from actors.errors import ConfigError
 from jobs.analysis.agreement import GROUPS_SCHEMA
 from jobs.engine.rundir import RunDir
-from jobs.spec.sections import Spec, parse_spec, read_spec
+from jobs.spec.sections import Spec, parse_spec, read_spec_text
 from jobs.stages.judging import disagreement_of
 from jobs.stages.settings.compliance import ComplianceConf
 from jobs.stages.streaming import scan_table
@@ -43,7 +43,7 @@ def load_spec(path: str | None, key: str = "spec") -> tuple[Spec, str]:
     p = Path(path) if path is not None else DEMO_SPEC
     if not p.is_file():
         raise ConfigError(f"config key 'stages.compliance.{key}': file not found: {p}")
-    return parse_spec(read_spec(p).text.strip(), name=str(p)), str(p)
+    return parse_spec(read_spec_text(p).strip(), name=str(p)), str(p)
 
 
 def load_versions(cc: ComplianceConf) -> dict[str, tuple[Spec, str]]:
