@@ -35,8 +35,9 @@ def _cmd_run(args: argparse.Namespace) -> int:
     for name, summary in summaries.items():
         print(f"stage {name}: {json.dumps(summary, sort_keys=True)}")
     from jobs.stages.answer_scope import summary_lines as selection_lines
+    from jobs.stages.committee import summary_lines as committee_lines
 
-    for line in selection_lines(summaries):
+    for line in [*selection_lines(summaries), *committee_lines(summaries)]:
         print(line)
     if "disagreement" in summaries:
         from jobs.stages.disagreement import summary_lines

@@ -17,7 +17,7 @@ from jobs.config import model_views
 from jobs.engine.rundir import Manifest, RunDir, default_cache
 from jobs.stages.base import Engine, StageContext
 from jobs.stages.settings.keyed import keyed_settings
-from jobs.stages.settings.pipeline import STAGE_SPECS
+from jobs.stages.settings.pipeline import BY_NAME, STAGE_SPECS
 
 
 def stage_context(
@@ -29,8 +29,9 @@ def stage_context(
 ) -> StageContext[Any]:
     """What stage `name` sees of the run: its settings, the models, the run directory and the engine
     (none while planning, with the `previews` of tables not yet written)."""
+    settings = getattr(conf.stages, name)
     return StageContext(
-        settings=getattr(conf.stages, name),
+        settings=settings,
         models=model_views(conf),
         run=run,
         engine=engine,
@@ -38,6 +39,7 @@ def stage_context(
         cluster=conf.ray.address is not None,
         cache_root=conf.cache_dir or default_cache(conf.run_dir),
         previews=MappingProxyType(dict(previews or {})),
+        consulted=MappingProxyType({s: getattr(conf.stages, s) for s in BY_NAME[name].consults(settings)}),
     )
 
 

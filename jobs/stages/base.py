@@ -6,8 +6,9 @@ section `stages.<name>`), tables and load-time checks; its `Stage` adds two func
 sending anything; `run(ctx)` does the work. The run sends exactly what `plan` builds and
 `specstress estimate` prices exactly that, so the two cannot drift apart.
 
-A stage sees only its own settings, a read-only view of the models of the registry, the
-run directory and the engine it hands its requests to: never the whole run config.
+A stage sees only its own settings (and those of the stages its spec says it consults), a
+read-only view of the models of the registry, the run directory and the engine it hands its
+requests to: never the whole run config.
 """
 
 from __future__ import annotations
@@ -63,6 +64,8 @@ class StageContext(Generic[S]):
     """Root of the run's caches (the call store's parent): caches a stage keeps go under it."""
     previews: Mapping[str, pl.DataFrame] = field(default_factory=lambda: MappingProxyType({}))
     """Tables not yet written that stages without calls compute from config alone (estimates only)."""
+    consulted: Mapping[str, Any] = field(default_factory=lambda: MappingProxyType({}))
+    """The settings of the other stages its spec's `consults` names, by stage name."""
 
     @property
     def calls(self) -> Engine:
@@ -75,6 +78,12 @@ class StageContext(Generic[S]):
         if key not in self.models:
             raise ConfigError(f"unknown model key '{key}' (known: {sorted(self.models)})")
         return self.models[key]
+
+    def settings_of(self, stage: str) -> Any:
+        """Another stage's settings, which this stage's spec says it consults."""
+        if stage not in self.consulted:
+            raise RuntimeError(f"this stage does not consult stage '{stage}' (its spec's `consults`)")
+        return self.consulted[stage]
 
     def table(self, name: str) -> pl.DataFrame:
         """A whole input table: written by an earlier stage, or previewed for an estimate."""

@@ -42,6 +42,7 @@ from jobs.analysis.disagreement import (
 from jobs.analysis.outliers import OUTLIER_COUNTS_SCHEMA, OUTLIER_SCHEMA, OutlierConfig, outliers
 from jobs.analysis.selection import SELECTION_SCHEMA, select_by_subset
 from jobs.stages.base import Stage, StageContext
+from jobs.stages.committee_table import not_asked
 from jobs.stages.embeddings import read_embeddings
 from jobs.stages.settings.disagreement import STAGE_SPEC, DisagreementConf
 from jobs.stages.streaming import scan_table
@@ -110,6 +111,18 @@ def check_scored(ctx: StageContext[DisagreementConf], scored: set[str]) -> None:
         )
 
 
+def without_unasked(table: pl.DataFrame, unasked: dict[str, list[str]]) -> pl.DataFrame:
+    """The table with D, its stds, the high flag and the bin null where a subset was not all asked
+    (committee mode): D over the models that happened to answer would not be D over the subset."""
+    if not any(unasked.values()):
+        return table
+    gone = pl.lit(False)
+    for name, ids in unasked.items():
+        gone = gone | ((pl.col("subset") == name) & pl.col("scenario_id").is_in(ids))
+    cols = ["d", "std_value1", "std_value2", "high", "bin"]
+    return table.with_columns(pl.when(gone).then(None).otherwise(pl.col(c)).alias(c) for c in cols)
+
+
 def run(ctx: StageContext[DisagreementConf]) -> dict[str, Any]:
     """Stage entry point: disagreement, selections and outliers; returns per-subset counts."""
     dc = ctx.settings
@@ -127,6 +140,8 @@ def run(ctx: StageContext[DisagreementConf]) -> dict[str, Any]:
             min_models=dc.min_models,
         ),
     )
+    unasked = not_asked(ctx.run, subsets)
+    table = without_unasked(table, unasked)
     write_table(ctx.run, "disagreement", table, DISAGREEMENT_SCHEMA)
 
     ids, x, meta = read_embeddings(ctx)
@@ -154,6 +169,7 @@ def run(ctx: StageContext[DisagreementConf]) -> dict[str, Any]:
             "high": row["n_high"],
             "high_without_embedding": row["n_high"] - int(high_embedded.get(name) or 0),
             "selected": int(selected.get(name, 0)),
+            "not_asked": len(unasked.get(name, [])),
             "bins": {b: row[b] for b in BIN_LABELS},
         }
     return {
@@ -172,6 +188,13 @@ def summary_lines(summary: dict[str, Any]) -> list[str]:
     lines = [f"{'subset':<20} {'models':>6} {'scenarios':>9} {'high':>6} {'selected':>8}"]
     for name, c in summary["subsets"].items():
         lines.append(f"{name:<20} {c['models']:>6} {c['scenarios']:>9} {c['high']:>6} {c['selected']:>8}")
+    unasked = {name: c["not_asked"] for name, c in summary["subsets"].items() if c.get("not_asked")}
+    if unasked:
+        lines.append(
+            "committee mode: D not computed where a subset's models were not all asked: "
+            + ", ".join(f"{name} {n}" for name, n in unasked.items())
+            + " scenarios"
+        )
     ranked = sorted(summary["outliers"].items(), key=lambda kv: (-kv[1], kv[0]))
     lines.append("outliers: " + ", ".join(f"{m} {n}" for m, n in ranked))
     return lines

@@ -12,7 +12,8 @@ Output: `tables/responses.parquet`, one row per (scenario, model, sample), failu
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
+from collections.abc import Set as AbstractSet
 from dataclasses import dataclass
 from typing import Any
 
@@ -21,8 +22,10 @@ import pyarrow as pa
 import pyarrow.dataset as pads
 
 from actors.types import chat, spec_to_json
+from jobs.stages import committee
 from jobs.stages.answer_scope import ready, scenarios_in_scope, scope_filter, selection_saving
 from jobs.stages.base import Plan, Stage, StageContext
+from jobs.stages.committee_table import NAME as COMMITTEE
 from jobs.stages.params import layer
 from jobs.stages.settings.base import ModelView
 from jobs.stages.settings.responses import STAGE_SPEC, ResponsesConf, ResponseSettings, samples_of
@@ -80,8 +83,12 @@ def plan_for(m: ModelView, rc: ResponsesConf) -> ModelPlan:
     return ModelPlan(system or None, params, samples_of(rc, m.key))
 
 
-def _request_chunks(ctx: StageContext[ResponsesConf]) -> Iterator[pl.DataFrame]:
+def _request_chunks(
+    ctx: StageContext[ResponsesConf], asked: Mapping[str, AbstractSet[str]] | None = None
+) -> Iterator[pl.DataFrame]:
+    """Every model's requests for the scenarios of the scope; a model in `asked` only for its ids."""
     rc = ctx.settings
+    asked = asked or {}
     plans = {m: plan_for(ctx.model(m), rc) for m in rc.models}
     ds = pads.dataset(ctx.run.table_path("scenarios"), format="parquet", filesystem=ctx.run.root.fs)
     only = scope_filter(ctx.run, "responses", rc.scope)
@@ -89,7 +96,10 @@ def _request_chunks(ctx: StageContext[ResponsesConf]) -> Iterator[pl.DataFrame]:
         ids, queries = batch.column(0).to_pylist(), batch.column(1).to_pylist()
         for model, plan in plans.items():
             rows: dict[str, list[Any]] = {"scenario_id": [], "model": [], "sample": [], "spec": []}
+            only = asked.get(model)
             for sid, query in zip(ids, queries, strict=True):
+                if only is not None and sid not in only:
+                    continue
                 for sample in range(plan.samples):
                     spec = chat(model, query, system=plan.system, sample=sample, **plan.params)
                     rows["scenario_id"].append(sid)
@@ -126,19 +136,22 @@ def _rows(answered: pl.DataFrame) -> pl.DataFrame:
 
 
 def plan(ctx: StageContext[ResponsesConf]) -> Plan:
-    """Every scenario of the scope to every model of the sweep, once the tables of the scope exist."""
+    """Every scenario of the scope to every model of the sweep, once the tables of the scope exist;
+    in committee mode, what the committee's rule has asked so far (`committee.asked_so_far`)."""
     if not ready(ctx.run, ctx.settings.scope):
         return {}
-    return {"responses": _request_chunks(ctx)}
+    asked = committee.asked_so_far(ctx) if ctx.settings.committee.models else None
+    return {"responses": _request_chunks(ctx, asked)}
 
 
-def run(ctx: StageContext[ResponsesConf]) -> dict[str, Any]:
-    """Stage entry point: write requests, make the missing calls, rebuild the table from the store."""
+def answer(
+    ctx: StageContext[ResponsesConf], asked: Mapping[str, AbstractSet[str]] | None = None
+) -> dict[str, Any]:
+    """Write the requests, make the missing calls, rebuild the table from the store; its summary."""
     rc = ctx.settings
-    ctx.calls.check_models(rc.models)
-    path = ctx.calls.write_requests("responses", _request_chunks(ctx))
+    path = ctx.calls.write_requests("responses", _request_chunks(ctx, asked))
     calls = ctx.calls.run("responses", path)
-    by_model: dict[str, dict[str, int]] = {}
+    by_model: dict[str, dict[str, Any]] = {}
     spent = 0.0  # dollars of the answers, made in this session or earlier
 
     def parts() -> Iterator[pl.DataFrame]:
@@ -150,22 +163,37 @@ def run(ctx: StageContext[ResponsesConf]) -> dict[str, Any]:
                 ok=(pl.col("status") == "ok").sum(),
                 failed=(pl.col("status") != "ok").sum(),
                 refusals=pl.col("refusal").fill_null(False).sum(),
+                cost_usd=pl.col("cost_usd").fill_null(0.0).sum(),
             )
-            for m, ok, failed, refusals in counts.iter_rows():
-                agg = by_model.setdefault(m, {"ok": 0, "failed": 0, "refusals": 0})
+            for m, ok, failed, refusals, cost in counts.iter_rows():
+                agg = by_model.setdefault(m, {"ok": 0, "failed": 0, "refusals": 0, "cost_usd": 0.0})
                 agg["ok"] += ok
                 agg["failed"] += failed
                 agg["refusals"] += refusals
+                agg["cost_usd"] += cost
             yield part
 
     rows = write_parts(ctx.run, "responses", parts(), RESPONSES_SCHEMA)
     answered = scenarios_in_scope(ctx.run, "responses", rc.scope).select(pl.len()).collect().item()
+    for agg in by_model.values():
+        agg["cost_usd"] = round(agg["cost_usd"], 6)
     return {
         "responses": rows,
         "by_model": dict(sorted(by_model.items())),
         "calls": calls.as_dict(),
         "selection": selection_saving(ctx.run, rc.scope, answered, rows, spent),
     }
+
+
+def run(ctx: StageContext[ResponsesConf]) -> dict[str, Any]:
+    """Stage entry point: the sweep, or in committee mode the committee first and the rest by its rule."""
+    ctx.calls.check_models(ctx.settings.models)
+    if ctx.settings.committee.models:
+        return committee.run_committee(ctx, answer)
+    if ctx.run.tables.exists(f"{COMMITTEE}.parquet"):
+        # A full sweep now: every model answers every scenario, so the earlier rule no longer applies.
+        ctx.run.tables.delete(f"{COMMITTEE}.parquet")
+    return answer(ctx)
 
 
 STAGE = Stage(STAGE_SPEC, run=run, plan=plan)

@@ -27,18 +27,20 @@ from __future__ import annotations
 import json
 import random
 import string
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, field
 from typing import Any
 
 import polars as pl
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.dataset as pads
 from pydantic import BaseModel, ConfigDict, Field, StrictInt, TypeAdapter, ValidationError, field_validator
 
 from jobs.analysis.frames import frame
 from jobs.stages.answer_scope import ready, scope_filter, selection_saving
 from jobs.stages.base import Plan, Stage, StageContext
+from jobs.stages.committee_table import committee_only
 from jobs.stages.params import stage_params
 from jobs.stages.repair import first_round, keyed_object, wrong_shape
 from jobs.stages.rubrics import POSITIONS
@@ -278,8 +280,17 @@ Chunk = tuple[str, list[tuple[_Target, tuple[str, str]]], pl.DataFrame | None, i
 its scenarios)."""
 
 
-def _chunks(ctx: StageContext[ScoresConf]) -> Iterator[Chunk]:
-    """The scenarios `chunk_scenarios` at a time, each with its targets and call items."""
+def score_chunks(
+    ctx: StageContext[ScoresConf],
+    responses: pl.LazyFrame | None = None,
+    only: pc.Expression | None = None,
+    stem: str = "scores",
+) -> Iterator[Chunk]:
+    """The scenarios of the scope `chunk_scenarios` at a time, each with its targets and call items.
+
+    By default every response of the scored models in the responses table; committee mode
+    (`jobs/stages/committee.py`) passes the responses it scores and a filter of its scenarios.
+    """
     sc = ctx.settings
     rubrics = {
         r["pair_id"]: r
@@ -289,11 +300,13 @@ def _chunks(ctx: StageContext[ScoresConf]) -> Iterator[Chunk]:
         .collect()
         .iter_rows(named=True)
     }
-    responses = scan_table(ctx.run, "responses").filter(pl.col("model").is_in(list(sc.models or [])))
+    if responses is None:
+        responses = scan_table(ctx.run, "responses").filter(pl.col("model").is_in(list(sc.models or [])))
     scen_ds = pads.dataset(ctx.run.table_path("scenarios"), format="parquet", filesystem=ctx.run.root.fs)
     cols = ["scenario_id", "pair_id", "value1", "value2", "query"]
-    only = scope_filter(ctx.run, "scores", sc.scope or "all")
-    for i, batch in enumerate(scen_ds.to_batches(columns=cols, filter=only, batch_size=sc.chunk_scenarios)):
+    scope = scope_filter(ctx.run, "scores", sc.scope or "all")
+    wanted = scope if only is None else only if scope is None else scope & only
+    for i, batch in enumerate(scen_ds.to_batches(columns=cols, filter=wanted, batch_size=sc.chunk_scenarios)):
         scens = batch.to_pylist()
         if not scens:
             continue
@@ -311,7 +324,52 @@ def _chunks(ctx: StageContext[ScoresConf]) -> Iterator[Chunk]:
         if items:
             frame_items = pl.DataFrame(items).with_columns(model=pl.lit(sc.model))
             frame_items = with_schema(frame_items, sc, "scores", labelled_schema("scores", SCORE_JSON))
-        yield f"scores_c{i}", targets, frame_items, len(scens)
+        yield f"{stem}_c{i}", targets, frame_items, len(scens)
+
+
+@dataclass
+class Tally:
+    """What scoring a run of chunks did: calls, rows per status, scenarios, items and dollars."""
+
+    calls: dict[str, Any] = field(default_factory=dict)
+    statuses: dict[str, int] = field(default_factory=dict)
+    """Responses (not rows: a response has a row per value) per status."""
+    scenarios: int = 0
+    items: int = 0
+    cost_usd: float = 0.0
+    """Dollars of the answers, made in this session or earlier."""
+    fallbacks: Fallbacks = field(default_factory=Fallbacks)
+
+
+def scored_parts(
+    ctx: StageContext[ScoresConf], chunks: Iterable[Chunk], tally: Tally
+) -> Iterator[pl.DataFrame]:
+    """Score each chunk (parse, bounded repairs) and yield its rows in SCORES_SCHEMA, counting in `tally`."""
+    sc = ctx.settings
+
+    def parse(row: dict[str, Any], text: str) -> dict[str, ScoreEntry]:
+        return parse_scores(text, json.loads(row["labels"]))
+
+    for stem, targets, items, n_scenarios in chunks:
+        outcomes: dict[str, Any] = {}
+        tally.scenarios += n_scenarios
+        if items is not None:
+            outcomes, chunk_calls = call_structured(
+                ctx,
+                stem,
+                items,
+                tally.fallbacks,
+                parse=parse,
+                params=_params(ctx),
+                max_repairs=sc.max_repairs,
+            )
+            add_calls(tally.calls, chunk_calls)
+            tally.items += items.height
+            tally.cost_usd += sum(out.cost_usd for out in outcomes.values())
+        rows = [row for t, values in targets for row in _rows(t, values, outcomes)]
+        for row in rows[::2]:
+            tally.statuses[row["status"]] = tally.statuses.get(row["status"], 0) + 1
+        yield frame(rows, SCORES_SCHEMA)
 
 
 def _params(ctx: StageContext[ScoresConf]) -> Callable[[str], dict[str, Any]]:
@@ -326,7 +384,7 @@ def plan(ctx: StageContext[ScoresConf]) -> Plan:
         return {}
     return {
         f"{stem}_r0": first_round(items, None, _params(ctx))
-        for stem, _, items, _ in _chunks(ctx)
+        for stem, _, items, _ in score_chunks(ctx)
         if items is not None
     }
 
@@ -335,41 +393,17 @@ def run(ctx: StageContext[ScoresConf]) -> dict[str, Any]:
     """Stage entry point: score every response of the sweep's models, scenario by scenario."""
     sc = ctx.settings
     ctx.calls.check_models([sc.model])
-    calls: dict[str, Any] = {}
-    counts: dict[str, int] = {}
-    scored = {"scenarios": 0, "items": 0, "cost_usd": 0.0}  # answers made in this session or earlier
-    fallbacks = Fallbacks()
-
-    def parse(row: dict[str, Any], text: str) -> dict[str, ScoreEntry]:
-        return parse_scores(text, json.loads(row["labels"]))
-
-    def parts() -> Iterator[pl.DataFrame]:
-        for stem, targets, items, n_scenarios in _chunks(ctx):
-            outcomes: dict[str, Any] = {}
-            scored["scenarios"] += n_scenarios
-            if items is not None:
-                outcomes, chunk_calls = call_structured(
-                    ctx, stem, items, fallbacks, parse=parse, params=_params(ctx), max_repairs=sc.max_repairs
-                )
-                add_calls(calls, chunk_calls)
-                scored["items"] += items.height
-                scored["cost_usd"] += sum(out.cost_usd for out in outcomes.values())
-            rows = [row for t, values in targets for row in _rows(t, values, outcomes)]
-            for row in rows[::2]:
-                counts[row["status"]] = counts.get(row["status"], 0) + 1
-            yield frame(rows, SCORES_SCHEMA)
-
-    n = write_parts(ctx.run, "scores", parts(), SCORES_SCHEMA)
-    saving = selection_saving(
-        ctx.run, sc.scope or "all", int(scored["scenarios"]), int(scored["items"]), scored["cost_usd"]
-    )
+    tally = Tally()
+    n = write_parts(ctx.run, "scores", scored_parts(ctx, score_chunks(ctx), tally), SCORES_SCHEMA)
+    saving = selection_saving(ctx.run, sc.scope or "all", tally.scenarios, tally.items, tally.cost_usd)
     return {
         "rows": n,
-        "responses_by_status": dict(sorted(counts.items())),
+        "responses_by_status": dict(sorted(tally.statuses.items())),
         "mode": sc.mode,
-        "calls": calls,
+        "calls": tally.calls,
         "selection": saving,
-        **fallbacks.summary(),
+        **committee_only(ctx.run),
+        **tally.fallbacks.summary(),
     }
 
 

@@ -45,6 +45,11 @@ def no_inherit(settings: Any, stages: Any) -> None:
     """A stage whose defaults are its own."""
 
 
+def no_consults(settings: Any) -> tuple[str, ...]:
+    """A stage that needs no other stage's settings to run."""
+    return ()
+
+
 def no_reads(settings: Any) -> dict[str, str]:
     """A stage whose settings add no table to those it always reads."""
     return {}
@@ -70,6 +75,9 @@ class StageSpec(Generic[S]):
     reads_when: Callable[[S], dict[str, str]] = no_reads
     """The tables its settings make it read too: table -> the setting (under `stages.<name>.`)
     that does (responses read `diversity` with `scope: diverse`)."""
+    consults: Callable[[S], tuple[str, ...]] = no_consults
+    """The other stages whose settings its settings make it use (committee mode scores the committee
+    as the scores stage does); only those reach its context."""
 
     def tables_read(self, settings: S) -> dict[str, str | None]:
         """Every table the stage reads under `settings` -> the setting that makes it read it, if any."""
