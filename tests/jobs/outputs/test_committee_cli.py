@@ -9,6 +9,7 @@ import polars as pl
 import pytest
 
 from jobs.cli import main
+from tests.release_run import ResumedRun
 
 # Three models; value 2 is 3 for everyone. Value 1 (A, B, C):
 #        A  B  C   full D (population std)                 {A,B}
@@ -139,3 +140,19 @@ def test_a_missing_run_or_table_is_named(tmp_path: Path, capsys: pytest.CaptureF
     run = write_run(tmp_path / "run", tables=("scores",))
     assert main(["committee", str(run)]) == 1
     assert "table 'responses' is missing" in capsys.readouterr().err
+
+
+def test_on_a_completed_demo_run(release_run: ResumedRun, capsys: pytest.CaptureFixture[str]) -> None:
+    # The release fixture is a finished demo run of the twelve emulated models (tests/release_run.py).
+    assert main(["committee", str(release_run.run_dir), "--k", "2", "--json"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert len(out["models"]) == 12 and out["cost_basis"] == "usd" and out["scenarios"] > 0
+    sizes = [len(p["committee"]) for p in out["plans"]]
+    assert sizes == [1, 2]
+    final = out["plans"][-1]
+    for p in final["targets"]:
+        # A target recall is reached (or there was no high scenario) at a share between the floor and 1.
+        assert p["recall"] is None or p["recall"] >= p["target"]
+        assert final["floor"] <= p["cost_share"] <= 1 + 1e-9
+    assert main(["committee", str(release_run.run_dir), "--models", ",".join(final["committee"])]) == 0
+    assert f"committee {', '.join(final['committee'])}" in capsys.readouterr().out
