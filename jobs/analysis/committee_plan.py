@@ -160,6 +160,9 @@ def cost_share(sweep: Sweep, committee: Sequence[str], share_sent: float) -> flo
 def _curve_thresholds(d: np.ndarray, points: int) -> list[float]:
     """Distinct finite committee Ds, thinned evenly by rank to at most `points`, plus inf."""
     finite = np.unique(d[np.isfinite(d)])
+    # One D reached through different positions can differ in the last bits: keep the least of
+    # each such cluster, which sends all of it.
+    finite = finite[np.concatenate([[True], np.diff(finite) > 1e-9])] if len(finite) else finite
     if len(finite) > points - 1:
         finite = finite[np.unique(np.linspace(0, len(finite) - 1, points - 1).round().astype(int))]
     return [*finite.tolist(), math.inf]

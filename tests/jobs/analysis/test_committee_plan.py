@@ -13,6 +13,7 @@ from actors.errors import SpecstressError
 from jobs.analysis.committee import choose_threshold
 from jobs.analysis.committee_plan import (
     Sweep,
+    _curve_thresholds,
     build_sweep,
     check_committee,
     cost_share,
@@ -215,3 +216,11 @@ def test_greedy_is_computed_right_and_never_beats_brute_force(seed: int) -> None
             rank(plan_committee(sw, c, targets=[0.9]), 0.9) for c in itertools.combinations(models, k)
         )
         assert brute <= rank(greedy, 0.9)
+
+
+def test_curve_thresholds_merge_float_twins_and_thin_by_rank() -> None:
+    # 2.357... reached through different positions can differ in the last bits: one row, the least.
+    d = np.array([1.0, 2.0 + 1e-12, 2.0, np.inf])
+    assert _curve_thresholds(d, 20) == [1.0, 2.0, math.inf]
+    # 100 distinct Ds thinned to 5 rows: 4 evenly by rank (0, 33, 66, 99) and inf.
+    assert _curve_thresholds(np.arange(100.0), 5) == [0.0, 33.0, 66.0, 99.0, math.inf]
