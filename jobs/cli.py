@@ -87,6 +87,22 @@ def _cmd_estimate(args: argparse.Namespace) -> int:
     return 0
 
 
+def _floats(text: str) -> list[float]:
+    try:
+        return [float(t) for t in text.split(",") if t.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated numbers, got {text!r}") from None
+
+
+def _cmd_committee(args: argparse.Namespace) -> int:
+    from jobs.outputs.committee import committee_report, format_committee
+
+    models = [m.strip() for m in args.models.split(",") if m.strip()] if args.models else None
+    report = committee_report(args.run, models, k=args.k, targets=args.targets)
+    print(json.dumps(report.as_dict(), indent=1) if args.json else format_committee(report))
+    return 0
+
+
 def _cmd_export(args: argparse.Namespace) -> int:
     from jobs.release.export import export_release
 
@@ -184,6 +200,24 @@ def build_parser() -> argparse.ArgumentParser:
     es.add_argument("overrides", nargs="*", help="key=value overrides, as for run")
     es.add_argument("--json", action="store_true", help="one JSON object")
     es.set_defaults(fn=_cmd_estimate)
+
+    c = sub.add_parser(
+        "committee",
+        help="on a finished run: the recall of high-D scenarios a committee would find, against its cost share",
+    )
+    c.add_argument(
+        "run", help="run directory with scores and responses (a full sweep, or an imported release)"
+    )
+    c.add_argument("--models", help="the committee, comma-separated model keys (default: a greedy search)")
+    c.add_argument("--k", type=int, default=3, help="size of the greedily searched committee (default 3)")
+    c.add_argument(
+        "--targets",
+        type=_floats,
+        default=[0.8, 0.9, 0.95],
+        help="target recalls, comma-separated (default 0.8,0.9,0.95)",
+    )
+    c.add_argument("--json", action="store_true", help="one JSON object")
+    c.set_defaults(fn=_cmd_committee)
 
     x = sub.add_parser("export", help="export a run as a dataset in the shape of the paper's release")
     x.add_argument("run", help="run directory")
