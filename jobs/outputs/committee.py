@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 import polars as pl
-import yaml
+from omegaconf import OmegaConf
 
 from actors.errors import SpecstressError
 from actors.storage import Location
@@ -32,6 +32,7 @@ from jobs.analysis.committee_plan import (
 )
 from jobs.analysis.disagreement import DisagreementConfig
 from jobs.engine.rundir import MANIFEST, RunDir
+from jobs.stages.committee_table import committee_scenarios
 from jobs.stages.streaming import scan_table
 
 APPROXIMATION = (
@@ -136,7 +137,7 @@ def committee_report(
         if not 0 < t <= 1:
             raise SpecstressError(f"--targets: each target recall must be in (0, 1], got {t}")
     run = RunDir(root)
-    conf = yaml.safe_load(root.read_text("config.yaml") or "{}") or {}
+    conf: dict[str, Any] = OmegaConf.to_container(OmegaConf.create(root.read_text("config.yaml") or "{}"))  # type: ignore[assignment]
     cfg, sample, all_subset = _disagreement_config(conf)
     scores = (
         scan_table(run, "scores")
@@ -145,10 +146,21 @@ def committee_report(
         .collect()
     )
     responses = scan_table(run, "responses").select("scenario_id", "model", "cost_usd").collect()
+    notes: list[str] = []
+    asked = committee_scenarios(run)
+    if asked is not None:
+        # Committee mode asked every model only the calibration sample and the scenarios its rule
+        # picked; the calibration sample alone is an unbiased draw with every model's positions.
+        calibration = asked.filter(pl.col("calibration")).select("scenario_id")
+        scores = scores.join(calibration, on="scenario_id", how="semi")
+        responses = responses.join(calibration, on="scenario_id", how="semi")
+        notes.append(
+            f"a committee run: the plan uses its {calibration.height} calibration scenarios, "
+            "the only unbiased ones every model answered"
+        )
     if not scores.height:
         raise SpecstressError(f"{run_uri}: the scores table has no valid position (sample {sample})")
     scored = sorted(scores["model"].unique().to_list())
-    notes: list[str] = []
     full_models = scored
     if all_subset is not None:
         missing = sorted(set(all_subset) - set(scored))

@@ -18,6 +18,7 @@ from jobs.analysis.committee import choose_threshold
 from jobs.config import load_config
 from jobs.driver import run_pipeline
 from jobs.engine.rundir import RunDir
+from jobs.outputs.committee import committee_report
 from jobs.stages.committee import in_calibration, summary_lines
 from jobs.stages.scenarios import SCENARIO_SCHEMA
 from jobs.stages.tables import read_table, write_table
@@ -82,7 +83,14 @@ def committee_run(run_dir: Path, mode: str) -> dict[str, Any]:
         again = run_pipeline(conf)
         after_again = emu.stats()
     tables = {t: read_table(run, t) for t in ("committee", "responses", "scores", "disagreement")}
-    return {"n": n, "first": first, "again": again, "stats": (after_first, after_again), "tables": tables}
+    return {
+        "run_dir": run_dir,
+        "n": n,
+        "first": first,
+        "again": again,
+        "stats": (after_first, after_again),
+        "tables": tables,
+    }
 
 
 @pytest.fixture(scope="module")
@@ -206,3 +214,13 @@ COMMITTEE_CONF = Path(__file__).resolve().parents[3] / "conf" / "demo-committee.
 def test_committee_settings_are_checked_at_load(override: str, error: str) -> None:
     with pytest.raises(ConfigError, match=error):
         load_config(COMMITTEE_CONF, [override])
+
+
+def test_the_offline_plan_of_a_committee_run_uses_its_calibration_sample(joint: dict[str, Any]) -> None:
+    t = joint["tables"]["committee"]
+    report = committee_report(str(joint["run_dir"]), models=COMMITTEE, targets=(0.8,))
+    assert report.n == t.filter(pl.col("calibration") & pl.col("full_d").is_not_null()).height
+    assert any("calibration scenarios" in note for note in report.notes)
+    # Its committee D is the one scored with every model in view, so its threshold may differ from
+    # the run's; the high count is the run's own on the same scenarios.
+    assert report.n_high == joint["first"]["responses"]["committee"]["high_in_calibration"]
