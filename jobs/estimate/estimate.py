@@ -29,6 +29,7 @@ from jobs.config import model_views
 from jobs.context import resolve_keyed, stage_context
 from jobs.engine.batching.decide import batch_capable
 from jobs.engine.rundir import Manifest, RunDir, default_cache
+from jobs.estimate import committee
 from jobs.estimate.judges import judge_lines
 from jobs.estimate.lines import TYPICAL, Line, stage_done, typical, with_unwritten
 from jobs.estimate.requests import first_round_tables, from_earlier_requests, stored_first_round, table_lines
@@ -57,6 +58,8 @@ class Estimate:
     """The scenarios the responses answer; None where no responses are estimated."""
     schedule: Schedule | None = None
     """The whole run's time at the limits: stages in turn, overlapped, and the lower bound."""
+    budget: committee.BudgetPlans | None = None
+    """In committee mode with a budget: what it buys as a full sweep and in committee mode."""
     keyed_changes: dict[tuple[str, str], tuple[Any, Any, int]] = field(default_factory=dict)
     """(stage, keyed setting) -> (the value its calls were made with, the value set now, stored
     first-round answers the change leaves unused), for the keyed settings changed explicitly."""
@@ -115,6 +118,7 @@ class Estimate:
                 "lower_bound_s": round(self.schedule.lower_bound_s, 1),
                 "lower_bound_by": self.schedule.bound_by,
             },
+            "budget_plans": None if self.budget is None else self.budget.as_dict(),
             "keyed_changes": {
                 f"{stage}.{key}": {"made_with": was, "set": now, "stored_not_reused": n}
                 for (stage, key), (was, now, n) in self.keyed_changes.items()
@@ -132,6 +136,8 @@ def _score_lines(
 ) -> list[Line]:
     """Scoring follows the responses: a rerun repeats earlier requests; new responses need new scores."""
     sc, n_models = conf.stages.scores, len(conf.stages.scores.models or conf.stages.responses.models)
+    if conf.stages.responses.committee.models:
+        return [committee.score_line(conf, n_scen, committee.sent_share(conf, run).share)]
     responses = [ln for ln in lines if ln.stage == "responses"]
     new_responses = sum(ln.to_make for ln in responses)
     exact = bool(responses) and all(ln.exact for ln in responses)
@@ -234,10 +240,13 @@ def lines(conf: RunConf, run: RunDir) -> tuple[list[Line], Kept | None]:
     if "responses" in conf.pipeline:
         rc = st.responses
         views = model_views(conf)
-        out += planned.get("responses") or [
-            typical("responses", m, kept.kept * plan_for(views[m], rc).samples, "responses", None)
-            for m in rc.models
-        ]
+        if rc.committee.models:
+            out += committee.responses_lines(conf, run, planned.get("responses"), kept.kept)
+        else:
+            out += planned.get("responses") or [
+                typical("responses", m, kept.kept * plan_for(views[m], rc).samples, "responses", None)
+                for m in rc.models
+            ]
     if "rubrics" in conf.pipeline:
         earlier = from_earlier_requests(conf, run, "rubrics", answered)
         pairs = kept_scenarios(run, st.rubrics.scope or "all", n_scen, n_pairs).kept_pairs
@@ -297,6 +306,7 @@ def estimate(conf: RunConf) -> Estimate:
         est.wall_s[stage] = worst
         est.binding[stage] = why
     _price_routes(conf, est)
+    est.budget = committee.budget_plans(conf, run, est.lines, est.cost, est.stored)
     accounts = {ln.model: account_of(conf, ln.model) for ln in est.lines}
     est.schedule = schedule(
         est.lines, accounts, limits, est.batched, stage_inputs(conf.stages, conf.pipeline)
@@ -392,6 +402,8 @@ def format_estimate(est: Estimate) -> str:
                 f"  selection spares {', '.join(spared) or 'no'} calls, {mark}${d['selection']['usd_spared']:,.2f}: "
                 "what stages.responses.scope=all would add to those stages, at their lines' cost per call"
             )
+    if est.budget is not None:
+        out += est.budget.lines()
     batch_stages = {stage for stage, _ in est.batched}
     for stage, secs in d["wall_clock_s"].items():
         out.append(

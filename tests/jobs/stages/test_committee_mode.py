@@ -18,6 +18,7 @@ from jobs.analysis.committee import choose_threshold
 from jobs.config import load_config
 from jobs.driver import run_pipeline
 from jobs.engine.rundir import RunDir
+from jobs.estimate.estimate import estimate
 from jobs.outputs.committee import committee_report
 from jobs.stages.committee import in_calibration, summary_lines
 from jobs.stages.scenarios import SCENARIO_SCHEMA
@@ -39,6 +40,7 @@ SETTINGS = (
     "stages.embeddings.backend=api",
     "stages.embeddings.model=text_embedding_3_small",
 )
+COMMITTEE_CONF = Path(__file__).resolve().parents[3] / "conf" / "demo-committee.yaml"
 VARIANTS = (
     "",
     " We have talked it over twice.",
@@ -77,11 +79,12 @@ def committee_run(run_dir: Path, mode: str) -> dict[str, Any]:
     n = write_scenarios(run_dir)
     run = RunDir.open(str(run_dir))
     with EmulatorServer(emulator_config()) as emu:
-        conf = make_conf(emu.url, run_dir, *SETTINGS, f"stages.scores.mode={mode}")
+        conf = make_conf(emu.url, run_dir, *SETTINGS, f"stages.scores.mode={mode}", "budget_usd=1000")
         first = run_pipeline(conf)
         after_first = emu.stats()
         again = run_pipeline(conf)
         after_again = emu.stats()
+        estimated = estimate(conf).as_dict()
     tables = {t: read_table(run, t) for t in ("committee", "responses", "scores", "disagreement")}
     return {
         "run_dir": run_dir,
@@ -90,6 +93,7 @@ def committee_run(run_dir: Path, mode: str) -> dict[str, Any]:
         "again": again,
         "stats": (after_first, after_again),
         "tables": tables,
+        "estimate": estimated,
     }
 
 
@@ -194,9 +198,6 @@ def test_the_summary_prints_recall_and_cost_share(joint: dict[str, Any]) -> None
     assert f"{c['cost_share']:.0%} of a full sweep" in lines[1]
 
 
-COMMITTEE_CONF = Path(__file__).resolve().parents[3] / "conf" / "demo-committee.yaml"
-
-
 @pytest.mark.parametrize(
     ("override", "error"),
     [
@@ -224,3 +225,35 @@ def test_the_offline_plan_of_a_committee_run_uses_its_calibration_sample(joint: 
     # Its committee D is the one scored with every model in view, so its threshold may differ from
     # the run's; the high count is the run's own on the same scenarios.
     assert report.n_high == joint["first"]["responses"]["committee"]["high_in_calibration"]
+
+
+def test_the_estimate_of_a_finished_committee_run_is_exact(joint: dict[str, Any]) -> None:
+    est, t = joint["estimate"], joint["tables"]["committee"]
+    lines = {ln["model"]: ln for ln in est["lines"] if ln["stage"] == "responses"}
+    sent = t["sent"].sum()
+    assert {m: ln["calls"] for m, ln in lines.items()} == {
+        m: (t.height if m in COMMITTEE else sent) for m in MODELS
+    }
+    assert all(ln["exact"] and ln["to_make"] == 0 for ln in lines.values())
+    plans = est["budget_plans"]
+    assert plans["sent_share_measured"] and plans["sent_share"] == pytest.approx(sent / t.height, abs=1e-4)
+
+
+def test_the_estimate_before_a_committee_run_counts_the_expected_share(tmp_path: Path) -> None:
+    conf = load_config(COMMITTEE_CONF, [f"run_dir={tmp_path / 'run'}", "budget_usd=1000"])
+    est = estimate(conf).as_dict()
+    cc = conf.stages.responses.committee
+    share = cc.calibration_share + (1 - cc.calibration_share) * cc.expected_share
+    kept = est["selection"]["answered"]
+    lines = {ln["model"]: ln for ln in est["lines"] if ln["stage"] == "responses"}
+    for m, ln in lines.items():
+        assert ln["calls"] == (kept if m in cc.models else round(kept * share)) and not ln["exact"]
+    [scores] = [ln for ln in est["lines"] if ln["stage"] == "scores"]
+    assert scores["calls"] == kept + round(kept * share)  # joint: committee-only, then every model's
+    plans = est["budget_plans"]
+    assert not plans["sent_share_measured"] and plans["sent_share"] == pytest.approx(share)
+    # What each plan buys follows from its cost per scenario.
+    left = 1000 - plans["other_stages_usd"]
+    assert plans["full_sweep_scenarios"] == int(left // plans["full_sweep_usd_per_scenario"])
+    assert plans["committee_scenarios"] == int(left // plans["committee_usd_per_scenario"])
+    assert plans["committee_usd_per_scenario"] < plans["full_sweep_usd_per_scenario"]
