@@ -86,7 +86,58 @@ def disagreement_section(src: RunSources) -> Section:
         )
     )
     sec.tables.append(_beside_paper(src, per_bin, selected if picked is not None else None))
+    _committee(src, sec)
     return sec
+
+
+def _committee(src: RunSources, sec: Section) -> None:
+    """In committee mode: the rule's outcome on the calibration sample, and what it leaves without D."""
+    summary = ((src.manifest.get("stages") or {}).get("responses") or {}).get("summary") or {}
+    c = summary.get("committee")
+    if not c:
+        return
+    stopped = c["scenarios"] - c["sent"]
+    sec.notes.append(
+        f"Committee mode: {', '.join(c['models'])} answered every scenario, the other models "
+        f"{num(c['sent'])} of {num(c['scenarios'])}. D over a subset is computed only where every model of "
+        f"the subset was asked, so the {num(stopped)} scenarios only the committee answered have no D over "
+        "subsets with other models. The recall below is measured on the calibration sample, which every "
+        "model answered."
+    )
+    recall = "not measured (no high scenario in the sample)"
+    if c["recall"] is not None:
+        low, high = c["recall_interval"]
+        recall = f"{pct(c['recall'])} ({pct(low)} – {pct(high)})"
+    cost = (
+        ""
+        if c["cost_share"] is None
+        else f"{pct(c['cost_share'])} (${c['responses_usd']:,.2f} of ${c['full_sweep_usd']:,.2f})"
+    )
+    sec.tables.append(
+        Table(
+            "Committee mode, on its calibration sample",
+            [
+                "calibration scenarios",
+                "high among them",
+                "threshold (committee D ≥)",
+                "recall (95% interval)",
+                "target",
+                "sent to every model",
+                "responses' cost against a full sweep",
+            ],
+            [
+                [
+                    num(c["calibration"]),
+                    num(c["high_in_calibration"]),
+                    f"{c['threshold']:.3g}",
+                    recall,
+                    pct(c["target_recall"], 0),
+                    f"{num(c['sent'])} ({pct(c['share_sent'])})",
+                    cost,
+                ]
+            ],
+        )
+    )
 
 
 def _beside_paper(src: RunSources, per_bin: pl.DataFrame | None, selected: dict[str, int] | None) -> Table:

@@ -20,6 +20,8 @@ from jobs.driver import run_pipeline
 from jobs.engine.rundir import RunDir
 from jobs.estimate.estimate import estimate
 from jobs.outputs.committee import committee_report
+from jobs.outputs.report.sections_analysis import disagreement_section
+from jobs.outputs.report.sources import RunSources
 from jobs.stages.committee import in_calibration, summary_lines
 from jobs.stages.scenarios import SCENARIO_SCHEMA
 from jobs.stages.tables import read_table, write_table
@@ -257,3 +259,13 @@ def test_the_estimate_before_a_committee_run_counts_the_expected_share(tmp_path:
     assert plans["full_sweep_scenarios"] == int(left // plans["full_sweep_usd_per_scenario"])
     assert plans["committee_scenarios"] == int(left // plans["committee_usd_per_scenario"])
     assert plans["committee_usd_per_scenario"] < plans["full_sweep_usd_per_scenario"]
+
+
+def test_the_report_says_where_d_was_not_computed(joint: dict[str, Any]) -> None:
+    sec = disagreement_section(RunSources.open(str(joint["run_dir"])))
+    c = joint["first"]["responses"]["committee"]
+    stopped = c["scenarios"] - c["sent"]
+    [note] = [n for n in sec.notes if n.startswith("Committee mode")]
+    assert f"the {stopped} scenarios only the committee answered have no D" in note
+    [table] = [t for t in sec.tables if t.title.startswith("Committee mode")]
+    assert table.rows[0][0] == str(c["calibration"]) and table.rows[0][1] == str(c["high_in_calibration"])
