@@ -267,5 +267,5 @@ def test_the_report_says_where_d_was_not_computed(joint: dict[str, Any]) -> None
     stopped = c["scenarios"] - c["sent"]
     [note] = [n for n in sec.notes if n.startswith("Committee mode")]
     assert f"the {stopped} scenarios only the committee answered have no D" in note
-    [table] = [t for t in sec.tables if t.title.startswith("Committee mode")]
+    [table] = [t for t in sec.tables if t.caption.startswith("Committee mode")]
     assert table.rows[0][0] == str(c["calibration"]) and table.rows[0][1] == str(c["high_in_calibration"])
