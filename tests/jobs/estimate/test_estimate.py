@@ -221,3 +221,19 @@ def test_before_disagreement_runs_each_spec_version_is_priced_for_the_models_jud
     for judge in ("claude_sonnet_4", "o3", "gemini_2_5_pro"):
         assert both[judge]["calls"] == 2 * one[judge]["calls"]
         assert only_v2[judge]["calls"] == one[judge]["calls"] * 22 // 12
+    # Each version's part of each judge's line: its calls, its own cache write, its cost and saving.
+    est = estimate(load_config(DEMO, [*base, families, versions, "stages.compliance.family_specs={claude: [v2]}"]))
+    parts = [r for r in est.as_dict()["spec_versions"] if r["stage"] == "compliance"]
+    assert {(r["model"], r["version"]) for r in parts} == {
+        (j, v) for j in ("claude_sonnet_4", "o3", "gemini_2_5_pro") for v in ("v1", "v2")
+    }
+    for r in parts:
+        assert r["calls"] == one[r["model"]]["calls"] * (10 if r["version"] == "v1" else 12) // 12
+        assert r["cost_usd"] > 0 and r["cache_saving_usd"] > 0
+        assert (r["cache_write_tokens"] > 0) == (r["model"] == "claude_sonnet_4")
+    for judge, line in {ln.model: ln for ln in est.lines if ln.stage == "compliance"}.items():
+        assert sum(r["calls"] for r in parts if r["model"] == judge) == line.calls
+        by_version = sum(r["cost_usd"] for r in parts if r["model"] == judge)
+        assert by_version == pytest.approx(est.cost[("compliance", judge)], abs=1e-3)
+    printed = format_estimate(est)
+    assert "spec version v1 (compliance" in printed and "spec version v2 (compliance" in printed
