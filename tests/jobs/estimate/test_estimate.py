@@ -222,7 +222,9 @@ def test_before_disagreement_runs_each_spec_version_is_priced_for_the_models_jud
         assert both[judge]["calls"] == 2 * one[judge]["calls"]
         assert only_v2[judge]["calls"] == one[judge]["calls"] * 22 // 12
     # Each version's part of each judge's line: its calls, its own cache write, its cost and saving.
-    est = estimate(load_config(DEMO, [*base, families, versions, "stages.compliance.family_specs={claude: [v2]}"]))
+    est = estimate(
+        load_config(DEMO, [*base, families, versions, "stages.compliance.family_specs={claude: [v2]}"])
+    )
     parts = [r for r in est.as_dict()["spec_versions"] if r["stage"] == "compliance"]
     assert {(r["model"], r["version"]) for r in parts} == {
         (j, v) for j in ("claude_sonnet_4", "o3", "gemini_2_5_pro") for v in ("v1", "v2")

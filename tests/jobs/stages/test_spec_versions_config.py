@@ -8,6 +8,7 @@ import pytest
 
 from actors.errors import ConfigError
 from jobs.config import load_config
+from jobs.stages.compliance_scope import load_spec, load_versions
 
 DEMO = Path(__file__).resolve().parents[3] / "conf" / "demo.yaml"
 DATA = DEMO.parents[1] / "jobs" / "data"
@@ -40,3 +41,23 @@ def test_two_versions_and_a_spec_per_family_load() -> None:
 def test_bad_version_settings_name_their_key(overrides: list[str], message: str) -> None:
     with pytest.raises(ConfigError, match=message):
         load_config(DEMO, overrides)
+
+
+def test_shipped_specs_are_named_wherever_specstress_is_installed() -> None:
+    """`shipped:FILE` names a demo spec shipped with specstress; a wrong name or a real judge is refused."""
+    shipped = "stages.compliance.specs={v1: 'shipped:demo_spec.md', v2: 'shipped:demo_spec_revised.md'}"
+    by_name = load_versions(load_config(DEMO, [shipped]).stages.compliance)
+    by_path = load_versions(load_config(DEMO, [SPECS]).stages.compliance)
+    assert {k: v[0].text for k, v in by_name.items()} == {k: v[0].text for k, v in by_path.items()}
+    assert by_name["v2"][1] == str(DATA / "demo_spec_revised.md")
+    assert load_spec("shipped:demo_spec.md")[0].text == load_spec(None)[0].text
+    with pytest.raises(ConfigError, match=r"'stages\.compliance\.specs\.v2': no spec 'nope\.md' is shipped"):
+        load_config(DEMO, ["stages.compliance.specs={v1: 'shipped:demo_spec.md', v2: 'shipped:nope.md'}"])
+    with pytest.raises(
+        ConfigError, match=r"'stages\.compliance\.spec': no spec 'x\.md'.*shipped:demo_spec\.md"
+    ):
+        load_config(DEMO, ["stages.compliance.specs=null", "stages.compliance.spec=shipped:x.md"])
+    with pytest.raises(
+        ConfigError, match=r"'stages\.compliance\.specs\.v1'.*judges \['o3'\] are real models"
+    ):
+        load_config(DEMO, [shipped, "models.o3.base_url=https://api.openai.com/v1"])
