@@ -106,6 +106,9 @@ class ComplianceConf(JudgeCallConf, JudgedResponsesConf):
         *JudgeCallConf.KEYED,
         KeyedSetting("cite_sections", before=False, fresh=True),
     )
+    REPLACED_BY_OVERRIDES: ClassVar[tuple[str, ...]] = ("specs", "families", "family_specs")
+    """Mappings of the user's labels that a `key=value` override replaces whole (`specs={a: X}`
+    judges a alone, not a beside the config's versions)."""
 
 
 def check(cc: ComplianceConf, models: Mapping[str, ModelView]) -> None:
