@@ -152,7 +152,10 @@ def _check_versions(cc: ComplianceConf) -> None:
         return
     labels = sorted(cc.specs or {})
     if not labels:
-        raise ConfigError(f"{key}.family_specs': names labels of `specs`, which is not set")
+        raise ConfigError(
+            f"{key}.family_specs': names labels of `specs`, which is not set (to judge one `spec` where "
+            "the config sets `specs` and `family_specs`, pass stages.compliance.family_specs=null too)"
+        )
     for family, named in cc.family_specs.items():
         unknown = sorted(set(named) - set(labels))
         if not named or unknown:
