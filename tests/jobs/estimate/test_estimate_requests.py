@@ -183,7 +183,7 @@ def test_each_spec_version_is_its_own_cached_prefix_with_its_own_part_of_the_lin
     and each line holds its part per version, told by the label ending each item id."""
     data = DEMO.parents[1] / "jobs" / "data"
     versions = f"stages.compliance.specs={{v1: {data / 'demo_spec.md'}, v2: {data / 'demo_spec_revised.md'}}}"
-    conf = load_config(DEMO, [f"run_dir={tmp_path / 'run'}", versions])
+    conf = load_config(DEMO, [f"run_dir={tmp_path / 'run'}", versions, "stages.compliance.family_specs=null"])
     run = RunDir.open(conf.run_dir)
     engine = Engine(conf, run, Manifest(run.root), CallStore(str(tmp_path / "cache")))
     judges, texts = ["claude_sonnet_4", "o3"], {"v1": SPEC_TEXT, "v2": SPEC_TEXT + "Be kind.\n" * 40}
@@ -235,8 +235,9 @@ def test_a_model_whose_endpoint_changed_has_its_keys_hashed_again(
     answered = np.unique(stage_keys(run).to_numpy().astype("S32"))
     # Off the emulator o3 is a real judge, which needs a spec named: the demo spec's own file.
     spec = f"stages.compliance.spec={DEMO_SPEC}"
+    one = ["stages.compliance.specs=null", "stages.compliance.family_specs=null"]
     moved = load_config(
-        DEMO, [f"run_dir={tmp_path / 'run'}", "vars.openai_base_url=http://elsewhere/v1", spec]
+        DEMO, [f"run_dir={tmp_path / 'run'}", "vars.openai_base_url=http://elsewhere/v1", spec, *one]
     )
     lines = {ln.model: ln for ln in assert_same_lines(moved, run, "compliance", answered)}
     # Calls to the moved endpoint are new calls; the other judge's are still in the store.
