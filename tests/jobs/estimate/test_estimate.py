@@ -213,11 +213,11 @@ def test_before_disagreement_runs_compliance_counts_its_draws_at_most_every_scen
     assert judged(two, "stages.compliance.bin_subset=all") == {4 + 4 + 2 * 4 + 3 * 5}
     # Draws larger than the scenarios, or whole bins, are bounded by the scenarios answered.
     assert judged("stages.compliance.per_bin=100") == judged("stages.compliance.per_bin=null") == {kept}
-    # The demo as shipped: 2 + 2 + 2 * 2 and 2 in each of 5 bins of each family's D, each response of
-    # the 5 OpenAI models judged against both versions, the 5 Claude models' against the revised
-    # one: 15 judgements per scenario.
+    # The demo as shipped: 2 + 2 + 2 * 2 and 3 in each of 5 bins of the OpenAI models' D, which bins
+    # both families; each response of the 5 OpenAI models judged against both versions, the 5
+    # Claude models' against the revised one: 15 judgements per scenario.
     demo = estimate(load_config(DEMO, base)).as_dict()["lines"]
-    assert {ln["calls"] for ln in demo if ln["stage"] == "compliance"} == {(2 + 2 + 2 * 2 + 2 * 2 * 5) * 15}
+    assert {ln["calls"] for ln in demo if ln["stage"] == "compliance"} == {(2 + 2 + 2 * 2 + 3 * 5) * 15}
 
 
 def test_before_disagreement_runs_each_spec_version_is_priced_for_the_models_judged_against_it(
