@@ -197,6 +197,7 @@ def test_before_disagreement_runs_compliance_counts_its_draws_at_most_every_scen
         "stages.compliance.family_specs=null",
         "stages.compliance.samples={random: 4, high_all: 4, high_family: 4}",
         "stages.compliance.per_bin=3",
+        "stages.compliance.bin_subset=null",  # each family by its own D, not the demo's OpenAI D for both
         "stages.compliance.models=null",  # every answering model's responses, not the demo's ten
     ]
 
