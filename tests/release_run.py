@@ -26,6 +26,11 @@ OVERRIDES = [
     "stages.refusals.max_scenarios=3",
     "stages.compliance.samples={random: 2, high_all: 2, high_family: 2}",
     "stages.compliance.per_bin=0",  # release 0.1.0 drew no bins: the same scenarios, no new calls
+    # Release 0.1.0 judged one spec (spec: null, the demo spec) and one family (the OpenAI
+    # models); the demo now judges two versions and two families, which would be new calls.
+    "stages.compliance.specs=null",
+    "stages.compliance.families=null",
+    "stages.compliance.family_specs=null",
     "stages.values.max_scenarios=3",
 ]
 

@@ -72,6 +72,10 @@ def overrides(run_dir: str, port: int, pairs: int, taxonomy: tuple[str, str] | N
         f"stages.compliance.per_bin={judges}",
         f"stages.compliance.samples={{random: {judges}, high_all: {judges}, high_family: {judges}}}",
         "stages.compliance.models=[gpt_4_1,gpt_4_1_mini,gpt_4o,o3,o4_mini]",
+        # The paper's scope: one spec, the OpenAI family (the demo judges two versions and two families).
+        "stages.compliance.specs=null",
+        "stages.compliance.families={openai: [gpt_4_1, gpt_4_1_mini, gpt_4o, o3, o4_mini]}",
+        "stages.compliance.family_specs=null",
     ]
     if taxonomy is not None:
         out += [

@@ -58,8 +58,13 @@ def read_config(
             bad = [o for o in overrides if "=" not in o]
             if bad:
                 raise ConfigError(f"overrides must look like key=value, got: {', '.join(bad)}")
-            layers.append(OmegaConf.from_dotlist(list(overrides)))
+            layers.append(OmegaConf.from_dotlist([o for o in overrides if not _replaces(schema, o)]))
         merged = OmegaConf.merge(*layers)
+        for override in overrides:
+            if _replaces(schema, override):
+                key = override.split("=", 1)[0]
+                value = OmegaConf.select(OmegaConf.from_dotlist([override]), key)
+                OmegaConf.update(merged, key, value, merge=False)
         conf: RunConf = _to_object(merged)
     except OmegaConfBaseException as exc:
         key = getattr(exc, "full_key", None)
@@ -67,6 +72,21 @@ def read_config(
         raise ConfigError(f"config key '{key}': {msg}" if key else f"config: {msg}") from exc
     validate(conf)
     return conf
+
+
+def _replaces(schema: DictConfig, override: str) -> bool:
+    """Whether an override replaces the setting it names rather than merging into it: a mapping
+    whose keys are the user's own labels (a record lists them in `REPLACED_BY_OVERRIDES`, e.g.
+    the compliance stage's `specs` and `families`). Merging would join the config's labels and
+    the override's: `specs={a: X, b: Y}` on a config judging versions c and d would judge four."""
+    key = override.split("=", 1)[0]
+    parent, _, name = key.rpartition(".")
+    try:
+        node = OmegaConf.select(schema, parent) if parent else schema
+    except OmegaConfBaseException:
+        return False
+    record = OmegaConf.get_type(node) if isinstance(node, DictConfig) else None
+    return name in getattr(record, "REPLACED_BY_OVERRIDES", ())
 
 
 def _to_object(node: DictConfig, key: str = "") -> Any:

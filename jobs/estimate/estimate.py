@@ -60,6 +60,11 @@ class Estimate:
     """The whole run's time at the limits: stages in turn, overlapped, and the lower bound."""
     budget: committee.BudgetPlans | None = None
     """In committee mode with a budget: what it buys as a full sweep and in committee mode."""
+    version_cost: dict[tuple[str, str, str], float] = field(default_factory=dict)
+    """Dollars per (stage, model, spec version) of the lines judged against several spec versions
+    (`Line.versions`), on the line's route."""
+    version_saving: dict[tuple[str, str, str], float] = field(default_factory=dict)
+    """Dollars prompt caching saves per (stage, model, spec version)."""
     keyed_changes: dict[tuple[str, str], tuple[Any, Any, int]] = field(default_factory=dict)
     """(stage, keyed setting) -> (the value its calls were made with, the value set now, stored
     first-round answers the change leaves unused), for the keyed settings changed explicitly."""
@@ -84,6 +89,22 @@ class Estimate:
             }
             for ln in self.lines
         ]
+        versions = [
+            {
+                "stage": ln.stage,
+                "version": label,
+                "model": ln.model,
+                "calls": part.calls,
+                "to_make": part.to_make,
+                "input_tokens": round(part.input_tokens),
+                "cached_input_tokens": round(part.cached_input_tokens),
+                "cache_write_tokens": round(part.cache_write_tokens),
+                "cost_usd": round(self.version_cost[(ln.stage, ln.model, label)], 4),
+                "cache_saving_usd": round(self.version_saving[(ln.stage, ln.model, label)], 4),
+            }
+            for ln in self.lines
+            for label, part in ln.versions.items()
+        ]
         spared_calls, spared_usd = _spared(self)
         selection = None
         if self.kept is not None:
@@ -99,6 +120,7 @@ class Estimate:
         return {
             "selection": selection,
             "lines": rows,
+            "spec_versions": versions,
             "total_calls": sum(r["calls"] for r in rows),
             "total_to_make": sum(r["to_make"] for r in rows),
             "total_cost_usd": round(sum(self.cost.values()), 4),
@@ -274,14 +296,8 @@ def estimate(conf: RunConf) -> Estimate:
     limits = account_limits(conf)
     for ln in est.lines:
         if not ln.exact and ln.cached:
-            # Counted from config: the line's tokens cover every call; the cached share costs nothing.
-            share = ln.to_make / ln.calls
-            ln.stored_input_tokens = ln.input_tokens * (1 - share)
-            ln.stored_output_tokens = ln.output_tokens * (1 - share)
-            ln.input_tokens *= share
-            ln.output_tokens *= share
-            ln.cached_input_tokens *= share
-            ln.cache_write_tokens *= share
+            for part in (ln, *ln.versions.values()):
+                _store_share(part)
         prices = endpoint(conf, ln.model).prices
         tin, tout = int(ln.input_tokens), int(ln.output_tokens)
         cost = prices.cost_usd(tin, tout, int(ln.cached_input_tokens), int(ln.cache_write_tokens))
@@ -306,12 +322,56 @@ def estimate(conf: RunConf) -> Estimate:
         est.wall_s[stage] = worst
         est.binding[stage] = why
     _price_routes(conf, est)
+    _price_versions(conf, est)
     est.budget = committee.budget_plans(conf, run, est.lines, est.cost, est.stored)
     accounts = {ln.model: account_of(conf, ln.model) for ln in est.lines}
     est.schedule = schedule(
         est.lines, accounts, limits, est.batched, stage_inputs(conf.stages, conf.pipeline)
     )
     return est
+
+
+def _store_share(ln: Line) -> None:
+    """A line counted from config covers every call: move its cached calls' share of the tokens to
+    the stored tokens, which cost nothing."""
+    if not ln.calls:
+        return
+    share = ln.to_make / ln.calls
+    ln.stored_input_tokens = ln.input_tokens * (1 - share)
+    ln.stored_output_tokens = ln.output_tokens * (1 - share)
+    ln.input_tokens *= share
+    ln.output_tokens *= share
+    ln.cached_input_tokens *= share
+    ln.cache_write_tokens *= share
+
+
+def _price_versions(conf: RunConf, est: Estimate) -> None:
+    """Price each line's part per spec version on the line's route, and what caching saves in it
+    (priced online, as each line's saving is)."""
+    for ln in est.lines:
+        prices = endpoint(conf, ln.model).prices
+        batch = (ln.stage, ln.model) in est.batched
+        for label, part in ln.versions.items():
+            tin, tout = int(part.input_tokens), int(part.output_tokens)
+            cache = int(part.cached_input_tokens), int(part.cache_write_tokens)
+            key = (ln.stage, ln.model, label)
+            est.version_cost[key] = prices.cost_usd(tin, tout, *cache, batch=batch)
+            est.version_saving[key] = prices.cost_usd(tin, tout) - prices.cost_usd(tin, tout, *cache)
+
+
+def version_totals(d: dict[str, Any]) -> dict[tuple[str, str], dict[str, Any]]:
+    """`Estimate.as_dict()`'s spec version rows summed over models: (stage, version) -> calls,
+    to_make, cost_usd, cache_saving_usd and each model's cost (`by_model`)."""
+    out: dict[tuple[str, str], dict[str, Any]] = {}
+    for r in d["spec_versions"]:
+        t = out.setdefault(
+            (r["stage"], r["version"]),
+            {"calls": 0, "to_make": 0, "cost_usd": 0.0, "cache_saving_usd": 0.0, "by_model": {}},
+        )
+        for k in ("calls", "to_make", "cost_usd", "cache_saving_usd"):
+            t[k] += r[k]
+        t["by_model"][r["model"]] = r["cost_usd"]
+    return out
 
 
 def _spared(est: Estimate) -> tuple[dict[str, int], float]:
@@ -383,6 +443,13 @@ def format_estimate(est: Estimate) -> str:
                 f"  prompt cache, {r['stage']} {r['model']}: {r['cached_input_tokens']} of {r['input_tokens']} "
                 f"input tokens cached, saves ${r['cache_saving_usd']:.2f}"
             )
+    for (stage, version), t in version_totals(d).items():
+        models = ", ".join(f"{m} ${usd:.2f}" for m, usd in t["by_model"].items())
+        out.append(
+            f"  spec version {version} ({stage}; its spec is the cached prefix of its calls): {t['calls']} calls, "
+            f"{t['to_make']} to make, ${t['cost_usd']:.2f} ({models}); prompt caching saves "
+            f"${t['cache_saving_usd']:.2f}"
+        )
     if est.batched:
         out.append(
             f"  batch saving: ${d['batch_saving_usd']:.2f} (all online: ${d['total_online_cost_usd']:.2f}); "

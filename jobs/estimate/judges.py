@@ -2,8 +2,8 @@
 
 How many scenarios a stage judges is read from `tables/disagreement.parquet` when an
 earlier run wrote it, else bounded by the scenarios the config makes. Compliance calls
-carry the whole spec as a stable prefix: per judge the first call pays it in full
-(Anthropic: as a cache write), every later one reads it from the cache, provided it is
+carry the whole spec as a stable prefix: per judge and spec version the first call pays it
+in full (Anthropic: as a cache write), every later one reads it from the cache, provided it is
 at least `MIN_CACHED_TOKENS` long (the shortest prefix the three providers cache).
 """
 
@@ -26,7 +26,7 @@ from jobs.estimate.requests import (
     expected_output_tokens,
     from_earlier_requests,
 )
-from jobs.stages.compliance import SPEC_SYSTEM
+from jobs.stages.compliance import system_prompt
 from jobs.stages.compliance_scope import bin_subsets, families_of, load_versions, models_under, sample_groups
 from jobs.stages.params import stage_params
 from jobs.stages.streaming import scan_table
@@ -120,27 +120,32 @@ def judge_lines(
 
 
 def _compliance_lines(conf: RunConf, run: RunDir, n_scen: int) -> list[Line]:
-    """Compliance counted from config: one line per judge, summed over the spec versions; each
-    version's spec is the cached prefix of its own calls after the first."""
+    """Compliance counted from config: one line per judge, summed over the spec versions (with
+    several, each line holds its part per version); each version's system prompt is the cached
+    prefix of its own calls: written by a judge's first call under it, read by the later ones."""
     cc = conf.stages.compliance
     n = _compliance_scenarios(conf, run, n_scen)
     models = list(cc.models or conf.stages.responses.models)
     families = families_of(cc, models)
-    versions = [
-        (
+    versions = {
+        label: (
             n * len(models_under(cc, families, models, label)),
-            len(SPEC_SYSTEM.format(spec=spec.text)) / CHARS_PER_TOKEN,
+            len(system_prompt(spec, bool(cc.cite_sections))) / CHARS_PER_TOKEN,
         )
         for label, (spec, _) in load_versions(cc).items()
-    ]
+    }
     lines = []
     for judge in cc.judges:
-        line = _line(conf, "compliance", judge, sum(calls for calls, _ in versions), cc)
-        for calls, spec_tokens in versions:
-            line.input_tokens += calls * spec_tokens
+        line = Line("compliance", judge, 0)
+        for label, (calls, spec_tokens) in versions.items():
+            part = _line(conf, "compliance", judge, calls, cc)
+            part.input_tokens += calls * spec_tokens
             if calls and spec_tokens >= MIN_CACHED_TOKENS:
-                line.cached_input_tokens += (calls - 1) * spec_tokens
+                part.cached_input_tokens += (calls - 1) * spec_tokens
                 if conf.models[judge].provider == "anthropic":
-                    line.cache_write_tokens += spec_tokens
+                    part.cache_write_tokens += spec_tokens
+            line.add(part)
+            if len(versions) > 1:
+                line.versions[label] = part
         lines.append(line)
     return lines

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from jobs.conf.schema import RunConf
 from jobs.engine.rundir import Manifest, RunDir
@@ -42,10 +42,22 @@ class Line:
     stored_input_tokens: float = 0.0
     """Input tokens of the calls already in the call store: they cost nothing again."""
     stored_output_tokens: float = 0.0
+    versions: dict[str, Line] = field(default_factory=dict, compare=False)
+    """Where several spec versions are judged (compliance): this line's part per version label,
+    each version's spec the cached prefix of its own calls. The parts sum to the line."""
 
     @property
     def to_make(self) -> int:
         return self.calls - self.cached
+
+    def add(self, other: Line) -> None:
+        """Add another line's calls and tokens to this one's."""
+        self.calls += other.calls
+        self.cached += other.cached
+        for name in ("input_tokens", "output_tokens", "cached_input_tokens", "cache_write_tokens"):
+            setattr(self, name, getattr(self, name) + getattr(other, name))
+        self.stored_input_tokens += other.stored_input_tokens
+        self.stored_output_tokens += other.stored_output_tokens
 
 
 def visible_output(conf: RunConf, stage: str) -> int:

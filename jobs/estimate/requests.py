@@ -75,9 +75,15 @@ def prefix_tokens(system_chars: pl.Expr) -> pl.Expr:
     return pl.when(tokens >= MIN_CACHED_TOKENS).then(tokens).otherwise(0.0)
 
 
+ITEM_TAG = r"\|([^|]*)$"
+"""The last `|`-separated part of a request's item id: a compliance item's spec version label
+when several versions are judged (`jobs.stages.compliance`)."""
+
+
 def request_tokens(requests: pl.LazyFrame, visible: int) -> pl.DataFrame:
     """Per request (key, model, spec): its input and expected output tokens, whether it asks
-    for its prefix to be cached, and how many characters its system messages hold.
+    for its prefix to be cached, how many characters its system messages hold, and the last
+    part of its item id (`tag`; null where the requests carry no item ids).
 
     Stages put one system message first: its text is read by a JSON path. Specs with other
     layouts (several system messages, or one later on) have their messages decoded whole;
@@ -99,9 +105,11 @@ def request_tokens(requests: pl.LazyFrame, visible: int) -> pl.DataFrame:
         .list.sum()
     )
     leading = spec.str.json_path_match("$.messages[0][1]").str.len_chars()
+    has_items = "item_id" in requests.collect_schema().names()
     small = requests.select(
         "key",
         "model",
+        tag=pl.col("item_id").str.extract(ITEM_TAG, 1) if has_items else pl.lit(None, dtype=pl.String),
         input_tokens=spec.str.len_chars() / CHARS_PER_TOKEN,
         params=spec.str.extract(PARAMS_JSON, 1),
         system_chars=pl.when(other).then(decoded).when(first).then(leading).otherwise(0).cast(pl.Int64),
@@ -116,28 +124,45 @@ def request_tokens(requests: pl.LazyFrame, visible: int) -> pl.DataFrame:
             "model",
             "input_tokens",
             "system_chars",
+            "tag",
             output_tokens=output_tokens(visible),
             cache_prefix=pl.col("cache_prefix").fill_null(False),
         )
     )
 
 
+def spec_labels(conf: RunConf, stage: str) -> list[str] | None:
+    """The spec versions a stage's lines are broken down by: the labels of `stages.compliance.specs`
+    when several versions are judged, else None."""
+    specs = conf.stages.compliance.specs if stage == "compliance" else None
+    return list(specs) if specs is not None and len(specs) > 1 else None
+
+
 def lines_of(conf: RunConf, stage: str, parts: Iterable[pl.DataFrame], answered: np.ndarray) -> list[Line]:
     """One line per model from `request_tokens` parts, counting each key once (its first row).
 
-    Per model, the first call to make with a cacheable prefix writes the provider's cache
-    (billed apart on Anthropic) and every later one reads it; calls already answered cost nothing.
+    Each cacheable prefix (per model, spec version and system prompt) is written to the
+    provider's cache by its first call to make (billed apart on Anthropic) and read by every
+    later one; calls already answered cost nothing. With several spec versions (`spec_labels`),
+    each line holds its per-version parts (`Line.versions`).
     """
     frames = [p for p in parts if p.height]
     if not frames:
         return []
+    labels = spec_labels(conf, stage)
     rows = pl.concat(frames).unique("key", keep="first", maintain_order=True)
-    rows = rows.with_columns(answered=pl.Series(contains(answered, rows["key"].to_numpy().astype("S32"))))
+    rows = rows.with_columns(
+        answered=pl.Series(contains(answered, rows["key"].to_numpy().astype("S32"))),
+        version=pl.when(pl.col("tag").is_in(labels or [])).then(pl.col("tag")),
+    ).with_row_index("row")
     make = ~pl.col("answered")
     prefix = pl.when(pl.col("cache_prefix") & make).then(prefix_tokens(pl.col("system_chars"))).otherwise(0.0)
-    per_model = (
+    cacheable = pl.col("prefix") > 0
+    first = pl.col("row") == pl.col("row").min().over("model", "version", "system_chars", cacheable)
+    per_version = (
         rows.with_columns(prefix=prefix)
-        .group_by("model", maintain_order=True)
+        .with_columns(write=pl.when(cacheable & first).then(pl.col("prefix")).otherwise(0.0))
+        .group_by("model", "version", maintain_order=True)
         .agg(
             calls=pl.len(),
             cached=pl.col("answered").sum(),
@@ -146,30 +171,30 @@ def lines_of(conf: RunConf, stage: str, parts: Iterable[pl.DataFrame], answered:
             stored_input_tokens=pl.col("input_tokens").filter(~make).sum(),
             stored_output_tokens=pl.col("output_tokens").filter(~make).sum(),
             prefix_total=pl.col("prefix").sum(),
-            first_prefix=pl.col("prefix").filter(pl.col("prefix") > 0).first().fill_null(0.0),
+            write=pl.col("write").sum(),
         )
     )
-    lines = []
-    for r in per_model.iter_rows(named=True):
-        write = r["first_prefix"]
-        lines.append(
-            Line(
-                stage,
-                r["model"],
-                int(r["calls"]),
-                cached=int(r["cached"]),
-                input_tokens=float(r["input_tokens"]),
-                output_tokens=float(r["output_tokens"]),
-                exact=True,
-                cached_input_tokens=float(r["prefix_total"] - write),
-                cache_write_tokens=float(
-                    write if endpoint(conf, r["model"]).provider == "anthropic" else 0.0
-                ),
-                stored_input_tokens=float(r["stored_input_tokens"]),
-                stored_output_tokens=float(r["stored_output_tokens"]),
-            )
+    lines: dict[str, Line] = {}
+    for r in per_version.iter_rows(named=True):
+        anthropic = endpoint(conf, r["model"]).provider == "anthropic"
+        part = Line(
+            stage,
+            r["model"],
+            int(r["calls"]),
+            cached=int(r["cached"]),
+            input_tokens=float(r["input_tokens"]),
+            output_tokens=float(r["output_tokens"]),
+            exact=True,
+            cached_input_tokens=float(r["prefix_total"] - r["write"]),
+            cache_write_tokens=float(r["write"] if anthropic else 0.0),
+            stored_input_tokens=float(r["stored_input_tokens"]),
+            stored_output_tokens=float(r["stored_output_tokens"]),
         )
-    return lines
+        line = lines.setdefault(r["model"], Line(stage, r["model"], 0, exact=True))
+        line.add(part)
+        if labels is not None and r["version"] is not None:
+            line.versions[r["version"]] = part
+    return list(lines.values())
 
 
 def keys_of(endpoints: dict[str, Endpoint], chunk: pl.DataFrame) -> pl.Series:
@@ -295,7 +320,7 @@ def _tokens(run: RunDir, table: pq.ParquetFile, path: str, keep: pl.Expr, visibl
     disk; on an object store, which polars would read whole through pyarrow, batch by batch."""
     if run.root.is_local:
         return request_tokens(pl.scan_parquet(path).filter(keep), visible)
-    columns = ["key", "model", "spec", "dispatch"]
+    columns = [c for c in ("key", "model", "spec", "dispatch", "item_id") if c in table.schema_arrow.names]
     parts = [
         request_tokens(pl.DataFrame(pl.from_arrow(b)).lazy().filter(keep), visible)
         for b in table.iter_batches(BATCH_ROWS, columns=columns)

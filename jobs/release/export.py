@@ -248,6 +248,22 @@ def bin_subset_of(config: dict[str, Any], subsets: list[str]) -> str:
     return layout.BIN_SUBSET if layout.BIN_SUBSET in subsets else ALL_MODELS
 
 
+def _first_version(ex: _Export, decisions: pl.DataFrame) -> pl.DataFrame:
+    """The decisions under the first spec version judged (in the config's `specs` order): the
+    release holds one decision per judge and response, so a run judging several versions exports
+    the first, as its report's judging sections show it, and says so in the card's notes."""
+    if "spec" not in decisions.columns or decisions["spec"].n_unique() < 2:
+        return decisions
+    judged = decisions["spec"].unique(maintain_order=True).to_list()
+    configured = [v for v in _setting(ex.config, "compliance", "specs") or {} if v in judged]
+    first = (configured or judged)[0]
+    ex.result.notes.append(
+        f"judge_evaluations holds the decisions under spec version '{first}', the first of the "
+        f"{len(judged)} judged ({', '.join(configured or judged)}): the release format has one spec"
+    )
+    return decisions.filter(pl.col("spec") == first)
+
+
 def _judges(ex: _Export) -> tuple[str, list[str]] | None:
     """One row per judged response with each judge's decision, one split per bin of D."""
     run = ex.run
@@ -262,7 +278,7 @@ def _judges(ex: _Export) -> tuple[str, list[str]] | None:
     dis = scan_table(run, "disagreement").select("scenario_id", "subset", "d", "bin").collect()
     subset = bin_subset_of(ex.config, dis["subset"].unique().to_list())
     sample = _setting(ex.config, "compliance", "sample") or ComplianceConf().sample
-    decisions = scan_table(run, "compliance").filter(pl.col("sample") == sample).collect()
+    decisions = _first_version(ex, scan_table(run, "compliance").filter(pl.col("sample") == sample).collect())
     judges = decisions["judge"].unique().sort().to_list()
     wide = decisions.with_columns(
         column=pl.col("judge").replace_strict({j: layout.judge_column(j) for j in judges})

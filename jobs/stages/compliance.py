@@ -234,11 +234,14 @@ class _Work:
         return max(len(v.system) for v in self.versions.values())
 
 
-def _version(spec: Spec, path: str, cite: bool) -> _Version:
+def system_prompt(spec: Spec, cite: bool) -> str:
+    """The judges' system prompt for one version of the spec: its cacheable prefix."""
     system = SPEC_SYSTEM.format(spec=spec.text)
-    if cite:
-        system += SECTIONS_SYSTEM.format(outline=outline(spec.sections))
-    return _Version(spec, path, system, frozenset(spec.ids) if cite else None)
+    return system + SECTIONS_SYSTEM.format(outline=outline(spec.sections)) if cite else system
+
+
+def _version(spec: Spec, path: str, cite: bool) -> _Version:
+    return _Version(spec, path, system_prompt(spec, cite), frozenset(spec.ids) if cite else None)
 
 
 def _work(ctx: StageContext[ComplianceConf]) -> _Work:

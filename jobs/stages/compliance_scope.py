@@ -26,10 +26,12 @@ from jobs.analysis.agreement import GROUPS_SCHEMA
 from jobs.engine.rundir import RunDir
 from jobs.spec.sections import Spec, parse_spec, read_spec_text
 from jobs.stages.judging import disagreement_of
-from jobs.stages.settings.compliance import ComplianceConf
+from jobs.stages.settings.compliance import ComplianceConf, shipped_name
 from jobs.stages.streaming import scan_table
 
-DEMO_SPEC = Path(__file__).resolve().parents[1] / "data" / "demo_spec.md"
+SHIPPED = Path(__file__).resolve().parents[1] / "data"
+"""Where specstress's own data files are installed (with the package)."""
+DEMO_SPEC = SHIPPED / "demo_spec.md"
 """The short spec shipped for the demo (our own text, not any provider's)."""
 OPENAI_FAMILY: tuple[str, ...] = ("gpt_4_1", "gpt_4_1_mini", "gpt_4o", "o3", "o4_mini")
 """The default family: the OpenAI models, which share the OpenAI Model Spec."""
@@ -37,10 +39,17 @@ ALL_MODELS = "all"
 """The disagreement subset of every model, which `high_all` draws from."""
 
 
+def spec_path(path: str | None, key: str = "spec") -> Path:
+    """The file a configured spec path names: null is the demo spec, `shipped:FILE` one of
+    `SHIPPED_SPECS`, anything else a path as written."""
+    shipped = shipped_name(path, key)
+    return SHIPPED / shipped if shipped else Path(str(path))
+
+
 def load_spec(path: str | None, key: str = "spec") -> tuple[Spec, str]:
     """The spec as judges get it (its text stripped, its sections) and its path; a missing file is
     a `ConfigError` naming the key, an empty, binary or non-UTF-8 one a `SpecError` naming it."""
-    p = Path(path) if path is not None else DEMO_SPEC
+    p = spec_path(path, key)
     if not p.is_file():
         raise ConfigError(f"config key 'stages.compliance.{key}': file not found: {p}")
     return parse_spec(read_spec_text(p).strip(), name=str(p)), str(p)

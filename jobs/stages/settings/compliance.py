@@ -22,6 +22,33 @@ PAPER_SPEC = (
     "https://github.com/openai/model_spec, CC0)"
 )
 """The spec the paper's judges graded against."""
+SHIPPED_PREFIX = "shipped:"
+SHIPPED_SPECS = ("demo_spec.md", "demo_spec_revised.md")
+"""The demo specs shipped with specstress (in `jobs/data`), which a config names `shipped:FILE`
+wherever specstress is installed: `shipped:demo_spec.md` (what `spec: null` grades against) and
+`shipped:demo_spec_revised.md` (a revision of it, to compare two versions)."""
+
+
+def is_shipped(path: str | None) -> bool:
+    """Whether a configured spec path names a demo spec shipped with specstress (null or `shipped:`)."""
+    return path is None or path.startswith(SHIPPED_PREFIX)
+
+
+def shipped_name(path: str | None, key: str) -> str | None:
+    """The shipped file a configured spec path names (null: the demo spec), or None for a path of
+    the user's own; an unknown `shipped:` name is a `ConfigError` naming the key."""
+    if not is_shipped(path):
+        return None
+    name = SHIPPED_SPECS[0] if path is None else path.removeprefix(SHIPPED_PREFIX)
+    if name not in SHIPPED_SPECS:
+        raise ConfigError(
+            f"config key 'stages.compliance.{key}': no spec '{name}' is shipped with specstress "
+            f"(shipped: {', '.join(SHIPPED_PREFIX + n for n in SHIPPED_SPECS)}); a path of your own "
+            "file is written without the 'shipped:' prefix"
+        )
+    return name
+
+
 ACROSS_VERSIONS = ("spec_version_flips", "spec_section_shift")
 """The tables comparing spec versions; every other table of the stage has rows per version."""
 SCOPES = ("samples", "all")
@@ -48,11 +75,12 @@ class ComplianceConf(JudgeCallConf, JudgedResponsesConf):
     """Judge model keys (the paper: Claude 4 Sonnet, o3, Gemini 2.5 Pro)."""
     spec: str | None = None
     """Path of the spec (markdown); None uses the short demo spec shipped with specstress, for
-    emulated judges only (real judges need a real spec: the paper's is `PAPER_SPEC`)."""
+    emulated judges only (real judges need a real spec: the paper's is `PAPER_SPEC`);
+    `shipped:FILE` names a shipped demo spec (`SHIPPED_SPECS`)."""
     specs: dict[str, str] | None = None
-    """Spec versions judged side by side, label -> path: the same sample is judged against each,
-    and the report compares them (rates per version, verdict flips, rewritten sections). Set
-    this or `spec`, not both."""
+    """Spec versions judged side by side, label -> path (as `spec`, `shipped:FILE` included): the
+    same sample is judged against each, and the report compares them (rates per version, verdict
+    flips, rewritten sections). Set this or `spec`, not both."""
     family_specs: dict[str, list[str]] | None = None
     """Family name -> labels of `specs` its models are judged against (e.g. each family against
     its provider's spec); a model in no family named here is judged against every version.
@@ -78,6 +106,9 @@ class ComplianceConf(JudgeCallConf, JudgedResponsesConf):
         *JudgeCallConf.KEYED,
         KeyedSetting("cite_sections", before=False, fresh=True),
     )
+    REPLACED_BY_OVERRIDES: ClassVar[tuple[str, ...]] = ("specs", "families", "family_specs")
+    """Mappings of the user's labels that a `key=value` override replaces whole (`specs={a: X}`
+    judges a alone, not a beside the config's versions)."""
 
 
 def check(cc: ComplianceConf, models: Mapping[str, ModelView]) -> None:
@@ -90,12 +121,14 @@ def check(cc: ComplianceConf, models: Mapping[str, ModelView]) -> None:
         raise ConfigError("config key 'stages.compliance.judges': needs one or more distinct model keys")
     _check_versions(cc)
     real = [j for j in cc.judges if not models[j].emulated]
-    if cc.spec is None and cc.specs is None and real:
+    named = {"spec": cc.spec} if cc.specs is None else {f"specs.{k}": p for k, p in cc.specs.items()}
+    demo = [k for k, p in named.items() if shipped_name(p, k)]
+    if demo and real:
         # Real judges grading the demo spec would spend real money on a meaningless table.
         raise ConfigError(
-            "config key 'stages.compliance.spec': null grades against the short demo spec, which is for "
-            f"emulated judges only, and judges {real} are real models. The paper graded against "
-            f"{PAPER_SPEC}: pass the path of that file, or of the spec you want to test, as "
+            f"config key 'stages.compliance.{demo[0]}': {named[demo[0]] or 'null'} grades against a short "
+            f"demo spec, which is for emulated judges only, and judges {real} are real models. The paper "
+            f"graded against {PAPER_SPEC}: pass the path of that file, or of the spec you want to test, as "
             "stages.compliance.spec=PATH"
         )
     sizes = {f"samples.{name}": getattr(cc.samples, name) for name in SAMPLE_NAMES}
@@ -110,7 +143,8 @@ def _check_versions(cc: ComplianceConf) -> None:
     if cc.spec is not None and cc.specs is not None:
         raise ConfigError(
             "config keys 'stages.compliance.spec' and 'stages.compliance.specs' are both set: use `spec` "
-            "for one spec, or `specs` (label -> path) for versions judged side by side"
+            "for one spec, or `specs` (label -> path) for versions judged side by side (to judge one spec "
+            "where the config sets `specs`, pass stages.compliance.specs=null with it)"
         )
     if cc.specs is not None and not cc.specs:
         raise ConfigError(f"{key}.specs': needs one or more label -> path entries, or null")
@@ -118,7 +152,10 @@ def _check_versions(cc: ComplianceConf) -> None:
         return
     labels = sorted(cc.specs or {})
     if not labels:
-        raise ConfigError(f"{key}.family_specs': names labels of `specs`, which is not set")
+        raise ConfigError(
+            f"{key}.family_specs': names labels of `specs`, which is not set (to judge one `spec` where "
+            "the config sets `specs` and `family_specs`, pass stages.compliance.family_specs=null too)"
+        )
     for family, named in cc.family_specs.items():
         unknown = sorted(set(named) - set(labels))
         if not named or unknown:

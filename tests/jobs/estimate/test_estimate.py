@@ -171,7 +171,9 @@ def test_before_diversity_runs_the_estimate_expects_the_papers_kept_share(tmp_pa
     # The whole run's time: overlapping never takes longer, and nothing beats the lower bound.
     sch = d["schedule"]
     assert 0 < sch["lower_bound_s"] <= sch["overlapped_s"] <= sch["sequential_s"]
-    assert sch["sequential_s"] == pytest.approx(sum(d["wall_clock_s"].values()), rel=1e-3)
+    # (Unrounded: each stage's time and the sum are rounded to 0.1 s apart in as_dict.)
+    assert diverse.schedule is not None
+    assert diverse.schedule.sequential_s == pytest.approx(sum(diverse.wall_s.values()), rel=1e-3)
     assert "end to end at the limits: " in text and "no schedule beats" in text
     assert f"selection spares ~{12 * (n_scen - kept)} responses, ~{n_scen - kept} scores calls" in text
 
@@ -185,15 +187,26 @@ def test_before_diversity_runs_the_estimate_expects_the_papers_kept_share(tmp_pa
 
 
 def test_before_disagreement_runs_compliance_counts_its_draws_at_most_every_scenario(tmp_path: Path) -> None:
-    overrides = [f"run_dir={tmp_path / 'run'}", "stages.pairs.n_pairs=40"]
+    base = [f"run_dir={tmp_path / 'run'}", "stages.pairs.n_pairs=40"]
     kept = round(3 * 40 * DIVERSE_SHARE)
+    # The demo judges two versions and two families by default; one spec and the OpenAI family here.
+    overrides = [
+        *base,
+        "stages.compliance.specs=null",
+        "stages.compliance.families=null",
+        "stages.compliance.family_specs=null",
+        "stages.compliance.samples={random: 4, high_all: 4, high_family: 4}",
+        "stages.compliance.per_bin=3",
+        "stages.compliance.bin_subset=null",  # each family by its own D, not the demo's OpenAI D for both
+        "stages.compliance.models=null",  # every answering model's responses, not the demo's ten
+    ]
 
     def judged(*extra: str) -> set[int]:
         lines = estimate(load_config(DEMO, [*overrides, *extra])).as_dict()["lines"]
         per_judge = {ln["calls"] for ln in lines if ln["stage"] == "compliance"}
         return {n // 12 for n in per_judge}  # every judge sees the same 12 models' responses
 
-    # The demo draws 4 + 4 + 4 (one family, the OpenAI models) and 3 in each of 5 bins of their D.
+    # 4 + 4 + 4 (one family, the OpenAI models) and 3 in each of 5 bins of their D.
     assert judged() == {4 + 4 + 4 + 3 * 5}
     # Two families, each binned by its own subset: twice the bins and the family sample.
     two = "stages.compliance.families={openai: [o3, o4_mini], claude: [claude_opus_4, claude_sonnet_4]}"
@@ -201,13 +214,18 @@ def test_before_disagreement_runs_compliance_counts_its_draws_at_most_every_scen
     assert judged(two, "stages.compliance.bin_subset=all") == {4 + 4 + 2 * 4 + 3 * 5}
     # Draws larger than the scenarios, or whole bins, are bounded by the scenarios answered.
     assert judged("stages.compliance.per_bin=100") == judged("stages.compliance.per_bin=null") == {kept}
+    # The demo as shipped: 2 + 2 + 2 * 2 and 3 in each of 5 bins of the OpenAI models' D, which bins
+    # both families; each response of the 5 OpenAI models judged against both versions, the 5
+    # Claude models' against the revised one: 15 judgements per scenario.
+    demo = estimate(load_config(DEMO, base)).as_dict()["lines"]
+    assert {ln["calls"] for ln in demo if ln["stage"] == "compliance"} == {(2 + 2 + 2 * 2 + 3 * 5) * 15}
 
 
 def test_before_disagreement_runs_each_spec_version_is_priced_for_the_models_judged_against_it(
     tmp_path: Path,
 ) -> None:
     data = DEMO.parents[1] / "jobs" / "data"
-    base = [f"run_dir={tmp_path / 'run'}", "stages.pairs.n_pairs=40"]
+    base = [f"run_dir={tmp_path / 'run'}", "stages.pairs.n_pairs=40", "stages.compliance.models=null"]
     versions = f"stages.compliance.specs={{v1: {data / 'demo_spec.md'}, v2: {data / 'demo_spec_revised.md'}}}"
     families = "stages.compliance.families={openai: [o3, o4_mini], claude: [claude_opus_4, claude_sonnet_4]}"
 
@@ -215,9 +233,28 @@ def test_before_disagreement_runs_each_spec_version_is_priced_for_the_models_jud
         found = estimate(load_config(DEMO, [*base, families, *extra])).as_dict()["lines"]
         return {ln["model"]: ln for ln in found if ln["stage"] == "compliance"}
 
-    one, both = lines(), lines(versions)
+    one = lines("stages.compliance.specs=null", "stages.compliance.family_specs=null")
+    both = lines(versions, "stages.compliance.family_specs=null")
     # Every model's responses are judged twice; the Claude family against v2 only: 12 + 10 of 12.
     only_v2 = lines(versions, "stages.compliance.family_specs={claude: [v2]}")
     for judge in ("claude_sonnet_4", "o3", "gemini_2_5_pro"):
         assert both[judge]["calls"] == 2 * one[judge]["calls"]
         assert only_v2[judge]["calls"] == one[judge]["calls"] * 22 // 12
+    # Each version's part of each judge's line: its calls, its own cache write, its cost and saving.
+    est = estimate(
+        load_config(DEMO, [*base, families, versions, "stages.compliance.family_specs={claude: [v2]}"])
+    )
+    parts = [r for r in est.as_dict()["spec_versions"] if r["stage"] == "compliance"]
+    assert {(r["model"], r["version"]) for r in parts} == {
+        (j, v) for j in ("claude_sonnet_4", "o3", "gemini_2_5_pro") for v in ("v1", "v2")
+    }
+    for r in parts:
+        assert r["calls"] == one[r["model"]]["calls"] * (10 if r["version"] == "v1" else 12) // 12
+        assert r["cost_usd"] > 0 and r["cache_saving_usd"] > 0
+        assert (r["cache_write_tokens"] > 0) == (r["model"] == "claude_sonnet_4")
+    for judge, line in {ln.model: ln for ln in est.lines if ln.stage == "compliance"}.items():
+        assert sum(r["calls"] for r in parts if r["model"] == judge) == line.calls
+        by_version = sum(r["cost_usd"] for r in parts if r["model"] == judge)
+        assert by_version == pytest.approx(est.cost[("compliance", judge)], abs=1e-3)
+    printed = format_estimate(est)
+    assert "spec version v1 (compliance" in printed and "spec version v2 (compliance" in printed

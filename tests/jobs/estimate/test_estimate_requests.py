@@ -41,7 +41,7 @@ def rowwise_lines(
     eps = {m: endpoint(conf, m) for m in conf.models}
     visible = visible_output(conf, stage)
     seen: set[str] = set()
-    written: set[str] = set()
+    written: set[tuple[str, tuple[str, ...]]] = set()
     lines: dict[str, Line] = {}
     for chunk in chunks:
         for model, spec_json in zip(chunk["model"], chunk["spec"], strict=True):
@@ -65,12 +65,14 @@ def rowwise_lines(
                 continue
             line.input_tokens += tokens_in
             line.output_tokens += tokens_out
-            system = sum(len(m.content) for m in spec.messages if m.role == "system") / CHARS_PER_TOKEN
+            systems = tuple(m.content for m in spec.messages if m.role == "system")
+            system = sum(len(text) for text in systems) / CHARS_PER_TOKEN
             prefix = system if params.get("cache_prefix") and system >= MIN_CACHED_TOKENS else 0.0
-            if prefix and model in written:
+            # Each model caches each system prompt apart (each spec version's, in compliance).
+            if prefix and (model, systems) in written:
                 line.cached_input_tokens += prefix
             elif prefix:
-                written.add(model)
+                written.add((model, systems))
                 if eps[model].provider == "anthropic":
                     line.cache_write_tokens += prefix
     return list(lines.values())
@@ -167,11 +169,47 @@ def test_compliance_tables_with_some_keys_answered(written: tuple[RunConf, RunDi
         lines = assert_same_lines(conf, run, "compliance", answered)
         assert [ln.model for ln in lines] == judges
     lines = {ln.model: ln for ln in assert_same_lines(conf, run, "compliance", some_answered(keys))}
-    # The repair table is not counted; the cache is written once per judge and read after.
+    # The repair table is not counted; each judge writes each system prompt to the cache once and
+    # reads it after: the spec's, and the odd request's spec excerpt followed by the spec.
     assert sum(ln.calls for ln in lines.values()) == 37 + 3 * len(odd_specs("o3"))
     assert all(0 < ln.cached < ln.calls for ln in lines.values())
-    assert lines["claude_sonnet_4"].cache_write_tokens == len(SPEC_TEXT) / 4 > MIN_CACHED_TOKENS
+    assert lines["claude_sonnet_4"].cache_write_tokens == (len(SPEC_TEXT) + (900 + len(SPEC_TEXT))) / 4
+    assert len(SPEC_TEXT) / 4 > MIN_CACHED_TOKENS
     assert lines["o3"].cache_write_tokens == 0 < lines["o3"].cached_input_tokens
+
+
+def test_each_spec_version_is_its_own_cached_prefix_with_its_own_part_of_the_line(tmp_path: Path) -> None:
+    """Two versions of the spec judged: each judge writes each version's prompt to the cache once,
+    and each line holds its part per version, told by the label ending each item id."""
+    data = DEMO.parents[1] / "jobs" / "data"
+    versions = f"stages.compliance.specs={{v1: {data / 'demo_spec.md'}, v2: {data / 'demo_spec_revised.md'}}}"
+    conf = load_config(DEMO, [f"run_dir={tmp_path / 'run'}", versions, "stages.compliance.family_specs=null"])
+    run = RunDir.open(conf.run_dir)
+    engine = Engine(conf, run, Manifest(run.root), CallStore(str(tmp_path / "cache")))
+    judges, texts = ["claude_sonnet_4", "o3"], {"v1": SPEC_TEXT, "v2": SPEC_TEXT + "Be kind.\n" * 40}
+    rows = [
+        (f"s{i}|m|0|{judge}|{label}", judge, chat(judge, f"scenario {i}", system=text, cache_prefix=True))
+        for label, text in texts.items()
+        for judge in judges
+        for i in range(6)
+    ]
+    items, models, specs = zip(*rows, strict=True)
+    frame = pl.DataFrame({"item_id": items, "model": models, "spec": [spec_to_json(s) for s in specs]})
+    engine.write_requests("compliance_r0", [frame])
+    lines = assert_same_lines(conf, run, "compliance", some_answered(stage_keys(run)))
+    for line in lines:
+        assert list(line.versions) == ["v1", "v2"]
+        total = Line("compliance", line.model, 0, exact=True)
+        for part in line.versions.values():
+            total.add(part)
+            assert part.calls == 6 and 0 < part.cached < 6
+            prefix = len(texts["v1" if part is line.versions["v1"] else "v2"]) / CHARS_PER_TOKEN
+            written = prefix if line.model == "claude_sonnet_4" else 0.0
+            assert part.cache_write_tokens == written
+            assert part.cached_input_tokens == (part.to_make - 1) * prefix
+        assert total == line
+    # Without item ids (requests built from config), the versions' prompts still differ: same lines.
+    assert lines == exact_lines(conf, "compliance", [frame.drop("item_id")], some_answered(stage_keys(run)))
 
 
 def test_tables_on_an_object_store(tmp_path: Path) -> None:
@@ -197,8 +235,9 @@ def test_a_model_whose_endpoint_changed_has_its_keys_hashed_again(
     answered = np.unique(stage_keys(run).to_numpy().astype("S32"))
     # Off the emulator o3 is a real judge, which needs a spec named: the demo spec's own file.
     spec = f"stages.compliance.spec={DEMO_SPEC}"
+    one = ["stages.compliance.specs=null", "stages.compliance.family_specs=null"]
     moved = load_config(
-        DEMO, [f"run_dir={tmp_path / 'run'}", "vars.openai_base_url=http://elsewhere/v1", spec]
+        DEMO, [f"run_dir={tmp_path / 'run'}", "vars.openai_base_url=http://elsewhere/v1", spec, *one]
     )
     lines = {ln.model: ln for ln in assert_same_lines(moved, run, "compliance", answered)}
     # Calls to the moved endpoint are new calls; the other judge's are still in the store.

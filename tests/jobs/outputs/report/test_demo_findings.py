@@ -18,6 +18,7 @@ from jobs.analysis.disagreement import BIN_LABELS
 from jobs.config import load_config
 from jobs.driver import run_pipeline
 from jobs.outputs.report.build import build_report
+from jobs.release.export import export_release
 from tests.jobs.outputs.report.page_parse import parse_page
 from tests.release_run import DEMO
 
@@ -93,3 +94,43 @@ def test_the_reports_findings_name_the_characters(demo_run: tuple[Path, dict[str
     assert outliers[0] == "o3" and int(outliers[1]) > 0, outliers
     refusals = rows[tables[("model", "refusal", "hard refusal", "responses labelled")] + 1]
     assert refusals[0] == "gemini_2_5_pro" and refusals[1] != "0.0%", refusals
+
+
+def test_two_versions_and_two_families_are_judged_and_compared(demo_run: tuple[Path, dict[str, Any]]) -> None:
+    """The demo judges the demo spec and its revision, the OpenAI models against both and the Claude
+    models against the revision (issue #21's done-when): its report shows the sections under stress
+    and the comparison of the versions."""
+    run_dir, summaries = demo_run
+    assert list(summaries["compliance"]["specs"]) == ["demo", "revised"]
+    assert set(summaries["compliance"]["prompt_cache_per_version"]) == {"demo", "revised"}
+    summary = table(run_dir, "compliance_summary")
+    families = {s: set(summary.filter(pl.col("spec") == s)["family"]) for s in ("demo", "revised")}
+    assert families == {"demo": {"openai"}, "revised": {"openai", "claude"}}, families
+    judged = table(run_dir, "compliance").group_by("spec").agg(pl.col("model").unique())
+    models = {s: set(ms) for s, ms in judged.iter_rows()}
+    claude = {"claude_opus_4", "claude_sonnet_4", "claude_3_7_sonnet", "claude_3_5_sonnet", "claude_opus_3"}
+    assert models["revised"] - models["demo"] == claude and not claude & models["demo"], models
+    assert table(run_dir, "spec_version_flips").height > 0
+    assert table(run_dir, "spec_section_stress").filter(pl.col("group_kind") == "all").height > 0
+
+    page = parse_page(Path(build_report(str(run_dir))).read_text())
+    stress, versions = page.sections["spec-sections"], page.sections["spec-versions"]
+    assert stress.missing == [] and stress.captions[0].startswith("The sections most cited in problematic")
+    assert len(stress.cells) > 1
+    assert versions.missing == [] and not any(n.startswith("One version") for n in versions.notes)
+    assert any(c.startswith("Verdicts that flipped between versions") for c in versions.captions)
+    assert any(r[0] == "demo → revised" for r in versions.cells), versions.cells
+
+
+def test_the_export_holds_the_first_versions_decisions(
+    demo_run: tuple[Path, dict[str, Any]], tmp_path: Path
+) -> None:
+    """scripts/demo exports the run: the release format has one decision per judge and response, so
+    judge_evaluations holds the first version's, and the card says so."""
+    run_dir, _ = demo_run
+    exported = export_release(str(run_dir), str(tmp_path / "hf"))
+    assert any("spec version 'demo', the first of the 2 judged" in n for n in exported.notes), exported.notes
+    first = table(run_dir, "compliance").filter((pl.col("spec") == "demo") & (pl.col("sample") == 0))
+    responses = first.select("scenario_id", "model").unique().height
+    binned = sum(exported.rows["judge_evaluations"].values())
+    assert 0 < binned <= responses, (binned, responses)
