@@ -7,6 +7,9 @@ configured system prompt. Settings layer: the registry's `params`, then the stag
 store on every run, so adding a model to `models` pays only for its calls, and removing
 one hides its rows without deleting anything paid (the store is append-only).
 
+In committee mode (`stages.responses.committee`) a few models answer every scenario and the
+others only where the committee disagrees (`jobs.stages.committee`).
+
 Output: `tables/responses.parquet`, one row per (scenario, model, sample), failures included.
 """
 
@@ -96,9 +99,9 @@ def _request_chunks(
         ids, queries = batch.column(0).to_pylist(), batch.column(1).to_pylist()
         for model, plan in plans.items():
             rows: dict[str, list[Any]] = {"scenario_id": [], "model": [], "sample": [], "spec": []}
-            only = asked.get(model)
+            wanted = asked.get(model)
             for sid, query in zip(ids, queries, strict=True):
-                if only is not None and sid not in only:
+                if wanted is not None and sid not in wanted:
                     continue
                 for sample in range(plan.samples):
                     spec = chat(model, query, system=plan.system, sample=sample, **plan.params)
