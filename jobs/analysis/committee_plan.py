@@ -28,7 +28,7 @@ import polars as pl
 
 from actors.errors import SpecstressError
 from jobs.analysis.committee import Threshold, choose_threshold, sending_d, threshold_at
-from jobs.analysis.disagreement import DisagreementConfig, PositionMatrix, disagreement, position_matrix
+from jobs.analysis.disagreement import DisagreementConfig, PositionMatrix, d_over, position_matrix
 
 TARGETS: tuple[float, ...] = (0.8, 0.9, 0.95)
 """Target recalls the planner shows by default."""
@@ -136,13 +136,7 @@ def build_sweep(
 
 def _d(pm: PositionMatrix, models: Sequence[str], cfg: DisagreementConfig) -> np.ndarray:
     """D over `models` per scenario of `pm` (NaN where too few of them have positions)."""
-    sub = DisagreementConfig(
-        subsets={"m": tuple(models)},
-        std=cfg.std,
-        high_threshold=cfg.high_threshold,
-        min_models=cfg.min_models,
-    )
-    return disagreement(pm, sub)["d"].fill_null(math.nan).to_numpy()
+    return d_over(pm, models, cfg)["d"].fill_null(math.nan).to_numpy()
 
 
 def committee_d(sweep: Sweep, committee: Sequence[str]) -> np.ndarray:

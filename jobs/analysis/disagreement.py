@@ -17,7 +17,7 @@ and `bin` are null: too few models to say anything.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Literal
 
 import numpy as np
@@ -224,6 +224,15 @@ def disagreement(
             ).with_columns(high=pl.col("d") >= cfg.high_threshold)
         )
     return pl.concat(frames).select(DISAGREEMENT_SCHEMA.names)
+
+
+def d_over(
+    scores: pl.DataFrame | PositionMatrix, models: Sequence[str], config: DisagreementConfig | None = None
+) -> pl.DataFrame:
+    """D over one group of models per scenario (scenario_id, d): `disagreement` for that group alone,
+    with `config`'s std kind, threshold and min_models (its subsets are not used)."""
+    one = replace(config or DisagreementConfig(), subsets={"d": tuple(models)})
+    return disagreement(scores, one).select("scenario_id", "d")
 
 
 def subset_counts(table: pl.DataFrame) -> pl.DataFrame:

@@ -33,7 +33,7 @@ import polars as pl
 import pyarrow.compute as pc
 
 from jobs.analysis.committee import Threshold, choose_threshold, sending_d
-from jobs.analysis.disagreement import DisagreementConfig, disagreement
+from jobs.analysis.disagreement import DisagreementConfig, d_over
 from jobs.stages.answer_scope import scenarios_in_scope
 from jobs.stages.base import StageContext
 from jobs.stages.committee_table import COMMITTEE_SCHEMA, NAME, committee_scenarios
@@ -62,6 +62,12 @@ def _scope_ids(ctx: StageContext[ResponsesConf]) -> list[str]:
     return rows["scenario_id"].to_list()
 
 
+def _calibration(ctx: StageContext[ResponsesConf], ids: list[str]) -> set[str]:
+    """The scenarios of `ids` in the calibration sample."""
+    share = ctx.settings.committee.calibration_share
+    return {sid for sid in ids if in_calibration(sid, ctx.seed, share)}
+
+
 def _others(rc: ResponsesConf) -> list[str]:
     return [m for m in rc.models if m not in set(rc.committee.models)]
 
@@ -74,8 +80,7 @@ def asked_so_far(ctx: StageContext[ResponsesConf]) -> dict[str, set[str]]:
     if table is not None:
         ids = set(table.filter(pl.col("sent"))["scenario_id"].to_list())
     else:
-        share = rc.committee.calibration_share
-        ids = {sid for sid in _scope_ids(ctx) if in_calibration(sid, ctx.seed, share)}
+        ids = _calibration(ctx, _scope_ids(ctx))
     return dict.fromkeys(_others(rc), ids)
 
 
@@ -85,12 +90,11 @@ def _d(scores: pl.DataFrame, models: list[str], dc: DisagreementConf) -> pl.Data
     if valid.is_empty():
         return pl.DataFrame(schema={"scenario_id": pl.String, "d": pl.Float64})
     config = DisagreementConfig(
-        subsets={"d": models},
         std=dc.std,  # type: ignore[arg-type]
         high_threshold=dc.high_threshold,
         min_models=dc.min_models,
     )
-    return disagreement(valid, config).select("scenario_id", "d")
+    return d_over(valid, models, config)
 
 
 def _score(
@@ -116,7 +120,7 @@ def run_committee(ctx: StageContext[ResponsesConf], answer: Answer) -> dict[str,
     dc: DisagreementConf = ctx.settings_of("disagreement")
     ctx.calls.check_models([sc.model])
     ids = _scope_ids(ctx)
-    calibration = {sid for sid in ids if in_calibration(sid, ctx.seed, cc.calibration_share)}
+    calibration = _calibration(ctx, ids)
     others = _others(rc)
     first = answer(ctx, dict.fromkeys(others, calibration))
 
