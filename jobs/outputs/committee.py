@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from typing import Any
 
 import numpy as np
@@ -33,6 +33,7 @@ from jobs.analysis.committee_plan import (
 from jobs.analysis.disagreement import DisagreementConfig
 from jobs.engine.rundir import MANIFEST, RunDir
 from jobs.stages.committee_table import committee_scenarios
+from jobs.stages.settings.disagreement import DisagreementConf
 from jobs.stages.streaming import scan_table
 
 APPROXIMATION = (
@@ -108,14 +109,16 @@ def _plan_dict(p: CommitteePlan) -> dict[str, Any]:
 
 def _disagreement_config(conf: dict[str, Any]) -> tuple[DisagreementConfig, int, list[str] | None]:
     """The run's disagreement settings, its analysed sample and its `all` subset (None if unset)."""
-    dc = ((conf.get("stages") or {}).get("disagreement")) or {}
-    subsets = dc.get("subsets") or {}
-    cfg = DisagreementConfig(
-        std=dc.get("std", "population"),
-        high_threshold=float(dc.get("high_threshold", 1.5)),
-        min_models=int(dc.get("min_models", 2)),
+    recorded = ((conf.get("stages") or {}).get("disagreement")) or {}
+    # The stage's own record supplies what the run's config.yaml leaves out.
+    dc = DisagreementConf(
+        **{f.name: recorded[f.name] for f in fields(DisagreementConf) if f.name in recorded}
     )
-    return cfg, int(dc.get("sample", 0)), (list(subsets["all"]) if subsets.get("all") else None)
+    cfg = DisagreementConfig(
+        std=dc.std, high_threshold=float(dc.high_threshold), min_models=int(dc.min_models)
+    )  # type: ignore[arg-type]
+    subsets = dc.subsets or {}
+    return cfg, int(dc.sample), (list(subsets["all"]) if subsets.get("all") else None)
 
 
 def committee_report(
