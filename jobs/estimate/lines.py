@@ -24,6 +24,17 @@ TYPICAL: dict[str, tuple[int, int]] = {
 yet, and the visible answer size where they can."""
 
 
+TOKEN_FIELDS = (
+    "input_tokens",
+    "output_tokens",
+    "cached_input_tokens",
+    "cache_write_tokens",
+    "stored_input_tokens",
+    "stored_output_tokens",
+)
+"""The token counts of a `Line`, which add up when lines are summed."""
+
+
 @dataclass
 class Line:
     """One stage x model row of the estimate."""
@@ -54,10 +65,8 @@ class Line:
         """Add another line's calls and tokens to this one's."""
         self.calls += other.calls
         self.cached += other.cached
-        for name in ("input_tokens", "output_tokens", "cached_input_tokens", "cache_write_tokens"):
+        for name in TOKEN_FIELDS:
             setattr(self, name, getattr(self, name) + getattr(other, name))
-        self.stored_input_tokens += other.stored_input_tokens
-        self.stored_output_tokens += other.stored_output_tokens
 
 
 def visible_output(conf: RunConf, stage: str) -> int:

@@ -29,15 +29,10 @@ wherever specstress is installed: `shipped:demo_spec.md` (what `spec: null` grad
 `shipped:demo_spec_revised.md` (a revision of it, to compare two versions)."""
 
 
-def is_shipped(path: str | None) -> bool:
-    """Whether a configured spec path names a demo spec shipped with specstress (null or `shipped:`)."""
-    return path is None or path.startswith(SHIPPED_PREFIX)
-
-
 def shipped_name(path: str | None, key: str) -> str | None:
     """The shipped file a configured spec path names (null: the demo spec), or None for a path of
     the user's own; an unknown `shipped:` name is a `ConfigError` naming the key."""
-    if not is_shipped(path):
+    if path is not None and not path.startswith(SHIPPED_PREFIX):
         return None
     name = SHIPPED_SPECS[0] if path is None else path.removeprefix(SHIPPED_PREFIX)
     if name not in SHIPPED_SPECS:
