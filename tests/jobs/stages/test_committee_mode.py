@@ -23,10 +23,9 @@ from jobs.outputs.committee import committee_report
 from jobs.outputs.report.sections_analysis import disagreement_section
 from jobs.outputs.report.sources import RunSources
 from jobs.stages.committee import in_calibration, summary_lines
-from jobs.stages.scenarios import SCENARIO_SCHEMA
-from jobs.stages.tables import read_table, write_table
+from jobs.stages.tables import read_table
 from tests.conftest import emulator_config
-from tests.jobs.stages.test_model_sweep import PAIRS, make_conf
+from tests.jobs.stages.test_model_sweep import make_conf, write_scenarios
 
 pytestmark = pytest.mark.usefixtures("ray_local")
 
@@ -51,34 +50,8 @@ VARIANTS = (
 )
 
 
-def write_scenarios(run_dir: Path) -> int:
-    """Each of the test pairs' queries in four wordings: 36 scenarios."""
-    rows = []
-    for rank, (pid, (v1, v2, queries)) in enumerate(PAIRS.items()):
-        for nudge, query in queries.items():
-            for i, extra in enumerate(VARIANTS):
-                rows.append(
-                    {
-                        "scenario_id": f"{pid}-{nudge}-{i}",
-                        "pair_id": pid,
-                        "rank": rank,
-                        "value1": v1,
-                        "value2": v2,
-                        "value1_l2": "l2",
-                        "value2_l2": "l2",
-                        "nudge_direction": nudge,
-                        "query_generator": "o3",
-                        "query": query + extra,
-                        "call_key": f"k-{pid}-{nudge}-{i}",
-                        "neutral_call_key": None,
-                    }
-                )
-    write_table(RunDir.open(str(run_dir)), "scenarios", pl.DataFrame(rows), SCENARIO_SCHEMA)
-    return len(rows)
-
-
 def committee_run(run_dir: Path, mode: str) -> dict[str, Any]:
-    n = write_scenarios(run_dir)
+    n = write_scenarios(run_dir, VARIANTS)  # 36 scenarios
     run = RunDir.open(str(run_dir))
     with EmulatorServer(emulator_config()) as emu:
         conf = make_conf(emu.url, run_dir, *SETTINGS, f"stages.scores.mode={mode}", "budget_usd=1000")

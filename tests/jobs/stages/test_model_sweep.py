@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -70,26 +70,30 @@ PAIRS = {
 }
 
 
-def write_scenarios(run_dir: Path) -> int:
+def write_scenarios(run_dir: Path, variants: Sequence[str] = ("",)) -> int:
+    """The test pairs' queries as scenarios; with several `variants`, each query once per variant
+    (appended to it), ids suffixed with the variant's index."""
     rows = []
     for rank, (pid, (v1, v2, queries)) in enumerate(PAIRS.items()):
         for nudge, query in queries.items():
-            rows.append(
-                {
-                    "scenario_id": f"{pid}-{nudge}",
-                    "pair_id": pid,
-                    "rank": rank,
-                    "value1": v1,
-                    "value2": v2,
-                    "value1_l2": "l2",
-                    "value2_l2": "l2",
-                    "nudge_direction": nudge,
-                    "query_generator": "o3",
-                    "query": query,
-                    "call_key": f"k-{pid}-{nudge}",
-                    "neutral_call_key": None,
-                }
-            )
+            for i, extra in enumerate(variants):
+                sid = f"{pid}-{nudge}" if len(variants) == 1 else f"{pid}-{nudge}-{i}"
+                rows.append(
+                    {
+                        "scenario_id": sid,
+                        "pair_id": pid,
+                        "rank": rank,
+                        "value1": v1,
+                        "value2": v2,
+                        "value1_l2": "l2",
+                        "value2_l2": "l2",
+                        "nudge_direction": nudge,
+                        "query_generator": "o3",
+                        "query": query + extra,
+                        "call_key": f"k-{sid}",
+                        "neutral_call_key": None,
+                    }
+                )
     write_table(RunDir.open(str(run_dir)), "scenarios", pl.DataFrame(rows), SCENARIO_SCHEMA)
     return len(rows)
 
